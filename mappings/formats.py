@@ -1,0 +1,314 @@
+"""Source formats decoded from byte streams the caller has opened: JSON (a document, an array
+or NDJSON), CSV (UTF-8, UTF-8 with BOM, GB18030) and XML (hardened: no DTD, no entities, no
+network). Everything is streamed: memory follows the largest record, not the file.
+
+A problem with one record becomes a ``SourceItem`` with an ``error``; the others go on. Where a
+format cannot be resynchronised (a broken JSON array or XML document) the last item says so.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+from lxml import etree
+
+from mappings.exceptions import SourceFormatError
+
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "SourceItem",
+    "parse_xml",
+    "read_csv",
+    "read_json",
+    "read_xml",
+    "write_xml",
+]
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+_CHUNK = 1 << 16
+_DOCTYPE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_ROOT_START = re.compile(rb"<[A-Za-z_]")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One decoded source record, or the reason it could not be decoded."""
+
+    index: int
+    where: str
+    value: Any = None
+    error: str | None = None
+
+
+def _lines(stream: IO[bytes], head: bytes = b"") -> Iterator[bytes | None]:
+    """Binary lines of ``stream``; ``None`` stands for a line longer than ``MAX_RECORD_BYTES``."""
+    buffer = head
+    skipping = False
+    while True:
+        newline = buffer.find(b"\n")
+        if newline >= 0:
+            line, buffer = buffer[: newline + 1], buffer[newline + 1 :]
+            if skipping:
+                skipping = False
+                continue
+            yield line
+            continue
+        if len(buffer) > MAX_RECORD_BYTES:
+            if not skipping:
+                yield None
+            skipping, buffer = True, b""
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            if buffer and not skipping:
+                yield buffer
+            return
+        buffer += chunk
+
+
+# ---- JSON ---------------------------------------------------------------------------------
+
+def read_json(stream: IO[bytes]) -> Iterator[SourceItem]:
+    """Records of a JSON object, a JSON array of objects, or NDJSON (one value a line)."""
+    head = stream.read(_CHUNK)
+    start = head.removeprefix(codecs.BOM_UTF8).lstrip()
+    if start.startswith(b"["):
+        yield from _json_array(stream, head.removeprefix(codecs.BOM_UTF8))
+    else:
+        yield from _json_lines(stream, head.removeprefix(codecs.BOM_UTF8))
+
+
+def _json_lines(stream: IO[bytes], head: bytes) -> Iterator[SourceItem]:
+    index = 0
+    lines = _lines(stream, head)
+    for number, line in enumerate(lines, 1):
+        if line is None:
+            yield SourceItem(index, f"line {number}", error=f"line longer than {MAX_RECORD_BYTES} bytes")
+            index += 1
+            continue
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            if index == 0 and line.lstrip().startswith(b"{"):
+                # not NDJSON after all: one (pretty-printed) JSON document
+                yield from _json_document(line + b"".join(x or b"" for x in lines), f"line {number}")
+                return
+            yield SourceItem(index, f"line {number}", error=f"malformed JSON: {exc}")
+        else:
+            yield SourceItem(index, f"line {number}", value)
+        index += 1
+
+
+def _json_document(data: bytes, where: str) -> Iterator[SourceItem]:
+    if len(data) > MAX_RECORD_BYTES:
+        yield SourceItem(0, where, error=f"JSON document larger than {MAX_RECORD_BYTES} bytes; use NDJSON")
+        return
+    try:
+        yield SourceItem(0, where, orjson.loads(data))
+    except orjson.JSONDecodeError as exc:
+        yield SourceItem(0, where, error=f"malformed JSON: {exc}")
+
+
+def _json_array(stream: IO[bytes], head: bytes) -> Iterator[SourceItem]:
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    text, pos, index, eof, consumed = "", 0, 0, False, 0
+
+    def more() -> bool:
+        nonlocal text, pos, eof, consumed
+        chunk = head if not consumed else stream.read(_CHUNK)
+        consumed += len(chunk) or 1
+        eof = not chunk
+        try:
+            text = text[pos:] + utf8.decode(chunk, final=eof)
+        except UnicodeDecodeError as exc:
+            raise SourceFormatError(f"not valid UTF-8: {exc.reason}") from None
+        pos = 0
+        return not eof
+
+    try:
+        more()
+        pos = text.index("[") + 1
+        expect_value = True
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= len(text):
+                if not more():
+                    raise SourceFormatError("JSON array not closed (truncated file?)")
+                continue
+            char = text[pos]
+            if char == "]":
+                return
+            if not expect_value:
+                if char != ",":
+                    raise SourceFormatError(f"expected ',' or ']' after record {index - 1}")
+                pos += 1
+                expect_value = True
+                continue
+            try:
+                value, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                if not eof and len(text) - pos < MAX_RECORD_BYTES:
+                    more()
+                    continue
+                raise SourceFormatError(f"malformed JSON in record {index}: {exc.msg}") from None
+            except RecursionError:
+                raise SourceFormatError(f"record {index} is nested too deeply") from None
+            if end == len(text) and not eof:
+                more()  # a number may continue in the next chunk
+                continue
+            yield SourceItem(index, f"record {index}", value)
+            index += 1
+            pos, expect_value = end, False
+    except SourceFormatError as exc:
+        yield SourceItem(index, f"record {index}", error=f"{exc}; the rest of the file was not read")
+
+
+# ---- CSV ----------------------------------------------------------------------------------
+
+def _detect_encoding(head: bytes, encodings: list[str]) -> str:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    for name in encodings:
+        try:
+            codecs.getincrementaldecoder(name)().decode(head, final=False)
+        except UnicodeDecodeError:
+            continue
+        except LookupError:
+            raise SourceFormatError(f"unknown encoding {name!r}") from None
+        return name
+    raise SourceFormatError(f"not in any of the encodings {', '.join(encodings)}")
+
+
+def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -> Iterator[SourceItem]:
+    """Rows of a CSV file with a header line, as dicts; the encoding is detected from the start."""
+    head = stream.read(_CHUNK)
+    try:
+        encoding = _detect_encoding(head, encodings)
+    except SourceFormatError as exc:
+        yield SourceItem(0, "line 1", error=str(exc))
+        return
+    bad_lines: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        for number, line in enumerate(_lines(stream, head), 1):
+            if line is None:
+                bad_lines.append(number)
+                yield "\n"
+                continue
+            try:
+                yield line.decode(encoding)
+            except UnicodeDecodeError:
+                bad_lines.append(number)
+                yield line.decode(encoding, errors="replace")
+
+    reader = csv.reader(text_lines(), delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        yield SourceItem(0, "line 1", error="empty file: no header line")
+        return
+    except csv.Error as exc:
+        yield SourceItem(0, "line 1", error=f"malformed CSV header: {exc}")
+        return
+    index, last_line = 0, reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield SourceItem(index, f"line {reader.line_num}", error=f"malformed CSV: {exc}")
+            index, last_line = index + 1, reader.line_num
+            continue
+        where = f"line {reader.line_num}"
+        if not row or all(not cell.strip() for cell in row):
+            last_line = reader.line_num
+            continue
+        damaged = [n for n in bad_lines if last_line < n <= reader.line_num]
+        last_line = reader.line_num
+        if damaged:
+            yield SourceItem(index, where, error=f"bytes not valid in {encoding} (or line too long)")
+        elif len(row) != len(header):
+            yield SourceItem(index, where, error=f"row has {len(row)} fields, the header has {len(header)}")
+        else:
+            yield SourceItem(index, where, dict(zip(header, row, strict=True)))
+        index += 1
+
+
+# ---- XML ----------------------------------------------------------------------------------
+
+def _hardened_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_comments=True, remove_pis=True)
+
+
+def _refuse_doctype(head: bytes) -> None:
+    root = _ROOT_START.search(head)
+    prolog = head[: root.start()] if root else head
+    if _DOCTYPE.search(prolog):
+        raise SourceFormatError("XML with a DTD or entity declarations is refused (no DTDs, no entities)")
+
+
+def parse_xml(data: bytes) -> Any:
+    """One XML document or fragment, parsed with the hardened parser; DTDs are refused."""
+    _refuse_doctype(data[:_CHUNK])
+    try:
+        return etree.fromstring(data, parser=_hardened_parser())
+    except etree.XMLSyntaxError as exc:
+        raise SourceFormatError(f"malformed XML: {exc}") from None
+
+
+def read_xml(stream: IO[bytes], *, record_tag: str) -> Iterator[SourceItem]:
+    """Each ``record_tag`` element (Clark notation) of an XML document, streamed and freed after use."""
+    head = stream.read(_CHUNK)
+    try:
+        _refuse_doctype(head)
+    except SourceFormatError as exc:
+        yield SourceItem(0, "element 0", error=str(exc))
+        return
+    source = _Rewound(head, stream)
+    events = etree.iterparse(source, events=("end",), tag=record_tag, resolve_entities=False, no_network=True,
+                             load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
+    index = 0
+    try:
+        for _event, element in events:
+            yield SourceItem(index, f"element {index} (line {element.sourceline})", element)
+            index += 1
+            element.clear()
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+    except etree.XMLSyntaxError as exc:
+        yield SourceItem(index, f"element {index}", error=f"malformed XML: {exc}; the rest of the file was not read")
+
+
+class _Rewound:
+    """A read-only stream that first returns the bytes already read for sniffing."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._stream.read(size)
+
+
+def write_xml(elements: list[Any], *, root_tag: str, nsmap: dict[str | None, str]) -> bytes:
+    """An XML document of ``elements`` under a ``root_tag`` element, UTF-8 with a declaration."""
+    root = etree.Element(root_tag, nsmap=nsmap)
+    root.extend(elements)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

@@ -1,0 +1,193 @@
+"""Semantic checks beyond JSON Schema (SPEC §2.3): identifiers by their check characters,
+GB/T 2260 region codes, time order, event times not in the future, distinct inspectors.
+
+Which fields carry which identifier is read off the schemas themselves (a ``$ref`` to the
+shared ``uscc``, ``region_code``, ``item_check_code`` or ``subject`` definition, or a
+property named ``id_no``), so the schema files stay the one source of truth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from stdnum import numdb
+from stdnum.cn import ric, uscc
+
+from schemas.issues import Issue, issue, pointer
+from schemas.registry import COMMON_ID, RecordTypeInfo
+
+__all__ = ["Clock", "IdentifierPolicy", "RecordChecks", "region_status", "system_clock"]
+
+IdentifierPolicy = Literal["strict", "lenient"]
+Clock = Callable[[], dt.datetime]
+_ANY = "[]"
+_FUTURE_SLACK = dt.timedelta(days=1)
+_CHECKED_DEFS = {"uscc": "uscc", "region_code": "region", "item_check_code": "item_check", "subject": "subject"}
+
+
+def system_clock() -> dt.datetime:
+    """The current time, timezone-aware."""
+    return dt.datetime.now(dt.UTC)
+
+
+@lru_cache(maxsize=65536)
+def _uscc_ok(code: str) -> bool:
+    return bool(uscc.is_valid(code))
+
+
+@lru_cache(maxsize=65536)
+def _ric_ok(number: str) -> bool:
+    return bool(ric.is_valid(number))
+
+
+@lru_cache(maxsize=8192)
+def region_status(code: str) -> tuple[str, bool] | None:
+    """``(name, in force)`` of a GB/T 2260 code from python-stdnum's table, ``None`` if unknown."""
+    if len(code) != 6 or not code.isdigit():
+        return None
+    info = {k: v for _, props in numdb.get("cn/loc").info(code) for k, v in props.items()}
+    county = info.get("county")
+    if not county:
+        return None
+    names = county.split(",")
+    current = [n for n in names if not n.startswith("[") or n.split("]", 1)[0].endswith("-")]
+    name = (current or names)[-1].split("]", 1)[-1]
+    return name, bool(current)
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldCheck:
+    kind: str
+    parts: tuple[str, ...]
+
+
+def _derive(node: Mapping[str, Any], parts: tuple[str, ...], common: Mapping[str, Any]) -> Iterator[_FieldCheck]:
+    ref = node.get("$ref", "")
+    if ref.startswith(COMMON_ID):
+        name = ref.rsplit("/", 1)[-1]
+        if name in _CHECKED_DEFS:
+            yield _FieldCheck(_CHECKED_DEFS[name], parts)
+            return
+        node = common["$defs"][name]
+    if node.get("type") == "array":
+        yield from _derive(node["items"], (*parts, _ANY), common)
+    for prop, sub in node.get("properties", {}).items():
+        if prop == "id_no":
+            yield _FieldCheck("ric", (*parts, prop))
+        else:
+            yield from _derive(sub, (*parts, prop), common)
+
+
+def _values(value: Any, parts: tuple[str, ...], at: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    for i, part in enumerate(parts):
+        if part == _ANY:
+            if isinstance(value, list):
+                for n, item in enumerate(value):
+                    yield from _values(item, parts[i + 1 :], (*at, n))
+            return
+        if not isinstance(value, dict) or part not in value:
+            return
+        value = value[part]
+        at = (*at, part)
+    yield at, value
+
+
+def _parse_time(value: Any) -> dt.datetime | dt.date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        if "T" in value:
+            return dt.datetime.fromisoformat(value)
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _before(later: dt.datetime | dt.date, earlier: dt.datetime | dt.date) -> bool:
+    if isinstance(later, dt.datetime) and isinstance(earlier, dt.datetime):
+        if (later.tzinfo is None) != (earlier.tzinfo is None):
+            return False
+        return later < earlier
+    as_date = [v.date() if isinstance(v, dt.datetime) else v for v in (later, earlier)]
+    return as_date[0] < as_date[1]
+
+
+class RecordChecks:
+    """The semantic checks of one record type, prepared once and run on each record."""
+
+    def __init__(self, info: RecordTypeInfo, schema: Mapping[str, Any], common: Mapping[str, Any]) -> None:
+        data = schema["properties"]["data"]
+        self._fields = (_FieldCheck("region", ("region_code",)), *_derive(data, ("data",), common))
+        self._event_times = (("occurred_at",), *(("data", f) for f in info.event_times))
+        self._time_order = tuple((("data", a), ("data", b)) for a, b in info.time_order)
+
+    def run(self, record: Mapping[str, Any], *, identifiers: IdentifierPolicy, now: dt.datetime) -> tuple[
+        list[Issue], list[Issue]
+    ]:
+        """Return ``(errors, warnings)`` of ``record``; structural problems are the schema's to report."""
+        errors: list[Issue] = []
+        warnings: list[Issue] = []
+        checksum_sink = errors if identifiers == "strict" else warnings
+        for check in self._fields:
+            for at, value in _values(record, check.parts):
+                if isinstance(value, str) or check.kind == "subject":
+                    self._field(check.kind, at, value, errors, warnings, checksum_sink)
+        self._times(record, now, errors, warnings)
+        inspectors = record.get("data", {}).get("inspectors") if isinstance(record.get("data"), dict) else None
+        if isinstance(inspectors, list):
+            seen: set[Any] = set()
+            for n, person in enumerate(inspectors):
+                cert = person.get("cert_no") if isinstance(person, dict) else None
+                if isinstance(cert, str) and cert in seen:
+                    errors.append(issue(pointer(("data", "inspectors", n, "cert_no")), "duplicate_inspector", value=cert))
+                seen.add(cert)
+        return errors, warnings
+
+    @staticmethod
+    def _field(kind: str, at: tuple[Any, ...], value: Any, errors: list[Issue], warnings: list[Issue],
+               checksum_sink: list[Issue]) -> None:
+        if kind == "uscc" or kind == "item_check":
+            code = value[:18]
+            if len(code) == 18 and not _uscc_ok(code):
+                checksum_sink.append(issue(pointer(at), "uscc_checksum", value=code))
+        elif kind == "ric":
+            if not _ric_ok(value):
+                checksum_sink.append(issue(pointer(at), "id_checksum"))
+        elif kind == "region":
+            status = region_status(value)
+            if status is None:
+                errors.append(issue(pointer(at), "region_unknown", value=value))
+            elif not status[1]:
+                warnings.append(issue(pointer(at), "region_historical", value=value, name=status[0]))
+        elif kind == "subject" and isinstance(value, dict):
+            cert_type, cert_no = value.get("cert_type"), value.get("cert_no")
+            if isinstance(cert_no, str):
+                if cert_type == "001" and not _uscc_ok(cert_no):
+                    checksum_sink.append(issue(pointer((*at, "cert_no")), "uscc_checksum", value=cert_no))
+                elif cert_type == "111" and not _ric_ok(cert_no):
+                    checksum_sink.append(issue(pointer((*at, "cert_no")), "id_checksum"))
+
+    def _times(self, record: Mapping[str, Any], now: dt.datetime, errors: list[Issue],
+               warnings: list[Issue]) -> None:
+        limit = now + _FUTURE_SLACK
+        for parts in self._event_times:
+            for at, value in _values(record, parts):
+                moment = _parse_time(value)
+                if isinstance(moment, dt.datetime) and moment.tzinfo is not None and moment > limit:
+                    errors.append(issue(pointer(at), "time_future"))
+        for first, second in self._time_order:
+            earlier = next(_values(record, first), None)
+            later = next(_values(record, second), None)
+            if earlier is None or later is None:
+                continue
+            a, b = _parse_time(earlier[1]), _parse_time(later[1])
+            if a is None or b is None or not _before(b, a):
+                continue
+            # Source systems often stamp a date with a placeholder time (09:00): an inversion
+            # within the same calendar day is reported, but only a day-level one is an error.
+            same_day = isinstance(a, dt.datetime) and isinstance(b, dt.datetime) and a.date() == b.date()
+            (warnings if same_day else errors).append(issue(pointer(later[0]), "time_order", earlier=first[-1]))
