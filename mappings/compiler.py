@@ -432,6 +432,11 @@ class CompiledMapping:
         return element, problems
 
     @property
+    def reverse_columns(self) -> list[str]:
+        """The source fields written by ``from_standard``, in order (CSV header, XML children)."""
+        return [name for name, _, _ in self._reverse]
+
+    @property
     def record_tag(self) -> str:
         """The Clark-notation tag of one record element (XML mappings)."""
         return self._clark(self.options.record or "record")

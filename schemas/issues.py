@@ -45,8 +45,9 @@ CODES: Final[dict[str, tuple[str, str]]] = {
         "连接器无权报送 {value} 类型的记录",
         "the connector may not produce records of type {value}",
     ),
-    "malformed": ("无法解析：{detail}", "cannot be parsed: {detail}"),
-    "mapping": ("映射失败：{detail}", "mapping failed: {detail}"),
+    # the details below are bilingual already
+    "malformed": ("无法解析 / cannot be parsed: {detail}", ""),
+    "mapping": ("映射失败 / mapping failed: {detail}", ""),
 }
 
 
@@ -74,4 +75,4 @@ def issue(path: str, code: str, **args: Any) -> Issue:
     """Build an issue with its bilingual message; ``field`` defaults to the path's last step."""
     zh, en = CODES[code]
     args.setdefault("field", path.rsplit("/", 1)[-1] or "(record)")
-    return Issue(path, code, f"{zh.format(**args)} / {en.format(**args)}")
+    return Issue(path, code, f"{zh.format(**args)} / {en.format(**args)}" if en else zh.format(**args))

@@ -1,0 +1,332 @@
+"""The command line's commands over the pure core: files in, reports out.
+
+Each command returns its exit code; ``gateway.cli`` owns parsing and the error boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from lxml import etree
+
+from mappings import (
+    CompiledMapping,
+    MappedRecord,
+    builtin_mapping,
+    builtin_names,
+    compile_text,
+    map_stream,
+    run_examples,
+)
+from mappings.exceptions import MappingDefinitionError
+from mappings.formats import read_json
+from schemas import Issue, Validator, Verdict, load_schema_set
+from schemas.exceptions import UnknownRecordTypeError
+from schemas.issues import issue
+
+__all__ = ["map_files", "mapping_test", "resolve_mapping", "schemas_list", "schemas_show", "validate"]
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+_PROGRESS_EVERY = 2000
+
+
+def resolve_mapping(name_or_path: str) -> CompiledMapping:
+    """A mapping file by path, or a built-in mapping by name."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MappingDefinitionError(f"无法读取映射文件 / cannot read mapping file: {exc}",
+                                         source=str(path)) from None
+        return compile_text(text, source=str(path))
+    return builtin_mapping(name_or_path)
+
+
+# ---- input files and progress ---------------------------------------------------------------
+
+@contextmanager
+def _opened(name: str) -> Iterator[IO[bytes]]:
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    with Path(name).open("rb", buffering=1 << 16) as stream:
+        yield stream
+
+
+class _Progress:
+    """A progress bar on standard error, by bytes read, shown only on a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def track(self, name: str, stream: IO[bytes], items: Iterator[Any]) -> Iterator[Any]:
+        """Pass ``items`` through, moving the bar by the stream's position."""
+        if self._bar is None or name == "-":
+            yield from items
+            return
+        task = self._bar.add_task(name, total=Path(name).stat().st_size)
+        for n, item in enumerate(items, 1):
+            if n % _PROGRESS_EVERY == 0:
+                self._bar.update(task, completed=stream.tell())
+            yield item
+        self._bar.update(task, completed=stream.tell())
+
+
+# ---- reports --------------------------------------------------------------------------------
+
+def _describe(name: str, index: int, where: str, record_id: str | None) -> str:
+    ident = f" id={record_id}" if record_id else ""
+    return f"{name}: record {index} ({where}){ident}"
+
+
+def _print_issues(heading: str, verdict: Verdict, out: IO[str]) -> None:
+    print(f"{heading}: {'valid' if verdict.ok else 'invalid'}", file=out)
+    for kind, issues in (("error", verdict.errors), ("warning", verdict.warnings)):
+        for item in issues:
+            print(f"  {kind:7} {item.path or '/':32} {item.code:20} {item.message}", file=out)
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.valid = self.invalid = self.warned = 0
+
+    def add(self, verdict: Verdict) -> None:
+        if verdict.ok:
+            self.valid += 1
+        else:
+            self.invalid += 1
+        self.warned += bool(verdict.warnings)
+
+    def summary(self, noun: str) -> str:
+        total = self.valid + self.invalid
+        return (f"{total} {noun}: {self.valid} valid, {self.invalid} invalid, {self.warned} with warnings"
+                f" / 共 {total} 条：有效 {self.valid}，无效 {self.invalid}，有警告 {self.warned}")
+
+
+def _unreadable(name: str, exc: OSError) -> Verdict:
+    return Verdict((issue("", "malformed", detail=f"cannot read {name}: {exc.strerror or exc}"),))
+
+
+# ---- validate -------------------------------------------------------------------------------
+
+def _with_type(value: Any, record_type: str | None) -> tuple[Any, list[Issue]]:
+    if record_type is None or not isinstance(value, dict):
+        return value, []
+    given = value.get("record_type")
+    if given is None:
+        return {"record_type": record_type, **value}, []
+    if given != record_type:
+        return value, [issue("/record_type", "enum", value=repr(given))]
+    return value, []
+
+
+def validate(args: argparse.Namespace) -> int:
+    """``supex validate``: every record of every file, every error of every record."""
+    schema_set = load_schema_set()
+    if args.record_type is not None:
+        schema_set.schema(args.record_type)
+    validator = Validator(schema_set, identifiers="lenient" if args.lenient else "strict")
+    tally = _Tally()
+    out = sys.stdout
+    with _Progress() as progress:
+        for name in args.files:
+            try:
+                with _opened(name) as stream:
+                    for item in progress.track(name, stream, read_json(stream)):
+                        if item.error is not None:
+                            verdict = Verdict((issue("", "malformed", detail=item.error),))
+                            record_id = None
+                        else:
+                            value, mismatch = _with_type(item.value, args.record_type)
+                            verdict = validator.validate(value)
+                            if mismatch:
+                                verdict = Verdict((*mismatch, *verdict.errors), verdict.warnings)
+                            found = value.get("record_id") if isinstance(value, dict) else None
+                            record_id = found if isinstance(found, str) else None
+                        tally.add(verdict)
+                        _report(args, name, item.index, item.where, record_id, verdict, out)
+            except OSError as exc:
+                verdict = _unreadable(name, exc)
+                tally.add(verdict)
+                _report(args, name, 0, "file", None, verdict, out)
+    print(tally.summary("records"), file=sys.stderr)
+    return EXIT_OK if tally.invalid == 0 else EXIT_INVALID
+
+
+def _report(args: argparse.Namespace, name: str, index: int, where: str, record_id: str | None,
+            verdict: Verdict, out: IO[str]) -> None:
+    if args.json:
+        line = {"file": name, "index": index, "where": where, "record_id": record_id, "valid": verdict.ok,
+                "errors": [e.as_dict() for e in verdict.errors],
+                "warnings": [w.as_dict() for w in verdict.warnings]}
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    elif not verdict.ok or verdict.warnings or not args.quiet:
+        _print_issues(_describe(name, index, where, record_id), verdict, out)
+
+
+# ---- map ------------------------------------------------------------------------------------
+
+def map_files(args: argparse.Namespace) -> int:
+    """``supex map``: source files to standard NDJSON (or back with ``--reverse``)."""
+    mapping = resolve_mapping(args.mapping)
+    if args.reverse:
+        return _map_reverse(mapping, args.files)
+    validator = Validator(identifiers="lenient" if args.lenient else "strict") if args.validate else None
+    tally = _Tally()
+    write = sys.stdout.buffer.write
+    with _Progress() as progress:
+        for name in args.files:
+            try:
+                with _opened(name) as stream:
+                    mapped: Iterator[MappedRecord] = map_stream(mapping, validator, stream)
+                    for result in progress.track(name, stream, mapped):
+                        tally.add(result.verdict)
+                        if result.verdict.ok and result.record is not None:
+                            write(orjson.dumps(result.record) + b"\n")
+                        if not result.verdict.ok or result.verdict.warnings:
+                            heading = _describe(name, result.index, result.where, result.record_id)
+                            _print_issues(heading, result.verdict, sys.stderr)
+            except OSError as exc:
+                verdict = _unreadable(name, exc)
+                tally.add(verdict)
+                _print_issues(_describe(name, 0, "file", None), verdict, sys.stderr)
+    sys.stdout.flush()
+    print(tally.summary("records mapped"), file=sys.stderr)
+    return EXIT_OK if tally.invalid == 0 else EXIT_INVALID
+
+
+def _map_reverse(mapping: CompiledMapping, files: list[str]) -> int:
+    failed = 0
+    out = sys.stdout.buffer
+    rows = _reverse_rows(mapping, files)
+    if mapping.format == "xml":
+        with etree.xmlfile(out, encoding="utf-8") as document:
+            document.write_declaration()
+            with document.element(mapping.root_tag, nsmap=mapping.nsmap):
+                for element in rows:
+                    if element is None:
+                        failed += 1
+                    else:
+                        document.write(element)
+    elif mapping.format == "csv":
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        writer: Any = None
+        for row in rows:
+            if row is None:
+                failed += 1
+                continue
+            if writer is None:
+                writer = csv.DictWriter(text, fieldnames=mapping.reverse_columns)
+                writer.writeheader()
+            writer.writerow(row)
+        text.detach()
+    else:
+        for row in rows:
+            if row is None:
+                failed += 1
+            else:
+                out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+    return EXIT_OK if failed == 0 else EXIT_INVALID
+
+
+def _reverse_rows(mapping: CompiledMapping, files: list[str]) -> Iterator[Any]:
+    """Each standard record mapped back; ``None`` (after a report on stderr) where that failed."""
+    for name in files:
+        try:
+            with _opened(name) as stream:
+                for item in read_json(stream):
+                    problems: list[Issue]
+                    if item.error is not None or not isinstance(item.value, dict):
+                        problems = [issue("", "malformed", detail=item.error or "not a JSON object")]
+                    else:
+                        row, problems = mapping.from_standard(item.value)
+                        if not problems:
+                            yield row
+                            continue
+                    _print_issues(_describe(name, item.index, item.where, None), Verdict(tuple(problems)),
+                                  sys.stderr)
+                    yield None
+        except OSError as exc:
+            _print_issues(_describe(name, 0, "file", None), _unreadable(name, exc), sys.stderr)
+            yield None
+
+
+# ---- mapping test and schemas ---------------------------------------------------------------
+
+def mapping_test(args: argparse.Namespace) -> int:
+    """``supex mapping test``: run every example of the named (or all built-in) mappings."""
+    validator = Validator()
+    passed = failed = 0
+    for name in args.mappings or builtin_names():
+        mapping = resolve_mapping(name)
+        outcomes = run_examples(mapping, validator)
+        if not outcomes:
+            print(f"WARN  {mapping.name}: no examples / 映射未提供示例")
+        for outcome in outcomes:
+            print(f"{'PASS' if outcome.ok else 'FAIL'}  {outcome.mapping}  {outcome.name}")
+            for problem in outcome.problems:
+                print(f"        {problem}")
+            passed += outcome.ok
+            failed += not outcome.ok
+    print(f"examples: {passed} passed, {failed} failed / 示例：通过 {passed}，失败 {failed}")
+    return EXIT_OK if failed == 0 else EXIT_INVALID
+
+
+def schemas_list(args: argparse.Namespace) -> int:
+    """``supex schemas list``: the record types with their titles and default sharing."""
+    schema_set = load_schema_set()
+    rows = [{"type": t.name, "title": t.title, "sharing": t.sharing, "description": t.description}
+            for t in schema_set.types.values()]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['type']:22} {row['title']:10}\t{row['sharing']:14} {row['description']}")
+    return EXIT_OK
+
+
+def schemas_show(args: argparse.Namespace) -> int:
+    """``supex schemas show TYPE``: the JSON Schema of one record type."""
+    schema_set = load_schema_set()
+    special = {"envelope": schema_set.envelope, "common": schema_set.common}
+    if args.record_type in special:
+        schema = special[args.record_type]
+    else:
+        try:
+            schema = schema_set.schema(args.record_type)
+        except UnknownRecordTypeError as exc:
+            known = ", ".join(schema_set.record_types)
+            raise _unknown(exc, known) from None
+    print(json.dumps(schema, ensure_ascii=False, indent=1))
+    return EXIT_OK
+
+
+def _unknown(exc: UnknownRecordTypeError, known: str) -> UnknownRecordTypeError:
+    error = UnknownRecordTypeError(exc.record_type)
+    error.args = (f"{exc} (known: {known}, envelope, common)",)
+    return error
