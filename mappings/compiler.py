@@ -369,7 +369,9 @@ class CompiledMapping:
         self.options = definition.source
         self.reversible = header.reversible
         schemas = schemas or load_schema_set()
-        schemas.schema(self.record_type)
+        if self.record_type not in schemas.types:
+            known = ", ".join(schemas.record_types)
+            raise MappingDefinitionError(f"未知的记录类型 / unknown record type {self.record_type!r} (known: {known})")
         namespaces = definition.source.namespaces
         forward_getter: Callable[[str], Getter] = {
             "json": _dotted_getter,

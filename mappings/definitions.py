@@ -157,6 +157,7 @@ def load_definition(text: str, *, source: str = "") -> MappingFile:
     except ValidationError as exc:
         errors = exc.errors()
         # a union of rule shapes reports each alternative: keep the most telling one
-        errors.sort(key=lambda e: (e["type"] != "extra_forbidden", -len(e["loc"])))
+        shape_only = {"string_type", "list_type", "model_type", "dict_type", "model_attributes_type"}
+        errors.sort(key=lambda e: (e["type"] != "extra_forbidden", e["type"] in shape_only, -len(e["loc"])))
         message, loc = _describe(dict(errors[0]))
         raise MappingDefinitionError(message, source=source, line=key_line(text, loc)) from None

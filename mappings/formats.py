@@ -55,10 +55,9 @@ def _lines(stream: IO[bytes], head: bytes = b"") -> Iterator[bytes | None]:
         newline = buffer.find(b"\n")
         if newline >= 0:
             line, buffer = buffer[: newline + 1], buffer[newline + 1 :]
-            if skipping:
-                skipping = False
-                continue
-            yield line
+            if not skipping:
+                yield line if newline < MAX_RECORD_BYTES else None
+            skipping = False
             continue
         if len(buffer) > MAX_RECORD_BYTES:
             if not skipping:
@@ -160,7 +159,7 @@ def _json_array(stream: IO[bytes], head: bytes) -> Iterator[SourceItem]:
                 if not eof and len(text) - pos < MAX_RECORD_BYTES:
                     more()
                     continue
-                raise SourceFormatError(f"malformed JSON in record {index}: {exc.msg}") from None
+                raise SourceFormatError(f"malformed or truncated JSON in record {index}: {exc.msg}") from None
             except RecursionError:
                 raise SourceFormatError(f"record {index} is nested too deeply") from None
             if end == len(text) and not eof:
@@ -176,17 +175,23 @@ def _json_array(stream: IO[bytes], head: bytes) -> Iterator[SourceItem]:
 # ---- CSV ----------------------------------------------------------------------------------
 
 def _detect_encoding(head: bytes, encodings: list[str]) -> str:
+    """The first encoding that decodes the head; else the one reading furthest past the header."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    reach: dict[str, int] = {}
     for name in encodings:
         try:
             codecs.getincrementaldecoder(name)().decode(head, final=False)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            reach[name] = exc.start
             continue
         except LookupError:
             raise SourceFormatError(f"unknown encoding {name!r}") from None
         return name
-    raise SourceFormatError(f"not in any of the encodings {', '.join(encodings)}")
+    best = max(reach, key=lambda n: reach[n]) if reach else None
+    if best is None or reach[best] <= head.find(b"\n"):
+        raise SourceFormatError(f"not in any of the encodings {', '.join(encodings)}")
+    return best
 
 
 def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -> Iterator[SourceItem]:

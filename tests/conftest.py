@@ -1,0 +1,35 @@
+"""Shared fixtures: the data folder, one valid record of every type, a fixed clock."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import Validator
+
+DATA = Path(__file__).parent / "data"
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+VALID_RECORDS: dict[str, dict[str, Any]] = json.loads((DATA / "valid_records.json").read_text(encoding="utf-8"))
+IDENTIFIERS: dict[str, list[str]] = json.loads((DATA / "identifiers.json").read_text(encoding="utf-8"))
+
+
+def fixed_clock() -> dt.datetime:
+    """The tests' 'now': 2026-11-26 12:00 UTC."""
+    return NOW
+
+
+@pytest.fixture(scope="session")
+def validator() -> Validator:
+    """A strict validator with the fixed clock."""
+    return Validator(clock=fixed_clock)
+
+
+@pytest.fixture
+def record() -> Any:
+    """A factory of deep copies of the valid record of a type."""
+    return lambda record_type: copy.deepcopy(VALID_RECORDS[record_type])
