@@ -9,6 +9,7 @@ property named ``id_no``), so the schema files stay the one source of truth.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +27,7 @@ IdentifierPolicy = Literal["strict", "lenient"]
 Clock = Callable[[], dt.datetime]
 _ANY = "[]"
 _FUTURE_SLACK = dt.timedelta(days=1)
+_USCC_FORM = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}")
 _CHECKED_DEFS = {"uscc": "uscc", "region_code": "region", "item_check_code": "item_check", "subject": "subject"}
 
 
@@ -36,6 +38,10 @@ def system_clock() -> dt.datetime:
 
 @lru_cache(maxsize=65536)
 def _uscc_ok(code: str) -> bool:
+    # A code already in the canonical form needs only stdnum's check-character computation;
+    # anything else goes through stdnum's whole validation.
+    if _USCC_FORM.fullmatch(code):
+        return bool(uscc.calc_check_digit(code[:-1]) == code[-1])
     return bool(uscc.is_valid(code))
 
 
@@ -82,6 +88,15 @@ def _derive(node: Mapping[str, Any], parts: tuple[str, ...], common: Mapping[str
             yield from _derive(sub, (*parts, prop), common)
 
 
+def _plain(value: Any, parts: tuple[str, ...]) -> Any:
+    """The value at a path without wildcards, or ``None``."""
+    for part in parts:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def _values(value: Any, parts: tuple[str, ...], at: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
     for i, part in enumerate(parts):
         if part == _ANY:
@@ -121,9 +136,11 @@ class RecordChecks:
 
     def __init__(self, info: RecordTypeInfo, schema: Mapping[str, Any], common: Mapping[str, Any]) -> None:
         data = schema["properties"]["data"]
-        self._fields = (_FieldCheck("region", ("region_code",)), *_derive(data, ("data",), common))
+        checks = (_FieldCheck("region", ("region_code",)), *_derive(data, ("data",), common))
+        self._fields = tuple((c.kind, c.parts, _ANY not in c.parts) for c in checks)
         self._event_times = (("occurred_at",), *(("data", f) for f in info.event_times))
         self._time_order = tuple((("data", a), ("data", b)) for a, b in info.time_order)
+        self._paths = tuple(dict.fromkeys((*self._event_times, *(p for pair in self._time_order for p in pair))))
 
     def run(self, record: Mapping[str, Any], *, identifiers: IdentifierPolicy, now: dt.datetime) -> tuple[
         list[Issue], list[Issue]
@@ -132,17 +149,24 @@ class RecordChecks:
         errors: list[Issue] = []
         warnings: list[Issue] = []
         checksum_sink = errors if identifiers == "strict" else warnings
-        for check in self._fields:
-            for at, value in _values(record, check.parts):
-                if isinstance(value, str) or check.kind == "subject":
-                    self._field(check.kind, at, value, errors, warnings, checksum_sink)
+        for kind, parts, plain in self._fields:
+            if plain:
+                value = _plain(record, parts)
+                if value is not None and (kind == "subject" or isinstance(value, str)):
+                    self._field(kind, parts, value, errors, warnings, checksum_sink)
+                continue
+            for at, value in _values(record, parts):
+                if isinstance(value, str) or kind == "subject":
+                    self._field(kind, at, value, errors, warnings, checksum_sink)
         self._times(record, now, errors, warnings)
         inspectors = record.get("data", {}).get("inspectors") if isinstance(record.get("data"), dict) else None
         if isinstance(inspectors, list):
-            seen: set[Any] = set()
+            seen: set[str] = set()
             for n, person in enumerate(inspectors):
                 cert = person.get("cert_no") if isinstance(person, dict) else None
-                if isinstance(cert, str) and cert in seen:
+                if not isinstance(cert, str):
+                    continue
+                if cert in seen:
                     errors.append(issue(pointer(("data", "inspectors", n, "cert_no")), "duplicate_inspector", value=cert))
                 seen.add(cert)
         return errors, warnings
@@ -174,20 +198,21 @@ class RecordChecks:
     def _times(self, record: Mapping[str, Any], now: dt.datetime, errors: list[Issue],
                warnings: list[Issue]) -> None:
         limit = now + _FUTURE_SLACK
+        parsed: dict[tuple[str, ...], tuple[tuple[Any, ...], dt.datetime | dt.date | None]] = {}
+        for parts in self._paths:
+            value = _plain(record, parts)
+            if value is not None:
+                parsed[parts] = (parts, _parse_time(value))
         for parts in self._event_times:
-            for at, value in _values(record, parts):
-                moment = _parse_time(value)
-                if isinstance(moment, dt.datetime) and moment.tzinfo is not None and moment > limit:
-                    errors.append(issue(pointer(at), "time_future"))
+            at, moment = parsed.get(parts, ((), None))
+            if isinstance(moment, dt.datetime) and moment.tzinfo is not None and moment > limit:
+                errors.append(issue(pointer(at), "time_future"))
         for first, second in self._time_order:
-            earlier = next(_values(record, first), None)
-            later = next(_values(record, second), None)
-            if earlier is None or later is None:
-                continue
-            a, b = _parse_time(earlier[1]), _parse_time(later[1])
-            if a is None or b is None or not _before(b, a):
+            a, b = parsed.get(first, ((), None))[1], parsed.get(second, ((), None))
+            if a is None or b[1] is None or not _before(b[1], a):
                 continue
             # Source systems often stamp a date with a placeholder time (09:00): an inversion
             # within the same calendar day is reported, but only a day-level one is an error.
-            same_day = isinstance(a, dt.datetime) and isinstance(b, dt.datetime) and a.date() == b.date()
-            (warnings if same_day else errors).append(issue(pointer(later[0]), "time_order", earlier=first[-1]))
+            later = b[1]
+            same_day = isinstance(a, dt.datetime) and isinstance(later, dt.datetime) and a.date() == later.date()
+            (warnings if same_day else errors).append(issue(pointer(b[0]), "time_order", earlier=first[-1]))

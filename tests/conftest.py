@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from schemas import Validator
 
@@ -33,3 +35,9 @@ def validator() -> Validator:
 def record() -> Any:
     """A factory of deep copies of the valid record of a type."""
     return lambda record_type: copy.deepcopy(VALID_RECORDS[record_type])
+
+# Property tests are deterministic here (the same examples every run); set
+# HYPOTHESIS_PROFILE=explore to search afresh.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))

@@ -1,0 +1,152 @@
+"""The command line: exit codes, reports, streaming and help on every command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.cli import build_parser, main
+from tests.conftest import DATA, IDENTIFIERS, VALID_RECORDS
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _write(tmp_path: Path, name: str, content: Any) -> str:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def test_validate_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """0 when all records are valid, 1 when any is invalid, 2 for an unknown --type."""
+    good = _write(tmp_path, "good.json", list(VALID_RECORDS.values()))
+    assert _run(capsys, "validate", "--quiet", good)[0] == 0
+    bad = dict(VALID_RECORDS["inspection"], region_code="379999")
+    code, out, err = _run(capsys, "validate", _write(tmp_path, "bad.json", bad))
+    assert code == 1
+    assert "record 0" in out and "id=in-0001" in out and "region_unknown" in out
+    assert "1 invalid" in err
+    assert _run(capsys, "validate", "--type", "nonesuch", good)[0] == 2
+
+
+def test_validate_reports_every_record_of_a_mixed_ndjson_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A broken line is reported by number and the other lines are still validated."""
+    bad = json.loads(json.dumps(VALID_RECORDS["inspection"]))
+    bad["data"]["subject"]["cert_no"] = IDENTIFIERS["invalid_uscc"][0]
+    lines = [json.dumps(VALID_RECORDS["inspection"]), "{broken", json.dumps(bad)]
+    code, out, _ = _run(capsys, "validate", "--json", _write(tmp_path, "mixed.ndjson", "\n".join(lines)))
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert code == 1
+    assert [r["valid"] for r in reports] == [True, False, False]
+    assert reports[1]["errors"][0]["code"] == "malformed" and reports[1]["where"] == "line 2"
+    assert reports[2]["errors"][0]["code"] == "uscc_checksum" and reports[2]["record_id"] == "in-0001"
+
+
+def test_validate_lenient_and_type(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--lenient turns checksum errors into warnings; --type fills in a missing record_type."""
+    bad = json.loads(json.dumps(VALID_RECORDS["inspection"]))
+    bad["data"]["subject"]["cert_no"] = IDENTIFIERS["invalid_uscc"][0]
+    path = _write(tmp_path, "bad.json", bad)
+    assert _run(capsys, "validate", path)[0] == 1
+    code, out, _ = _run(capsys, "validate", "--lenient", path)
+    assert code == 0 and "warning" in out
+    untyped = {k: v for k, v in VALID_RECORDS["penalty"].items() if k != "record_type"}
+    assert _run(capsys, "validate", "--type", "penalty", _write(tmp_path, "u.json", untyped))[0] == 0
+    assert _run(capsys, "validate", "--type", "inspection", _write(tmp_path, "p.json", VALID_RECORDS["penalty"]))[0] == 1
+
+
+def test_unreadable_files_are_reported_and_the_rest_processed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A missing file is an error of its own; the next file is still validated."""
+    good = _write(tmp_path, "good.json", VALID_RECORDS["inspection"])
+    code, out, _ = _run(capsys, "validate", str(tmp_path / "missing.json"), good)
+    assert code == 1
+    assert "cannot read" in out and "in-0001" in out
+
+
+@pytest.mark.parametrize(("mapping", "sample", "count"), [
+    ("internet_plus.check_action", "check_actions.json", 12),
+    ("enforcement_oversight.penalty", "penalties.xml", 3),
+    ("double_random.result", "results.gb18030.csv", 12),
+])
+def test_map_writes_standard_ndjson(capsys: pytest.CaptureFixture[str], mapping: str, sample: str, count: int) -> None:
+    """Mapped, validated records go to standard output as NDJSON."""
+    code, out, err = _run(capsys, "map", "--mapping", mapping, "--validate", str(DATA / sample))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    assert len(records) == count
+
+
+def test_map_reports_refused_xml_and_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """XML with entities maps nothing, says why on standard error, and exits 1."""
+    bomb = '<!DOCTYPE x [<!ENTITY a "lol">]><XZCF_LIST xmlns="urn:sd:zfjd:xzcf:1"><XZCF><CF_ID>&a;</CF_ID></XZCF></XZCF_LIST>'
+    code, out, err = _run(capsys, "map", "--mapping", "enforcement_oversight.penalty", _write(tmp_path, "b.xml", bomb))
+    assert code == 1 and out == "" and "DTD" in err
+
+
+def test_map_reverse_writes_xml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--reverse turns standard records into a 双公示 XML document."""
+    path = _write(tmp_path, "p.ndjson", json.dumps(VALID_RECORDS["penalty"], ensure_ascii=False))
+    code, out, _ = _run(capsys, "map", "--reverse", "--mapping", "enforcement_oversight.penalty", path)
+    assert code == 0
+    assert "<CF_FKJE>45.7000</CF_FKJE>" in out and out.startswith("<?xml")
+
+
+def test_a_mapping_file_with_an_unknown_key_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The error names the file, the key and the line."""
+    text = '[mapping]\nname = "t"\nrecord_type = "inspection"\nformat = "json"\n[fields]\nrecord_id = { frm = "id" }\n'
+    path = _write(tmp_path, "bad.toml", text)
+    code, _, err = _run(capsys, "map", "--mapping", path, path)
+    assert code == 2
+    assert f"{path}:6:" in err and "frm" in err
+
+
+def test_mapping_test_runs_the_builtin_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without names every built-in mapping's examples run, and all pass."""
+    code, out, _ = _run(capsys, "mapping", "test")
+    assert code == 0
+    assert "9 passed, 0 failed" in out
+
+
+def test_schemas_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
+    """list names all fifteen types; show prints a schema; an unknown type exits 2."""
+    code, out, _ = _run(capsys, "schemas", "list", "--json")
+    assert code == 0 and len(json.loads(out)) == 15
+    code, out, _ = _run(capsys, "schemas", "show", "penalty")
+    assert json.loads(out)["$id"] == "urn:supex:v1:penalty"
+    code, _, err = _run(capsys, "schemas", "show", "nonesuch")
+    assert code == 2 and "known:" in err
+
+
+def _commands(parser: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                found += _commands(sub, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(build_parser()))
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: tuple[str, ...]) -> None:
+    """--help works on every command and subcommand."""
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    assert "usage: supex" in capsys.readouterr().out
+
+
+def test_the_entry_point_is_installed() -> None:
+    """The supex script runs as a program and exits 2 on a usage error."""
+    exe = Path(sys.executable).parent / "supex"
+    result = subprocess.run([str(exe), "schemas", "list"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "inspection" in result.stdout
+    assert subprocess.run([str(exe), "nonesuch"], capture_output=True, check=False).returncode == 2
