@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Final
 
 from lxml import etree
 
 from mappings import transforms
+from mappings.assembly import assemble
 from mappings.definitions import Condition, FieldRules, MappingFile, Rule
 from mappings.exceptions import MappingDefinitionError, ValueMappingError
 from schemas import Issue, SchemaSet, load_schema_set
@@ -177,29 +179,41 @@ def _value_steps(rule: Rule, ctx: _Context) -> list[Step]:
     return steps
 
 
+def _keep(value: Any) -> Any:
+    return value
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _narrow(value: Any) -> Any:
+    return transforms.halfwidth(value) if isinstance(value, str) else value
+
+
+def _narrow_strip(value: Any) -> Any:
+    return transforms.halfwidth(value).strip() if isinstance(value, str) else value
+
+
 def _cleaner(rule: Rule) -> Step:
-    trim, wide = rule.trim, rule.halfwidth
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            if wide:
-                value = transforms.halfwidth(value)
-            if trim:
-                value = value.strip()
-        return value
-
-    return clean
+    return {(False, False): _keep, (True, False): _strip, (False, True): _narrow, (True, True): _narrow_strip}[
+        (rule.trim, rule.halfwidth)
+    ]
 
 
 def _splitter(rule: Rule) -> Step | None:
     if rule.split is None:
         return None
-    seps = [rule.split] if isinstance(rule.split, str) else rule.split
-    pattern = re.compile("|".join(re.escape(s) for s in seps))
+    first, *others = [rule.split] if isinstance(rule.split, str) else rule.split
     index = rule.index
 
     def split(value: Any) -> Any:
-        items = [p.strip() for p in pattern.split(value)] if isinstance(value, str) else value
+        if isinstance(value, str):
+            for other in others:  # short values: a few replaces beat a regular expression
+                value = value.replace(other, first)
+            items = [p.strip() for p in value.split(first)]
+        else:
+            items = value
         if index is None:
             return [p for p in items if p != ""] if isinstance(items, list) else items
         return items[index] if isinstance(items, list) and -len(items) <= index < len(items) else None
@@ -260,16 +274,17 @@ def _zipper(rule: Rule, ctx: _Context) -> Getter:
     clean = _cleaner(rule)
     assert split is not None
 
+    names = [name for name, _, _ in columns]
+
     def zipped(src: Any) -> Any:
         lists = []
         for _name, get, _path in columns:
             value = clean(get(src))
-            lists.append([] if _empty(value) else split(value))
-        lengths = {len(v) for v in lists}
-        if len(lengths) > 1:
+            lists.append(split(value) if value else [])
+        if any(len(items) != len(lists[0]) for items in lists):
             shown = ", ".join(f"{path}: {len(v)}" for (_, _, path), v in zip(columns, lists, strict=True))
             raise ValueMappingError(f"并列字段条目数不一致 / parallel lists differ in length ({shown})")
-        return [dict(zip([c[0] for c in columns], row, strict=True)) for row in zip(*lists, strict=True)]
+        return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
 
     return zipped
 
@@ -285,6 +300,10 @@ def compile_rule(rule: Rule, ctx: _Context) -> Getter:
     parts_join = rule.join if rule.parts is not None else None
     default = rule.default
     has_default = "default" in rule.model_fields_set
+
+    if holds is None and joiner is None and parts_join is None and rule.zip is None and rule.first is None \
+            and (split is None or rule.index is not None):
+        return _scalar_rule(get, clean, split, _compose(steps), default if has_default else MISSING)
 
     def apply(value: Any) -> Any:
         for step in steps:
@@ -313,28 +332,49 @@ def compile_rule(rule: Rule, ctx: _Context) -> Getter:
     return run
 
 
-# ---- writing target values -------------------------------------------------------------
+def _compose(steps: list[Step]) -> Step | None:
+    if len(steps) <= 1:
+        return steps[0] if steps else None
+    first, *rest = steps
 
-Setter = Callable[[dict[str, Any], Any], None]
+    def chain(value: Any) -> Any:
+        value = first(value)
+        for step in rest:
+            value = step(value)
+        return value
 
-
-def _nested_setter(path: str) -> Setter:
-    *parents, last = path.split(".")
-
-    def put(record: dict[str, Any], value: Any) -> None:
-        node = record
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-
-    return put
+    return chain
 
 
-def _flat_setter(column: str) -> Setter:
-    def put(row: dict[str, Any], value: Any) -> None:
-        row[column] = value
+def _scalar_rule(get: Getter, clean: Step, pick: Step | None, step: Step | None, fallback: Any) -> Getter:
+    """The common rule as one tight closure: a value read, cleaned, perhaps one split item
+    picked, then converted. A text's result depends on that text alone and is immutable, so
+    it is memoised: code tables, dates and operation codes repeat across a batch."""
 
-    return put
+    def convert(value: Any) -> Any:
+        if pick is not None:
+            value = pick(clean(value))
+        if isinstance(value, list):
+            value = [v for v in (clean(v) for v in value) if not _empty(v)]
+            if step is not None:
+                value = [step(v) for v in value]
+        else:
+            value = clean(value)
+            if value is None or value == "":
+                return fallback
+            if step is not None:
+                value = step(value)
+        return fallback if _empty(value) else value
+
+    if pick is None and step is None:
+        return lambda src: convert(get(src))
+    convert_text = lru_cache(maxsize=4096)(convert)
+
+    def run(src: Any) -> Any:
+        value = get(src)
+        return convert_text(value) if isinstance(value, str) else convert(value)
+
+    return run
 
 
 def _normalise(rules: str | Rule | list[Rule]) -> Rule:
@@ -345,16 +385,20 @@ def _normalise(rules: str | Rule | list[Rule]) -> Rule:
     return rules
 
 
-def _compile_fields(fields: FieldRules, ctx: _Context, setter: Callable[[str], Setter]) -> list[
-    tuple[str, Setter, Getter]
-]:
+def _compile_fields(fields: FieldRules, ctx: _Context) -> list[tuple[str, Rule, Getter]]:
     compiled = []
     for target, rules in fields.items():
+        rule = _normalise(rules)
         try:
-            compiled.append((target, setter(target), compile_rule(_normalise(rules), ctx)))
+            compiled.append((target, rule, compile_rule(rule, ctx)))
         except MappingDefinitionError as exc:
             raise MappingDefinitionError(f"[{target}] {exc}") from None
     return compiled
+
+
+def _inline_key(path: str) -> str | None:
+    """A plain-Python read of a one-step key, for rules simple enough to be written inline."""
+    return f"src.get({path!r})" if "." not in path and "[" not in path else None
 
 
 class CompiledMapping:
@@ -379,16 +423,31 @@ class CompiledMapping:
             "xml": lambda path: _xml_getter(path, namespaces),
         }[self.format]
         forward = _Context(forward_getter, definition.tables, schemas, header.timezone)
-        self._forward = _compile_fields(definition.fields, forward, _nested_setter)
-        self._reverse: list[tuple[str, Setter, Getter]] = []
+        self._forward_fields = _compile_fields(definition.fields, forward)
+        self._forward = assemble(self._forward_fields, nested=True, base={"record_type": self.record_type},
+                                 inline_read=self._source_read, error_path=lambda t: pointer(t.split(".")),
+                                 missing=MISSING)
+        self._reverse_fields: list[tuple[str, Rule, Getter]] = []
         if header.reversible:
             if not definition.reverse:
                 raise MappingDefinitionError("reversible = true 需要 [reverse] / a reversible mapping needs [reverse]")
             backward = _Context(_dotted_getter, definition.tables, schemas, header.timezone)
-            target = _nested_setter if self.format == "json" else _flat_setter
-            self._reverse = _compile_fields(definition.reverse, backward, target)
+            self._reverse_fields = _compile_fields(definition.reverse, backward)
+            self._reverse = assemble(self._reverse_fields, nested=self.format == "json", base={},
+                                     inline_read=_inline_key, error_path=lambda t: "/" + t, missing=MISSING)
             if self.format == "xml":
-                self._xml_tags = {name: self._clark(name) for name, _, _ in self._reverse}
+                self._xml_tags = {name: self._clark(name) for name, _, _ in self._reverse_fields}
+
+    def _source_read(self, path: str) -> str | None:
+        if self.format != "xml":
+            return _inline_key(path) if self.format == "json" else f"src.get({path!r})"
+        simple = re.fullmatch(r"(?:(\w+):)?([\w.-]+)", path)
+        if not simple:
+            return None
+        prefix, local = simple.groups()
+        namespace = self.options.namespaces.get(prefix or "")
+        tag = f"{{{namespace}}}{local}" if prefix and namespace else local
+        return f"src.findtext({tag!r})"
 
     def _clark(self, name: str) -> str:
         prefix, _, local = name.rpartition(":")
@@ -400,32 +459,17 @@ class CompiledMapping:
 
     def to_standard(self, source: Any) -> tuple[dict[str, Any], list[Issue]]:
         """Map one source record; returns the (possibly partial) standard record and its issues."""
-        record: dict[str, Any] = {"record_type": self.record_type}
-        problems: list[Issue] = []
-        for target, put, rule in self._forward:
-            try:
-                value = rule(source)
-            except ValueMappingError as exc:
-                problems.append(issue(pointer(target.split(".")), "mapping", detail=str(exc)))
-                continue
-            if value is not MISSING:
-                put(record, value)
-        return record, problems
+        if self.format != "xml" and not isinstance(source, dict):
+            return {"record_type": self.record_type}, [issue("", "not_object")]
+        return self._forward(source)
 
     def from_standard(self, record: Mapping[str, Any]) -> tuple[Any, list[Issue]]:
         """Map a standard record back to the source format (a dict, or an lxml element for XML)."""
         if not self.reversible:
             raise MappingDefinitionError(f"映射 {self.name} 不可逆 / mapping {self.name} is not reversible")
-        row: dict[str, Any] = {}
-        problems: list[Issue] = []
-        for target, put, rule in self._reverse:
-            try:
-                value = rule(record)
-            except ValueMappingError as exc:
-                problems.append(issue("/" + target, "mapping", detail=str(exc)))
-                continue
-            if value is not MISSING:
-                put(row, value)
+        if not isinstance(record, dict):
+            return {}, [issue("", "not_object")]
+        row, problems = self._reverse(record)
         if self.format != "xml":
             return row, problems
         element = etree.Element(self.record_tag, nsmap=self.nsmap)
@@ -436,7 +480,7 @@ class CompiledMapping:
     @property
     def reverse_columns(self) -> list[str]:
         """The source fields written by ``from_standard``, in order (CSV header, XML children)."""
-        return [name for name, _, _ in self._reverse]
+        return [name for name, _, _ in self._reverse_fields]
 
     @property
     def record_tag(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from mappings.exceptions import ValueMappingError
@@ -39,7 +40,7 @@ _FALSE = {"false", "0", "n", "no", "否", "f"}
 
 def halfwidth(text: str) -> str:
     """Full-width ASCII forms and the ideographic space turned into their half-width forms."""
-    return text.translate(_FULLWIDTH)
+    return text if text.isascii() else text.translate(_FULLWIDTH)
 
 
 def parse_timezone(text: str) -> dt.tzinfo:
@@ -53,7 +54,11 @@ def parse_timezone(text: str) -> dt.tzinfo:
 
 def _moment(value: Any, tz: dt.tzinfo) -> tuple[dt.datetime, bool]:
     """Parse ``value`` into an aware datetime and say whether it carried a time of day."""
-    text = str(value).strip()
+    return _parse_moment(str(value).strip(), tz)
+
+
+@lru_cache(maxsize=4096)  # a batch repeats its dates: the same day, often the same minute
+def _parse_moment(text: str, tz: dt.tzinfo) -> tuple[dt.datetime, bool]:
     match = _DATE_TIME.fullmatch(text) or _COMPACT_DATE.fullmatch(text)
     if not match:
         raise ValueMappingError(f"无法识别的日期时间 / unrecognised date or time {text!r}")
@@ -73,8 +78,12 @@ def _moment(value: Any, tz: dt.tzinfo) -> tuple[dt.datetime, bool]:
 
 def to_datetime(value: Any, tz: dt.tzinfo) -> str:
     """An RFC 3339 time with offset; a time without an offset is taken in ``tz``."""
-    moment, _ = _moment(value, tz)
-    return moment.isoformat()
+    return _rfc3339(str(value).strip(), tz)
+
+
+@lru_cache(maxsize=4096)
+def _rfc3339(text: str, tz: dt.tzinfo) -> str:
+    return _parse_moment(text, tz)[0].isoformat()
 
 
 def to_date(value: Any, tz: dt.tzinfo) -> str:

@@ -122,6 +122,11 @@ def _parse_time(value: Any) -> dt.datetime | dt.date | None:
         return None
 
 
+@lru_cache(maxsize=4)
+def _settled_before(today: dt.date) -> str:
+    return today.isoformat()
+
+
 def _before(later: dt.datetime | dt.date, earlier: dt.datetime | dt.date) -> bool:
     if isinstance(later, dt.datetime) and isinstance(earlier, dt.datetime):
         if (later.tzinfo is None) != (earlier.tzinfo is None):
@@ -140,7 +145,6 @@ class RecordChecks:
         self._fields = tuple((c.kind, c.parts, _ANY not in c.parts) for c in checks)
         self._event_times = (("occurred_at",), *(("data", f) for f in info.event_times))
         self._time_order = tuple((("data", a), ("data", b)) for a, b in info.time_order)
-        self._paths = tuple(dict.fromkeys((*self._event_times, *(p for pair in self._time_order for p in pair))))
 
     def run(self, record: Mapping[str, Any], *, identifiers: IdentifierPolicy, now: dt.datetime) -> tuple[
         list[Issue], list[Issue]
@@ -197,22 +201,28 @@ class RecordChecks:
 
     def _times(self, record: Mapping[str, Any], now: dt.datetime, errors: list[Issue],
                warnings: list[Issue]) -> None:
-        limit = now + _FUTURE_SLACK
-        parsed: dict[tuple[str, ...], tuple[tuple[Any, ...], dt.datetime | dt.date | None]] = {}
-        for parts in self._paths:
-            value = _plain(record, parts)
-            if value is not None:
-                parsed[parts] = (parts, _parse_time(value))
+        settled = _settled_before(now.astimezone(dt.UTC).date())
+        limit = None
         for parts in self._event_times:
-            at, moment = parsed.get(parts, ((), None))
-            if isinstance(moment, dt.datetime) and moment.tzinfo is not None and moment > limit:
-                errors.append(issue(pointer(at), "time_future"))
-        for first, second in self._time_order:
-            a, b = parsed.get(first, ((), None))[1], parsed.get(second, ((), None))
-            if a is None or b[1] is None or not _before(b[1], a):
+            value = _plain(record, parts)
+            # a local date before today (UTC) cannot lie a day ahead, whatever its offset
+            if not isinstance(value, str) or value[:10] < settled:
                 continue
-            # Source systems often stamp a date with a placeholder time (09:00): an inversion
-            # within the same calendar day is reported, but only a day-level one is an error.
-            later = b[1]
-            same_day = isinstance(a, dt.datetime) and isinstance(later, dt.datetime) and a.date() == later.date()
-            (warnings if same_day else errors).append(issue(pointer(b[0]), "time_order", earlier=first[-1]))
+            moment = _parse_time(value)
+            limit = limit or now + _FUTURE_SLACK
+            if isinstance(moment, dt.datetime) and moment.tzinfo is not None and moment > limit:
+                errors.append(issue(pointer(parts), "time_future"))
+        for first, second in self._time_order:
+            a, b = _plain(record, first), _plain(record, second)
+            if not isinstance(a, str) or not isinstance(b, str):
+                continue
+            if len(a) == len(b) and a[10:11] != "T" or a[-6:] == b[-6:] and len(a) == len(b) == 25:
+                inverted = b < a  # same form and offset: the text orders like the time
+            else:
+                earlier, later = _parse_time(a), _parse_time(b)
+                inverted = earlier is not None and later is not None and _before(later, earlier)
+            if inverted:
+                # Source systems often stamp a date with a placeholder time (09:00): an inversion
+                # within the same calendar day is reported, but only a day-level one is an error.
+                same_day = "T" in a and "T" in b and a[:10] == b[:10] and a[-6:] == b[-6:]
+                (warnings if same_day else errors).append(issue(pointer(second), "time_order", earlier=first[-1]))
