@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import platform
 import random
 from pathlib import Path
@@ -19,8 +20,6 @@ _ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 def machine() -> str:
     """One line naming the machine the figures come from."""
-    import os
-
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

@@ -16,6 +16,8 @@ from _data import machine, records
 
 from schemas import Validator
 
+PASSES = 9
+
 
 def rate(fn: Callable[[Any], object], passes: list[list[Any]]) -> float:
     """Records per second of ``fn``: the best of several passes, as timeit does, because on a
@@ -37,8 +39,8 @@ def main() -> None:
     validator = Validator()
     print(f"machine: {machine()}")
     for record_type in ("inspection", "penalty"):
-        items = records(record_type, args.records * 5)
-        passes = [items[n * args.records:(n + 1) * args.records] for n in range(5)]
+        items = records(record_type, args.records * PASSES)
+        passes = [items[n * args.records:(n + 1) * args.records] for n in range(PASSES)]
         assert all(validator.validate(r).ok for r in items[:200])
         baseline = rate(lambda r: validator.is_schema_valid(r, stage="full"), [p[:300] for p in passes[:3]])
         fast = rate(lambda r: validator.is_schema_valid(r, stage="fast"), passes)

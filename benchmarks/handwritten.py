@@ -13,8 +13,9 @@ from typing import Any
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 LOCAL_RESULT = {"1": "01", "E": "02", "A": "03", "B": "04", "C": "05", "6": "06", "7": "07", "8": "08", "F": "09"}
-LABELS = {"01": "未发现问题", "02": "发现问题已责令改正", "03": "发现问题待后续处理", "04": "未按规定公示应当公示的信息",
-          "05": "公示信息隐瞒真实情况弄虚作假", "06": "通过登记的住所（经营场所）无法联系", "07": "已关闭停业或正在组织清算",
+LABELS = {"01": "未发现问题", "02": "发现问题已责令改正", "03": "发现问题待后续处理",
+          "04": "未按规定公示应当公示的信息", "05": "公示信息隐瞒真实情况弄虚作假",
+          "06": "通过登记的住所（经营场所）无法联系", "07": "已关闭停业或正在组织清算",
           "08": "不配合检查情节严重", "09": "未发现开展本次抽查涉及的经营活动"}
 LABEL_RESULT = {label: code for code, label in LABELS.items()} | {"发现问题经责令已改正": "02"}
 FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
@@ -60,7 +61,8 @@ def internet_plus(row: dict[str, Any]) -> dict[str, Any]:
             "subject": {"kind": _half(row["administrative_cp_na"]), "name": row["administrative_cp"].strip(),
                         "cert_type": _half(row["administrative_cp_ce_type"]),
                         "cert_no": _half(row["administrative_cp_ui_code"])},
-            "registered_address": row["address_registered"].strip(), "operating_address": row["address_operating"].strip(),
+            "registered_address": row["address_registered"].strip(),
+            "operating_address": row["address_operating"].strip(),
             "form": _half(row["check_form"]), "category": row["check_type"].strip(), "mode": row["check_mode"].strip(),
             "result": {"code": code, "label": LABELS[code]},
             "inspected_at": _time(row["check_date"]),
@@ -82,8 +84,8 @@ def penalty(element: Any) -> dict[str, Any]:
         "data": {
             "decision_no": text("CF_WSH"),
             "implementing_org": {"name": text("CF_CFJG"), "code": _half(text("CF_CFJGDM"))},
-            "subject": {"kind": "2", "name": text("CF_XDR_MC"), "cert_type": "001", "cert_no": _half(text("CF_XDR_SHDM")),
-                        "legal_representative": text("CF_FRDB")},
+            "subject": {"kind": "2", "name": text("CF_XDR_MC"), "cert_type": "001",
+                        "cert_no": _half(text("CF_XDR_SHDM")), "legal_representative": text("CF_FRDB")},
             "violation_type": text("CF_WFXW"), "illegal_facts": text("CF_SY"), "legal_basis": text("CF_YJ"),
             "penalty_content": text("CF_NR"),
             "penalty_types": [p.strip() for p in SEPARATORS.split(_half(text("CF_CFLB"))) if p.strip()],

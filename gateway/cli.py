@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from gateway import commands
 from schemas.exceptions import ConfigurationError, SupexError
 
 __all__ = ["build_parser", "main"]
@@ -22,8 +23,10 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        description="Validate standard records against the standard interface v1: schema, "
                        "identifiers, region codes and time order. Every error of every record is reported.")
     p.add_argument("files", nargs="+", metavar="FILE", help="files to validate ('-' for standard input)")
-    p.add_argument("--type", dest="record_type", metavar="T", help="validate as record type T where a record names none")
-    p.add_argument("--lenient", action="store_true", help="accept identifiers failing their check character, with a warning")
+    p.add_argument("--type", dest="record_type", metavar="T",
+                   help="validate as record type T where a record names none")
+    p.add_argument("--lenient", action="store_true",
+                   help="accept identifiers failing their check character, with a warning")
     p.add_argument("--json", action="store_true", help="one JSON report a record on standard output")
     p.add_argument("--quiet", "-q", action="store_true", help="report invalid records only")
     p.set_defaults(command="validate")
@@ -37,7 +40,8 @@ def _add_map(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="source files ('-' for standard input)")
     p.add_argument("--mapping", required=True, metavar="NAME|FILE", help="a built-in mapping name or a mapping file")
     p.add_argument("--validate", action="store_true", help="validate each mapped record; invalid ones are not written")
-    p.add_argument("--lenient", action="store_true", help="accept identifiers failing their check character, with a warning")
+    p.add_argument("--lenient", action="store_true",
+                   help="accept identifiers failing their check character, with a warning")
     p.add_argument("--reverse", action="store_true", help="standard records in, the source format out")
     p.set_defaults(command="map")
 
@@ -78,8 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _commands() -> dict[str, Command]:
-    from gateway import commands
-
     return {
         "validate": commands.validate,
         "map": commands.map_files,

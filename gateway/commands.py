@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import orjson
 from lxml import etree
+from rich.console import Console
+from rich.progress import Progress
 
 from mappings import (
     CompiledMapping,
@@ -69,9 +71,6 @@ class _Progress:
     def __init__(self) -> None:
         self._bar: Any = None
         if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
             self._bar = Progress(console=Console(stderr=True), transient=True)
 
     def __enter__(self) -> _Progress:
@@ -168,16 +167,17 @@ def validate(args: argparse.Namespace) -> int:
                             found = value.get("record_id") if isinstance(value, dict) else None
                             record_id = found if isinstance(found, str) else None
                         tally.add(verdict)
-                        _report(args, name, item.index, item.where, record_id, verdict, out)
+                        _report(args, name, item.index, where=item.where, record_id=record_id, verdict=verdict,
+                                out=out)
             except OSError as exc:
                 verdict = _unreadable(name, exc)
                 tally.add(verdict)
-                _report(args, name, 0, "file", None, verdict, out)
+                _report(args, name, 0, where="file", record_id=None, verdict=verdict, out=out)
     print(tally.summary("records"), file=sys.stderr)
     return EXIT_OK if tally.invalid == 0 else EXIT_INVALID
 
 
-def _report(args: argparse.Namespace, name: str, index: int, where: str, record_id: str | None,
+def _report(args: argparse.Namespace, name: str, index: int, *, where: str, record_id: str | None,
             verdict: Verdict, out: IO[str]) -> None:
     if args.json:
         line = {"file": name, "index": index, "where": where, "record_id": record_id, "valid": verdict.ok,

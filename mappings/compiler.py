@@ -89,7 +89,7 @@ def _xml_getter(path: str, namespaces: Mapping[str, str]) -> Getter:
 # ---- the transform chain ---------------------------------------------------------------
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == []
+    return value is None or value in ("", [])
 
 
 def _key(value: Any) -> str:
@@ -496,7 +496,7 @@ class CompiledMapping:
     def nsmap(self) -> dict[str | None, str]:
         """The namespace map of written XML: the record's own namespace as the default."""
         names = self.options.namespaces
-        prefixes = {p for p in (self.options.record or "").split(":")[:-1]}
+        prefixes = set((self.options.record or "").split(":")[:-1])
         return {(None if p in prefixes else p): uri for p, uri in names.items()}
 
 

@@ -289,9 +289,10 @@ def read_xml(stream: IO[bytes], *, record_tag: str) -> Iterator[SourceItem]:
         for _event, element in events:
             yield SourceItem(index, f"element {index} (line {element.sourceline})", element)
             index += 1
-            element.clear()
-            while element.getprevious() is not None:
-                del element.getparent()[0]
+            element.clear()  # free what was read: memory follows one record, not the file
+            parent = element.getparent()
+            while parent is not None and element.getprevious() is not None:
+                del parent[0]
     except etree.XMLSyntaxError as exc:
         yield SourceItem(index, f"element {index}", error=f"malformed XML: {exc}; the rest of the file was not read")
 

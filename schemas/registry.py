@@ -7,11 +7,12 @@ read-only values; nothing here touches the network or the file system beyond the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from schemas.exceptions import UnknownRecordTypeError
 

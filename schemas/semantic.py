@@ -157,11 +157,12 @@ class RecordChecks:
             if plain:
                 value = _plain(record, parts)
                 if value is not None and (kind == "subject" or isinstance(value, str)):
-                    self._field(kind, parts, value, errors, warnings, checksum_sink)
+                    self._field(kind, parts, value, errors=errors, warnings=warnings, checksum_sink=checksum_sink)
                 continue
             for at, value in _values(record, parts):
                 if isinstance(value, str) or kind == "subject":
-                    self._field(kind, at, value, errors, warnings, checksum_sink)
+                    self._field(kind, at, value, errors=errors, warnings=warnings,
+                                checksum_sink=checksum_sink)
         self._times(record, now, errors, warnings)
         inspectors = record.get("data", {}).get("inspectors") if isinstance(record.get("data"), dict) else None
         if isinstance(inspectors, list):
@@ -171,14 +172,15 @@ class RecordChecks:
                 if not isinstance(cert, str):
                     continue
                 if cert in seen:
-                    errors.append(issue(pointer(("data", "inspectors", n, "cert_no")), "duplicate_inspector", value=cert))
+                    where = pointer(("data", "inspectors", n, "cert_no"))
+                    errors.append(issue(where, "duplicate_inspector", value=cert))
                 seen.add(cert)
         return errors, warnings
 
     @staticmethod
-    def _field(kind: str, at: tuple[Any, ...], value: Any, errors: list[Issue], warnings: list[Issue],
+    def _field(kind: str, at: tuple[Any, ...], value: Any, *, errors: list[Issue], warnings: list[Issue],
                checksum_sink: list[Issue]) -> None:
-        if kind == "uscc" or kind == "item_check":
+        if kind in ("uscc", "item_check"):
             code = value[:18]
             if len(code) == 18 and not _uscc_ok(code):
                 checksum_sink.append(issue(pointer(at), "uscc_checksum", value=code))
@@ -216,7 +218,7 @@ class RecordChecks:
             a, b = _plain(record, first), _plain(record, second)
             if not isinstance(a, str) or not isinstance(b, str):
                 continue
-            if len(a) == len(b) and a[10:11] != "T" or a[-6:] == b[-6:] and len(a) == len(b) == 25:
+            if (len(a) == len(b) and a[10:11] != "T") or (a[-6:] == b[-6:] and len(a) == len(b) == 25):
                 inverted = b < a  # same form and offset: the text orders like the time
             else:
                 earlier, later = _parse_time(a), _parse_time(b)

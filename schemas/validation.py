@@ -62,7 +62,7 @@ class _TypeValidator:
     def __init__(self, name: str, schemas: SchemaSet, registry: referencing.Registry[Any],
                  rs_registry: jsonschema_rs.Registry) -> None:
         schema = schemas.schema(name)
-        self.fast = jsonschema_rs.Draft202012Validator(schema, registry=rs_registry, validate_formats=True)
+        self.fast = jsonschema_rs.Draft202012Validator(dict(schema), registry=rs_registry, validate_formats=True)
         self.full = jsonschema.Draft202012Validator(
             schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
         )

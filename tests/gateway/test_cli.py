@@ -38,7 +38,8 @@ def test_validate_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert _run(capsys, "validate", "--type", "nonesuch", good)[0] == 2
 
 
-def test_validate_reports_every_record_of_a_mixed_ndjson_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_validate_reports_every_record_of_a_mixed_ndjson_file(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
     """A broken line is reported by number and the other lines are still validated."""
     bad = json.loads(json.dumps(VALID_RECORDS["inspection"]))
     bad["data"]["subject"]["cert_no"] = IDENTIFIERS["invalid_uscc"][0]
@@ -61,10 +62,12 @@ def test_validate_lenient_and_type(capsys: pytest.CaptureFixture[str], tmp_path:
     assert code == 0 and "warning" in out
     untyped = {k: v for k, v in VALID_RECORDS["penalty"].items() if k != "record_type"}
     assert _run(capsys, "validate", "--type", "penalty", _write(tmp_path, "u.json", untyped))[0] == 0
-    assert _run(capsys, "validate", "--type", "inspection", _write(tmp_path, "p.json", VALID_RECORDS["penalty"]))[0] == 1
+    penalty = _write(tmp_path, "p.json", VALID_RECORDS["penalty"])
+    assert _run(capsys, "validate", "--type", "inspection", penalty)[0] == 1
 
 
-def test_unreadable_files_are_reported_and_the_rest_processed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_unreadable_files_are_reported_and_the_rest_processed(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
     """A missing file is an error of its own; the next file is still validated."""
     good = _write(tmp_path, "good.json", VALID_RECORDS["inspection"])
     code, out, _ = _run(capsys, "validate", str(tmp_path / "missing.json"), good)
@@ -87,7 +90,8 @@ def test_map_writes_standard_ndjson(capsys: pytest.CaptureFixture[str], mapping:
 
 def test_map_reports_refused_xml_and_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """XML with entities maps nothing, says why on standard error, and exits 1."""
-    bomb = '<!DOCTYPE x [<!ENTITY a "lol">]><XZCF_LIST xmlns="urn:sd:zfjd:xzcf:1"><XZCF><CF_ID>&a;</CF_ID></XZCF></XZCF_LIST>'
+    bomb = ('<!DOCTYPE x [<!ENTITY a "lol">]>'
+            '<XZCF_LIST xmlns="urn:sd:zfjd:xzcf:1"><XZCF><CF_ID>&a;</CF_ID></XZCF></XZCF_LIST>')
     code, out, err = _run(capsys, "map", "--mapping", "enforcement_oversight.penalty", _write(tmp_path, "b.xml", bomb))
     assert code == 1 and out == "" and "DTD" in err
 

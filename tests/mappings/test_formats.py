@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from mappings.formats import MAX_RECORD_BYTES, parse_xml, read_csv, read_json, read_xml, write_xml
 from mappings.exceptions import SourceFormatError
+from mappings.formats import MAX_RECORD_BYTES, parse_xml, read_csv, read_json, read_xml, write_xml
 
 NS = "urn:sd:zfjd:xzcf:1"
 TAG = f"{{{NS}}}XZCF"
@@ -95,7 +95,8 @@ def test_csv_empty_and_undecodable_files() -> None:
     assert "encodings" in (item.error or "")
 
 
-XML = f'<?xml version="1.0"?><XZCF_LIST xmlns="{NS}"><XZCF><CF_ID>1</CF_ID></XZCF><XZCF><CF_ID>2</CF_ID></XZCF></XZCF_LIST>'
+XML = (f'<?xml version="1.0"?><XZCF_LIST xmlns="{NS}">'
+       "<XZCF><CF_ID>1</CF_ID></XZCF><XZCF><CF_ID>2</CF_ID></XZCF></XZCF_LIST>")
 
 
 def test_xml_records_are_streamed() -> None:
@@ -105,7 +106,8 @@ def test_xml_records_are_streamed() -> None:
 
 
 @pytest.mark.parametrize("doc", [
-    '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><XZCF_LIST><XZCF>&b;</XZCF></XZCF_LIST>',
+    '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+    "<XZCF_LIST><XZCF>&b;</XZCF></XZCF_LIST>",
     '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><XZCF_LIST><XZCF>&e;</XZCF></XZCF_LIST>',
     '<!DOCTYPE x SYSTEM "http://127.0.0.1:9/x.dtd"><XZCF_LIST/>',
 ])

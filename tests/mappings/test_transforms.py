@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
@@ -53,8 +54,6 @@ def test_times_are_formatted_back_in_the_source_zone() -> None:
 ])
 def test_decimals_are_exact(text: str, scale: str | None, places: int | None, expected: str) -> None:
     """万元 to 元 and back are exact decimal arithmetic, never floats."""
-    from decimal import Decimal
-
     assert transforms.to_decimal(text, Decimal(scale) if scale else None, places) == expected
 
 
