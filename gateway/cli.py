@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway import commands
+from gateway import commands, operations
 from schemas.exceptions import ConfigurationError, SupexError
 
 __all__ = ["build_parser", "main"]
@@ -69,6 +69,51 @@ def _add_schemas(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     show.set_defaults(command="schemas show")
 
 
+def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the gateway", description="Run the HTTP gateway with a configuration.")
+    p.add_argument("--config", required=True, metavar="FILE", help="the TOML configuration")
+    p.set_defaults(command="serve")
+    p = sub.add_parser("check-config", help="validate a configuration without starting anything",
+                       description="Validate a configuration: keys, values, mappings and (unless --no-secrets) "
+                       "that every connector has a secret.")
+    p.add_argument("config", metavar="FILE")
+    p.add_argument("--no-secrets", action="store_true", help="do not require the connectors' secrets")
+    p.set_defaults(command="check-config")
+    p = sub.add_parser("push", help="push files to a gateway as a connector (signed, with retries)",
+                       description="Push standard records (JSON, JSON array, NDJSON) in batches, or a file in the "
+                       "connector's own format (.xml, .csv), signed as the connector.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--connector", required=True, metavar="ID")
+    p.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the secret and address)")
+    p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
+    p.add_argument("--batch-size", type=int, default=500, metavar="N")
+    p.set_defaults(command="push")
+
+
+def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("log", help="the exchange log: verify, query, export, checkpoint",
+                       description="Work with the tamper-evident exchange log.")
+    inner = p.add_subparsers(dest="log_command", metavar="{verify,query,export,checkpoint}", required=True)
+    verify = inner.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad entry",
+                              description="Recompute the whole hash chain; exit 1 naming the first bad entry.")
+    verify.add_argument("--json", action="store_true", help="the verdict as JSON")
+    verify.set_defaults(command="log verify")
+    checkpoint = inner.add_parser("checkpoint", help="print the head hash to record outside the system",
+                                  description="Print the last seq and hash of the log.")
+    checkpoint.set_defaults(command="log checkpoint")
+    query = inner.add_parser("query", help="entries by filter", description="Exchange-log entries by filter.")
+    query.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    query.add_argument("--limit", type=int, default=1000)
+    query.set_defaults(command="log query")
+    export = inner.add_parser("export", help="entries as NDJSON", description="Every entry, with hashes, as NDJSON.")
+    export.set_defaults(command="log export")
+    for command in (verify, checkpoint, query, export):
+        command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+    for command in (query, export):
+        for name in ("since", "until", "connector", "counterpart", "record-type", "record-id", "event", "rule"):
+            command.add_argument(f"--{name}", dest=name.replace("-", "_"), metavar="VALUE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every command with its ``--help``."""
     parser = argparse.ArgumentParser(
@@ -76,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="supex — the supervision data exchange gateway (行政监管数据对接网关).",
     )
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
-    for add in (_add_validate, _add_map, _add_mapping, _add_schemas):
+    for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log):
         add(sub)
     return parser
 
@@ -88,6 +133,13 @@ def _commands() -> dict[str, Command]:
         "mapping test": commands.mapping_test,
         "schemas list": commands.schemas_list,
         "schemas show": commands.schemas_show,
+        "serve": operations.serve,
+        "check-config": operations.check_config,
+        "push": operations.push,
+        "log verify": operations.log_verify,
+        "log checkpoint": operations.log_checkpoint,
+        "log query": operations.log_query,
+        "log export": operations.log_export,
     }
 
 

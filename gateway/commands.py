@@ -20,38 +20,17 @@ from lxml import etree
 from rich.console import Console
 from rich.progress import Progress
 
-from mappings import (
-    CompiledMapping,
-    MappedRecord,
-    builtin_mapping,
-    builtin_names,
-    compile_text,
-    map_stream,
-    run_examples,
-)
-from mappings.exceptions import MappingDefinitionError
+from gateway.config import resolve_mapping
+from mappings import CompiledMapping, MappedRecord, builtin_names, map_stream, run_examples
 from mappings.formats import read_json
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.exceptions import UnknownRecordTypeError
 from schemas.issues import issue
 
-__all__ = ["map_files", "mapping_test", "resolve_mapping", "schemas_list", "schemas_show", "validate"]
+__all__ = ["map_files", "mapping_test", "schemas_list", "schemas_show", "validate"]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _PROGRESS_EVERY = 2000
-
-
-def resolve_mapping(name_or_path: str) -> CompiledMapping:
-    """A mapping file by path, or a built-in mapping by name."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MappingDefinitionError(f"无法读取映射文件 / cannot read mapping file: {exc}",
-                                         source=str(path)) from None
-        return compile_text(text, source=str(path))
-    return builtin_mapping(name_or_path)
 
 
 # ---- input files and progress ---------------------------------------------------------------

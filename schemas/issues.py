@@ -45,6 +45,9 @@ CODES: Final[dict[str, tuple[str, str]]] = {
         "连接器无权报送 {value} 类型的记录",
         "the connector may not produce records of type {value}",
     ),
+    "version_conflict": (
+        "版本 {value} 已存在且内容不同", "version {value} is already stored with different content",
+    ),
     # the details below are bilingual already
     "malformed": ("无法解析 / cannot be parsed: {detail}", ""),
     "mapping": ("映射失败 / mapping failed: {detail}", ""),

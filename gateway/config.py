@@ -1,0 +1,257 @@
+"""The gateway's configuration (SPEC §8): one TOML file read strictly into frozen models.
+
+An unknown key is an error naming the key and its line. Secrets never come from the file's
+text: they come from a secrets file it names, or from ``SUPEX_SECRET_<ID>`` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.exceptions import ConfigError
+from mappings import CompiledMapping, builtin_mapping, compile_text
+from mappings.definitions import key_line
+from mappings.exceptions import MappingDefinitionError
+from schemas import load_schema_set
+
+__all__ = [
+    "KIND_MAPPINGS",
+    "AdminConfig",
+    "AuditorConfig",
+    "Config",
+    "ConnectorConfig",
+    "GatewayConfig",
+    "load_config",
+    "parse_size",
+    "resolve_mapping",
+]
+
+# the mapping a connector of each kind speaks unless it names another
+KIND_MAPPINGS = {
+    "internet_plus": "internet_plus.check_action",
+    "enforcement_oversight": "enforcement_oversight.penalty",
+    "double_random": "double_random.result",
+}
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
+ConnectorKind = Literal["http_json", "internet_plus", "enforcement_oversight", "double_random", "file_drop"]
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``16MiB``, ``256KiB``, ``1000000``."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 16MiB, 256KiB)")
+    return int(match[1]) * _UNITS[match[2]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GatewayConfig(_Strict):
+    """The ``[gateway]`` table."""
+
+    listen: str = "127.0.0.1:8440"
+    store: str = "sqlite:///var/supex.db"
+    log_hash: Literal["sm3", "sha256"] = "sm3"
+    max_body: int = 16 * 1024**2
+    max_records: int = Field(default=10_000, ge=1, le=100_000)
+    secrets_file: str | None = None
+    data_key_env: str | None = None
+    clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
+
+    @field_validator("max_body", mode="before")
+    @classmethod
+    def _size(cls, value: str | int) -> int:
+        return parse_size(value)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be host:port, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The address to bind."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to bind."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class _Token(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    token_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class AuditorConfig(_Token):
+    """A security reviewer (审计员): reads the exchange log, never payloads."""
+
+
+class AdminConfig(_Token):
+    """An administrator: manages connectors and rules, never reads payloads."""
+
+
+class ConnectorConfig(_Strict):
+    """A registered system: who it is, what it produces and consumes, and how."""
+
+    id: str = Field(pattern=r"^[a-z0-9-]{2,40}$")
+    name: str
+    kind: ConnectorKind = "http_json"
+    department_code: str = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
+    region_code: str = Field(pattern=r"^[0-9]{6}$")
+    produces: list[str] = Field(default_factory=list)
+    consumes: list[str] = Field(default_factory=list)
+    delivery: Literal["pull", "push"] = "pull"
+    endpoint: str | None = None
+    mapping: str | None = None
+    identifiers: Literal["strict", "lenient"] = "strict"
+    system_of_record: bool = False
+    watch_dir: str | None = None
+    enabled: bool = True
+    max_requests_per_second: float | None = Field(default=None, gt=0)
+
+    @field_validator("produces", "consumes")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        known = load_schema_set().record_types
+        unknown = [t for t in value if t not in known]
+        if unknown:
+            raise ValueError(f"unknown record types {unknown} (known: {', '.join(known)})")
+        return value
+
+    @model_validator(mode="after")
+    def _delivery(self) -> ConnectorConfig:
+        if self.delivery == "push" and not self.endpoint:
+            raise ValueError("delivery = \"push\" needs an endpoint")
+        return self
+
+    @property
+    def mapping_name(self) -> str | None:
+        """The mapping the connector's own format goes through, if any."""
+        return self.mapping or KIND_MAPPINGS.get(self.kind)
+
+    @property
+    def region_prefix(self) -> str:
+        """The region-code prefix of the connector's jurisdiction (province, city or county)."""
+        code = self.region_code
+        if code.endswith("0000"):
+            return code[:2]
+        if code.endswith("00"):
+            return code[:4]
+        return code
+
+
+class Config(_Strict):
+    """The whole configuration, with the secrets resolved beside it (never from its text)."""
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    auditor: list[AuditorConfig] = Field(default_factory=list)
+    admin: list[AdminConfig] = Field(default_factory=list)
+    connector: list[ConnectorConfig] = Field(default_factory=list)
+    sharing: list[dict[str, object]] = Field(default_factory=list)
+    base_dir: Path = Field(default=Path(), exclude=True)
+    secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        ids = [c.id for c in self.connector]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate connector ids: {duplicates}")
+        return self
+
+    def connectors(self) -> dict[str, ConnectorConfig]:
+        """The connectors by id."""
+        return {c.id: c for c in self.connector}
+
+    def store_path(self) -> str:
+        """The SQLite file of ``store``, relative paths taken from the configuration's folder."""
+        url = self.gateway.store
+        if not url.startswith("sqlite:///"):
+            return url
+        path = Path(url.removeprefix("sqlite:///"))
+        return str(path if path.is_absolute() else self.base_dir / path)
+
+
+def resolve_mapping(name_or_path: str, base_dir: Path | None = None) -> CompiledMapping:
+    """A mapping file by path (relative to ``base_dir``), or a built-in mapping by name."""
+    path = Path(name_or_path)
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    if path.suffix == ".toml" or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MappingDefinitionError(f"无法读取映射文件 / cannot read mapping file: {exc}",
+                                         source=str(path)) from None
+        return compile_text(text, source=str(path))
+    return builtin_mapping(name_or_path)
+
+
+def _secret_env_name(connector_id: str) -> str:
+    return "SUPEX_SECRET_" + connector_id.upper().replace("-", "_")
+
+
+def _load_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    from_file: dict[str, object] = {}
+    if config.gateway.secrets_file:
+        path = config.base_dir / config.gateway.secrets_file
+        try:
+            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"无法读取密钥文件 / cannot read the secrets file {path}: {exc}") from None
+    secrets = {}
+    for connector in config.connector:
+        value = from_file.get(connector.id) or environ.get(_secret_env_name(connector.id))
+        if not isinstance(value, str) or len(value) < 16:
+            raise ConfigError(
+                f"连接器 {connector.id} 没有密钥（至少 16 个字符）/ connector {connector.id!r} has no secret of at least "
+                f"16 characters: set {_secret_env_name(connector.id)} or add it to the secrets file"
+            )
+        secrets[connector.id] = value
+    return secrets
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None, need_secrets: bool = True) -> Config:
+    """Read, check and complete a configuration file; raises ``ConfigError`` naming key and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"无法读取配置文件 / cannot read the configuration {path}: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML 语法错误 / TOML syntax error: {exc}") from None
+    try:
+        config = Config.model_validate({**raw, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        where = ".".join(str(p) for p in loc)
+        line = key_line(text, loc)
+        prefix = f"{path}:{line}: " if line else f"{path}: "
+        if error["type"] == "extra_forbidden":
+            raise ConfigError(f"{prefix}未知的键 / unknown key {where!r}") from None
+        raise ConfigError(f"{prefix}{where}: {error['msg']}") from None
+    if need_secrets:
+        secrets = _load_secrets(config, os.environ if environ is None else environ)
+        config = config.model_copy(update={"secrets": secrets})
+    return config

@@ -1,0 +1,177 @@
+"""From a request body to records ready for the store: parse, map, validate, normalise.
+
+Whole-request problems raise ``BodyError`` with the HTTP status to answer (nothing is stored);
+problems of single records become quarantined records with their errors.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from lxml import etree
+from cryptography.hazmat.primitives import hashes
+
+from gateway.config import ConnectorConfig
+from gateway.store.model import Incoming, Quarantined
+from mappings import CompiledMapping, map_record
+from mappings.formats import SourceItem, read_csv, read_xml
+from schemas import Issue, Validator, Verdict, load_schema_set
+from schemas.issues import issue
+
+__all__ = ["BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
+
+_GATEWAY_FIELDS = ("source", "received_at", "seq", "digest")
+_HASHES = {"sm3": hashes.SM3, "sha256": hashes.SHA256}
+
+
+class BodyError(Exception):
+    """The request body as a whole cannot be taken; answered with ``status`` and nothing stored."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def content_kind(content_type: str) -> str:
+    """``json``, ``ndjson``, ``xml`` or ``csv`` from a Content-Type header; else 415."""
+    main = content_type.split(";", 1)[0].strip().lower()
+    kinds = {"application/json": "json", "application/x-ndjson": "ndjson", "application/ndjson": "ndjson",
+             "application/jsonl": "ndjson", "application/xml": "xml", "text/xml": "xml", "text/csv": "csv"}
+    if main not in kinds:
+        raise BodyError(415, "unsupported_media_type",
+                        f"不支持的内容类型 / unsupported content type {main or '(none)'!r}: use application/json, "
+                        "application/x-ndjson, or the connector's own XML or CSV")
+    return kinds[main]
+
+
+def record_digest(record: dict[str, Any], algorithm: str) -> str:
+    """The digest of a record's content as pushed (the gateway's own fields left out)."""
+    content = {k: v for k, v in record.items() if k not in _GATEWAY_FIELDS and k != "version"}
+    digest = hashes.Hash(_HASHES[algorithm]())
+    digest.update(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
+    return digest.finalize().hex()
+
+
+def _json_items(body: bytes, kind: str) -> list[Any]:
+    if kind == "ndjson":
+        items = []
+        for number, line in enumerate(body.split(b"\n"), 1):
+            if line.strip():
+                try:
+                    items.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    raise BodyError(400, "malformed", f"第 {number} 行不是有效的 JSON / line {number} is not valid "
+                                    f"JSON: {exc}") from None
+        return items
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(400, "malformed", f"请求体不是有效的 JSON / the body is not valid JSON: {exc}") from None
+    if isinstance(value, dict) and isinstance(value.get("records"), list):
+        return list(value["records"])
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [value]
+    raise BodyError(400, "malformed", "请求体应为 JSON 数组或对象 / the body must be a JSON array or object")
+
+
+def _source_items(body: bytes, kind: str, mapping: CompiledMapping | None) -> Iterator[SourceItem]:
+    """The body's records, read one at a time (XML elements are freed after use)."""
+    if kind in ("json", "ndjson"):
+        return (SourceItem(n, f"record {n}", value) for n, value in enumerate(_json_items(body, kind)))
+    if mapping is None:
+        raise BodyError(415, "unsupported_media_type",
+                        f"此连接器不以 {kind.upper()} 报送 / this connector does not push {kind.upper()}: "
+                        "its mapping is for another format")
+    if kind == "xml":
+        return read_xml(io.BytesIO(body), record_tag=mapping.record_tag)
+    return read_csv(io.BytesIO(body), encodings=mapping.options.encodings, delimiter=mapping.options.delimiter)
+
+
+def _whole_body_error(item: SourceItem, kind: str) -> bool:
+    """XML cannot be read past an error, and a CSV without a readable header has no rows."""
+    return item.error is not None and (kind == "xml" or (kind == "csv" and item.where == "line 1"))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch split into records to store and records to quarantine."""
+
+    incoming: list[Incoming]
+    rejected: list[Quarantined]
+
+
+class RecordPreparer:
+    """Turns a connector's request body into ``Prepared`` records; pure apart from the clock's time."""
+
+    def __init__(self, *, log_hash: str, max_records: int) -> None:
+        self.log_hash = log_hash
+        self.max_records = max_records
+        self.validators = {"strict": Validator(identifiers="strict"), "lenient": Validator(identifiers="lenient")}
+        self.defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
+
+    def prepare(self, connector: ConnectorConfig, mapping: CompiledMapping | None, body: bytes, content_type: str,
+                received_at: str) -> Prepared:
+        """Parse, map, validate and normalise every record of one request."""
+        kind = content_kind(content_type)
+        source_format = "json" if kind == "ndjson" else kind
+        use_mapping = mapping if mapping is not None and mapping.format == source_format else None
+        validator = self.validators[connector.identifiers]
+        source = {"connector": connector.id, "department_code": connector.department_code,
+                  "region_code": connector.region_code}
+        incoming, rejected = [], []
+        for count, item in enumerate(_source_items(body, kind, use_mapping), 1):
+            if count > self.max_records:
+                raise BodyError(413, "too_many_records", f"一批最多 {self.max_records} 条记录 / at most "
+                                f"{self.max_records} records a batch")
+            if _whole_body_error(item, kind):
+                raise BodyError(400, "malformed", f"无法解析请求体 / the body cannot be parsed: {item.error}")
+            record, verdict = self._check(item, use_mapping, validator, connector)
+            if not verdict.ok:
+                rejected.append(self._quarantined(item, record, verdict))
+                continue
+            assert record is not None
+            normalised = {**record, "sharing": record.get("sharing") or self.defaults[record["record_type"]],
+                          "grade": record.get("grade") or "general"}
+            digest = record_digest(normalised, self.log_hash)
+            normalised.update(source=source, received_at=received_at, digest=digest)
+            incoming.append(Incoming(
+                index=item.index, record_id=record["record_id"], record_type=record["record_type"], op=record["op"],
+                version=record.get("version"), region_code=record["region_code"], sharing=normalised["sharing"],
+                grade=normalised["grade"], digest=digest, record=normalised,
+                warnings=[w.as_dict() for w in verdict.warnings]))
+        return Prepared(incoming, rejected)
+
+    @staticmethod
+    def _check(item: SourceItem, mapping: CompiledMapping | None, validator: Validator,
+               connector: ConnectorConfig) -> tuple[dict[str, Any] | None, Verdict]:
+        if item.error is not None:
+            return None, Verdict((issue("", "malformed", detail=item.error),))
+        if mapping is not None:
+            record, verdict = map_record(mapping, validator, item.value)
+        else:
+            record, verdict = item.value, validator.validate(item.value)
+        if isinstance(record, dict) and isinstance(record.get("record_type"), str) \
+                and record["record_type"] not in connector.produces:
+            refusal = issue("/record_type", "not_permitted", value=record["record_type"])
+            verdict = Verdict((refusal, *verdict.errors), verdict.warnings)
+        return (record if isinstance(record, dict) else None), verdict
+
+    @staticmethod
+    def _quarantined(item: SourceItem, record: dict[str, Any] | None, verdict: Verdict) -> Quarantined:
+        value = record if record is not None else item.value
+        record_id = value.get("record_id") if isinstance(value, dict) else None
+        record_type = value.get("record_type") if isinstance(value, dict) else None
+        if isinstance(item.value, dict | list | str | int | float | bool) or item.value is None:
+            payload = orjson.dumps(item.value)
+        else:  # an XML element: keep the source as it came
+            payload = etree.tostring(item.value, encoding="utf-8")
+        errors: list[Issue] = list(verdict.errors)
+        return Quarantined(item.index, record_id if isinstance(record_id, str) else None,
+                           record_type if isinstance(record_type, str) else None,
+                           [e.as_dict() for e in errors], payload)

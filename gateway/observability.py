@@ -1,0 +1,70 @@
+"""Metrics (Prometheus text format) and structured logs with secrets and personal data redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "configure_logging", "redact"]
+
+_SECRET_KEYS = re.compile(r"secret|token|authorization|signature|password|key", re.IGNORECASE)
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[0-9Xx](?![0-9A-Za-z])")
+_PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+
+
+def _scrub(text: str) -> str:
+    return _PHONE.sub("[phone]", _ID_NUMBER.sub("[id_no]", text))
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """One processor for all log lines: secret-like keys dropped, ID and phone numbers masked."""
+    for key in list(event):
+        value = event[key]
+        if key != "event" and _SECRET_KEYS.search(key) and key not in ("connector_key",):
+            event[key] = "[redacted]"
+        elif isinstance(value, str):
+            event[key] = _scrub(value)
+    return event
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """structlog as JSON lines on standard error, configured once at the entry point."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+class Metrics:
+    """The gateway's Prometheus metrics in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("supex_http_requests_total", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("supex_http_request_seconds", "HTTP request latency", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.records = Counter("supex_records_total", "Pushed records by outcome", ["status"],
+                               registry=self.registry)
+        self.commit = Histogram("supex_store_commit_seconds", "Time to commit a batch durably",
+                                registry=self.registry,
+                                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.log_entries = Gauge("supex_exchange_log_entries", "Entries in the exchange log",
+                                 registry=self.registry)
+        self.refusals = Counter("supex_auth_refusals_total", "Refused requests by status", ["status"],
+                                registry=self.registry)

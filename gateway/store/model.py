@@ -1,0 +1,103 @@
+"""The values that go in and out of the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Inbox", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "StoredRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A valid record ready to be stored: its key, its version (if the producer gave one), its digest."""
+
+    index: int
+    record_id: str
+    record_type: str
+    op: str
+    version: int | None
+    region_code: str
+    sharing: str
+    grade: str
+    digest: str
+    record: dict[str, Any]
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A rejected record kept with its errors (never silently dropped)."""
+
+    index: int
+    record_id: str | None
+    record_type: str | None
+    errors: list[dict[str, str]]
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What became of one record of a batch."""
+
+    index: int
+    record_id: str | None
+    status: str  # accepted | duplicate | stale | rejected
+    version: int | None = None
+    seq: int | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The per-record result of the push answer."""
+        out: dict[str, Any] = {"index": self.index, "record_id": self.record_id, "status": self.status}
+        if self.version is not None:
+            out["version"] = self.version
+        if self.status == "rejected":
+            out["errors"] = self.errors
+        out["warnings"] = self.warnings
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A stored version of a record, as served to consumers."""
+
+    seq: int
+    connector: str
+    record_id: str
+    version: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """What a consumer may pull before sharing rules: types, jurisdiction, sharing classes."""
+
+    consumer: str
+    record_types: tuple[str, ...]
+    region_prefix: str
+    sharing: tuple[str, ...] = ("unconditional",)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    """One page of an inbox and the cursor after it."""
+
+    records: list[StoredRecord]
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Filters of an exchange-log query; ``None`` means any."""
+
+    since: str | None = None
+    until: str | None = None
+    connector: str | None = None
+    counterpart: str | None = None
+    record_type: str | None = None
+    record_id: str | None = None
+    event: str | None = None
+    rule: str | None = None
+    source: str | None = None
