@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install  ## the gateway is not there yet: show what the command line offers
-	$(BIN)/supex --help
-	$(BIN)/supex schemas list
+run: install  ## the gateway on the embedded SQLite store, with the example configuration
+	$(BIN)/supex check-config config.example.toml
+	$(BIN)/supex serve --config config.example.toml
 
 test: install
 	$(BIN)/python -m pytest

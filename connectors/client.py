@@ -106,7 +106,7 @@ class SupexClient:
         """One signed request, retried on 429, 503 and connection errors; the JSON answer."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=_RetryAfter(wait_exponential_jitter(initial=0.5, max=30)),
+            wait=_RetryAfter(wait_exponential_jitter(multiplier=0.5, max=30)),
             retry=retry_if_exception_type((GatewayBusyError, GatewayUnreachableError)),
             sleep=self._sleep,
             reraise=True,

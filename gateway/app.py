@@ -40,8 +40,8 @@ MAPPINGS = web.AppKey("mappings", dict[str, CompiledMapping])
 NONCES = web.AppKey("nonces", NonceCache)
 TOKENS = web.AppKey("tokens", TokenBook)
 CLOCK = web.AppKey("clock", Callable[[], float])
-IDENTITY = "supex.identity"
-BODY = "supex.body"
+IDENTITY = web.RequestKey("identity", Identity)
+BODY = web.RequestKey("body", bytes)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 
@@ -98,7 +98,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     metrics.requests.labels(request.method, route, str(response.status)).inc()
     metrics.latency.labels(route).observe(elapsed)
-    identity: Identity | None = request.get(IDENTITY)
+    identity = request.get(IDENTITY)
     log.info("request", method=request.method, path=request.path, status=response.status,
              ms=round(elapsed * 1000, 2), caller=identity.name if identity else None)
     response.headers["X-Request-Id"] = request_id
@@ -161,7 +161,7 @@ def _identify(request: web.Request, body: bytes) -> Identity:
 # ---- handlers ---------------------------------------------------------------------------------
 
 def _connector(request: web.Request) -> Identity:
-    identity: Identity = request[IDENTITY]
+    identity = request[IDENTITY]
     assert identity.connector is not None
     return identity
 
@@ -274,7 +274,7 @@ async def schema_one(request: web.Request) -> web.Response:
 
 
 async def _audited(request: web.Request, what: str) -> None:
-    identity: Identity = request[IDENTITY]
+    identity = request[IDENTITY]
     store = request.app[STORE]
     entry = LogEntry("audit_query", store.store.now(), connector=None, counterpart=identity.name,
                      reason=f"{what} {request.query_string}"[:500])

@@ -1,0 +1,5 @@
+"""The gateway fixtures, shared with the connector tests."""
+
+from tests.gateway.conftest import config
+
+__all__ = ["config"]

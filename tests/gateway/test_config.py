@@ -1,0 +1,82 @@
+"""The configuration: strict, with secrets from the environment or a secrets file only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config, parse_size
+from gateway.exceptions import ConfigError
+from gateway.observability import redact
+from tests.gateway.conftest import CONFIG_TEXT, SECRETS
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()}
+
+
+def test_the_example_configuration_loads() -> None:
+    """config.example.toml is valid, with its secrets file beside it."""
+    config = load_config(ROOT / "config.example.toml", environ={})
+    assert [c.id for c in config.connector] == ["amr", "internet-plus", "enforcement", "double-random", "jinan"]
+    assert config.connectors()["enforcement"].mapping_name == "enforcement_oversight.penalty"
+    assert config.gateway.max_body == 16 * 1024 * 1024
+    assert config.store_path() == str(ROOT / "var" / "supex.db")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_an_unknown_key_names_the_key_and_line(tmp_path: Path) -> None:
+    """A misspelt connector key fails with its name and line."""
+    text = CONFIG_TEXT.replace('region_code = "370100"', 'region_code = "370100"\nconsume = ["clue"]')
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), environ=ENV)
+    line = text.splitlines().index('consume = ["clue"]') + 1
+    assert f"c.toml:{line}:" in str(caught.value) and "consume" in str(caught.value)
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ('id = "amr"', 'id = "AMR!"', "connector.0.id"),
+    ('produces = ["penalty"]', 'produces = ["penalties"]', "unknown record types"),
+    ('log_hash = "sm3"', 'log_hash = "md5"', "log_hash"),
+    ('max_body = "256KiB"', 'max_body = "lots"', "not a size"),
+    ('listen = "127.0.0.1:8440"', 'listen = "8440"', "host:port"),
+    ('region_code = "370200"', 'region_code = "3702"', "region_code"),
+])
+def test_bad_values_are_named(tmp_path: Path, old: str, new: str, words: str) -> None:
+    """Each bad value is reported with where it is."""
+    with pytest.raises(ConfigError, match=words):
+        load_config(_write(tmp_path, CONFIG_TEXT.replace(old, new)), environ=ENV)
+
+
+def test_secrets_come_from_the_environment_or_a_secrets_file(tmp_path: Path) -> None:
+    """A missing secret is an error naming the variable; a secrets file supplies them instead."""
+    with pytest.raises(ConfigError, match="SUPEX_SECRET_QINGDAO"):
+        load_config(_write(tmp_path, CONFIG_TEXT), environ={k: v for k, v in ENV.items() if "QINGDAO" not in k})
+    (tmp_path / "secrets.toml").write_text("\n".join(f'{k} = "{v}"' for k, v in SECRETS.items()), encoding="utf-8")
+    text = CONFIG_TEXT.replace('max_records = 50', 'max_records = 50\nsecrets_file = "secrets.toml"')
+    assert load_config(_write(tmp_path, text), environ={}).secrets == SECRETS
+
+
+def test_secrets_are_not_printed_with_the_configuration(tmp_path: Path) -> None:
+    """The configuration's repr and dump leave the secrets out."""
+    config = load_config(_write(tmp_path, CONFIG_TEXT), environ=ENV)
+    assert not any(s in repr(config) or s in str(config.model_dump()) for s in SECRETS.values())
+
+
+@pytest.mark.parametrize(("text", "size"), [("16MiB", 16 * 2**20), ("256KiB", 262144), ("1000", 1000),
+                                            ("2 MB", 2_000_000), (512, 512)])
+def test_sizes(text: str | int, size: int) -> None:
+    """Sizes are written with binary or decimal units."""
+    assert parse_size(text) == size
+
+
+def test_the_log_processor_redacts_secrets_and_personal_numbers() -> None:
+    """Secret-like keys are dropped and ID and phone numbers masked in every value."""
+    event = {"event": "x", "secret": "s3cret", "authorization": "Bearer t", "note": "370202199301095153 / 13812345678"}
+    out = redact(None, "info", event)
+    assert out == {"event": "x", "secret": "[redacted]", "authorization": "[redacted]", "note": "[id_no] / [phone]"}

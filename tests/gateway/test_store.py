@@ -1,0 +1,145 @@
+"""The SQLite store and the exchange log's hash chain."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.exchange_log import GENESIS, LogEntry, chain_hash, verify_chain
+from gateway.ingest import RecordPreparer
+from gateway.store import SQLiteStore
+from gateway.store.model import Inbox
+from gateway.store.versions import decide
+from tests.gateway.conftest import inspection
+
+
+@pytest.mark.parametrize(("stored", "version", "digest", "status", "number"), [
+    (None, None, "a", "accepted", 1),
+    (None, 7, "a", "accepted", 7),
+    ((1, "a", 1), None, "a", "duplicate", 1),
+    ((1, "a", 1), None, "b", "accepted", 2),
+    ((3, "a", 1), 2, "b", "stale", 3),
+    ((3, "a", 1), 3, "a", "duplicate", 3),
+    ((3, "a", 1), 3, "b", "rejected", None),
+    ((3, "a", 1), 4, "b", "accepted", 4),
+])
+def test_version_decisions(stored: tuple[int, str, int] | None, version: int | None, digest: str, status: str,
+                           number: int | None) -> None:
+    """SPEC §2.1 version rules as a table."""
+    verdict = decide(stored, version, digest)
+    assert (verdict.status, verdict.version) == (status, number)
+
+
+def _store(tmp_path: Path) -> SQLiteStore:
+    return SQLiteStore(str(tmp_path / "s.db"), log_hash="sha256")
+
+
+def _ingest(store: SQLiteStore, *records: dict) -> list:
+    from gateway.config import ConnectorConfig
+
+    connector = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
+                                produces=["inspection"])
+    import json
+
+    prepared = RecordPreparer(log_hash="sha256", max_records=100).prepare(
+        connector, None, json.dumps(list(records)).encode(), "application/json", store.now())
+    return store.ingest("amr", "batch-1", prepared.incoming, prepared.rejected)
+
+
+def test_records_and_their_log_entries_survive_a_reopen(tmp_path: Path) -> None:
+    """What a committed ingest stored is there after the store is closed and opened again."""
+    store = _store(tmp_path)
+    outcomes = _ingest(store, inspection(1), inspection(2))
+    assert [o.status for o in outcomes] == ["accepted", "accepted"]
+    head = store.log_head()
+    store.close()
+    again = _store(tmp_path)
+    assert again.log_head() == head == (4, again.log_head()[1])
+    page = again.inbox(Inbox("jinan", ("inspection",), "3701"), None, 10)
+    assert [r.record_id for r in page.records] == ["in-1", "in-2"]
+    assert again.schema_version == 1
+
+
+def test_a_failed_transaction_stores_nothing_and_keeps_the_chain(tmp_path: Path) -> None:
+    """If the commit fails, neither the records nor the log entries remain, and the chain head is unchanged."""
+    store = _store(tmp_path)
+    _ingest(store, inspection(1))
+    head = store.log_head()
+    store._db.execute("CREATE TRIGGER fail BEFORE INSERT ON exchange_log WHEN NEW.seq > 2 "
+                      "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    from gateway.exceptions import StoreUnavailableError
+
+    with pytest.raises(StoreUnavailableError):
+        _ingest(store, inspection(2))
+    store._db.execute("DROP TRIGGER fail")
+    assert store.log_head() == head
+    assert store.counts()["records"] == 1
+    _ingest(store, inspection(3))
+    assert list(store.verify_log())[-1].ok
+
+
+def test_the_inbox_cursor_and_acks(tmp_path: Path) -> None:
+    """Pages continue from `after`; an ack moves the starting point, never backwards."""
+    store = _store(tmp_path)
+    _ingest(store, *(inspection(n) for n in range(5)))
+    box = Inbox("jinan", ("inspection",), "3701")
+    first = store.inbox(box, None, 2)
+    second = store.inbox(box, first.next, 2)
+    assert [r.record_id for r in first.records + second.records] == ["in-0", "in-1", "in-2", "in-3"]
+    assert store.ack("jinan", second.next) == second.next
+    assert store.ack("jinan", 1) == second.next
+    assert [r.record_id for r in store.inbox(box, None, 10).records] == ["in-4"]
+
+
+def _tamper(tmp_path: Path, sql: str) -> int | None:
+    store = _store(tmp_path)
+    _ingest(store, *(inspection(n) for n in range(4)))
+    store.close()
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute(sql)
+    con.commit()
+    con.close()
+    return list(_store(tmp_path).verify_log())[-1].first_bad_seq
+
+
+def test_verify_names_a_changed_entry(tmp_path: Path) -> None:
+    """Changing any field of an entry breaks its hash: verify names that entry."""
+    assert _tamper(tmp_path, "UPDATE exchange_log SET record_id = record_id || 'x' WHERE seq = 5") == 5
+
+
+def test_verify_names_a_removed_entry(tmp_path: Path) -> None:
+    """Removing an entry breaks the sequence at its place."""
+    assert _tamper(tmp_path, "DELETE FROM exchange_log WHERE seq = 3") == 3
+
+
+def test_verify_names_reordered_entries(tmp_path: Path) -> None:
+    """Swapping two entries' contents breaks the chain at the first of them."""
+    assert _tamper(tmp_path, "UPDATE exchange_log SET event = CASE seq WHEN 2 THEN 'received' ELSE 'stored' END "
+                             "WHERE seq IN (2, 3)") == 2
+
+
+def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
+    """Chains verify from genesis; each entry's hash covers the previous hash and all its fields."""
+    entries, prev = [], GENESIS
+    for n in range(1, 4):
+        entry = LogEntry("received", "2026-01-01T00:00:00Z", record_id=f"r{n}", seq=n, prev_hash=prev)
+        digest = chain_hash("sm3", prev, entry)
+        entries.append(LogEntry("received", "2026-01-01T00:00:00Z", record_id=f"r{n}", seq=n, prev_hash=prev,
+                                hash=digest))
+        prev = digest
+    assert list(verify_chain("sm3", entries))[-1].ok
+    assert list(verify_chain("sm3", entries))[-1].head == prev
+    assert not list(verify_chain("sha256", entries))[-1].ok
+    assert list(verify_chain("sm3", entries[:2]))[-1].head != prev  # a checkpoint reveals a dropped tail
+
+
+def test_log_entries_hold_no_payload_values(tmp_path: Path) -> None:
+    """No value of the record's data appears in the exchange log table."""
+    store = _store(tmp_path)
+    _ingest(store, inspection(1))
+    rows = store._db.execute("SELECT * FROM exchange_log").fetchall()
+    text = repr(rows)
+    for value in ("济南鲁达食品有限公司", "91370102CXCY5NUM1A", "张伟", "3701000001"):
+        assert value not in text
