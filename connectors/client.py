@@ -97,9 +97,10 @@ class SupexClient:
                 code, message = _message(data)
                 if verdict == "retry":
                     retry_after = answer.headers.get("Retry-After", "")
-                    raise GatewayBusyError(answer.status, message, float(retry_after) if retry_after.isdigit() else None)
+                    wait = float(retry_after) if retry_after.isdigit() else None
+                    raise GatewayBusyError(answer.status, message, wait)
                 raise GatewayRefusedError(answer.status, code, message)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise GatewayUnreachableError(f"网关无法连接 / cannot reach the gateway at {self.url}: {exc}") from exc
 
     async def request(self, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> Any:

@@ -42,8 +42,10 @@ def body_digest(body: bytes, algorithm: str = "hmac-sha256") -> str:
     return digest.finalize().hex()
 
 
-def sign(secret: str, method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes,
-         algorithm: str = "hmac-sha256") -> str:
+def sign(  # noqa: PLR0917 - the six parts of the SPEC §3.1 recipe, in its order
+    secret: str, method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes, *,
+    algorithm: str = "hmac-sha256",
+) -> str:
     """The hex signature of one request."""
     message = "\n".join((method.upper(), path_and_query, timestamp, nonce, body_digest(body, algorithm)))
     mac = crypto_hmac.HMAC(secret.encode(), ALGORITHMS[algorithm]())
@@ -64,7 +66,7 @@ def signature_headers(key: str, secret: str, method: str, path_and_query: str, b
         HEADER_KEY: key,
         HEADER_TIMESTAMP: timestamp,
         HEADER_NONCE: nonce,
-        HEADER_SIGNATURE: sign(secret, method, path_and_query, timestamp, nonce, body, algorithm),
+        HEADER_SIGNATURE: sign(secret, method, path_and_query, timestamp, nonce, body, algorithm=algorithm),
     }
     if algorithm != "hmac-sha256":
         headers[HEADER_ALGORITHM] = algorithm

@@ -222,14 +222,15 @@ def _load_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
         value = from_file.get(connector.id) or environ.get(_secret_env_name(connector.id))
         if not isinstance(value, str) or len(value) < 16:
             raise ConfigError(
-                f"连接器 {connector.id} 没有密钥（至少 16 个字符）/ connector {connector.id!r} has no secret of at least "
-                f"16 characters: set {_secret_env_name(connector.id)} or add it to the secrets file"
+                f"连接器 {connector.id} 没有密钥（至少 16 个字符）/ connector {connector.id!r} has no secret "
+                f"of at least 16 characters: set {_secret_env_name(connector.id)} or add it to the secrets file"
             )
         secrets[connector.id] = value
     return secrets
 
 
-def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None, need_secrets: bool = True) -> Config:
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
+                need_secrets: bool = True) -> Config:
     """Read, check and complete a configuration file; raises ``ConfigError`` naming key and line."""
     path = Path(path)
     try:

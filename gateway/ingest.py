@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from lxml import etree
 from cryptography.hazmat.primitives import hashes
+from lxml import etree
 
 from gateway.config import ConnectorConfig
 from gateway.store.model import Incoming, Quarantined

@@ -23,8 +23,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
 
-_SIGNED = [{"connectorSignature": [], "connectorTimestamp": [], "connectorNonce": [], "connectorKey": []}]
-_BEARER = [{"bearer": []}]
+_SIGNED: list[dict[str, list[str]]] = [
+    {"connectorSignature": [], "connectorTimestamp": [], "connectorNonce": [], "connectorKey": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _ANY = [*_SIGNED, *_BEARER]
 _CURSOR = {"name": "after", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 _LIMIT = {"name": "limit", "in": "query", "required": False,
@@ -41,7 +42,8 @@ def _components() -> dict[str, Any]:
         "connector": {"type": "string"}, "counterpart": {"type": "string"}, "source": {"type": "string"},
         "record_type": {"type": "string"}, "record_id": {"type": "string"}, "version": {"type": "integer"},
         "batch_id": {"type": "string"}, "rule": {"type": "string"}, "purpose": {"type": "string"},
-        "fields": {"type": "array", "items": {"type": "string"}}, "masked": {"type": "array", "items": {"type": "string"}},
+        "fields": {"type": "array", "items": {"type": "string"}},
+        "masked": {"type": "array", "items": {"type": "string"}},
         "digest": {"type": "string"}, "reason": {"type": "string"}, "prev_hash": {"type": "string"},
         "hash": {"type": "string"}}}
     return {
@@ -81,7 +83,8 @@ def _components() -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
-    body_types = {t: {"schema": {"type": "string"}} for t in ("application/x-ndjson", "application/xml", "text/csv")}
+    body_types: dict[str, Any] = {t: {"schema": {"type": "string"}}
+                                  for t in ("application/x-ndjson", "application/xml", "text/csv")}
     body_types["application/json"] = {"schema": {"oneOf": [
         {"type": "array", "items": _ref("Record")},
         {"type": "object", "required": ["records"], "properties": {"records": {"type": "array",

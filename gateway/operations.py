@@ -168,7 +168,8 @@ def push(args: argparse.Namespace) -> int:
         secret = config.secrets[args.connector]
         url = url or f"http://{config.gateway.listen}"
     if not secret or not url:
-        raise ConfigError("需要 --config，或 --url 加 SUPEX_SECRET_<ID> / give --config, or --url and SUPEX_SECRET_<ID>")
+        raise ConfigError("需要 --config，或 --url 加 SUPEX_SECRET_<ID> / "
+                          "give --config, or --url and SUPEX_SECRET_<ID>")
     try:
         totals = asyncio.run(_push(args, url, secret))
     except GatewayRefusedError as exc:

@@ -100,7 +100,7 @@ def verify_connector(headers: Mapping[str, str], method: str, path_and_query: st
         raise _unauthorised(f"时间戳缺失或偏差超过 {skew} 秒 / timestamp missing or more than {skew} s off")
     if len(nonce) < 16 or len(nonce) > 128:
         raise _unauthorised("随机数应为 16–128 个字符 / the nonce must be 16 to 128 characters")
-    expected = sign(secrets[key], method, path_and_query, timestamp, nonce, body, algorithm)
+    expected = sign(secrets[key], method, path_and_query, timestamp, nonce, body, algorithm=algorithm)
     if not given or not signatures_match(expected, given):
         raise _unauthorised("签名错误 / wrong signature")
     if not nonces.first_use(key, nonce):

@@ -5,9 +5,9 @@ request needs happens in one transaction, including its exchange-log entries.
 """
 
 from gateway.store.model import (
+    InboxPage,
     Incoming,
     IngestOutcome,
-    InboxPage,
     LogFilter,
     Quarantined,
     StoredRecord,

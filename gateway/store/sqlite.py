@@ -152,7 +152,7 @@ class SQLiteStore:
     def ping(self) -> bool:
         """Whether the store answers."""
         with self._lock:
-            return self._db.execute("SELECT 1").fetchone() == (1,)
+            return bool(self._db.execute("SELECT 1").fetchone() == (1,))
 
     # ---- ingest -------------------------------------------------------------------------------
 
@@ -164,7 +164,9 @@ class SQLiteStore:
             at = self.now()
             known = self._current(db, connector, [i.record_id for i in incoming])
             outcomes: list[IngestOutcome] = []
-            changes, entries, quarantine = [], [], []
+            changes: list[tuple[Any, ...]] = []
+            entries: list[LogEntry] = []
+            quarantine: list[tuple[Any, ...]] = []
             next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
             for item in incoming:
                 base = LogEntry("received", at, connector=connector, source=connector, record_type=item.record_type,
@@ -283,7 +285,8 @@ class SQLiteStore:
         LogEntry
     ]:
         """Exchange-log entries after ``after`` matching ``where``, in order, streamed."""
-        clauses, args = ["seq > ?"], [after]
+        clauses: list[str] = ["seq > ?"]
+        args: list[Any] = [after]
         if where:
             for column, value in (("at >= ", where.since), ("at < ", where.until), ("connector = ", where.connector),
                                   ("counterpart = ", where.counterpart), ("record_type = ", where.record_type),

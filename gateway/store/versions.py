@@ -27,15 +27,13 @@ def decide(stored: tuple[int, str, int] | None, version: int | None, digest: str
     if stored is None:
         return VersionVerdict("accepted", version if version is not None else 1)
     stored_version, stored_digest, _ = stored
-    if version is None:
-        if digest == stored_digest:
-            return VersionVerdict("duplicate", stored_version)
-        return VersionVerdict("accepted", stored_version + 1)
+    same = digest == stored_digest
+    if version is None:  # the gateway numbers an update itself
+        return VersionVerdict("duplicate" if same else "accepted", stored_version if same else stored_version + 1)
     if version < stored_version:
         return VersionVerdict("stale", stored_version)
-    if version == stored_version:
-        if digest == stored_digest:
-            return VersionVerdict("duplicate", stored_version)
-        conflict = issue("/version", "version_conflict", value=str(version))
-        return VersionVerdict("rejected", None, conflict.as_dict())
-    return VersionVerdict("accepted", version)
+    if version > stored_version:
+        return VersionVerdict("accepted", version)
+    if same:
+        return VersionVerdict("duplicate", stored_version)
+    return VersionVerdict("rejected", None, issue("/version", "version_conflict", value=str(version)).as_dict())

@@ -31,7 +31,10 @@ def test_the_signature_of_a_known_request() -> None:
         "k" * 16, "POST", "/v1/records", "1700000001", "n" * 16, b"[]")
 
 
-async def test_the_client_pushes_and_pulls(config: Config, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+Server = Callable[..., Awaitable[TestServer]]
+
+
+async def test_the_client_pushes_and_pulls(config: Config, aiohttp_server: Server) -> None:
     """Against a real gateway: push, pull, ack."""
     server = await aiohttp_server(create_app(config, clock=lambda: NOW))
     url = str(server.make_url(""))
@@ -49,7 +52,7 @@ async def test_the_client_pushes_and_pulls(config: Config, aiohttp_server: Calla
     assert refused.value.status == 401
 
 
-async def test_busy_answers_are_retried_after_what_they_ask(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+async def test_busy_answers_are_retried_after_what_they_ask(aiohttp_server: Server) -> None:
     """503 with Retry-After: 2, then 429 without, then success: the sleeps are 2 s and a backoff."""
     answers = [web.json_response({"error": {"code": "busy", "message": "x"}}, status=503, headers={"Retry-After": "2"}),
                web.json_response({"error": {"code": "rate", "message": "x"}}, status=429),

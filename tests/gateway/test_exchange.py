@@ -11,7 +11,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from gateway.openapi import openapi_document
 from tests.conftest import IDENTIFIERS
-from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, Signed, inspection
+from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, SECRETS, Signed, inspection
 
 
 async def _drain(gw: Signed, connector: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -160,8 +160,6 @@ async def test_the_openapi_document_is_valid_and_served(gw: Signed) -> None:
 
 async def test_logs_hold_no_secrets_or_personal_numbers(gw: Signed) -> None:
     """A full exchange's log lines hold no secret, token, ID number or phone number."""
-    from tests.gateway.conftest import SECRETS
-
     clue = {"record_type": "clue", "record_id": "xs-1", "op": "upsert", "occurred_at": "2026-05-01T09:30:00+08:00",
             "region_code": "370102", "data": {"clue_id": "12345-1", "channel": "12345",
                                              "received_at": "2026-05-01T09:30:00+08:00", "description": "反映问题",

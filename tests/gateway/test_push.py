@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from connectors.signing import signature_headers
 from tests.conftest import DATA, IDENTIFIERS
 from tests.gateway.conftest import AUDITOR_TOKEN, NOW, Signed, inspection
 
@@ -100,8 +101,6 @@ async def test_timestamps_outside_the_window_are_401(gw: Signed) -> None:
 
 async def test_a_replayed_nonce_is_401(gw: Signed) -> None:
     """The same signed request sent twice: the second is a replay."""
-    from connectors.signing import signature_headers
-
     headers = signature_headers("amr", "secret-amr-0123456789abcdef", "POST", "/v1/records", RAW, now=lambda: NOW)
     first = await gw.client.post("/v1/records", data=RAW, headers={**headers, "Content-Type": "application/json"})
     second = await gw.client.post("/v1/records", data=RAW, headers={**headers, "Content-Type": "application/json"})
@@ -110,8 +109,6 @@ async def test_a_replayed_nonce_is_401(gw: Signed) -> None:
 
 async def test_sm3_signatures(gw: Signed) -> None:
     """HMAC-SM3 with an SM3 body hash is accepted."""
-    from connectors.signing import signature_headers
-
     headers = signature_headers("amr", "secret-amr-0123456789abcdef", "POST", "/v1/records", RAW,
                                 algorithm="hmac-sm3", now=lambda: NOW)
     answer = await gw.client.post("/v1/records", data=RAW, headers={**headers, "Content-Type": "application/json"})

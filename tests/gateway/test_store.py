@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from gateway.config import ConnectorConfig
+from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, LogEntry, chain_hash, verify_chain
 from gateway.ingest import RecordPreparer
 from gateway.store import SQLiteStore
@@ -37,12 +40,8 @@ def _store(tmp_path: Path) -> SQLiteStore:
 
 
 def _ingest(store: SQLiteStore, *records: dict) -> list:
-    from gateway.config import ConnectorConfig
-
     connector = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
                                 produces=["inspection"])
-    import json
-
     prepared = RecordPreparer(log_hash="sha256", max_records=100).prepare(
         connector, None, json.dumps(list(records)).encode(), "application/json", store.now())
     return store.ingest("amr", "batch-1", prepared.incoming, prepared.rejected)
@@ -69,8 +68,6 @@ def test_a_failed_transaction_stores_nothing_and_keeps_the_chain(tmp_path: Path)
     head = store.log_head()
     store._db.execute("CREATE TRIGGER fail BEFORE INSERT ON exchange_log WHEN NEW.seq > 2 "
                       "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    from gateway.exceptions import StoreUnavailableError
-
     with pytest.raises(StoreUnavailableError):
         _ingest(store, inspection(2))
     store._db.execute("DROP TRIGGER fail")
