@@ -70,6 +70,8 @@ class GatewayConfig(_Strict):
     secrets_file: str | None = None
     data_key_env: str | None = None
     clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
+    # processes that validate large batches beside the event loop; default: one per core but one
+    prepare_processes: int | None = Field(default=None, ge=0, le=64)
 
     @field_validator("max_body", mode="before")
     @classmethod
@@ -83,6 +85,13 @@ class GatewayConfig(_Strict):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be host:port, got {value!r}")
         return value
+
+    @property
+    def preparers(self) -> int:
+        """How many worker processes prepare large batches (0: all in the serving process)."""
+        if self.prepare_processes is not None:
+            return self.prepare_processes
+        return max(0, (os.cpu_count() or 1) - 1)
 
     @property
     def host(self) -> str:

@@ -7,13 +7,13 @@ metadata only: who, what type and id, which rule, which field paths, a digest â€
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives import hashes
 
-__all__ = ["EVENTS", "GENESIS", "ChainCheck", "LogEntry", "chain_hash", "verify_chain"]
+__all__ = ["EVENTS", "GENESIS", "ChainCheck", "LogEntry", "chain_hash", "content_hash", "sealed", "verify_chain"]
 
 EVENTS = (
     "received", "rejected", "duplicate", "stale", "stored", "routed", "denied", "delivered", "delivery_failed",
@@ -48,18 +48,32 @@ class LogEntry:
 
     def content(self) -> dict[str, Any]:
         """What the hash covers: every field but the two hashes."""
-        data = asdict(self)
-        del data["prev_hash"], data["hash"]
-        data["fields"], data["masked"] = list(self.fields), list(self.masked)
-        return data
+        return {
+            "event": self.event, "at": self.at, "connector": self.connector, "counterpart": self.counterpart,
+            "source": self.source, "record_type": self.record_type, "record_id": self.record_id,
+            "version": self.version, "batch_id": self.batch_id, "rule": self.rule, "purpose": self.purpose,
+            "fields": list(self.fields), "masked": list(self.masked), "digest": self.digest, "reason": self.reason,
+            "seq": self.seq,
+        }
+
+
+def sealed(algorithm: str, prev_hash: str, entry: LogEntry, seq: int) -> LogEntry:
+    """``entry`` numbered ``seq`` and chained to ``prev_hash``."""
+    numbered = replace(entry, seq=seq, prev_hash=prev_hash)
+    return replace(numbered, hash=chain_hash(algorithm, prev_hash, numbered))
+
+
+def content_hash(algorithm: str, prev_hash: str, content: dict[str, Any]) -> str:
+    """``H(prev_hash || canonical JSON of content)``: sorted keys, no spaces, UTF-8."""
+    digest = hashes.Hash(_HASHES[algorithm]())
+    digest.update(prev_hash.encode())
+    digest.update(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
+    return digest.finalize().hex()
 
 
 def chain_hash(algorithm: str, prev_hash: str, entry: LogEntry) -> str:
     """The hash of ``entry`` chained to ``prev_hash``."""
-    digest = hashes.Hash(_HASHES[algorithm]())
-    digest.update(prev_hash.encode())
-    digest.update(orjson.dumps(entry.content(), option=orjson.OPT_SORT_KEYS))
-    return digest.finalize().hex()
+    return content_hash(algorithm, prev_hash, entry.content())
 
 
 @dataclass(frozen=True)

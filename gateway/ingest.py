@@ -35,6 +35,9 @@ class BodyError(Exception):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
+    def __reduce__(self) -> tuple[type[BodyError], tuple[int, str, str]]:
+        return BodyError, (self.status, self.code, self.message)  # raised in a worker process, re-raised here
+
 
 def content_kind(content_type: str) -> str:
     """``json``, ``ndjson``, ``xml`` or ``csv`` from a Content-Type header; else 415."""
@@ -139,11 +142,12 @@ class RecordPreparer:
             normalised = {**record, "sharing": record.get("sharing") or self.defaults[record["record_type"]],
                           "grade": record.get("grade") or "general"}
             digest = record_digest(normalised, self.log_hash)
+            version = normalised.pop("version", None)
             normalised.update(source=source, received_at=received_at, digest=digest)
             incoming.append(Incoming(
                 index=item.index, record_id=record["record_id"], record_type=record["record_type"], op=record["op"],
-                version=record.get("version"), region_code=record["region_code"], sharing=normalised["sharing"],
-                grade=normalised["grade"], digest=digest, record=normalised,
+                version=version, region_code=record["region_code"], sharing=normalised["sharing"],
+                grade=normalised["grade"], digest=digest, payload=orjson.dumps(normalised),
                 warnings=[w.as_dict() for w in verdict.warnings]))
         return Prepared(incoming, rejected)
 

@@ -21,7 +21,7 @@ class Incoming:
     sharing: str
     grade: str
     digest: str
-    record: dict[str, Any]
+    payload: bytes  # the normalised record as JSON, without its version (stored beside it)
     warnings: list[dict[str, str]] = field(default_factory=list)
 
 

@@ -1,18 +1,26 @@
-"""Runs the blocking store on one worker thread, so the event loop never waits on the disk."""
+"""Runs the blocking store on one worker thread, so the event loop never waits on the disk.
+
+Pushes are group-committed: while the store thread commits one transaction, the batches that
+arrive queue up, and the next transaction takes all of them — one fsync for many requests.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from gateway.store.model import IngestOutcome, Incoming, Quarantined
 from gateway.store.sqlite import SQLiteStore
 
 __all__ = ["StoreRunner"]
 
 T = TypeVar("T")
+Batch = tuple[str, str, list[Incoming], list[Quarantined]]
+_GROUP_RECORDS = 20_000  # at most this many records in one group commit
 
 
 class StoreRunner:
@@ -21,13 +29,62 @@ class StoreRunner:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supex-store")
+        self._pending: list[tuple[Batch, asyncio.Future[list[IngestOutcome]]]] = []
+        self._guard = threading.Lock()
+        self._draining = False
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``function(*args, **kwargs)`` on the store thread and await its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))
 
+    async def ingest(self, connector: str, batch_id: str, incoming: list[Incoming],
+                     rejected: list[Quarantined]) -> list[IngestOutcome]:
+        """Store one batch, committed together with whatever other batches are waiting."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[IngestOutcome]] = loop.create_future()
+        with self._guard:
+            self._pending.append(((connector, batch_id, incoming, rejected), future))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._executor.submit(self._drain, loop)
+        return await future
+
+    def _take(self) -> list[tuple[Batch, asyncio.Future[list[IngestOutcome]]]]:
+        with self._guard:
+            taken, size = [], 0
+            while self._pending and (not taken or size + len(self._pending[0][0][2]) <= _GROUP_RECORDS):
+                job = self._pending.pop(0)
+                taken.append(job)
+                size += len(job[0][2]) + len(job[0][3])
+            if not taken:
+                self._draining = False
+            return taken
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        while jobs := self._take():
+            try:
+                results = self.store.ingest_many([batch for batch, _ in jobs])
+            except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure
+                for _, future in jobs:
+                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                continue
+            for (_, future), outcomes in zip(jobs, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, outcomes, None)
+
     def close(self) -> None:
         """Finish pending calls and close the store."""
         self._executor.shutdown(wait=True)
         self.store.close()
+
+
+def _settle(future: asyncio.Future[list[IngestOutcome]], result: list[IngestOutcome] | None,
+            error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)

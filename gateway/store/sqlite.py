@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.exceptions import StoreUnavailableError
-from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, chain_hash, verify_chain
+from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, content_hash, verify_chain
 from gateway.store.model import Inbox, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, StoredRecord
 from gateway.store.versions import decide
 
@@ -52,6 +52,7 @@ MIGRATIONS: tuple[str, ...] = (
         fields TEXT NOT NULL, masked TEXT NOT NULL, digest TEXT, reason TEXT,
         prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     CREATE INDEX exchange_log_by_record ON exchange_log (record_id, seq);
+    CREATE INDEX exchange_log_arrivals ON exchange_log (batch_id) WHERE event = 'received';
     """,
 )
 
@@ -132,14 +133,15 @@ class SQLiteStore:
     def _append(self, db: sqlite3.Connection, entries: list[LogEntry]) -> None:
         seq, prev = self._head
         rows = []
+        algorithm = self.log_hash
         for entry in entries:
             seq += 1
-            numbered = LogEntry(**{**entry.content(), "seq": seq, "fields": entry.fields, "masked": entry.masked})
-            digest = chain_hash(self.log_hash, prev, numbered)
-            rows.append((seq, numbered.at, numbered.event, numbered.connector, numbered.counterpart, numbered.source,
-                         numbered.record_type, numbered.record_id, numbered.version, numbered.batch_id, numbered.rule,
-                         numbered.purpose, ",".join(numbered.fields), ",".join(numbered.masked), numbered.digest,
-                         numbered.reason, prev, digest))
+            content = entry.content()
+            content["seq"] = seq
+            digest = content_hash(algorithm, prev, content)
+            rows.append((seq, entry.at, entry.event, entry.connector, entry.counterpart, entry.source,
+                         entry.record_type, entry.record_id, entry.version, entry.batch_id, entry.rule, entry.purpose,
+                         ",".join(entry.fields), ",".join(entry.masked), entry.digest, entry.reason, prev, digest))
             prev = digest
         db.executemany(f"INSERT INTO exchange_log ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join('?' * 18)})", rows)
         self._head = (seq, prev)
@@ -160,64 +162,75 @@ class SQLiteStore:
         IngestOutcome
     ]:
         """Store a batch in one transaction: versions decided, quarantine filled, log appended."""
+        return self.ingest_many([(connector, batch_id, incoming, rejected)])[0]
+
+    def ingest_many(self, batches: list[tuple[str, str, list[Incoming], list[Quarantined]]]) -> list[
+        list[IngestOutcome]
+    ]:
+        """Store several batches in one transaction (group commit): one fsync for all of them."""
         with self._transaction() as db:
             at = self.now()
-            known = self._current(db, connector, [i.record_id for i in incoming])
-            outcomes: list[IngestOutcome] = []
-            changes: list[tuple[Any, ...]] = []
-            entries: list[LogEntry] = []
-            quarantine: list[tuple[Any, ...]] = []
             next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
-            for item in incoming:
-                base = LogEntry("received", at, connector=connector, source=connector, record_type=item.record_type,
-                                record_id=item.record_id, version=item.version, batch_id=batch_id, digest=item.digest)
-                entries.append(base)
-                verdict = decide(known.get(item.record_id), item.version, item.digest)
-                if verdict.status == "accepted":
-                    assert verdict.version is not None
-                    record = {**item.record, "version": verdict.version}
-                    changes.append((next_seq, connector, item.record_id, verdict.version, item.record_type, item.op,
-                                    item.region_code, item.sharing, item.grade, batch_id, at, item.digest,
-                                    orjson.dumps(record)))
-                    known[item.record_id] = (verdict.version, item.digest, next_seq)
-                    entries.append(LogEntry("stored", at, connector=connector, source=connector,
-                                            record_type=item.record_type, record_id=item.record_id,
-                                            version=verdict.version, batch_id=batch_id, digest=item.digest))
-                    outcomes.append(IngestOutcome(item.index, item.record_id, "accepted", verdict.version, next_seq,
-                                                  warnings=item.warnings))
-                    next_seq += 1
-                elif verdict.status == "rejected":
-                    errors = [verdict.error] if verdict.error else []
-                    quarantine.append((connector, batch_id, item.index, item.record_id, item.record_type, at,
-                                       orjson.dumps(errors).decode(), orjson.dumps(item.record)))
-                    entries.append(LogEntry("rejected", at, connector=connector, source=connector,
-                                            record_type=item.record_type, record_id=item.record_id,
-                                            batch_id=batch_id, reason="version_conflict"))
-                    outcomes.append(IngestOutcome(item.index, item.record_id, "rejected", errors=errors,
-                                                  warnings=item.warnings))
-                else:
-                    entries.append(LogEntry(verdict.status, at, connector=connector, source=connector,
-                                            record_type=item.record_type, record_id=item.record_id,
-                                            version=item.version, batch_id=batch_id, digest=item.digest))
-                    outcomes.append(IngestOutcome(item.index, item.record_id, verdict.status, verdict.version,
-                                                  warnings=item.warnings))
-            for bad in rejected:
-                codes = sorted({e["code"] for e in bad.errors})
-                quarantine.append((connector, batch_id, bad.index, bad.record_id, bad.record_type, at,
-                                   orjson.dumps(bad.errors).decode(), bad.payload))
-                entries.append(LogEntry("received", at, connector=connector, source=connector,
-                                        record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id))
+            results = []
+            for connector, batch_id, incoming, rejected in batches:
+                outcomes, next_seq = self._ingest_batch(db, at, next_seq, connector, batch_id, incoming, rejected)
+                results.append(outcomes)
+        return results
+
+    def _ingest_batch(self, db: sqlite3.Connection, at: str, next_seq: int, connector: str, batch_id: str,
+                      incoming: list[Incoming], rejected: list[Quarantined]) -> tuple[list[IngestOutcome], int]:
+        known = self._current(db, connector, [i.record_id for i in incoming])
+        outcomes: list[IngestOutcome] = []
+        changes: list[tuple[Any, ...]] = []
+        entries: list[LogEntry] = []
+        quarantine: list[tuple[Any, ...]] = []
+        # one entry for the batch's arrival, then one for what became of each record
+        entries.append(LogEntry("received", at, connector=connector, source=connector, batch_id=batch_id,
+                                reason=f"{len(incoming) + len(rejected)} records"))
+        for item in incoming:
+            verdict = decide(known.get(item.record_id), item.version, item.digest)
+            if verdict.status == "accepted":
+                assert verdict.version is not None
+                changes.append((next_seq, connector, item.record_id, verdict.version, item.record_type, item.op,
+                                item.region_code, item.sharing, item.grade, batch_id, at, item.digest,
+                                item.payload))
+                known[item.record_id] = (verdict.version, item.digest, next_seq)
+                entries.append(LogEntry("stored", at, connector=connector, source=connector,
+                                        record_type=item.record_type, record_id=item.record_id,
+                                        version=verdict.version, batch_id=batch_id, digest=item.digest))
+                outcomes.append(IngestOutcome(item.index, item.record_id, "accepted", verdict.version, next_seq,
+                                              warnings=item.warnings))
+                next_seq += 1
+            elif verdict.status == "rejected":
+                errors = [verdict.error] if verdict.error else []
+                quarantine.append((connector, batch_id, item.index, item.record_id, item.record_type, at,
+                                   orjson.dumps(errors).decode(), item.payload))
                 entries.append(LogEntry("rejected", at, connector=connector, source=connector,
-                                        record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
-                                        reason=",".join(codes)))
-                outcomes.append(IngestOutcome(bad.index, bad.record_id, "rejected", errors=bad.errors))
-            db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", changes)
-            db.executemany("INSERT OR REPLACE INTO current_versions VALUES (?,?,?,?,?)",
-                           [(connector, c[2], c[3], c[11], c[0]) for c in changes])
-            db.executemany("INSERT INTO quarantine (connector, batch_id, idx, record_id, record_type, received_at, "
-                           "errors, payload) VALUES (?,?,?,?,?,?,?,?)", quarantine)
-            self._append(db, entries)
-        return sorted(outcomes, key=lambda o: o.index)
+                                        record_type=item.record_type, record_id=item.record_id,
+                                        batch_id=batch_id, reason="version_conflict"))
+                outcomes.append(IngestOutcome(item.index, item.record_id, "rejected", errors=errors,
+                                              warnings=item.warnings))
+            else:
+                entries.append(LogEntry(verdict.status, at, connector=connector, source=connector,
+                                        record_type=item.record_type, record_id=item.record_id,
+                                        version=item.version, batch_id=batch_id, digest=item.digest))
+                outcomes.append(IngestOutcome(item.index, item.record_id, verdict.status, verdict.version,
+                                              warnings=item.warnings))
+        for bad in rejected:
+            codes = sorted({e["code"] for e in bad.errors})
+            quarantine.append((connector, batch_id, bad.index, bad.record_id, bad.record_type, at,
+                               orjson.dumps(bad.errors).decode(), bad.payload))
+            entries.append(LogEntry("rejected", at, connector=connector, source=connector,
+                                    record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
+                                    reason=",".join(codes)))
+            outcomes.append(IngestOutcome(bad.index, bad.record_id, "rejected", errors=bad.errors))
+        db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", changes)
+        db.executemany("INSERT OR REPLACE INTO current_versions VALUES (?,?,?,?,?)",
+                       [(connector, c[2], c[3], c[11], c[0]) for c in changes])
+        db.executemany("INSERT INTO quarantine (connector, batch_id, idx, record_id, record_type, received_at, "
+                       "errors, payload) VALUES (?,?,?,?,?,?,?,?)", quarantine)
+        self._append(db, entries)
+        return sorted(outcomes, key=lambda o: o.index), next_seq
 
     @staticmethod
     def _current(db: sqlite3.Connection, connector: str, record_ids: list[str]) -> dict[str, tuple[int, str, int]]:
@@ -247,7 +260,8 @@ class SQLiteStore:
                 f"AND sharing IN ({', '.join('?' * len(inbox.sharing))}) AND connector != ? ORDER BY seq LIMIT ?",
                 (after, *inbox.record_types, inbox.region_prefix + "%", *inbox.sharing, inbox.consumer, limit),
             ).fetchall()
-            records = [StoredRecord(r[0], r[1], r[2], r[3], {**orjson.loads(r[4]), "seq": r[0]}) for r in rows]
+            records = [StoredRecord(r[0], r[1], r[2], r[3], {**orjson.loads(r[4]), "version": r[3], "seq": r[0]})
+                       for r in rows]
             following = records[-1].seq if records else after
             if records:
                 self._append(db, [LogEntry("pulled", self.now(), connector=inbox.consumer,
@@ -306,6 +320,18 @@ class SQLiteStore:
         finally:
             if reader is not self._db:
                 reader.close()
+
+    def trail(self, source: str, record_id: str, limit: int = 10_000) -> list[LogEntry]:
+        """Every event of one record of ``source``, with the arrival of the batches it came in."""
+        own = list(self.log_entries(where=LogFilter(record_id=record_id, source=source), limit=limit))
+        batches = sorted({e.batch_id for e in own if e.batch_id})
+        if not batches:
+            return own
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE event = 'received' AND source = ? "
+                f"AND batch_id IN ({', '.join('?' * len(batches))})", (source, *batches)).fetchall()
+        return sorted(own + [_row_entry(r) for r in rows], key=lambda e: e.seq)
 
     def append_log(self, entries: list[LogEntry]) -> None:
         """Append entries that record no change of data (audit queries, configuration changes)."""

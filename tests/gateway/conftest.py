@@ -29,6 +29,7 @@ store = "sqlite:///supex.db"
 log_hash = "sm3"
 max_body = "256KiB"
 max_records = 50
+prepare_processes = 0
 
 [[auditor]]
 name = "sec"

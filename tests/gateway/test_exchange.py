@@ -92,6 +92,7 @@ async def test_trail_of_a_record(gw: Signed) -> None:
     status, body = await gw.call("GET", "/v1/records/in-1/trail", connector="amr")
     assert status == 200
     assert [e["event"] for e in body["events"]] == ["received", "stored", "received", "duplicate"]
+    assert body["events"][0]["reason"] == "1 records" and "record_id" not in body["events"][0]
     assert (await gw.call("GET", "/v1/records/in-1/trail", connector="jinan"))[0] == 404
 
 
@@ -109,7 +110,7 @@ async def test_audit_endpoints_verify_query_and_export(gw: Signed) -> None:
     """Auditors verify the chain, query entries by filter and export them; each query is itself logged."""
     await gw.push("amr", [inspection(1), inspection(2)])
     status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
-    assert status == 200 and verdict["ok"] is True and verdict["first_bad_seq"] is None and verdict["entries"] == 4
+    assert status == 200 and verdict["ok"] is True and verdict["first_bad_seq"] is None and verdict["entries"] == 3
     status, body = await gw.call("GET", "/v1/audit/events?record_id=in-2&event=stored", bearer=AUDITOR_TOKEN)
     assert [(e["record_id"], e["event"]) for e in body["events"]] == [("in-2", "stored")]
     answer = await gw.client.get("/v1/audit/export", headers={"Authorization": f"Bearer {AUDITOR_TOKEN}"})

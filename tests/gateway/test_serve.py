@@ -100,7 +100,7 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     checkpoint = json.loads(served.supex("log", "checkpoint", "--config", str(served.config)).stdout)
     assert checkpoint["algorithm"] == "sm3" and len(checkpoint["hash"]) == 64
     with sqlite3.connect(tmp_path / "supex.db") as db:
-        db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")
+        db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")  # a record's "stored" entry
     broken = served.supex("log", "verify", "--config", str(served.config))
     assert broken.returncode == 1 and "seq 7" in broken.stdout
     log = served.log.read_text()

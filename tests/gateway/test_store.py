@@ -55,7 +55,7 @@ def test_records_and_their_log_entries_survive_a_reopen(tmp_path: Path) -> None:
     head = store.log_head()
     store.close()
     again = _store(tmp_path)
-    assert again.log_head() == head == (4, again.log_head()[1])
+    assert again.log_head() == head == (3, again.log_head()[1])
     page = again.inbox(Inbox("jinan", ("inspection",), "3701"), None, 10)
     assert [r.record_id for r in page.records] == ["in-1", "in-2"]
     assert again.schema_version == 1
@@ -66,7 +66,7 @@ def test_a_failed_transaction_stores_nothing_and_keeps_the_chain(tmp_path: Path)
     store = _store(tmp_path)
     _ingest(store, inspection(1))
     head = store.log_head()
-    store._db.execute("CREATE TRIGGER fail BEFORE INSERT ON exchange_log WHEN NEW.seq > 2 "
+    store._db.execute("CREATE TRIGGER fail BEFORE INSERT ON exchange_log WHEN NEW.seq > 3 "
                       "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     with pytest.raises(StoreUnavailableError):
         _ingest(store, inspection(2))
@@ -91,6 +91,7 @@ def test_the_inbox_cursor_and_acks(tmp_path: Path) -> None:
 
 
 def _tamper(tmp_path: Path, sql: str) -> int | None:
+    tmp_path.mkdir(exist_ok=True)
     store = _store(tmp_path)
     _ingest(store, *(inspection(n) for n in range(4)))
     store.close()
@@ -109,12 +110,13 @@ def test_verify_names_a_changed_entry(tmp_path: Path) -> None:
 def test_verify_names_a_removed_entry(tmp_path: Path) -> None:
     """Removing an entry breaks the sequence at its place."""
     assert _tamper(tmp_path, "DELETE FROM exchange_log WHERE seq = 3") == 3
+    assert _tamper(tmp_path / "x", "DELETE FROM exchange_log WHERE seq = 4") == 4
 
 
 def test_verify_names_reordered_entries(tmp_path: Path) -> None:
     """Swapping two entries' contents breaks the chain at the first of them."""
-    assert _tamper(tmp_path, "UPDATE exchange_log SET event = CASE seq WHEN 2 THEN 'received' ELSE 'stored' END "
-                             "WHERE seq IN (2, 3)") == 2
+    swap = ("UPDATE exchange_log SET record_id = CASE seq WHEN 2 THEN 'in-1' ELSE 'in-0' END WHERE seq IN (2, 3)")
+    assert _tamper(tmp_path, swap) == 2
 
 
 def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
