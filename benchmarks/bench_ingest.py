@@ -35,6 +35,9 @@ import aiohttp
 import orjson
 import psutil
 from _data import VALID, machine, random_uscc
+from aiohttp import web
+
+from connectors.signing import signature_headers
 
 HERE = Path(__file__).resolve()
 SECRET = "bench-secret-0123456789abcdef"
@@ -76,8 +79,6 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 # ---- the "limit": parse and executemany, nothing else -------------------------------------------
 
 def baseline_server(port: int, db_path: str) -> None:
-    from aiohttp import web
-
     db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
@@ -115,8 +116,6 @@ def make_records(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def signed(path: str, body: bytes) -> dict[str, str]:
-    from connectors.signing import signature_headers
-
     return {**signature_headers("bench", SECRET, "POST", path, body), "Content-Type": "application/json"}
 
 

@@ -6,6 +6,7 @@ Handlers parse the request, call the pure core (``gateway.ingest``, ``schemas``)
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +24,7 @@ from gateway.ingest import BodyError, RecordPreparer
 from gateway.observability import Metrics
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
-from gateway.security import AuthError, Identity, NonceCache, TokenBook, verify_connector
+from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
 from gateway.store import LogFilter, open_store
 from gateway.store.model import Inbox
 from gateway.store.runner import StoreRunner
@@ -38,6 +39,7 @@ METRICS = web.AppKey("metrics", Metrics)
 PREPARER = web.AppKey("preparer", RecordPreparer)
 MAPPINGS = web.AppKey("mappings", dict[str, CompiledMapping])
 NONCES = web.AppKey("nonces", NonceCache)
+LIMITER = web.AppKey("limiter", RateLimiter)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 TOKENS = web.AppKey("tokens", TokenBook)
 Clock = Callable[[], float]
@@ -140,6 +142,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         metrics.refusals.labels(str(exc.status)).inc()
         log.warning("refused", status=exc.status, reason=exc.message, path=request.path)
         return error(exc.status, exc.code, exc.message)
+    wait = app[LIMITER].wait_needed(identity.name) if identity.role == "connector" else 0.0
+    if wait > 0:
+        metrics.refusals.labels("429").inc()
+        return error(429, "rate_limited", f"请求过于频繁 / too many requests: retry after {math.ceil(wait)} s",
+                     {"Retry-After": str(math.ceil(wait))})
     request[IDENTITY], request[BODY] = identity, body
     return await handler(request)
 
@@ -320,12 +327,12 @@ async def audit_verify(request: web.Request) -> web.Response:
 
 async def audit_export(request: web.Request) -> web.StreamResponse:
     """GET /v1/audit/export: the log entries as an NDJSON stream."""
-    await _audited(request, "export")
+    after = _int_param(request, "after", 0)  # every parameter is checked before the stream starts
     where = _log_filter(request)
+    await _audited(request, "export")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     store = request.app[STORE]
-    after = _int_param(request, "after", 0)
     while True:
         start = after
         chunk = await store.call(lambda s=start: list(store.store.log_entries(after=s, where=where, limit=2000)))
@@ -368,7 +375,8 @@ async def openapi(_request: web.Request) -> web.Response:
 
 # ---- the app ----------------------------------------------------------------------------------
 
-def create_app(config: Config, *, clock: Clock = time.time, store: StoreRunner | None = None) -> web.Application:
+def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,
+               store: StoreRunner | None = None) -> web.Application:
     """The gateway application for ``config``; the store is opened on start-up unless given."""
     app = web.Application(middlewares=[observe, authenticate], client_max_size=config.gateway.max_body)
     app[CONFIG] = config
@@ -376,6 +384,8 @@ def create_app(config: Config, *, clock: Clock = time.time, store: StoreRunner |
     app[METRICS] = Metrics()
     app[NONCES] = NonceCache(config.gateway.clock_skew_seconds, clock)
     app[TOKENS] = TokenBook(config)
+    app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
+                                if c.max_requests_per_second}, monotonic_clock)
     app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
     app[MAPPINGS] = {c.id: resolve_mapping(name, config.base_dir) for c in config.connector
                      if (name := c.mapping_name)}

@@ -24,7 +24,7 @@ from connectors.signing import (
 )
 from gateway.config import Config, ConnectorConfig
 
-__all__ = ["AuthError", "Identity", "NonceCache", "TokenBook", "verify_connector"]
+__all__ = ["AuthError", "Identity", "NonceCache", "RateLimiter", "TokenBook", "verify_connector"]
 
 
 class AuthError(Exception):
@@ -60,6 +60,28 @@ class NonceCache:
             return False
         self._seen[(key, nonce)] = now
         return True
+
+
+class RateLimiter:
+    """Token buckets per connector: ``rate`` requests a second, bursts of up to one second's worth."""
+
+    def __init__(self, rates: Mapping[str, float], clock: Callable[[], float] = time.monotonic) -> None:
+        self._rates, self._clock = dict(rates), clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def wait_needed(self, key: str) -> float:
+        """0 if ``key`` may make a request now (and count it), else the seconds until it may."""
+        rate = self._rates.get(key)
+        if rate is None:
+            return 0.0
+        now = self._clock()
+        tokens, last = self._buckets.get(key, (max(rate, 1.0), now))
+        tokens = min(max(rate, 1.0), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / rate
+        self._buckets[key] = (tokens - 1.0, now)
+        return 0.0
 
 
 class TokenBook:

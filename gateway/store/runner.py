@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from gateway.store.model import IngestOutcome, Incoming, Quarantined
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.model import Incoming, IngestOutcome, Quarantined
+from gateway.store.sqlite import Batch, SQLiteStore
 
 __all__ = ["StoreRunner"]
 
 T = TypeVar("T")
-Batch = tuple[str, str, list[Incoming], list[Quarantined]]
+Job = tuple[Batch, "asyncio.Future[list[IngestOutcome]]"]
 _GROUP_RECORDS = 20_000  # at most this many records in one group commit
 
 
@@ -29,7 +29,7 @@ class StoreRunner:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supex-store")
-        self._pending: list[tuple[Batch, asyncio.Future[list[IngestOutcome]]]] = []
+        self._pending: list[Job] = []
         self._guard = threading.Lock()
         self._draining = False
 
@@ -51,9 +51,10 @@ class StoreRunner:
             self._executor.submit(self._drain, loop)
         return await future
 
-    def _take(self) -> list[tuple[Batch, asyncio.Future[list[IngestOutcome]]]]:
+    def _take(self) -> list[Job]:
         with self._guard:
-            taken, size = [], 0
+            taken: list[Job] = []
+            size = 0
             while self._pending and (not taken or size + len(self._pending[0][0][2]) <= _GROUP_RECORDS):
                 job = self._pending.pop(0)
                 taken.append(job)

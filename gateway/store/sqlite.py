@@ -25,6 +25,7 @@ from gateway.store.versions import decide
 __all__ = ["MIGRATIONS", "SQLiteStore", "open_store"]
 
 Clock = Callable[[], dt.datetime]
+Batch = tuple[str, str, list[Incoming], list[Quarantined]]  # connector, batch id, to store, to quarantine
 _LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                 "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 
@@ -164,7 +165,7 @@ class SQLiteStore:
         """Store a batch in one transaction: versions decided, quarantine filled, log appended."""
         return self.ingest_many([(connector, batch_id, incoming, rejected)])[0]
 
-    def ingest_many(self, batches: list[tuple[str, str, list[Incoming], list[Quarantined]]]) -> list[
+    def ingest_many(self, batches: list[Batch]) -> list[
         list[IngestOutcome]
     ]:
         """Store several batches in one transaction (group commit): one fsync for all of them."""
@@ -172,13 +173,15 @@ class SQLiteStore:
             at = self.now()
             next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
             results = []
-            for connector, batch_id, incoming, rejected in batches:
-                outcomes, next_seq = self._ingest_batch(db, at, next_seq, connector, batch_id, incoming, rejected)
+            for batch in batches:
+                outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch)
                 results.append(outcomes)
         return results
 
-    def _ingest_batch(self, db: sqlite3.Connection, at: str, next_seq: int, connector: str, batch_id: str,
-                      incoming: list[Incoming], rejected: list[Quarantined]) -> tuple[list[IngestOutcome], int]:
+    def _ingest_batch(self, db: sqlite3.Connection, at: str, next_seq: int, batch: Batch) -> tuple[
+        list[IngestOutcome], int
+    ]:
+        connector, batch_id, incoming, rejected = batch
         known = self._current(db, connector, [i.record_id for i in incoming])
         outcomes: list[IngestOutcome] = []
         changes: list[tuple[Any, ...]] = []

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from openapi_spec_validator import validate as validate_openapi
 
+from connectors.signing import signature_headers
+from gateway.app import STORE, create_app
+from gateway.config import load_config
 from gateway.openapi import openapi_document
 from tests.conftest import IDENTIFIERS
-from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, SECRETS, Signed, inspection
+from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
+
+RAW_ONE = json.dumps([inspection(1)]).encode()
 
 
 async def _drain(gw: Signed, connector: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -173,3 +179,34 @@ async def test_logs_hold_no_secrets_or_personal_numbers(gw: Signed) -> None:
     assert logs
     assert not any(secret in text for secret in SECRETS.values())
     assert "13812345678" not in text and "370202199301095154" not in text
+
+
+async def test_a_connectors_request_rate_is_limited(tmp_path: Path, aiohttp_client: Any) -> None:
+    """Over max_requests_per_second the answer is 429 with Retry-After; the bucket refills with time."""
+    text = CONFIG_TEXT.replace('region_code = "370200"', 'region_code = "370200"\nmax_requests_per_second = 2')
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    config = load_config(tmp_path / "c.toml", environ={f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()})
+    now = [100.0]
+    gw = Signed(await aiohttp_client(create_app(config, clock=lambda: NOW, monotonic_clock=lambda: now[0])))
+    statuses = [(await gw.inbox("qingdao"))[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    answer = await gw.client.get("/v1/inbox", headers=signature_headers(
+        "qingdao", SECRETS["qingdao"], "GET", "/v1/inbox", b"", now=lambda: NOW))
+    assert answer.status == 429 and answer.headers["Retry-After"] == "1"
+    now[0] += 0.5
+    assert (await gw.inbox("qingdao"))[0] == 200
+    assert (await gw.inbox("jinan"))[0] == 200  # other connectors are not limited by it
+
+
+async def test_a_store_that_cannot_commit_answers_503_and_keeps_nothing(gw: Signed) -> None:
+    """If the commit fails the push is refused with 503 and Retry-After, and nothing of it is stored."""
+    db = gw.client.app[STORE].store._db
+    db.execute("CREATE TRIGGER fail BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    answer = await gw.client.post("/v1/records", data=RAW_ONE, headers={
+        **signature_headers("amr", SECRETS["amr"], "POST", "/v1/records", RAW_ONE, now=lambda: NOW),
+        "Content-Type": "application/json"})
+    assert answer.status == 503 and answer.headers["Retry-After"] == "1"
+    db.execute("DROP TRIGGER fail")
+    assert (await gw.inbox("jinan"))[1]["records"] == []
+    assert (await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN))[1]["ok"] is True
+    assert (await gw.push("amr", [inspection(1)]))[1]["accepted"] == 1
