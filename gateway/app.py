@@ -6,6 +6,8 @@ Handlers parse the request, call the pure core (``gateway.ingest``, ``schemas``)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -375,39 +377,44 @@ async def openapi(_request: web.Request) -> web.Response:
 
 # ---- the app ----------------------------------------------------------------------------------
 
-def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,
-               store: StoreRunner | None = None) -> web.Application:
-    """The gateway application for ``config``; the store is opened on start-up unless given."""
-    app = web.Application(middlewares=[observe, authenticate], client_max_size=config.gateway.max_body)
-    app[CONFIG] = config
-    app[CLOCK] = clock
-    app[METRICS] = Metrics()
-    app[NONCES] = NonceCache(config.gateway.clock_skew_seconds, clock)
-    app[TOKENS] = TokenBook(config)
-    app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
-                                if c.max_requests_per_second}, monotonic_clock)
-    app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
-    app[MAPPINGS] = {c.id: resolve_mapping(name, config.base_dir) for c in config.connector
-                     if (name := c.mapping_name)}
+async def _checkpoints(runner: StoreRunner) -> None:
+    """Checkpoint the WAL every second, beside the writer."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await loop.run_in_executor(None, runner.store.checkpoint)
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint is retried a second later
+            log.warning("checkpoint_failed", reason=str(exc))
 
-    async def store_context(app: web.Application) -> AsyncIterator[None]:
-        runner = store or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash))
+
+def _store_context(given: StoreRunner | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG]
+        runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash))
         app[STORE] = runner
+        task = asyncio.create_task(_checkpoints(runner))
         yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         runner.close()
 
-    async def pool_context(app: web.Application) -> AsyncIterator[None]:
-        pool = PreparePool(config, config.gateway.preparers) if config.gateway.preparers else None
-        if pool is not None:
-            await pool.warm_up()
-            app[PREPARE_POOL] = pool
-        yield
-        if pool is not None:
-            pool.close()
+    return context
 
-    app.cleanup_ctx.append(store_context)
-    app.cleanup_ctx.append(pool_context)
-    r = app.router
+
+async def _pool_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    pool = PreparePool(config, config.gateway.preparers) if config.gateway.preparers else None
+    if pool is not None:
+        await pool.warm_up()
+        app[PREPARE_POOL] = pool
+    yield
+    if pool is not None:
+        pool.close()
+
+
+def _add_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/v1/records", push, name="push")
     r.add_get("/v1/inbox", inbox, name="inbox")
     r.add_post("/v1/inbox/ack", ack, name="ack")
@@ -422,4 +429,23 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     r.add_get("/readyz", readyz, name="readyz")
     r.add_get("/metrics", metrics, name="metrics")
     r.add_get("/openapi.json", openapi, name="openapi")
+
+
+def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,
+               store: StoreRunner | None = None) -> web.Application:
+    """The gateway application for ``config``; the store is opened on start-up unless given."""
+    app = web.Application(middlewares=[observe, authenticate], client_max_size=config.gateway.max_body)
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[METRICS] = Metrics()
+    app[NONCES] = NonceCache(config.gateway.clock_skew_seconds, clock)
+    app[TOKENS] = TokenBook(config)
+    app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
+                                if c.max_requests_per_second}, monotonic_clock)
+    app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
+    app[MAPPINGS] = {c.id: resolve_mapping(name, config.base_dir) for c in config.connector
+                     if (name := c.mapping_name)}
+    app.cleanup_ctx.append(_store_context(store))
+    app.cleanup_ctx.append(_pool_context)
+    _add_routes(app.router)
     return app

@@ -37,7 +37,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     # Long-lived caches (identifiers, regions, nonces) make full collections slow; collect the young
     # generations less often and keep what start-up built out of the collector's way.
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(50_000, 50, 1000)
     gc.freeze()
     # The store thread needs the GIL back after each SQLite call; with the default 5 ms switch
     # interval a busy event loop starves it and commits queue up behind each other.
