@@ -12,12 +12,10 @@ import copy
 import csv
 import io
 import random
-import time
-from collections.abc import Callable
 from typing import Any
 
 import handwritten
-from _data import DATA, internet_plus_rows, machine, random_uscc
+from _data import DATA, best_rate, internet_plus_rows, machine, random_uscc
 from lxml import etree
 
 from mappings import builtin_mapping, map_record
@@ -49,16 +47,6 @@ def csv_rows(count: int, seed: int) -> list[dict[str, str]]:
         row["统一社会信用代码"] = random_uscc(rng, row["行政区划"])
         rows.append(row)
     return rows
-
-
-def best_rate(fn: Callable[[Any], object], passes: list[list[Any]]) -> float:
-    best = float("inf")
-    for items in passes:
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, time.perf_counter() - start)
-    return len(passes[0]) / best
 
 
 def main() -> None:
