@@ -145,10 +145,10 @@ class RecordPreparer:
             version = normalised.pop("version", None)
             normalised.update(source=source, received_at=received_at, digest=digest)
             incoming.append(Incoming(
-                index=item.index, record_id=record["record_id"], record_type=record["record_type"], op=record["op"],
+                position=item.index, record_id=record["record_id"], record_type=record["record_type"], op=record["op"],
                 version=version, region_code=record["region_code"], sharing=normalised["sharing"],
                 grade=normalised["grade"], digest=digest, payload=orjson.dumps(normalised),
-                warnings=[w.as_dict() for w in verdict.warnings]))
+                warnings=tuple(w.as_dict() for w in verdict.warnings)))
         return Prepared(incoming, rejected)
 
     @staticmethod

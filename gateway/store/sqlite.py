@@ -215,39 +215,39 @@ class SQLiteStore:
                 entries.append(LogEntry("stored", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=verdict.version, batch_id=batch_id, digest=item.digest))
-                outcomes.append(IngestOutcome(item.index, item.record_id, "accepted", verdict.version, next_seq,
+                outcomes.append(IngestOutcome(item.position, item.record_id, "accepted", verdict.version, next_seq,
                                               warnings=item.warnings))
                 next_seq += 1
             elif verdict.status == "rejected":
                 errors = [verdict.error] if verdict.error else []
-                quarantine.append((connector, batch_id, item.index, item.record_id, item.record_type, at,
+                quarantine.append((connector, batch_id, item.position, item.record_id, item.record_type, at,
                                    orjson.dumps(errors).decode(), item.payload))
                 entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         batch_id=batch_id, reason="version_conflict"))
-                outcomes.append(IngestOutcome(item.index, item.record_id, "rejected", errors=errors,
+                outcomes.append(IngestOutcome(item.position, item.record_id, "rejected", errors=errors,
                                               warnings=item.warnings))
             else:
                 entries.append(LogEntry(verdict.status, at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=item.version, batch_id=batch_id, digest=item.digest))
-                outcomes.append(IngestOutcome(item.index, item.record_id, verdict.status, verdict.version,
+                outcomes.append(IngestOutcome(item.position, item.record_id, verdict.status, verdict.version,
                                               warnings=item.warnings))
         for bad in rejected:
             codes = sorted({e["code"] for e in bad.errors})
-            quarantine.append((connector, batch_id, bad.index, bad.record_id, bad.record_type, at,
+            quarantine.append((connector, batch_id, bad.position, bad.record_id, bad.record_type, at,
                                orjson.dumps(bad.errors).decode(), bad.payload))
             entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                     record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
                                     reason=",".join(codes)))
-            outcomes.append(IngestOutcome(bad.index, bad.record_id, "rejected", errors=bad.errors))
+            outcomes.append(IngestOutcome(bad.position, bad.record_id, "rejected", errors=bad.errors))
         db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", changes)
         db.executemany("INSERT OR REPLACE INTO current_versions VALUES (?,?,?,?,?)",
                        [(connector, c[2], c[3], c[11], c[0]) for c in changes])
         db.executemany("INSERT INTO quarantine (connector, batch_id, idx, record_id, record_type, received_at, "
                        "errors, payload) VALUES (?,?,?,?,?,?,?,?)", quarantine)
         self._append(db, entries)
-        return sorted(outcomes, key=lambda o: o.index), next_seq
+        return sorted(outcomes, key=lambda o: o.position), next_seq
 
     @staticmethod
     def _current(db: sqlite3.Connection, connector: str, record_ids: list[str]) -> dict[str, tuple[int, str, int]]:
