@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import load_config, parse_size
 from gateway.exceptions import ConfigError
 from gateway.observability import redact
@@ -80,3 +81,15 @@ def test_the_log_processor_redacts_secrets_and_personal_numbers() -> None:
     event = {"event": "x", "secret": "s3cret", "authorization": "Bearer t", "note": "370202199301095153 / 13812345678"}
     out = redact(None, "info", event)
     assert out == {"event": "x", "secret": "[redacted]", "authorization": "[redacted]", "note": "[id_no] / [phone]"}
+
+
+def test_check_config_says_that_sharing_rules_are_not_applied_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration with [[sharing]] loads, and check-config says plainly that the rules are not applied."""
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    text = CONFIG_TEXT + '\n[[sharing]]\nid = "clue-to-jinan"\nrecord_types = ["clue"]\nconsumers = ["jinan"]\n'
+    assert main(["check-config", str(_write(tmp_path, text))]) == 0
+    assert "not applied" in capsys.readouterr().out
+    assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT))]) == 0
+    assert "not applied" not in capsys.readouterr().out
