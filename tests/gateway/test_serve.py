@@ -75,6 +75,18 @@ def served(tmp_path: Path) -> Iterator[Served]:
     gateway.kill()
 
 
+async def _push_personal_data(url: str) -> dict[str, object]:
+    clue = {"record_type": "clue", "record_id": "xs-1", "op": "upsert", "occurred_at": "2026-05-01T09:30:00+08:00",
+            "region_code": "370102", "data": {"clue_id": "12345-1", "channel": "12345",
+                                             "received_at": "2026-05-01T09:30:00+08:00", "description": "反映问题",
+                                             "reporter": {"name": "欧阳娜娜", "phone": "13812345678",
+                                                          "id_no": "370202199301095153"}}}
+    bad = json.loads(json.dumps(clue))
+    bad["record_id"], bad["data"]["reporter"]["id_no"] = "xs-2", "370202199301095154"
+    async with SupexClient(url, "amr", SECRETS["amr"]) as client:
+        return await client.push([clue, bad])
+
+
 async def _pull(url: str) -> list[str]:
     async with SupexClient(url, "jinan", SECRETS["jinan"]) as client:
         return [r["record_id"] for r in (await client.inbox(limit=1000))["records"]]
@@ -82,6 +94,8 @@ async def _pull(url: str) -> list[str]:
 
 def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Path) -> None:
     """Records acknowledged by a 200 are there after a SIGKILL; tampering is then named by `log verify`."""
+    answer = asyncio.run(_push_personal_data(served.url))
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
     pushed = served.supex("push", "--connector", "dr", "--config", str(served.config),
                           str(DATA / "results.gb18030.csv"))
     assert pushed.returncode == 0, pushed.stderr
@@ -100,9 +114,10 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     checkpoint = json.loads(served.supex("log", "checkpoint", "--config", str(served.config)).stdout)
     assert checkpoint["algorithm"] == "sm3" and len(checkpoint["hash"]) == 64
     with sqlite3.connect(tmp_path / "supex.db") as db:
-        db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")  # a record's "stored" entry
+        db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")  # a record's outcome entry
     broken = served.supex("log", "verify", "--config", str(served.config))
     assert broken.returncode == 1 and "seq 7" in broken.stdout
     log = served.log.read_text()
     assert not any(secret in log for secret in SECRETS.values())
+    assert "13812345678" not in log and "370202199301095153" not in log and "370202199301095154" not in log
     assert '"event": "request"' in log
