@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives import hashes
 
-__all__ = ["EVENTS", "GENESIS", "ChainCheck", "LogEntry", "chain_hash", "content_hash", "sealed", "verify_chain"]
+__all__ = ["EVENTS", "GENESIS", "ChainCheck", "LogEntry", "chain_hash", "content_hash", "verify_chain"]
 
 EVENTS = (
     "received", "rejected", "duplicate", "stale", "stored", "routed", "denied", "delivered", "delivery_failed",
@@ -57,12 +57,6 @@ class LogEntry(NamedTuple):
             "fields": list(self.fields), "masked": list(self.masked), "digest": self.digest, "reason": self.reason,
             "seq": self.seq,
         }
-
-
-def sealed(algorithm: str, prev_hash: str, entry: LogEntry, seq: int) -> LogEntry:
-    """``entry`` numbered ``seq`` and chained to ``prev_hash``."""
-    numbered = entry._replace(seq=seq, prev_hash=prev_hash)
-    return numbered._replace(hash=chain_hash(algorithm, prev_hash, numbered))
 
 
 def content_hash(algorithm: str, prev_hash: str, content: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ agree on every record (a property test holds them to it). Semantic checks
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +145,3 @@ class Validator:
         """The verdict of one schema stage alone (``fast`` or ``full``), for tests and benchmarks."""
         checker = self._types[record["record_type"]]
         return bool(checker.fast.is_valid(record) if stage == "fast" else checker.full.is_valid(record))
-
-    def validate_many(self, records: Iterable[Any]) -> Iterator[Verdict]:
-        """Validate each record in turn."""
-        return (self.validate(r) for r in records)
