@@ -121,3 +121,30 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     assert not any(secret in log for secret in SECRETS.values())
     assert "13812345678" not in log and "370202199301095153" not in log and "370202199301095154" not in log
     assert '"event": "request"' in log
+
+
+def test_log_query_export_and_push_exit_codes(served: Served, tmp_path: Path) -> None:
+    """`log query` filters, `log export` streams every entry with its hashes, and `push` exits 1 on rejections."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"record_type": "inspection", "record_id": "x-1", "op": "upsert"}]), encoding="utf-8")
+    pushed = served.supex("push", "--connector", "amr", "--config", str(served.config), str(bad))
+    assert pushed.returncode == 1
+    assert "x-1: rejected (required" in pushed.stderr and "rejected 1" in pushed.stdout
+    served.kill()
+    query = served.supex("log", "query", "--config", str(served.config), "--event", "rejected", "--json")
+    (entry,) = [json.loads(line) for line in query.stdout.splitlines()]
+    assert entry["record_id"] == "x-1" and entry["reason"] == "required"
+    export = served.supex("log", "export", "--config", str(served.config))
+    entries = [json.loads(line) for line in export.stdout.splitlines()]
+    assert [e["seq"] for e in entries] == [1, 2]
+    assert entries[1]["prev_hash"] == entries[0]["hash"]
+
+
+def test_check_config_fails_with_the_key_and_line(tmp_path: Path) -> None:
+    """An unknown key makes check-config exit 2 naming the key and its line."""
+    config = tmp_path / "bad.toml"
+    config.write_text(CONFIG_TEXT.replace('log_hash = "sm3"', 'log_hash = "sm3"\nlog_hsh = "x"'), encoding="utf-8")
+    result = subprocess.run([SUPEX, "check-config", str(config)], env=ENV, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert "bad.toml:6:" in result.stderr and "log_hsh" in result.stderr
