@@ -97,6 +97,8 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = inner.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad entry",
                               description="Recompute the whole hash chain; exit 1 naming the first bad entry.")
     verify.add_argument("--json", action="store_true", help="the verdict as JSON")
+    verify.add_argument("--checkpoint", type=_checkpoint, metavar="SEQ:HASH",
+                        help="a head recorded earlier with 'log checkpoint': a removed tail is detected too")
     verify.set_defaults(command="log verify")
     checkpoint = inner.add_parser("checkpoint", help="print the head hash to record outside the system",
                                   description="Print the last seq and hash of the log.")
@@ -112,6 +114,13 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for command in (query, export):
         for name in ("since", "until", "connector", "counterpart", "record-type", "record-id", "event", "rule"):
             command.add_argument(f"--{name}", dest=name.replace("-", "_"), metavar="VALUE")
+
+
+def _checkpoint(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise argparse.ArgumentTypeError("expected SEQ:HASH as printed by 'supex log checkpoint' (e.g. 42:9f86…)")
+    return int(seq), digest.lower()
 
 
 def build_parser() -> argparse.ArgumentParser:

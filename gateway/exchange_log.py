@@ -13,7 +13,16 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives import hashes
 
-__all__ = ["EVENTS", "GENESIS", "ChainCheck", "LogEntry", "chain_hash", "content_hash", "verify_chain"]
+__all__ = [
+    "EVENTS",
+    "GENESIS",
+    "ChainCheck",
+    "LogEntry",
+    "against_checkpoint",
+    "chain_hash",
+    "content_hash",
+    "verify_chain",
+]
 
 EVENTS = (
     "received", "rejected", "duplicate", "stale", "stored", "routed", "denied", "delivered", "delivery_failed",
@@ -81,6 +90,22 @@ class ChainCheck:
     first_bad_seq: int | None = None
     reason: str | None = None
     head: str = GENESIS
+
+
+def against_checkpoint(outcome: ChainCheck, checkpoint: tuple[int, str], hash_at: str | None) -> ChainCheck:
+    """Hold a verified chain to a head recorded outside the system: a removed tail shows here.
+
+    ``hash_at`` is the hash the log now holds at the checkpoint's seq (``None`` if it ends before)."""
+    seq, expected = checkpoint
+    if not outcome.ok:
+        return outcome
+    if hash_at is None:
+        reason = f"the log ends at seq {outcome.entries}, before the checkpoint at seq {seq} (entries removed)"
+        return ChainCheck(False, outcome.entries, outcome.entries + 1, reason, outcome.head)
+    if hash_at != expected:
+        return ChainCheck(False, outcome.entries, seq, f"the hash at seq {seq} differs from the checkpoint",
+                          outcome.head)
+    return outcome
 
 
 def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0,

@@ -20,7 +20,7 @@ from connectors import GatewayRefusedError, SupexClient
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.exceptions import ConfigError
-from gateway.exchange_log import ChainCheck
+from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.observability import configure_logging
 from gateway.store import LogFilter, open_store
 from mappings.formats import read_json
@@ -87,6 +87,8 @@ def log_verify(args: argparse.Namespace) -> int:
             task = progress.add_task("verifying", total=total)
             for outcome in store.verify_log():
                 progress.update(task, completed=outcome.entries)
+        if args.checkpoint:
+            outcome = against_checkpoint(outcome, args.checkpoint, store.hash_at(args.checkpoint[0]))
     finally:
         store.close()
     if args.json:
@@ -107,7 +109,7 @@ def log_checkpoint(args: argparse.Namespace) -> int:
         seq, head = store.log_head()
     finally:
         store.close()
-    print(json.dumps({"seq": seq, "hash": head, "algorithm": store.log_hash}))
+    print(json.dumps({"seq": seq, "hash": head, "algorithm": store.log_hash, "checkpoint": f"{seq}:{head}"}))
     return EXIT_OK
 
 

@@ -355,6 +355,12 @@ class SQLiteStore:
         with self._transaction() as db:
             self._append(db, entries)
 
+    def hash_at(self, seq: int) -> str | None:
+        """The hash the log holds at ``seq``, or ``None`` if it has no such entry."""
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
     def log_head(self) -> tuple[int, str]:
         """The last seq and hash of the exchange log."""
         with self._lock:

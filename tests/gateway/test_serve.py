@@ -113,6 +113,13 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     assert verified.returncode == 0 and verified.stdout.startswith("OK")
     checkpoint = json.loads(served.supex("log", "checkpoint", "--config", str(served.config)).stdout)
     assert checkpoint["algorithm"] == "sm3" and len(checkpoint["hash"]) == 64
+    mark = checkpoint["checkpoint"]
+    assert served.supex("log", "verify", "--config", str(served.config), "--checkpoint", mark).returncode == 0
+    with sqlite3.connect(tmp_path / "supex.db") as db:  # remove the tail: the chain alone cannot tell
+        db.execute("DELETE FROM exchange_log WHERE seq >= ?", (checkpoint["seq"] - 1,))
+    assert served.supex("log", "verify", "--config", str(served.config)).returncode == 0
+    truncated = served.supex("log", "verify", "--config", str(served.config), "--checkpoint", mark)
+    assert truncated.returncode == 1 and "entries removed" in truncated.stdout
     with sqlite3.connect(tmp_path / "supex.db") as db:
         db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")  # a record's outcome entry
     broken = served.supex("log", "verify", "--config", str(served.config))

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import ConnectorConfig
 from gateway.exceptions import StoreUnavailableError
-from gateway.exchange_log import GENESIS, LogEntry, chain_hash, verify_chain
+from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
 from gateway.ingest import RecordPreparer
 from gateway.store import SQLiteStore
 from gateway.store.model import Inbox
@@ -142,3 +142,16 @@ def test_log_entries_hold_no_payload_values(tmp_path: Path) -> None:
     text = repr(rows)
     for value in ("济南鲁达食品有限公司", "91370102CXCY5NUM1A", "张伟", "3701000001"):
         assert value not in text
+
+
+@pytest.mark.parametrize(("hash_at", "ok", "words"), [
+    ("a" * 64, True, None),
+    ("b" * 64, False, "differs from the checkpoint"),
+    (None, False, "entries removed"),
+])
+def test_a_recorded_checkpoint_reveals_a_changed_or_removed_tail(hash_at: str | None, ok: bool,
+                                                                  words: str | None) -> None:
+    """A verified chain still fails against a checkpoint whose entry is gone or holds another hash."""
+    outcome = against_checkpoint(ChainCheck(True, 10, head="c" * 64), (7, "a" * 64), hash_at)
+    assert outcome.ok is ok
+    assert words is None or words in (outcome.reason or "")
