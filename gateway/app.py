@@ -66,18 +66,13 @@ ROLES: dict[str, frozenset[str]] = {
 }
 
 
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(value), status=status, headers=headers, content_type="application/json")
+
+
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     """The JSON error answer of every refusal."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers,
-                             dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
+    return _json({"error": {"code": code, "message": message}}, status, headers)
 
 
 # ---- middlewares ------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gateway import commands, operations
+from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from schemas.exceptions import ConfigurationError, SupexError
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]
 
 

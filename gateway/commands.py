@@ -17,10 +17,10 @@ from typing import IO, Any
 
 import orjson
 from lxml import etree
-from rich.console import Console
 from rich.progress import Progress
 
 from gateway.config import resolve_mapping
+from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings import CompiledMapping, MappedRecord, builtin_names, map_stream, run_examples
 from mappings.formats import read_json
 from schemas import Issue, Validator, Verdict, load_schema_set
@@ -29,7 +29,6 @@ from schemas.issues import issue
 
 __all__ = ["map_files", "mapping_test", "schemas_list", "schemas_show", "validate"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _PROGRESS_EVERY = 2000
 
 
@@ -44,34 +43,17 @@ def _opened(name: str) -> Iterator[IO[bytes]]:
         yield stream
 
 
-class _Progress:
-    """A progress bar on standard error, by bytes read, shown only on a terminal."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        if sys.stderr.isatty():
-            self._bar = Progress(console=Console(stderr=True), transient=True)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def track(self, name: str, stream: IO[bytes], items: Iterator[Any]) -> Iterator[Any]:
-        """Pass ``items`` through, moving the bar by the stream's position."""
-        if self._bar is None or name == "-":
-            yield from items
-            return
-        task = self._bar.add_task(name, total=Path(name).stat().st_size)
-        for n, item in enumerate(items, 1):
-            if n % _PROGRESS_EVERY == 0:
-                self._bar.update(task, completed=stream.tell())
-            yield item
-        self._bar.update(task, completed=stream.tell())
+def _track(bar: Progress, name: str, stream: IO[bytes], items: Iterator[Any]) -> Iterator[Any]:
+    """Pass ``items`` through, moving the bar by the stream's position."""
+    if bar.disable or name == "-":
+        yield from items
+        return
+    task = bar.add_task(name, total=Path(name).stat().st_size)
+    for n, item in enumerate(items, 1):
+        if n % _PROGRESS_EVERY == 0:
+            bar.update(task, completed=stream.tell())
+        yield item
+    bar.update(task, completed=stream.tell())
 
 
 # ---- reports --------------------------------------------------------------------------------
@@ -130,11 +112,11 @@ def validate(args: argparse.Namespace) -> int:
     validator = Validator(schema_set, identifiers="lenient" if args.lenient else "strict")
     tally = _Tally()
     out = sys.stdout
-    with _Progress() as progress:
+    with progress_bar() as bar:
         for name in args.files:
             try:
                 with _opened(name) as stream:
-                    for item in progress.track(name, stream, read_json(stream)):
+                    for item in _track(bar, name, stream, read_json(stream)):
                         if item.error is not None:
                             verdict = Verdict((issue("", "malformed", detail=item.error),))
                             record_id = None
@@ -177,12 +159,12 @@ def map_files(args: argparse.Namespace) -> int:
     validator = Validator(identifiers="lenient" if args.lenient else "strict") if args.validate else None
     tally = _Tally()
     write = sys.stdout.buffer.write
-    with _Progress() as progress:
+    with progress_bar() as bar:
         for name in args.files:
             try:
                 with _opened(name) as stream:
                     mapped: Iterator[MappedRecord] = map_stream(mapping, validator, stream)
-                    for result in progress.track(name, stream, mapped):
+                    for result in _track(bar, name, stream, mapped):
                         tally.add(result.verdict)
                         if result.verdict.ok and result.record is not None:
                             write(orjson.dumps(result.record) + b"\n")

@@ -13,8 +13,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors import GatewayRefusedError, SupexClient
 from gateway.app import create_app
@@ -23,11 +21,11 @@ from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.observability import configure_logging
 from gateway.store import LogFilter, open_store
+from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
 
 __all__ = ["check_config", "log_checkpoint", "log_export", "log_query", "log_verify", "push", "serve"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 _SHARING_NOTICE = ("注意：本版本尚未执行共享规则，有条件共享的记录不向任何连接器提供 / note: sharing rules are "
@@ -72,18 +70,13 @@ def _store(args: argparse.Namespace) -> Any:
     return open_store(path, log_hash=config.gateway.log_hash)
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
-
-
 def log_verify(args: argparse.Namespace) -> int:
     """``supex log verify``: recompute the whole hash chain; exit 1 naming the first bad entry."""
     store = _store(args)
     try:
         total = store.log_head()[0]
         outcome = ChainCheck(True, 0)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("verifying", total=total)
             for outcome in store.verify_log():
                 progress.update(task, completed=outcome.entries)
@@ -154,7 +147,7 @@ def _content_type(path: str) -> str | None:
 async def _push(args: argparse.Namespace, url: str, secret: str) -> dict[str, int]:
     totals = {"accepted": 0, "duplicates": 0, "stale": 0, "rejected": 0}
     async with SupexClient(url, args.connector, secret) as client:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("pushing", total=None)
             for name in args.files:
                 kind = _content_type(name)
