@@ -201,10 +201,9 @@ async def push(request: web.Request) -> web.Response:
     except BodyError as exc:
         return error(exc.status, exc.code, exc.message)
     started = time.perf_counter()
-    if small:  # a few records commit at once: a hop to the store thread would cost more than the commit
-        outcomes = store.store.ingest(connector.id, batch_id, prepared.incoming, prepared.rejected)
-    else:  # large batches are group-committed on the store thread while the loop serves others
-        outcomes = await store.ingest(connector.id, batch_id, prepared.incoming, prepared.rejected)
+    # committed on the store thread together with whatever else is waiting (group commit): the
+    # loop goes on serving while the disk syncs, and concurrent pushes share one fsync
+    outcomes = await store.ingest(connector.id, batch_id, prepared.incoming, prepared.rejected)
     app[METRICS].commit.observe(time.perf_counter() - started)
     counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
     for outcome in outcomes:
