@@ -19,35 +19,31 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.admin import ADMIN_ROUTES, add_admin_routes
 from gateway.config import Config, resolve_mapping
-from gateway.exceptions import StoreUnavailableError
+from gateway.delivery import Deliverer
+from gateway.exceptions import ReadLimitError, StoreUnavailableError
 from gateway.exchange_log import LogEntry
 from gateway.ingest import BodyError, RecordPreparer
+from gateway.keys import BODY, CLOCK, CONFIG, DELIVERER, IDENTITY, METRICS, STORE, Clock, error
+from gateway.keys import json_response as _json
 from gateway.observability import Metrics
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
 from gateway.store import LogFilter, open_store
-from gateway.store.model import Inbox
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 from schemas import load_schema_set
 
 __all__ = ["CONFIG", "STORE", "create_app"]
 
-CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", StoreRunner)
-METRICS = web.AppKey("metrics", Metrics)
 PREPARER = web.AppKey("preparer", RecordPreparer)
 MAPPINGS = web.AppKey("mappings", dict[str, CompiledMapping])
 NONCES = web.AppKey("nonces", NonceCache)
 LIMITER = web.AppKey("limiter", RateLimiter)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 TOKENS = web.AppKey("tokens", TokenBook)
-Clock = Callable[[], float]
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-IDENTITY = web.RequestKey("identity", Identity)
-BODY = web.RequestKey("body", bytes)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 
@@ -63,16 +59,8 @@ ROLES: dict[str, frozenset[str]] = {
     "audit_events": frozenset({"auditor"}),
     "audit_verify": frozenset({"auditor"}),
     "audit_export": frozenset({"auditor"}),
+    **{name: frozenset({"admin"}) for name in ADMIN_ROUTES},
 }
-
-
-def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, headers=headers, content_type="application/json")
-
-
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """The JSON error answer of every refusal."""
-    return _json({"error": {"code": code, "message": message}}, status, headers)
 
 
 # ---- middlewares ------------------------------------------------------------------------------
@@ -205,6 +193,8 @@ async def push(request: web.Request) -> web.Response:
     # loop goes on serving while the disk syncs, and concurrent pushes share one fsync
     outcomes = await store.ingest(connector.id, batch_id, prepared.incoming, prepared.rejected)
     app[METRICS].commit.observe(time.perf_counter() - started)
+    if DELIVERER in app:
+        app[DELIVERER].wake()
     counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
     for outcome in outcomes:
         counts[outcome.status] += 1
@@ -215,15 +205,19 @@ async def push(request: web.Request) -> web.Response:
 
 
 async def inbox(request: web.Request) -> web.Response:
-    """GET /v1/inbox: records shared with the caller after the cursor, oldest first."""
+    """GET /v1/inbox: records shared with the caller after the cursor, oldest first, as its policy shows them."""
     connector = _connector(request).connector
     assert connector is not None
     after = _int_param(request, "after", None)
     limit = _int_param(request, "limit", 100, 1, 1000)
     assert limit is not None
-    box = Inbox(connector.id, tuple(connector.consumes), connector.region_prefix)
     store = request.app[STORE]
-    page = await store.call(store.store.inbox, box, after, limit)
+    try:
+        page = await store.call(store.store.inbox, connector.id, after, limit)
+    except ReadLimitError as exc:
+        return error(429, "read_limit", str(exc), {"Retry-After": str(exc.retry_after)})
+    if page.overdue:
+        request.app[METRICS].overdue.labels(connector.id).inc(page.overdue)
     return _json({"records": [r.record for r in page.records], "next": str(page.next)})
 
 
@@ -387,8 +381,13 @@ def _store_context(given: StoreRunner | None) -> Callable[[web.Application], Asy
         config = app[CONFIG]
         runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash))
         app[STORE] = runner
+        await runner.call(lambda: runner.store.set_policy(config.policy(runner.store.runtime_rules())))
         task = asyncio.create_task(_checkpoints(runner))
+        deliverer = Deliverer(config, runner, app[METRICS], clock=app[CLOCK])
+        app[DELIVERER] = deliverer
+        deliverer.start()
         yield
+        await deliverer.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -423,6 +422,7 @@ def _add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/readyz", readyz, name="readyz")
     r.add_get("/metrics", metrics, name="metrics")
     r.add_get("/openapi.json", openapi, name="openapi")
+    add_admin_routes(r)
 
 
 def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,

@@ -6,8 +6,6 @@ Each command returns its exit code; ``gateway.cli`` owns parsing and the error b
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from collections.abc import Iterator
@@ -16,13 +14,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from lxml import etree
 from rich.progress import Progress
 
 from gateway.config import resolve_mapping
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings import CompiledMapping, MappedRecord, builtin_names, map_stream, run_examples
 from mappings.formats import read_json
+from mappings.pipeline import write_rows
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.exceptions import UnknownRecordTypeError
 from schemas.issues import issue
@@ -181,37 +179,7 @@ def map_files(args: argparse.Namespace) -> int:
 
 
 def _map_reverse(mapping: CompiledMapping, files: list[str]) -> int:
-    failed = 0
-    out = sys.stdout.buffer
-    rows = _reverse_rows(mapping, files)
-    if mapping.format == "xml":
-        with etree.xmlfile(out, encoding="utf-8") as document:
-            document.write_declaration()
-            with document.element(mapping.root_tag, nsmap=mapping.nsmap):
-                for element in rows:
-                    if element is None:
-                        failed += 1
-                    else:
-                        document.write(element)
-    elif mapping.format == "csv":
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        writer: Any = None
-        for row in rows:
-            if row is None:
-                failed += 1
-                continue
-            if writer is None:
-                writer = csv.DictWriter(text, fieldnames=mapping.reverse_columns)
-                writer.writeheader()
-            writer.writerow(row)
-        text.detach()
-    else:
-        for row in rows:
-            if row is None:
-                failed += 1
-            else:
-                out.write(orjson.dumps(row) + b"\n")
-    out.flush()
+    failed = write_rows(mapping, _reverse_rows(mapping, files), sys.stdout.buffer, lines=True)
     return EXIT_OK if failed == 0 else EXIT_INVALID
 
 

@@ -19,6 +19,7 @@ from gateway.exceptions import ConfigError
 from mappings import CompiledMapping, builtin_mapping, compile_text
 from mappings.definitions import key_line
 from mappings.exceptions import MappingDefinitionError
+from policy import Policy, PolicyDefinitionError, SharingRule, parse_duration
 from schemas import load_schema_set
 
 __all__ = [
@@ -72,6 +73,20 @@ class GatewayConfig(_Strict):
     clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
     # processes that validate large batches beside the event loop; default: one per core but one
     prepare_processes: int | None = Field(default=None, ge=0, le=64)
+    # push delivery: attempts (and age) after which a delivery moves to the dead letters
+    delivery_attempts: int = Field(default=10, ge=1, le=1000)
+    delivery_max_age: str = "3d"
+
+    @field_validator("delivery_max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def delivery_max_age_seconds(self) -> int:
+        """``delivery_max_age`` in seconds."""
+        return parse_duration(self.delivery_max_age)
 
     @field_validator("max_body", mode="before")
     @classmethod
@@ -135,6 +150,8 @@ class ConnectorConfig(_Strict):
     watch_dir: str | None = None
     enabled: bool = True
     max_requests_per_second: float | None = Field(default=None, gt=0)
+    push_batch: int = Field(default=100, ge=1, le=10_000)  # records a push carries at most
+    push_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("produces", "consumes")
     @classmethod
@@ -174,7 +191,7 @@ class Config(_Strict):
     auditor: list[AuditorConfig] = Field(default_factory=list)
     admin: list[AdminConfig] = Field(default_factory=list)
     connector: list[ConnectorConfig] = Field(default_factory=list)
-    sharing: list[dict[str, object]] = Field(default_factory=list)
+    sharing: list[SharingRule] = Field(default_factory=list)
     base_dir: Path = Field(default=Path(), exclude=True)
     secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
@@ -184,7 +201,19 @@ class Config(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate connector ids: {duplicates}")
+        try:
+            self.policy()
+        except PolicyDefinitionError as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    def policy(self, runtime_rules: Mapping[str, Mapping[str, object]] | None = None) -> Policy:
+        """The routing and sharing policy: the connectors, the file's rules, and rules changed at run time
+        (which replace the file's rule of the same id)."""
+        rules = {rule.id: rule for rule in self.sharing}
+        for rule_id, body in (runtime_rules or {}).items():
+            rules[rule_id] = SharingRule.model_validate(body)
+        return Policy(self.connector, rules.values())
 
     def connectors(self) -> dict[str, ConnectorConfig]:
         """The connectors by id."""

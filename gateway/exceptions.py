@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import ConfigurationError, FatalError, RetriableError
 
-__all__ = ["ConfigError", "LogIntegrityError", "StoreUnavailableError"]
+__all__ = ["ConfigError", "LogIntegrityError", "ReadLimitError", "StoreUnavailableError"]
 
 
 class ConfigError(ConfigurationError):
@@ -17,3 +17,12 @@ class StoreUnavailableError(RetriableError):
 
 class LogIntegrityError(FatalError):
     """The exchange log's hash chain is broken."""
+
+
+class ReadLimitError(RetriableError):
+    """A consumer has read its inbox as often today as its sharing agreement allows."""
+
+    def __init__(self, per_day: int, retry_after: int) -> None:
+        super().__init__(f"今日读取次数已达上限 {per_day} / the agreement allows {per_day} inbox reads a day; "
+                         f"retry after {retry_after} s")
+        self.per_day, self.retry_after = per_day, retry_after

@@ -20,6 +20,7 @@ __all__ = [
     "LogEntry",
     "against_checkpoint",
     "chain_hash",
+    "content_digest",
     "content_hash",
     "verify_chain",
 ]
@@ -66,6 +67,13 @@ class LogEntry(NamedTuple):
             "fields": list(self.fields), "masked": list(self.masked), "digest": self.digest, "reason": self.reason,
             "seq": self.seq,
         }
+
+
+def content_digest(algorithm: str, value: Any) -> str:
+    """The digest of a JSON value as the log records it: H(canonical JSON), sorted keys, UTF-8."""
+    digest = hashes.Hash(_HASHES[algorithm]())
+    digest.update(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    return digest.finalize().hex()
 
 
 def content_hash(algorithm: str, prev_hash: str, content: dict[str, Any]) -> str:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
 from gateway.config import ConnectorConfig
+from gateway.exchange_log import content_digest
 from gateway.store.model import Incoming, Quarantined
 from mappings import CompiledMapping, map_record
 from mappings.formats import SourceItem, read_csv, read_xml
@@ -25,7 +25,6 @@ from schemas.issues import issue
 __all__ = ["BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
 
 _GATEWAY_FIELDS = ("source", "received_at", "seq", "digest")
-_HASHES = {"sm3": hashes.SM3, "sha256": hashes.SHA256}
 
 
 class BodyError(Exception):
@@ -53,10 +52,7 @@ def content_kind(content_type: str) -> str:
 
 def record_digest(record: dict[str, Any], algorithm: str) -> str:
     """The digest of a record's content as pushed (the gateway's own fields left out)."""
-    content = {k: v for k, v in record.items() if k not in _GATEWAY_FIELDS and k != "version"}
-    digest = hashes.Hash(_HASHES[algorithm]())
-    digest.update(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
-    return digest.finalize().hex()
+    return content_digest(algorithm, {k: v for k, v in record.items() if k not in _GATEWAY_FIELDS and k != "version"})
 
 
 def _json_items(body: bytes, kind: str) -> list[Any]:

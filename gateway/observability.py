@@ -66,5 +66,9 @@ class Metrics:
                                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.log_entries = Gauge("supex_exchange_log_entries", "Entries in the exchange log",
                                  registry=self.registry)
+        self.deliveries = Counter("supex_deliveries_total", "Pushed deliveries by consumer and outcome",
+                                  ["consumer", "status"], registry=self.registry)
+        self.overdue = Counter("supex_overdue_deliveries_total", "Deliveries later than their rule's deliver_within",
+                               ["consumer"], registry=self.registry)
         self.refusals = Counter("supex_auth_refusals_total", "Refused requests by status", ["status"],
                                 registry=self.registry)

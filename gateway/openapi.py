@@ -69,6 +69,12 @@ def _components() -> dict[str, Any]:
             "InboxPage": {"type": "object", "required": ["records", "next"], "properties": {
                 "records": {"type": "array", "items": _ref("Record")}, "next": {"type": "string"}}},
             "LogEntry": entry,
+            "SharingRule": {"type": "object", "required": ["id", "record_types", "consumers", "purpose"],
+                            "description": "A sharing rule as in [[sharing]] of the configuration (SPEC §8)",
+                            "properties": {"id": {"type": "string"},
+                                           "record_types": {"type": "array", "items": {"type": "string"}},
+                                           "consumers": {"type": "array", "items": {"type": "string"}},
+                                           "purpose": {"type": "string"}}},
         },
         "securitySchemes": {
             "connectorKey": {"type": "apiKey", "in": "header", "name": "X-Supex-Key"},
@@ -150,6 +156,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "One entry a line",
                                   "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
                           **_errors(400, 401, 403)}}},
+        **_admin_paths(),
         "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [], "responses": {
             "200": _json({"type": "object", "properties": {"status": {"type": "string"}}}, "Alive")}}},
         "/readyz": {"get": {"summary": "Readiness: the store answers", "operationId": "readyz", "security": [],
@@ -162,6 +169,57 @@ def _paths() -> dict[str, Any]:
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    obj = {"type": "object"}
+    rule_body = {"required": True, "content": {"application/json": {"schema": _ref("SharingRule")}}}
+    rule_id = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    changed = _json({"type": "object", "required": ["rule", "change"], "properties": {
+        "rule": _ref("SharingRule"), "change": {"type": "string"}}}, "The rule as kept")
+    return {
+        "/v1/admin/connectors": {"get": {
+            "summary": "The registered connectors (no secrets)", "operationId": "adminConnectors", "security": _BEARER,
+            "responses": {"200": _json({"type": "object", "required": ["connectors"], "properties": {
+                "connectors": {"type": "array", "items": obj}}}, "The connectors"), **_errors(401, 403)}}},
+        "/v1/admin/sharing": {
+            "get": {"summary": "The sharing rules in force", "operationId": "adminRules", "security": _BEARER,
+                    "responses": {"200": _json({"type": "object", "required": ["rules"], "properties": {
+                        "rules": {"type": "array", "items": _ref("SharingRule")}}}, "The rules"),
+                        **_errors(401, 403)}},
+            "post": {"summary": "Add a sharing rule (logged)", "operationId": "adminRuleAdd", "security": _BEARER,
+                     "requestBody": rule_body,
+                     "responses": {"201": changed, **_errors(400, 401, 403), "409": _json(_ref("Error"), "Exists")}}},
+        "/v1/admin/sharing/{rule_id}": {"put": {
+            "summary": "Replace a sharing rule (logged)", "operationId": "adminRuleUpdate", "security": _BEARER,
+            "parameters": [rule_id], "requestBody": rule_body,
+            "responses": {"200": changed, **_errors(400, 401, 403, 404)}}},
+        "/v1/admin/sharing/{rule_id}/disable": {"post": {
+            "summary": "Disable a sharing rule (logged)", "operationId": "adminRuleDisable", "security": _BEARER,
+            "parameters": [rule_id], "responses": {"200": changed, **_errors(401, 403, 404)}}},
+        "/v1/admin/policy/explain": {"post": {
+            "summary": "Whether and why a record reaches a consumer, and what it would receive",
+            "operationId": "adminExplain", "security": _BEARER,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["record", "to"],
+                "properties": {"record": obj, "to": {"type": "string"}}}}}},
+            "responses": {"200": _json({"type": "object", "required": ["consumer", "routed", "allowed", "reason"],
+                                        "properties": {"routed": {"type": "boolean"}, "allowed": {"type": "boolean"},
+                                                       "reason": {"type": "string"}}}, "The explanation"),
+                          **_errors(400, 401, 403)}}},
+        "/v1/admin/deadletters": {"get": {
+            "summary": "Deliveries given up on", "operationId": "adminDeadLetters", "security": _BEARER,
+            "parameters": [{"name": "consumer", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "required": ["dead_letters"], "properties": {
+                "dead_letters": {"type": "array", "items": obj}}}, "Dead letters"), **_errors(401, 403)}}},
+        "/v1/admin/deadletters/replay": {"post": {
+            "summary": "Send dead letters again (logged)", "operationId": "adminReplay", "security": _BEARER,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"consumer": {"type": "string"},
+                                                 "seqs": {"type": "array", "items": {"type": "integer"}}}}}}},
+            "responses": {"200": _json({"type": "object", "required": ["replayed"], "properties": {
+                "replayed": {"type": "integer"}}}, "How many"), **_errors(400, 401, 403)}}},
     }
 
 

@@ -28,15 +28,9 @@ __all__ = ["check_config", "log_checkpoint", "log_export", "log_query", "log_ver
 
 
 
-_SHARING_NOTICE = ("注意：本版本尚未执行共享规则，有条件共享的记录不向任何连接器提供 / note: sharing rules are "
-                   "read but not applied by this version; conditional records are served to no connector")
-
-
 def serve(args: argparse.Namespace) -> int:
     """``supex serve``: run the gateway until interrupted."""
     config = load_config(args.config)
-    if config.sharing:
-        print(_SHARING_NOTICE, file=sys.stderr)
     configure_logging()
     app = create_app(config)
     # Long-lived caches (identifiers, regions, nonces) make full collections slow; collect the young
@@ -56,9 +50,7 @@ def check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config, need_secrets=not args.no_secrets)
     ids = ", ".join(c.id for c in config.connector) or "none"
     print(f"{args.config}: OK — {len(config.connector)} connectors ({ids}), {len(config.auditor)} auditors, "
-          f"{len(config.admin)} admins, store {config.gateway.store}")
-    if config.sharing:
-        print(_SHARING_NOTICE)
+          f"{len(config.admin)} admins, {len(config.sharing)} sharing rules, store {config.gateway.store}")
     return EXIT_OK
 
 

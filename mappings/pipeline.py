@@ -5,10 +5,13 @@ Pure functions over streams the caller opened; the gateway and the command line 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import orjson
 from lxml import etree
 
 from mappings.compiler import CompiledMapping
@@ -17,7 +20,10 @@ from mappings.formats import SourceItem, parse_xml, read_csv, read_json, read_xm
 from schemas import Issue, Validator, Verdict
 from schemas.issues import issue
 
-__all__ = ["ExampleOutcome", "MappedRecord", "map_record", "map_stream", "read_source", "run_examples"]
+__all__ = ["CONTENT_TYPES", "ExampleOutcome", "MappedRecord", "map_record", "map_stream", "read_source",
+           "run_examples", "write_rows"]
+
+CONTENT_TYPES = {"json": "application/json", "xml": "application/xml", "csv": "text/csv; charset=utf-8"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +163,41 @@ def _round_trip(mapping: CompiledMapping, record: dict[str, Any]) -> list[str]:
     return [f"round trip: {p.path} {p.code}" for p in found] + [
         f"round trip {d}" for d in _differences(record, again)
     ]
+
+
+def write_rows(mapping: CompiledMapping, rows: Iterable[Any], out: IO[bytes], *, lines: bool = False) -> int:
+    """Rows made by ``from_standard`` written in the mapping's own format: one XML document, one CSV
+    file with its header, or JSON (an array, or one row a line with ``lines``). ``None`` rows (those
+    that could not be mapped back) are skipped and counted; returns that count."""
+    skipped = 0
+    if mapping.format == "xml":
+        with etree.xmlfile(out, encoding="utf-8") as document:
+            document.write_declaration()
+            with document.element(mapping.root_tag, nsmap=mapping.nsmap):
+                for element in rows:
+                    if element is None:
+                        skipped += 1
+                    else:
+                        document.write(element)
+    elif mapping.format == "csv":
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        writer = csv.DictWriter(text, fieldnames=mapping.reverse_columns)
+        writer.writeheader()
+        for row in rows:
+            if row is None:
+                skipped += 1
+            else:
+                writer.writerow(row)
+        text.detach()
+    else:
+        first = True
+        out.write(b"" if lines else b"[")
+        for row in rows:
+            if row is None:
+                skipped += 1
+                continue
+            out.write(orjson.dumps(row) + b"\n" if lines else (b"" if first else b",") + orjson.dumps(row))
+            first = False
+        out.write(b"" if lines else b"]")
+    out.flush()
+    return skipped

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Inbox", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "StoredRecord"]
+__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "StoredRecord"]
 
 
 class Incoming(NamedTuple):
@@ -70,14 +70,13 @@ class StoredRecord:
     record: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Inbox:
-    """What a consumer may pull before sharing rules: types, jurisdiction, sharing classes."""
+class Due(NamedTuple):
+    """A delivery waiting for its push: the record as stored, attempts so far, when it is due by."""
 
-    consumer: str
-    record_types: tuple[str, ...]
-    region_prefix: str
-    sharing: tuple[str, ...] = ("unconditional",)
+    seq: int
+    record: dict[str, Any]
+    attempts: int
+    due_by: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +85,7 @@ class InboxPage:
 
     records: list[StoredRecord]
     next: int
+    overdue: int = 0  # records served for the first time later than their rule's deliver_within
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,22 +10,25 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gateway.exceptions import StoreUnavailableError
-from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, content_hash, verify_chain
-from gateway.store.model import Inbox, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, StoredRecord
+from gateway.exceptions import ReadLimitError, StoreUnavailableError
+from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, content_digest, content_hash, verify_chain
+from gateway.store.model import Due, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, StoredRecord
 from gateway.store.versions import decide
+from policy import Decision, Policy, Shared, local_today
+from policy.rules import LOCAL
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "open_store"]
 
 Clock = Callable[[], dt.datetime]
 Batch = tuple[str, str, list[Incoming], list[Quarantined]]  # connector, batch id, to store, to quarantine
+Change = tuple[int, str, int, bytes]  # seq, producing connector, version, payload
 _LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                 "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 
@@ -55,6 +58,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX exchange_log_by_record ON exchange_log (record_id, seq);
     CREATE INDEX exchange_log_arrivals ON exchange_log (batch_id) WHERE event = 'received';
     """,
+    # 2: routing and delivery: one row per record and consumer it is shared with (the outbox of
+    #    push consumers and the inbox of pull consumers), the matter catalogue that routing reads,
+    #    how far routing has come, inbox reads per day, and sharing rules changed at run time
+    """
+    CREATE TABLE deliveries (
+        consumer TEXT NOT NULL, seq INTEGER NOT NULL, route TEXT NOT NULL, rule TEXT, status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0, due_by TEXT, last_error TEXT,
+        PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_status ON deliveries (status, consumer, seq);
+    CREATE TABLE matters (matter_code TEXT PRIMARY KEY, departments TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE progress (name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE reads (consumer TEXT NOT NULL, day TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (consumer, day)) WITHOUT ROWID;
+    CREATE TABLE runtime_rules (id TEXT PRIMARY KEY, body TEXT NOT NULL, changed_at TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 
@@ -79,6 +97,7 @@ class SQLiteStore:
         self.log_hash = log_hash
         self._clock = clock
         self._lock = threading.RLock()
+        self.policy: Policy | None = None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -187,14 +206,16 @@ class SQLiteStore:
             at = self.now()
             next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
             results = []
+            stored: list[Change] = []
             for batch in batches:
-                outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch)
+                outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch, stored)
                 results.append(outcomes)
+            if self.policy is not None and stored:
+                self._route(db, at, stored)
         return results
 
-    def _ingest_batch(self, db: sqlite3.Connection, at: str, next_seq: int, batch: Batch) -> tuple[
-        list[IngestOutcome], int
-    ]:
+    def _ingest_batch(self, db: sqlite3.Connection, at: str, next_seq: int, batch: Batch,
+                      stored: list[Change]) -> tuple[list[IngestOutcome], int]:
         connector, batch_id, incoming, rejected = batch
         known = self._current(db, connector, [i.record_id for i in incoming])
         outcomes: list[IngestOutcome] = []
@@ -212,6 +233,7 @@ class SQLiteStore:
                                 item.region_code, item.sharing, item.grade, batch_id, at, item.digest,
                                 item.payload))
                 known[item.record_id] = (verdict.version, item.digest, next_seq)
+                stored.append((next_seq, connector, verdict.version, item.payload))
                 entries.append(LogEntry("stored", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=verdict.version, batch_id=batch_id, digest=item.digest))
@@ -261,29 +283,247 @@ class SQLiteStore:
             found.update({r[0]: (r[1], r[2], r[3]) for r in rows})
         return found
 
+    # ---- routing ------------------------------------------------------------------------------
+
+    def set_policy(self, policy: Policy) -> int:
+        """Route with ``policy`` from now on; first route whatever was stored without one. Returns how
+        many stored records that routed."""
+        with self._lock:
+            self.policy = policy
+            routed = 0
+            while True:
+                with self._transaction() as db:
+                    done = db.execute("SELECT seq FROM progress WHERE name = 'routed'").fetchone()
+                    rows = db.execute("SELECT seq, connector, version, payload FROM changes WHERE seq > ? ORDER BY seq "
+                                      "LIMIT 2000", (done[0] if done else 0,)).fetchall()
+                    if rows:
+                        self._route(db, self.now(), rows)
+                if not rows:
+                    return routed
+                routed += len(rows)
+
+    def _route(self, db: sqlite3.Connection, at: str, changes: Sequence[Change]) -> None:
+        """Route stored changes in order: delivery rows for the consumers allowed them, a log entry
+        for every consumer routed or denied. Runs inside the transaction that stored them."""
+        policy = self._policy()
+        today = local_today(self._clock())
+        deliveries: list[tuple[Any, ...]] = []
+        entries: list[LogEntry] = []
+
+        def catalogue(matter_code: str) -> list[str]:
+            return _matter_departments(db, matter_code)
+
+        def producer(refers_to: Mapping[str, Any]) -> str | None:
+            return _producer(db, refers_to)
+
+        for seq, source, version, payload in changes:
+            record = {**orjson.loads(payload), "version": version, "seq": seq}
+            if record["record_type"] == "matter":
+                self._catalogue(db, record)
+            for route in policy.routes(record, source, catalogue=catalogue, producer=producer):
+                decision = policy.decide(record, route.consumer, today)
+                if not decision.allowed:
+                    entries.append(_delivery_entry("denied", at, route.consumer, record,
+                                                   reason=f"{route.reason}: {decision.reason}"))
+                    continue
+                due_by = None
+                if decision.deliver_within:
+                    due_by = (dt.datetime.fromisoformat(record["received_at"])
+                              + dt.timedelta(seconds=decision.deliver_within)).isoformat(timespec="milliseconds")
+                deliveries.append((route.consumer, seq, route.reason, decision.rule, due_by))
+                entries.append(_delivery_entry("routed", at, route.consumer, record, rule=decision.rule,
+                                               purpose=decision.purpose, reason=route.reason))
+        db.executemany("INSERT OR IGNORE INTO deliveries (consumer, seq, route, rule, status, due_by) "
+                       "VALUES (?, ?, ?, ?, 'pending', ?)", deliveries)
+        db.execute("INSERT OR REPLACE INTO progress VALUES ('routed', ?)", (changes[-1][0],))
+        self._append(db, entries)
+
+    @staticmethod
+    def _catalogue(db: sqlite3.Connection, matter: Mapping[str, Any]) -> None:
+        data = matter.get("data") or {}
+        code = data.get("matter_code")
+        if matter.get("op") == "delete":
+            db.execute("DELETE FROM matters WHERE matter_code = ?", (code,))
+            return
+        departments = [data.get("lead_department_code"), *(data.get("co_department_codes") or ())]
+        db.execute("INSERT OR REPLACE INTO matters VALUES (?, ?)", (code, ",".join(d for d in departments if d)))
+
+    def matter_departments(self, matter_code: str) -> list[str]:
+        """The departments (lead first) of a matter in the catalogue routing reads."""
+        with self._lock:
+            return _matter_departments(self._db, matter_code)
+
+    def producer(self, refers_to: Mapping[str, Any]) -> str | None:
+        """The connector that produced the record a feedback refers to, if it is stored."""
+        with self._lock:
+            return _producer(self._db, refers_to)
+
+    def _policy(self) -> Policy:
+        if self.policy is None:
+            raise StoreUnavailableError("路由策略未加载 / no routing policy is set on the store")
+        return self.policy
+
+    # ---- push delivery ---------------------------------------------------------------------------
+
+    def due(self, consumer: str, now: float, limit: int) -> list[Due]:
+        """Deliveries to ``consumer`` waiting and due by ``now`` (epoch seconds), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.seq, c.version, c.payload, d.attempts, d.due_by FROM deliveries d JOIN changes c "
+                "ON c.seq = d.seq WHERE d.status = 'pending' AND d.consumer = ? AND d.next_at <= ? ORDER BY d.seq "
+                "LIMIT ?", (consumer, now, limit)).fetchall()
+        return [Due(seq, {**orjson.loads(payload), "version": version, "seq": seq}, attempts, due_by)
+                for seq, version, payload, attempts, due_by in rows]
+
+    def next_due(self, consumer: str) -> float | None:
+        """When the next waiting delivery to ``consumer`` falls due (epoch seconds), if any waits."""
+        with self._lock:
+            row = self._db.execute("SELECT min(next_at) FROM deliveries WHERE status = 'pending' AND consumer = ?",
+                                   (consumer,)).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def delivered(self, consumer: str, sent: Sequence[tuple[Due, Decision, Shared]]) -> None:
+        """Pushed and acknowledged by the consumer: logged with what was shared, overdue ones flagged."""
+        now = self._clock()
+        at = self.now()
+        with self._transaction() as db:
+            entries: list[LogEntry] = []
+            for item, decision, shared in sent:
+                entries.extend(self._delivered(at, consumer, item.record, decision, shared, due_by=item.due_by,
+                                                      now=now))
+            db.executemany("UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL "
+                           "WHERE consumer = ? AND seq = ?", [(consumer, item.seq) for item, _, _ in sent])
+            self._append(db, entries)
+
+    def withheld(self, consumer: str, items: Sequence[tuple[Due, str]]) -> None:
+        """No longer allowed when their turn came (a rule withdrawn or expired): denied, not sent."""
+        at = self.now()
+        with self._transaction() as db:
+            db.executemany("UPDATE deliveries SET status = 'denied' WHERE consumer = ? AND seq = ?",
+                           [(consumer, item.seq) for item, _ in items])
+            self._append(db, [_delivery_entry("denied", at, consumer, item.record, reason=why) for item, why in items])
+
+    def failed(self, consumer: str, items: Sequence[Due], error: str, retry_at: float, dead: bool) -> None:
+        """A push attempt failed: retried at ``retry_at``, or moved to the dead letters."""
+        at = self.now()
+        with self._transaction() as db:
+            db.executemany("UPDATE deliveries SET attempts = attempts + 1, next_at = ?, last_error = ?, status = ? "
+                           "WHERE consumer = ? AND seq = ?",
+                           [(retry_at, error[:500], "dead" if dead else "pending", consumer, i.seq) for i in items])
+            entries = [_delivery_entry("delivery_failed", at, consumer, i.record, reason=error[:500]) for i in items]
+            if dead:
+                entries += [_delivery_entry("dead_lettered", at, consumer, i.record,
+                                            reason=f"after {i.attempts + 1} attempts") for i in items]
+            self._append(db, entries)
+
+    def dead_letters(self, consumer: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Deliveries given up on, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.consumer, d.seq, c.connector, c.record_id, c.record_type, c.version, d.attempts, "
+                "d.last_error FROM deliveries d JOIN changes c ON c.seq = d.seq WHERE d.status = 'dead' "
+                "AND (? IS NULL OR d.consumer = ?) ORDER BY d.consumer, d.seq LIMIT ?",
+                (consumer, consumer, limit)).fetchall()
+        keys = ("consumer", "seq", "source", "record_id", "record_type", "version", "attempts", "last_error")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def replay(self, consumer: str | None = None, seqs: Sequence[int] | None = None, by: str = "admin") -> int:
+        """Send dead letters again (all, one consumer's, or the given seqs); returns how many."""
+        at = self.now()
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT d.consumer, d.seq, c.connector, c.record_type, c.record_id, c.version FROM deliveries d "
+                "JOIN changes c ON c.seq = d.seq WHERE d.status = 'dead' AND (? IS NULL OR d.consumer = ?) "
+                "ORDER BY d.seq", (consumer, consumer)).fetchall()
+            if seqs is not None:
+                wanted = set(seqs)
+                rows = [r for r in rows if r[1] in wanted]
+            db.executemany("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = 0 "
+                           "WHERE consumer = ? AND seq = ?", [(r[0], r[1]) for r in rows])
+            self._append(db, [LogEntry("replayed", at, connector=r[0], counterpart=r[2], source=r[2],
+                                       record_type=r[3], record_id=r[4], version=r[5], reason=f"by {by}")
+                              for r in rows])
+        return len(rows)
+
+    # ---- sharing rules changed at run time -------------------------------------------------------
+
+    def runtime_rules(self) -> dict[str, dict[str, Any]]:
+        """Sharing rules added or changed through the admin API, by id."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, body FROM runtime_rules ORDER BY id").fetchall()
+        return {r[0]: orjson.loads(r[1]) for r in rows}
+
+    def save_rule(self, rule: Mapping[str, Any], by: str, change: str) -> None:
+        """Keep a rule added, updated or disabled at run time, with its ``config_changed`` entry."""
+        at = self.now()
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO runtime_rules VALUES (?, ?, ?)",
+                       (rule["id"], orjson.dumps(rule, default=str).decode(), at))
+            self._append(db, [LogEntry("config_changed", at, counterpart=by, rule=str(rule["id"]),
+                                       reason=change)])
+
     # ---- pull ---------------------------------------------------------------------------------
 
-    def inbox(self, inbox: Inbox, after: int | None, limit: int) -> InboxPage:
-        """The next records for a consumer after ``after`` (default: its acknowledged cursor)."""
+    def inbox(self, consumer: str, after: int | None, limit: int) -> InboxPage:
+        """The next records shared with ``consumer`` after ``after`` (default: its acknowledged cursor),
+        each as the policy lets the consumer see it; the first serving of each is logged as delivered."""
+        policy = self._policy()
+        now = self._clock()
+        at = self.now()
         with self._transaction() as db:
+            self._count_read(db, consumer, policy.read_limit(consumer), now)
             if after is None:
-                row = db.execute("SELECT acked FROM cursors WHERE consumer = ?", (inbox.consumer,)).fetchone()
+                row = db.execute("SELECT acked FROM cursors WHERE consumer = ?", (consumer,)).fetchone()
                 after = row[0] if row else 0
-            if not inbox.record_types:
-                return InboxPage([], after)
             rows = db.execute(
-                f"SELECT seq, connector, record_id, version, payload FROM changes WHERE seq > ? "
-                f"AND record_type IN ({', '.join('?' * len(inbox.record_types))}) AND region_code LIKE ? "
-                f"AND sharing IN ({', '.join('?' * len(inbox.sharing))}) AND connector != ? ORDER BY seq LIMIT ?",
-                (after, *inbox.record_types, inbox.region_prefix + "%", *inbox.sharing, inbox.consumer, limit),
-            ).fetchall()
-            records = [StoredRecord(r[0], r[1], r[2], r[3], {**orjson.loads(r[4]), "version": r[3], "seq": r[0]})
-                       for r in rows]
-            following = records[-1].seq if records else after
-            if records:
-                self._append(db, [LogEntry("pulled", self.now(), connector=inbox.consumer,
-                                           reason=f"{len(records)} records, seq {records[0].seq}-{following}")])
-            return InboxPage(records, following)
+                "SELECT d.seq, c.connector, c.record_id, c.version, c.payload, d.status, d.due_by FROM deliveries d "
+                "JOIN changes c ON c.seq = d.seq WHERE d.consumer = ? AND d.seq > ? "
+                "AND d.status IN ('pending', 'served') ORDER BY d.seq LIMIT ?", (consumer, after, limit)).fetchall()
+            records: list[StoredRecord] = []
+            entries: list[LogEntry] = []
+            served: list[tuple[str, int, str]] = []
+            today = local_today(now)
+            for seq, source, record_id, version, payload, status, due_by in rows:
+                record = {**orjson.loads(payload), "version": version, "seq": seq}
+                decision = policy.decide(record, consumer, today)
+                if not decision.allowed:  # the agreement was withdrawn or has expired since routing
+                    entries.append(_delivery_entry("denied", at, consumer, record, reason=decision.reason))
+                    served.append(("denied", seq, consumer))
+                    continue
+                shared = policy.share(record, decision)
+                records.append(StoredRecord(seq, source, record_id, version, shared.record))
+                if status == "pending":
+                    entries.extend(self._delivered(at, consumer, record, decision, shared, due_by=due_by, now=now))
+                    served.append(("served", seq, consumer))
+            db.executemany("UPDATE deliveries SET status = ? WHERE seq = ? AND consumer = ?", served)
+            following = rows[-1][0] if rows else after
+            if rows:
+                entries.append(LogEntry("pulled", at, connector=consumer,
+                                        reason=f"{len(records)} records, seq {rows[0][0]}-{following}"))
+            self._append(db, entries)
+            return InboxPage(records, following, sum(1 for e in entries if e.event == "overdue"))
+
+    def _count_read(self, db: sqlite3.Connection, consumer: str, per_day: int | None, now: dt.datetime) -> None:
+        if per_day is None:
+            return
+        local = now.astimezone(LOCAL)
+        day = local.date().isoformat()
+        row = db.execute("SELECT count FROM reads WHERE consumer = ? AND day = ?", (consumer, day)).fetchone()
+        count = (row[0] if row else 0) + 1
+        if count > per_day:
+            midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), LOCAL)
+            raise ReadLimitError(per_day, max(1, int((midnight - local).total_seconds())))
+        db.execute("INSERT OR REPLACE INTO reads VALUES (?, ?, ?)", (consumer, day, count))
+
+    def _delivered(self, at: str, consumer: str, record: dict[str, Any], decision: Decision, shared: Shared, *,
+                   due_by: str | None, now: dt.datetime) -> list[LogEntry]:
+        digest = content_digest(self.log_hash, shared.record)
+        entries = [_delivery_entry("delivered", at, consumer, record, rule=decision.rule, purpose=decision.purpose,
+                                   fields=shared.fields, masked=shared.masked, digest=digest)]
+        if due_by and now > dt.datetime.fromisoformat(due_by):
+            entries.append(_delivery_entry("overdue", at, consumer, record, rule=decision.rule,
+                                           reason=f"due by {due_by}"))
+        return entries
 
     def ack(self, consumer: str, cursor: int) -> int:
         """Mark everything up to ``cursor`` consumed; returns the acknowledged cursor."""
@@ -319,7 +559,10 @@ class SQLiteStore:
         clauses: list[str] = ["seq > ?"]
         args: list[Any] = [after]
         if where:
-            for column, value in (("at >= ", where.since), ("at < ", where.until), ("connector = ", where.connector),
+            if where.connector is not None:  # the events a connector took part in, on either side
+                clauses.append("(connector = ? OR counterpart = ?)")
+                args.extend((where.connector, where.connector))
+            for column, value in (("at >= ", where.since), ("at < ", where.until),
                                   ("counterpart = ", where.counterpart), ("record_type = ", where.record_type),
                                   ("record_id = ", where.record_id), ("event = ", where.event),
                                   ("rule = ", where.rule), ("source = ", where.source)):
@@ -378,6 +621,28 @@ class SQLiteStore:
                 "quarantined": self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
                 "log_entries": self._head[0],
             }
+
+
+def _matter_departments(db: sqlite3.Connection, matter_code: str) -> list[str]:
+    row = db.execute("SELECT departments FROM matters WHERE matter_code = ?", (matter_code,)).fetchone()
+    return row[0].split(",") if row else []
+
+
+def _producer(db: sqlite3.Connection, refers_to: Mapping[str, Any]) -> str | None:
+    named, record_id = refers_to.get("connector"), refers_to.get("record_id")
+    sql = "SELECT connector FROM current_versions WHERE record_id = ?"
+    row = db.execute(sql + " AND connector = ?", (record_id, named)).fetchone() if named else \
+        db.execute(sql + " LIMIT 1", (record_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _delivery_entry(event: str, at: str, consumer: str, record: Mapping[str, Any], **more: Any) -> LogEntry:
+    """An entry about ``record`` and one of its consumers: the consumer is the connector, the
+    record's producer the counterpart (and source)."""
+    producer = (record.get("source") or {}).get("connector")
+    return LogEntry(event, at, connector=consumer, counterpart=producer, source=producer,
+                    record_type=record.get("record_type"), record_id=record.get("record_id"),
+                    version=record.get("version"), **more)
 
 
 def open_store(url_or_path: str, *, log_hash: str, clock: Clock = _utc_now) -> SQLiteStore:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -83,13 +85,29 @@ def test_the_log_processor_redacts_secrets_and_personal_numbers() -> None:
     assert out == {"event": "x", "secret": "[redacted]", "authorization": "[redacted]", "note": "[id_no] / [phone]"}
 
 
-def test_check_config_says_that_sharing_rules_are_not_applied_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A configuration with [[sharing]] loads, and check-config says plainly that the rules are not applied."""
+RULE = ('\n[[sharing]]\nid = "clue-to-jinan"\nrecord_types = ["clue"]\nconsumers = ["jinan"]\npurpose = "线索核查"\n'
+        'fields = ["clue_id", "reporter.phone"]\nmask = { "reporter.phone" = "phone" }\n')
+
+
+def test_check_config_counts_the_sharing_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration with a valid [[sharing]] rule loads, and check-config says how many rules it has."""
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    text = CONFIG_TEXT + '\n[[sharing]]\nid = "clue-to-jinan"\nrecord_types = ["clue"]\nconsumers = ["jinan"]\n'
-    assert main(["check-config", str(_write(tmp_path, text))]) == 0
-    assert "not applied" in capsys.readouterr().out
-    assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT))]) == 0
-    assert "not applied" not in capsys.readouterr().out
+    assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT + RULE))]) == 0
+    assert "1 sharing rules" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ('consumers = ["jinan"]', 'consumers = ["nobody"]', "unknown consumers ['nobody']"),
+    ('"reporter.phone"]', '"reporter.mobile"]', "no field 'reporter.mobile' under data of clue"),
+    ('= "phone" }', '= "blur" }', "unknown mask 'blur'"),
+    ('purpose = "线索核查"\n', "", "purpose: Field required"),
+    ('record_types = ["clue"]', 'record_types = ["rumour"]', "unknown record types ['rumour']"),
+    ('purpose = "线索核查"', 'purpose = "x"\ndeliver_within = "soon"', "not a duration: 'soon'"),
+    ('purpose = "线索核查"', 'purpose = "x"\nwhen = { region = "3701" }', "unknown key 'sharing.0.when.region'"),
+])
+def test_a_bad_sharing_rule_is_named(tmp_path: Path, old: str, new: str, words: str) -> None:
+    """Unknown consumers, field paths, masks, record types and keys in a rule stop the configuration."""
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(_write(tmp_path, CONFIG_TEXT + RULE.replace(old, new)), environ=ENV)

@@ -98,8 +98,10 @@ async def test_trail_of_a_record(gw: Signed) -> None:
     await gw.push("amr", [inspection(1)])
     status, body = await gw.call("GET", "/v1/records/in-1/trail", connector="amr")
     assert status == 200
-    assert [e["event"] for e in body["events"]] == ["received", "stored", "received", "duplicate"]
+    assert [e["event"] for e in body["events"]] == ["received", "stored", "routed", "received", "duplicate"]
     assert body["events"][0]["reason"] == "1 records" and "record_id" not in body["events"][0]
+    routed = body["events"][2]
+    assert (routed["connector"], routed["counterpart"], routed["reason"]) == ("jinan", "amr", "subscription")
     assert (await gw.call("GET", "/v1/records/in-1/trail", connector="jinan"))[0] == 404
 
 
@@ -117,14 +119,14 @@ async def test_audit_endpoints_verify_query_and_export(gw: Signed) -> None:
     """Auditors verify the chain, query entries by filter and export them; each query is itself logged."""
     await gw.push("amr", [inspection(1), inspection(2)])
     status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
-    assert status == 200 and verdict["ok"] is True and verdict["first_bad_seq"] is None and verdict["entries"] == 3
+    assert status == 200 and verdict["ok"] is True and verdict["first_bad_seq"] is None and verdict["entries"] == 5
     status, body = await gw.call("GET", "/v1/audit/events?record_id=in-2&event=stored", bearer=AUDITOR_TOKEN)
     assert [(e["record_id"], e["event"]) for e in body["events"]] == [("in-2", "stored")]
     answer = await gw.client.get("/v1/audit/export", headers={"Authorization": f"Bearer {AUDITOR_TOKEN}"})
     lines = [json.loads(line) for line in (await answer.read()).splitlines()]
     assert answer.headers["Content-Type"].startswith("application/x-ndjson")
     assert [e["seq"] for e in lines] == list(range(1, len(lines) + 1))
-    assert {"received", "stored", "audit_query"} <= {e["event"] for e in lines} <= set(EVENTS)
+    assert {"received", "stored", "routed", "audit_query"} <= {e["event"] for e in lines} <= set(EVENTS)
     assert all("data" not in e and "payload" not in e for e in lines)
 
 
@@ -154,7 +156,7 @@ async def test_health_readiness_and_metrics(gw: Signed) -> None:
     assert status == 200
     assert 'supex_records_total{status="accepted"} 1.0' in text
     assert 'supex_http_requests_total{method="POST",route="push",status="200"} 1.0' in text
-    assert "supex_exchange_log_entries 2.0" in text and "supex_store_commit_seconds_count 1.0" in text
+    assert "supex_exchange_log_entries 3.0" in text and "supex_store_commit_seconds_count 1.0" in text
 
 
 async def test_the_openapi_document_is_valid_and_served(gw: Signed) -> None:

@@ -13,7 +13,7 @@ from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
 from gateway.ingest import RecordPreparer
 from gateway.store import SQLiteStore
-from gateway.store.model import Inbox
+from policy import Policy
 from gateway.store.versions import decide
 from tests.gateway.conftest import inspection
 
@@ -35,13 +35,21 @@ def test_version_decisions(stored: tuple[int, str, int] | None, version: int | N
     assert (verdict.status, verdict.version) == (status, number)
 
 
-def _store(tmp_path: Path) -> SQLiteStore:
-    return SQLiteStore(str(tmp_path / "s.db"), log_hash="sha256")
+AMR = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
+                      produces=["inspection"])
+JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939G", region_code="370100",
+                        consumes=["inspection"])
+
+
+def _store(tmp_path: Path, *, routing: bool = True) -> SQLiteStore:
+    store = SQLiteStore(str(tmp_path / "s.db"), log_hash="sha256")
+    if routing:
+        store.set_policy(Policy([AMR, JINAN], []))
+    return store
 
 
 def _ingest(store: SQLiteStore, *records: dict) -> list:
-    connector = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
-                                produces=["inspection"])
+    connector = AMR
     prepared = RecordPreparer(log_hash="sha256", max_records=100).prepare(
         connector, None, json.dumps(list(records)).encode(), "application/json", store.now())
     return store.ingest("amr", "batch-1", prepared.incoming, prepared.rejected)
@@ -55,10 +63,19 @@ def test_records_and_their_log_entries_survive_a_reopen(tmp_path: Path) -> None:
     head = store.log_head()
     store.close()
     again = _store(tmp_path)
-    assert again.log_head() == head == (3, again.log_head()[1])
-    page = again.inbox(Inbox("jinan", ("inspection",), "3701"), None, 10)
+    assert again.log_head() == head == (5, again.log_head()[1])  # received, 2 stored, 2 routed
+    page = again.inbox("jinan", None, 10)
     assert [r.record_id for r in page.records] == ["in-1", "in-2"]
-    assert again.schema_version == 1
+    assert again.schema_version == 2
+
+
+def test_records_stored_without_a_policy_are_routed_when_one_is_set(tmp_path: Path) -> None:
+    """Routing has a durable cursor: what was stored before routing ran is routed, once, later."""
+    store = _store(tmp_path, routing=False)
+    _ingest(store, inspection(1), inspection(2))
+    assert store.set_policy(Policy([AMR, JINAN], [])) == 2
+    assert store.set_policy(Policy([AMR, JINAN], [])) == 0
+    assert [r.record_id for r in store.inbox("jinan", None, 10).records] == ["in-1", "in-2"]
 
 
 def test_a_failed_transaction_stores_nothing_and_keeps_the_chain(tmp_path: Path) -> None:
@@ -81,13 +98,12 @@ def test_the_inbox_cursor_and_acks(tmp_path: Path) -> None:
     """Pages continue from `after`; an ack moves the starting point, never backwards."""
     store = _store(tmp_path)
     _ingest(store, *(inspection(n) for n in range(5)))
-    box = Inbox("jinan", ("inspection",), "3701")
-    first = store.inbox(box, None, 2)
-    second = store.inbox(box, first.next, 2)
+    first = store.inbox("jinan", None, 2)
+    second = store.inbox("jinan", first.next, 2)
     assert [r.record_id for r in first.records + second.records] == ["in-0", "in-1", "in-2", "in-3"]
     assert store.ack("jinan", second.next) == second.next
     assert store.ack("jinan", 1) == second.next
-    assert [r.record_id for r in store.inbox(box, None, 10).records] == ["in-4"]
+    assert [r.record_id for r in store.inbox("jinan", None, 10).records] == ["in-4"]
 
 
 def _tamper(tmp_path: Path, sql: str) -> int | None:

@@ -1,0 +1,175 @@
+"""The admin API (SPEC §3.2 ``/v1/admin/…``): connectors and sharing rules at run time, the policy
+explained, dead letters listed and replayed. Admins manage; they never read payloads, so an
+explanation shows the shared record only as the consumer would receive it.
+
+Rules added or changed here are kept in the store (they survive a restart and replace a rule of the
+same id from the configuration file) and every change is a ``config_changed`` log entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, STORE, error, json_response
+from policy import PolicyDefinitionError, SharingRule, local_today
+
+__all__ = ["ADMIN_ROUTES", "add_admin_routes", "explain_record"]
+
+_NOT_A_RULE = "请求体应为共享规则 JSON 对象 / the body must be a sharing rule as a JSON object"
+
+ADMIN_ROUTES = ("admin_connectors", "admin_rules", "admin_rule_add", "admin_rule_update", "admin_rule_disable",
+                "admin_explain", "admin_deadletters", "admin_replay")
+
+
+async def connectors(request: web.Request) -> web.Response:
+    """GET /v1/admin/connectors: the registered connectors (no secrets)."""
+    config = request.app[CONFIG]
+    fields = ("id", "name", "kind", "department_code", "region_code", "produces", "consumes", "delivery", "endpoint",
+              "mapping", "system_of_record", "enabled")
+    return json_response({"connectors": [c.model_dump(include=set(fields)) for c in config.connector]})
+
+
+def _rules(request: web.Request) -> dict[str, dict[str, Any]]:
+    """The rules in force: the configuration's, replaced by those changed at run time."""
+    store = request.app[STORE].store
+    rules = {r.id: r.model_dump(mode="json") for r in request.app[CONFIG].sharing}
+    rules.update(store.runtime_rules())
+    return rules
+
+
+async def rules(request: web.Request) -> web.Response:
+    """GET /v1/admin/sharing: the sharing rules in force."""
+    runner = request.app[STORE]
+    current = await runner.call(lambda: _rules(request))
+    return json_response({"rules": list(current.values())})
+
+
+async def _change(request: web.Request, rule: dict[str, Any], change: str) -> web.Response:
+    """Check a rule against the connectors and schemas, keep it, and route with it from now on."""
+    app = request.app
+    runner = app[STORE]
+    try:
+        checked = SharingRule.model_validate(rule).model_dump(mode="json")
+        current = await runner.call(lambda: _rules(request))
+        current[checked["id"]] = checked
+        policy = app[CONFIG].policy(current)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return error(400, "invalid_rule", f"共享规则无效 / invalid sharing rule: {where}: {first['msg']}")
+    except PolicyDefinitionError as exc:
+        return error(400, "invalid_rule", str(exc))
+    store = runner.store
+    by = request[IDENTITY].name
+
+    def keep() -> None:
+        store.save_rule(checked, by, change)
+        store.set_policy(policy)
+
+    await runner.call(keep)
+    if DELIVERER in app:
+        app[DELIVERER].wake()
+    return json_response({"rule": checked, "change": change}, 201 if change == "added" else 200)
+
+
+def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(request[BODY] or b"null")
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def rule_add(request: web.Request) -> web.Response:
+    """POST /v1/admin/sharing: add a rule."""
+    rule = _json_object(request)
+    if rule is None:
+        return error(400, "malformed", _NOT_A_RULE)
+    existing = await request.app[STORE].call(lambda: _rules(request))
+    if rule.get("id") in existing:
+        return error(409, "conflict", f"规则 {rule.get('id')} 已存在 / rule {rule.get('id')!r} exists: update it with "
+                     "PUT /v1/admin/sharing/{id}")
+    return await _change(request, rule, "added")
+
+
+async def rule_update(request: web.Request) -> web.Response:
+    """PUT /v1/admin/sharing/{rule_id}: replace a rule."""
+    rule_id = request.match_info["rule_id"]
+    rule = _json_object(request)
+    if rule is None:
+        return error(400, "malformed", _NOT_A_RULE)
+    existing = await request.app[STORE].call(lambda: _rules(request))
+    if rule_id not in existing:
+        return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
+    return await _change(request, {**rule, "id": rule_id}, "updated")
+
+
+async def rule_disable(request: web.Request) -> web.Response:
+    """POST /v1/admin/sharing/{rule_id}/disable: stop sharing under a rule (kept for the record)."""
+    rule_id = request.match_info["rule_id"]
+    existing = await request.app[STORE].call(lambda: _rules(request))
+    if rule_id not in existing:
+        return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
+    return await _change(request, {**existing[rule_id], "enabled": False}, "disabled")
+
+
+def explain_record(app: web.Application, record: dict[str, Any], consumer: str) -> dict[str, Any]:
+    """The policy's explanation, with the store's catalogue and producers (runs on the store thread)."""
+    store = app[STORE].store
+    policy = store.policy
+    assert policy is not None
+    today = local_today(dt.datetime.fromisoformat(store.now()))
+    return policy.explain(record, consumer, today, catalogue=store.matter_departments, producer=store.producer)
+
+
+async def explain(request: web.Request) -> web.Response:
+    """POST /v1/admin/policy/explain ``{"record": {…}, "to": "consumer"}``."""
+    body = _json_object(request)
+    if body is None or not isinstance(body.get("record"), dict) or not isinstance(body.get("to"), str):
+        return error(400, "malformed", '请求体应为 {"record": {…}, "to": "连接器"} / the body must be {"record": {…}, '
+                     '"to": "connector id"}')
+    runner = request.app[STORE]
+    result = await runner.call(explain_record, request.app, body["record"], body["to"])
+    return json_response(result)
+
+
+async def deadletters(request: web.Request) -> web.Response:
+    """GET /v1/admin/deadletters[?consumer=ID]: deliveries given up on."""
+    runner = request.app[STORE]
+    rows = await runner.call(runner.store.dead_letters, request.query.get("consumer"))
+    return json_response({"dead_letters": rows})
+
+
+async def replay(request: web.Request) -> web.Response:
+    """POST /v1/admin/deadletters/replay ``{"consumer"?: ID, "seqs"?: [N]}``: send them again."""
+    body = _json_object(request) if request[BODY] else {}
+    if body is None:
+        return error(400, "malformed", '请求体应为 {"consumer": …, "seqs": […]} / the body must be {"consumer": …, '
+                     '"seqs": […]}, both optional')
+    consumer, seqs = body.get("consumer"), body.get("seqs")
+    if (consumer is not None and not isinstance(consumer, str)) or \
+            (seqs is not None and not (isinstance(seqs, list) and all(isinstance(s, int) for s in seqs))):
+        return error(400, "malformed", "consumer 应为字符串，seqs 应为整数数组 / consumer must be a string and seqs a "
+                     "list of integers")
+    runner = request.app[STORE]
+    count = await runner.call(runner.store.replay, consumer, seqs, request[IDENTITY].name)
+    if DELIVERER in request.app:
+        request.app[DELIVERER].wake()
+    return json_response({"replayed": count})
+
+
+def add_admin_routes(r: web.UrlDispatcher) -> None:
+    """The admin endpoints, named as ``ADMIN_ROUTES`` (admitted for the admin role only)."""
+    r.add_get("/v1/admin/connectors", connectors, name="admin_connectors")
+    r.add_get("/v1/admin/sharing", rules, name="admin_rules")
+    r.add_post("/v1/admin/sharing", rule_add, name="admin_rule_add")
+    r.add_put("/v1/admin/sharing/{rule_id}", rule_update, name="admin_rule_update")
+    r.add_post("/v1/admin/sharing/{rule_id}/disable", rule_disable, name="admin_rule_disable")
+    r.add_post("/v1/admin/policy/explain", explain, name="admin_explain")
+    r.add_get("/v1/admin/deadletters", deadletters, name="admin_deadletters")
+    r.add_post("/v1/admin/deadletters/replay", replay, name="admin_replay")

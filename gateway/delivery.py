@@ -1,0 +1,263 @@
+"""Push delivery (SPEC §4): the outbox worked off by one task per push consumer.
+
+Each round takes the consumer's due deliveries (oldest first, up to its batch size), decides and
+shapes each record again under the policy in force, writes them in the consumer's own format,
+and POSTs them signed with the consumer's secret. tenacity retries a failed POST a few times at
+once; after that the deliveries wait in the store for their next attempt (exponential backoff
+with jitter) and end in the dead letters after ``delivery_attempts`` tries or ``delivery_max_age``.
+A circuit breaker per consumer stops trying a consumer that keeps failing, and since every
+consumer has its own task, session and timeouts, a dead consumer never slows the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from yarl import URL
+
+from connectors.signing import signature_headers
+from gateway.config import Config, ConnectorConfig, resolve_mapping
+from gateway.observability import Metrics
+from gateway.store.model import Due
+from gateway.store.runner import StoreRunner
+from mappings import CompiledMapping
+from mappings.pipeline import CONTENT_TYPES, write_rows
+from policy import Decision, Shared, local_today
+from schemas.exceptions import RetriableError
+
+__all__ = ["CircuitBreaker", "Deliverer", "DeliveryFailedError"]
+
+Sleep = Callable[[float], Awaitable[None]]
+log = structlog.get_logger("supex.delivery")
+_QUICK_ATTEMPTS = 3  # at once, before a delivery waits in the store for its next turn
+_BACKOFF = wait_exponential_jitter(initial=1, max=600, jitter=1)  # the store-side schedule, by attempt
+
+
+class DeliveryFailedError(RetriableError):
+    """A consumer did not take a push: unreachable, too slow, an error status, or a redirect."""
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed while a consumer answers; open (no attempts) for ``cooldown`` seconds after
+    ``threshold`` failures in a row; then one trial round decides (half-open)."""
+
+    threshold: int = 3
+    cooldown: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    failures: int = 0
+    opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half-open``."""
+        if self.opened_at is None:
+            return "closed"
+        return "open" if self.clock() - self.opened_at < self.cooldown else "half-open"
+
+    def wait(self) -> float:
+        """Seconds until an attempt may be made (0: now)."""
+        if self.opened_at is None:
+            return 0.0
+        return max(0.0, self.cooldown - (self.clock() - self.opened_at))
+
+    def succeeded(self) -> None:
+        """The consumer took a round: close the circuit."""
+        self.failures, self.opened_at = 0, None
+
+    def failed(self) -> None:
+        """A round failed: open the circuit after ``threshold`` in a row (again after a failed trial)."""
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = self.clock()
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones (exponential, with jitter)."""
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type] # only the attempt number is read
+    state.attempt_number = attempts
+    return float(_BACKOFF(state))
+
+
+class Deliverer:
+    """One delivery task per push consumer, woken when new deliveries are routed."""
+
+    def __init__(self, config: Config, runner: StoreRunner, metrics: Metrics, *, clock: Callable[[], float] = time.time,
+                 sleep: Sleep = asyncio.sleep, session: aiohttp.ClientSession | None = None) -> None:
+        self.config, self.runner, self.metrics = config, runner, metrics
+        self._clock, self._sleep = clock, sleep
+        self.consumers = {c.id: c for c in config.connector if c.delivery == "push" and c.enabled}
+        self.mappings: dict[str, CompiledMapping] = {}  # consumers that take their own format
+        for consumer in self.consumers.values():
+            mapping = resolve_mapping(consumer.mapping_name, config.base_dir) if consumer.mapping_name else None
+            if mapping is not None and mapping.reversible:
+                self.mappings[consumer.id] = mapping
+        self.breakers = {c: CircuitBreaker(clock=time.monotonic) for c in self.consumers}
+        self._wakers = {c: asyncio.Event() for c in self.consumers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session = session
+        self._own_session = session is None
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one task per push consumer."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._tasks = [asyncio.create_task(self._run(c), name=f"deliver-{c}") for c in self.consumers]
+
+    async def stop(self) -> None:
+        """Stop the tasks (deliveries not yet confirmed stay in the outbox) and close the session."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None and self._own_session:
+            await self._session.close()
+
+    def wake(self) -> None:
+        """New deliveries may be waiting: look now rather than at the next poll."""
+        for event in self._wakers.values():
+            event.set()
+
+    async def _run(self, consumer: str) -> None:
+        while True:
+            try:
+                pause = await self.deliver_once(consumer)
+            except Exception:
+                log.exception("delivery_round_failed", consumer=consumer)
+                pause = 5.0
+            waker = self._wakers[consumer]
+            if pause > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waker.wait(), timeout=pause)
+            waker.clear()
+
+    # ---- one round ------------------------------------------------------------------------------
+
+    async def deliver_once(self, consumer_id: str) -> float:
+        """Push one batch of due deliveries; returns how long to wait before the next round."""
+        consumer = self.consumers[consumer_id]
+        breaker = self.breakers[consumer_id]
+        wait = breaker.wait()
+        if wait > 0 and breaker.state == "open":
+            return wait
+        store = self.runner.store
+        due = await self.runner.call(store.due, consumer_id, self._clock(), consumer.push_batch)
+        if not due:
+            next_at = await self.runner.call(store.next_due, consumer_id)
+            return 1.0 if next_at is None else min(1.0, max(0.05, next_at - self._clock()))
+        policy = store.policy
+        assert policy is not None
+        today = local_today(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+        sendable: list[tuple[Due, Decision, Shared]] = []
+        withheld: list[tuple[Due, str]] = []
+        for item in due:
+            decision = policy.decide(item.record, consumer_id, today)
+            if decision.allowed:
+                sendable.append((item, decision, policy.share(item.record, decision)))
+            else:
+                withheld.append((item, decision.reason))
+        if withheld:
+            await self.runner.call(store.withheld, consumer_id, withheld)
+        if not sendable:
+            return 0.0
+        body, content_type, unmappable = self._encode(consumer, sendable)
+        if unmappable:  # no retry can express these in the consumer's format
+            await self.runner.call(store.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "
+                                   "written in the consumer's format", self._clock(), True)
+            sendable = [s for s in sendable if s[0] not in unmappable]
+            if not sendable:
+                return 0.0
+        try:
+            await self._post(consumer, body, content_type)
+        except DeliveryFailedError as exc:
+            breaker.failed()
+            await self._failed(consumer, [s[0] for s in sendable], str(exc))
+            self.metrics.deliveries.labels(consumer_id, "failed").inc(len(sendable))
+            return breaker.wait() or 0.05
+        breaker.succeeded()
+        await self.runner.call(store.delivered, consumer_id, sendable)
+        self.metrics.deliveries.labels(consumer_id, "delivered").inc(len(sendable))
+        overdue = sum(1 for item, _, _ in sendable if item.due_by and self._late(item.due_by))
+        if overdue:
+            self.metrics.overdue.labels(consumer_id).inc(overdue)
+        return 0.0
+
+    def _late(self, due_by: str) -> bool:
+        return self._clock() > dt.datetime.fromisoformat(due_by).timestamp()
+
+    async def _failed(self, consumer: ConnectorConfig, items: list[Due], error: str) -> None:
+        now = self._clock()
+        gateway = self.config.gateway
+        dead: list[Due] = []
+        retry: list[Due] = []
+        for item in items:
+            received = dt.datetime.fromisoformat(item.record["received_at"]).timestamp()
+            too_old = now - received > gateway.delivery_max_age_seconds
+            (dead if item.attempts + 1 >= gateway.delivery_attempts or too_old else retry).append(item)
+        store = self.runner.store
+        if retry:
+            attempts = max(i.attempts for i in retry) + 1
+            await self.runner.call(store.failed, consumer.id, retry, error, now + retry_delay(attempts), False)
+        if dead:
+            await self.runner.call(store.failed, consumer.id, dead, error, now, True)
+            log.warning("dead_lettered", consumer=consumer.id, count=len(dead), reason=error)
+
+    def _encode(self, consumer: ConnectorConfig, sendable: list[tuple[Due, Decision, Shared]]) -> tuple[
+        bytes, str, list[Due]
+    ]:
+        mapping = self.mappings.get(consumer.id)
+        if mapping is None:
+            return orjson.dumps([shared.record for _, _, shared in sendable]), CONTENT_TYPES["json"], []
+        rows, unmappable = [], []
+        for item, _, shared in sendable:
+            row, problems = mapping.from_standard(shared.record)
+            if problems:
+                unmappable.append(item)
+            else:
+                rows.append(row)
+        out = io.BytesIO()
+        write_rows(mapping, rows, out)
+        return out.getvalue(), CONTENT_TYPES[mapping.format], unmappable
+
+    async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
+        retrying = AsyncRetrying(stop=stop_after_attempt(_QUICK_ATTEMPTS), sleep=self._sleep, reraise=True,
+                                 wait=wait_exponential_jitter(initial=0.2, max=2, jitter=0.2),
+                                 retry=retry_if_exception_type(DeliveryFailedError))
+        async for attempt in retrying:
+            with attempt:
+                await self._post_once(consumer, body, content_type)
+
+    async def _post_once(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
+        assert consumer.endpoint is not None
+        assert self._session is not None
+        url = consumer.endpoint
+        headers = signature_headers(consumer.id, self.config.secrets[consumer.id], "POST", URL(url).raw_path_qs,
+                                    body, now=self._clock)
+        headers["Content-Type"] = content_type
+        timeout = aiohttp.ClientTimeout(total=consumer.push_timeout_seconds)
+        try:
+            async with self._session.post(url, data=body, headers=headers, timeout=timeout,
+                                          allow_redirects=False) as answer:
+                await answer.read()
+                status = answer.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise DeliveryFailedError(f"无法送达 {url} / cannot deliver to {url}: "
+                                      f"{type(exc).__name__} {exc}".strip()) from None
+        if 300 <= status < 400:
+            raise DeliveryFailedError(f"接收方要求重定向 {status}，不予跟随 / the consumer answered {status} "
+                                      "(a redirect); pushes are not redirected")
+        if not 200 <= status < 300:
+            raise DeliveryFailedError(f"接收方拒收 / the consumer answered {status}")

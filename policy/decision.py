@@ -1,0 +1,277 @@
+"""Routing and sharing decisions (SPEC §4) as pure functions of record, configuration and lookups.
+
+``Policy.routes`` says which consumers a record goes to and why; ``Policy.decide`` says whether a
+routed consumer may have it, under which rule; ``Policy.share`` builds exactly what it receives.
+The inbox, push delivery, ``supex policy explain`` and the admin API all go through these three.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from policy.exceptions import PolicyDefinitionError
+from policy.rules import LOCAL, CompiledRule, SharingRule, Tree, compile_rule
+from schemas import load_schema_set
+
+__all__ = ["ENVELOPE", "Decision", "Party", "Policy", "Route", "Shared", "local_today"]
+
+# always shared with the data a rule lets through (SPEC §8), with the gateway's own fields
+ENVELOPE = ("record_type", "record_id", "op", "version", "occurred_at", "region_code", "sharing", "grade", "source",
+            "received_at", "seq")
+Catalogue = Callable[[str], Collection[str]]  # matter code -> department codes of its lead and co-departments
+Producer = Callable[[Mapping[str, Any]], "str | None"]  # a feedback's ``refers_to`` -> the producing connector
+
+
+class Party(Protocol):
+    """What routing needs to know of a connector."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def department_code(self) -> str: ...
+    @property
+    def region_prefix(self) -> str: ...
+    @property
+    def consumes(self) -> list[str]: ...
+    @property
+    def system_of_record(self) -> bool: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+def local_today(now: dt.datetime) -> dt.date:
+    """The date in the province's calendar (UTC+8), against which rules' validity is read."""
+    return now.astimezone(LOCAL).date()
+
+
+@dataclass(frozen=True)
+class Route:
+    """A consumer a record goes to: ``subscription``, ``target``, ``catalogue`` or ``reply``."""
+
+    consumer: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether ``consumer`` may have a record, why, and under which rule."""
+
+    consumer: str
+    allowed: bool
+    reason: str
+    rule: str | None = None
+    purpose: str | None = None
+    deliver_within: int | None = None
+    considered: tuple[tuple[str, str], ...] = ()  # every candidate rule and what became of it
+    compiled: CompiledRule | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The record as a consumer receives it, and which ``data`` paths were shared, masked, left out."""
+
+    record: dict[str, Any]
+    fields: tuple[str, ...]
+    masked: tuple[str, ...]
+    omitted: tuple[str, ...]
+
+
+class Policy:
+    """The connectors and sharing rules in force, compiled once; decisions are then pure lookups."""
+
+    def __init__(self, parties: Iterable[Party], rules: Iterable[SharingRule]) -> None:
+        self.parties = {p.id: p for p in parties}
+        self.rules = [compile_rule(rule, self.parties) for rule in rules]
+        ids = [r.id for r in self.rules]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise PolicyDefinitionError(f"共享规则编号重复 / duplicate sharing rule ids: {duplicates}")
+        self._candidates: dict[tuple[str, str], list[CompiledRule]] = {}
+        for rule in sorted(self.rules, key=lambda r: (-r.specificity, r.id)):
+            for consumer in rule.rule.consumers:
+                for record_type in rule.rule.record_types:
+                    self._candidates.setdefault((consumer, record_type), []).append(rule)
+        self._by_department: dict[str, list[str]] = {}
+        for party in self.parties.values():
+            self._by_department.setdefault(party.department_code, []).append(party.id)
+        self._defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
+
+    # ---- routing ------------------------------------------------------------------------------
+
+    def routes(self, record: Mapping[str, Any], source: str, *, catalogue: Catalogue,
+               producer: Producer) -> list[Route]:
+        """The consumers ``record`` from ``source`` goes to, each with the first reason that holds."""
+        record_type = record.get("record_type")
+        region = str(record.get("region_code") or "")
+        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+        assert isinstance(data, dict)
+        named: dict[str, str] = {}
+        if record_type == "feedback" and isinstance(data.get("refers_to"), dict):
+            to = producer(data["refers_to"])
+            if to:
+                named.setdefault(to, "reply")
+        if record_type == "risk_warning":
+            for code in data.get("target_department_codes") or ():
+                for party_id in self._by_department.get(code, ()):
+                    named.setdefault(party_id, "target")
+        if record_type in ("clue", "risk_warning") and isinstance(data.get("matter_code"), str):
+            for code in catalogue(data["matter_code"]):
+                for party_id in self._by_department.get(code, ()):
+                    named.setdefault(party_id, "catalogue")
+        found = []
+        for party in self.parties.values():
+            if party.id == source or not party.enabled:
+                continue
+            reason = named.get(party.id)
+            if reason is None and record_type in party.consumes and region.startswith(party.region_prefix):
+                reason = "subscription"
+            if reason is not None:
+                found.append(Route(party.id, reason))
+        return found
+
+    def explain(self, record: Mapping[str, Any], consumer: str, today: dt.date, *, catalogue: Catalogue,
+                producer: Producer) -> dict[str, Any]:
+        """For ``supex policy explain`` and the admin API: whether and why ``record`` reaches
+        ``consumer``, the rules considered, and exactly what the consumer would receive."""
+        source = (record.get("source") or {}).get("connector") if isinstance(record.get("source"), dict) else None
+        party = self.parties.get(consumer)
+        route = next((r for r in self.routes(record, str(source or ""), catalogue=catalogue, producer=producer)
+                      if r.consumer == consumer), None)
+        out: dict[str, Any] = {"consumer": consumer, "record_type": record.get("record_type"),
+                               "record_id": record.get("record_id"), "routed": route is not None,
+                               "route": route.reason if route else None}
+        if route is None:
+            out["reason"] = self._not_routed(record, consumer, party, source)
+            out["allowed"] = False
+            return out
+        decision = self.decide(record, consumer, today)
+        out.update(allowed=decision.allowed, reason=decision.reason, rule=decision.rule, purpose=decision.purpose,
+                   deliver_within_seconds=decision.deliver_within,
+                   considered=[{"rule": rule, "outcome": why} for rule, why in decision.considered])
+        if decision.allowed:
+            shared = self.share(record, decision)
+            out.update(shared=shared.record, fields=list(shared.fields), masked=list(shared.masked),
+                       omitted=list(shared.omitted))
+        return out
+
+    @staticmethod
+    def _not_routed(record: Mapping[str, Any], consumer: str, party: Party | None, source: str | None) -> str:
+        if party is None:
+            return f"未知的连接器 / unknown connector {consumer!r}"
+        if not party.enabled:
+            return "连接器已停用 / the connector is disabled"
+        if party.id == source:
+            return "记录由该连接器自己报送 / the connector produced this record itself"
+        record_type, region = record.get("record_type"), str(record.get("region_code") or "")
+        if record_type not in party.consumes:
+            return (f"未订阅 {record_type}，也未被记录指名 / does not consume {record_type} and is not named by the "
+                    "record (targets, matter catalogue, feedback)")
+        return (f"区划 {region} 不在其管辖范围 {party.region_prefix}… 内 / region {region} is outside its "
+                f"jurisdiction {party.region_prefix}…")
+
+    # ---- sharing ------------------------------------------------------------------------------
+
+    def decide(self, record: Mapping[str, Any], consumer: str, today: dt.date) -> Decision:
+        """May ``consumer`` have ``record`` today, and under which rule (the most specific that applies)."""
+        party = self.parties.get(consumer)
+        if party is None or not party.enabled:
+            return Decision(consumer, False, "未知或已停用的连接器 / unknown or disabled consumer")
+        record_type = str(record.get("record_type"))
+        sharing = record.get("sharing") or self._defaults.get(record_type, "conditional")
+        chosen: CompiledRule | None = None
+        considered = []
+        for rule in self._candidates.get((consumer, record_type), ()):
+            why = rule.unmet(record, today)
+            if why is None and chosen is None:
+                chosen = rule
+                considered.append((rule.id, "适用 / applies"))
+            elif why is None:
+                assert chosen is not None
+                considered.append((rule.id, f"也适用，但 {chosen.id} 更具体 / applies too, but {chosen.id} is more "
+                                            "specific"))
+            else:
+                considered.append((rule.id, why))
+        notes = tuple(considered)
+        if sharing == "none":
+            if party.system_of_record:
+                return Decision(consumer, True, "不予共享类记录报送记录系统 / none-class record to its system of "
+                                "record (reporting duty)", considered=notes)
+            return Decision(consumer, False, "不予共享：仅报送记录系统 / sharing class none: only systems of record "
+                            "receive it", considered=notes)
+        if chosen is None:
+            if sharing == "unconditional":
+                return Decision(consumer, True, "无条件共享 / unconditional sharing", considered=notes)
+            why = "没有适用的共享规则 / no sharing rule applies" if notes else \
+                "有条件共享且没有规则指向该连接器 / conditional sharing and no rule names this consumer"
+            return Decision(consumer, False, why, considered=notes)
+        return Decision(consumer, True, f"共享规则 {chosen.id} / sharing rule {chosen.id}", rule=chosen.id,
+                        purpose=chosen.rule.purpose, deliver_within=chosen.deliver_within, considered=notes,
+                        compiled=chosen)
+
+    def read_limit(self, consumer: str) -> int | None:
+        """The smallest ``max_reads_per_day`` of the enabled rules naming ``consumer``, if any."""
+        limits = [r.rule.max_reads_per_day for r in self.rules
+                  if r.rule.enabled and r.rule.max_reads_per_day and consumer in r.rule.consumers]
+        return min(limits) if limits else None
+
+    @staticmethod
+    def share(record: Mapping[str, Any], decision: Decision) -> Shared:
+        """What the consumer receives: the envelope, and ``data`` through the rule's fields and masks."""
+        rule = decision.compiled
+        if rule is None:
+            return Shared(dict(record), (), (), ())
+        fields: list[str] = []
+        masked: list[str] = []
+        omitted: list[str] = []
+        data = record.get("data")
+        if rule.fields is not None:
+            data = _select(data, rule.fields, "", fields, omitted)
+        if rule.masks:
+            data = _mask(data, rule.mask_tree, "", rule.masks, masked)
+        shared = {k: record[k] for k in ENVELOPE if k in record}
+        shared["data"] = data
+        return Shared(shared, tuple(dict.fromkeys(fields)), tuple(dict.fromkeys(masked)),
+                      tuple(dict.fromkeys(omitted)))
+
+
+def _select(value: Any, tree: Tree, path: str, fields: list[str], omitted: list[str]) -> Any:
+    if isinstance(value, list):
+        return [_select(v, tree, path, fields, omitted) for v in value]
+    if not isinstance(value, dict):
+        return None
+    out = {}
+    for key, item in value.items():
+        here = f"{path}.{key}" if path else key
+        if key not in tree:
+            omitted.append(here)
+            continue
+        below = tree[key]
+        if below is None:
+            out[key] = item
+            fields.append(here)
+        else:
+            out[key] = _select(item, below, here, fields, omitted)
+    return out
+
+
+def _mask(value: Any, tree: Tree, path: str, masks: Mapping[str, Any], masked: list[str]) -> Any:
+    if isinstance(value, list):
+        return [_mask(v, tree, path, masks, masked) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for key, below in tree.items():
+        if key not in out or out[key] is None:
+            continue
+        here = f"{path}.{key}" if path else key
+        if below is None:
+            function = masks[here]
+            item = out[key]
+            out[key] = [function(v) for v in item] if isinstance(item, list) else function(item)
+            masked.append(here)
+        else:
+            out[key] = _mask(out[key], below, here, masks, masked)
+    return out
