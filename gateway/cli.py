@@ -116,6 +116,39 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             command.add_argument(f"--{name}", dest=name.replace("-", "_"), metavar="VALUE")
 
 
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("policy", help="routing and sharing rules", description="Routing and sharing rules.")
+    inner = p.add_subparsers(dest="policy_command", metavar="{explain}", required=True)
+    explain = inner.add_parser("explain", help="which rule applies to a record for a consumer, and what it receives",
+                               description="Show whether a record reaches a consumer, by which route and under which "
+                               "sharing rule (or why none applies), and exactly the record the consumer would "
+                               "receive, masked and filtered. The store, where it exists, supplies the matter "
+                               "catalogue and the rules changed at run time.")
+    explain.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+    explain.add_argument("--record", required=True, metavar="FILE", help="a standard record (one JSON object)")
+    explain.add_argument("--to", required=True, metavar="CONNECTOR", help="the consumer's id")
+    explain.add_argument("--json", action="store_true", help="the explanation as JSON")
+    explain.set_defaults(command="policy explain")
+
+
+def _add_deadletter(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("deadletter", help="push deliveries given up on: list and replay",
+                       description="Push deliveries that ran out of attempts (or age) are kept as dead letters.")
+    inner = p.add_subparsers(dest="deadletter_command", metavar="{list,replay}", required=True)
+    ls = inner.add_parser("list", help="list dead letters", description="List dead letters, oldest first.")
+    ls.add_argument("--json", action="store_true", help="JSON lines")
+    ls.add_argument("--limit", type=int, default=1000)
+    ls.set_defaults(command="deadletter list")
+    replay = inner.add_parser("replay", help="queue dead letters again",
+                              description="Queue dead letters for delivery again; the running gateway sends them "
+                              "within a second. Each is logged as replayed.")
+    replay.add_argument("--seq", type=int, nargs="+", metavar="N", help="only these record seqs")
+    replay.set_defaults(command="deadletter replay")
+    for command in (ls, replay):
+        command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+        command.add_argument("--consumer", metavar="ID", help="only this consumer's")
+
+
 def _checkpoint(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     if not seq.isdigit() or len(digest) != 64:
@@ -130,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="supex — the supervision data exchange gateway (行政监管数据对接网关).",
     )
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
-    for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log):
+    for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
+                _add_deadletter):
         add(sub)
     return parser
 
@@ -149,6 +183,9 @@ def _commands() -> dict[str, Command]:
         "log checkpoint": operations.log_checkpoint,
         "log query": operations.log_query,
         "log export": operations.log_export,
+        "policy explain": operations.policy_explain,
+        "deadletter list": operations.deadletter_list,
+        "deadletter replay": operations.deadletter_replay,
     }
 
 

@@ -2,11 +2,12 @@
 
 Each round takes the consumer's due deliveries (oldest first, up to its batch size), decides and
 shapes each record again under the policy in force, writes them in the consumer's own format,
-and POSTs them signed with the consumer's secret. tenacity retries a failed POST a few times at
-once; after that the deliveries wait in the store for their next attempt (exponential backoff
-with jitter) and end in the dead letters after ``delivery_attempts`` tries or ``delivery_max_age``.
-A circuit breaker per consumer stops trying a consumer that keeps failing, and since every
-consumer has its own task, session and timeouts, a dead consumer never slows the others.
+and POSTs them signed with the consumer's secret. A failed delivery waits in the store for its
+next attempt, so that the schedule survives a restart: tenacity's strategies decide when
+(exponential backoff with jitter) and when to give up (``delivery_attempts`` tries or
+``delivery_max_age`` since the record arrived), after which it is a dead letter. A circuit
+breaker per consumer stops trying a consumer that keeps failing, and since every consumer has
+its own task and timeouts, a dead consumer never slows the others.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import contextlib
 import datetime as dt
 import io
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 from yarl import URL
 
 from connectors.signing import signature_headers
@@ -37,10 +38,8 @@ from schemas.exceptions import RetriableError
 
 __all__ = ["CircuitBreaker", "Deliverer", "DeliveryFailedError"]
 
-Sleep = Callable[[float], Awaitable[None]]
 log = structlog.get_logger("supex.delivery")
-_QUICK_ATTEMPTS = 3  # at once, before a delivery waits in the store for its next turn
-_BACKOFF = wait_exponential_jitter(initial=1, max=600, jitter=1)  # the store-side schedule, by attempt
+_BACKOFF = wait_exponential_jitter(initial=1, max=600, jitter=1)  # seconds before the next attempt
 
 
 class DeliveryFailedError(RetriableError):
@@ -82,20 +81,23 @@ class CircuitBreaker:
             self.opened_at = self.clock()
 
 
-def retry_delay(attempts: int) -> float:
-    """Seconds before the next attempt after ``attempts`` failed ones (exponential, with jitter)."""
-    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type] # only the attempt number is read
+def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int, max_age: float) -> float | None:
+    """When to try a delivery again after ``attempts`` failed ones (epoch seconds), or ``None``
+    when it is given up on: tenacity's wait and stop strategies, over state kept in the store."""
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type] # strategies read only what is set here
     state.attempt_number = attempts
-    return float(_BACKOFF(state))
+    state.start_time, state.outcome_timestamp = received_at, now
+    give_up = stop_after_attempt(max_attempts) | stop_after_delay(max_age)
+    return None if give_up(state) else now + float(_BACKOFF(state))
 
 
 class Deliverer:
     """One delivery task per push consumer, woken when new deliveries are routed."""
 
     def __init__(self, config: Config, runner: StoreRunner, metrics: Metrics, *, clock: Callable[[], float] = time.time,
-                 sleep: Sleep = asyncio.sleep, session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None) -> None:
         self.config, self.runner, self.metrics = config, runner, metrics
-        self._clock, self._sleep = clock, sleep
+        self._clock = clock
         self.consumers = {c.id: c for c in config.connector if c.delivery == "push" and c.enabled}
         self.mappings: dict[str, CompiledMapping] = {}  # consumers that take their own format
         for consumer in self.consumers.values():
@@ -201,19 +203,17 @@ class Deliverer:
     async def _failed(self, consumer: ConnectorConfig, items: list[Due], error: str) -> None:
         now = self._clock()
         gateway = self.config.gateway
-        dead: list[Due] = []
-        retry: list[Due] = []
+        by_turn: dict[float | None, list[Due]] = {}
         for item in items:
             received = dt.datetime.fromisoformat(item.record["received_at"]).timestamp()
-            too_old = now - received > gateway.delivery_max_age_seconds
-            (dead if item.attempts + 1 >= gateway.delivery_attempts or too_old else retry).append(item)
+            turn = schedule(item.attempts + 1, received, now, max_attempts=gateway.delivery_attempts,
+                            max_age=gateway.delivery_max_age_seconds)
+            by_turn.setdefault(turn, []).append(item)
         store = self.runner.store
-        if retry:
-            attempts = max(i.attempts for i in retry) + 1
-            await self.runner.call(store.failed, consumer.id, retry, error, now + retry_delay(attempts), False)
-        if dead:
-            await self.runner.call(store.failed, consumer.id, dead, error, now, True)
-            log.warning("dead_lettered", consumer=consumer.id, count=len(dead), reason=error)
+        for turn, group in by_turn.items():
+            await self.runner.call(store.failed, consumer.id, group, error, now if turn is None else turn, turn is None)
+            if turn is None:
+                log.warning("dead_lettered", consumer=consumer.id, count=len(group), reason=error)
 
     def _encode(self, consumer: ConnectorConfig, sendable: list[tuple[Due, Decision, Shared]]) -> tuple[
         bytes, str, list[Due]
@@ -233,14 +233,6 @@ class Deliverer:
         return out.getvalue(), CONTENT_TYPES[mapping.format], unmappable
 
     async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
-        retrying = AsyncRetrying(stop=stop_after_attempt(_QUICK_ATTEMPTS), sleep=self._sleep, reraise=True,
-                                 wait=wait_exponential_jitter(initial=0.2, max=2, jitter=0.2),
-                                 retry=retry_if_exception_type(DeliveryFailedError))
-        async for attempt in retrying:
-            with attempt:
-                await self._post_once(consumer, body, content_type)
-
-    async def _post_once(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
         assert consumer.endpoint is not None
         assert self._session is not None
         url = consumer.endpoint

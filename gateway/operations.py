@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import gc
 import json
 import os
@@ -23,8 +24,10 @@ from gateway.observability import configure_logging
 from gateway.store import LogFilter, open_store
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
+from policy import local_today
 
-__all__ = ["check_config", "log_checkpoint", "log_export", "log_query", "log_verify", "push", "serve"]
+__all__ = ["check_config", "deadletter_list", "deadletter_replay", "log_checkpoint", "log_export", "log_query",
+           "log_verify", "policy_explain", "push", "serve"]
 
 
 
@@ -182,3 +185,88 @@ def push(args: argparse.Namespace) -> int:
           f"rejected {totals['rejected']} / 接收 {totals['accepted']}，重复 {totals['duplicates']}，"
           f"过期 {totals['stale']}，拒收 {totals['rejected']}")
     return EXIT_OK if totals["rejected"] == 0 else EXIT_INVALID
+
+
+# ---- policy and dead letters ------------------------------------------------------------------
+
+def policy_explain(args: argparse.Namespace) -> int:
+    """``supex policy explain``: which rule applies to a record for a consumer, and what it receives."""
+    config = load_config(args.config, need_secrets=False)
+    try:
+        record = json.loads(Path(args.record).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"无法读取记录文件 / cannot read the record file {args.record}: {exc}") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"记录文件应为一个 JSON 对象 / {args.record} must hold one JSON object (a standard record)")
+    if args.to not in config.connectors():
+        raise ConfigError(f"未知的连接器 / unknown connector {args.to!r} (known: {', '.join(config.connectors())})")
+    path = config.store_path()
+    store = open_store(path, log_hash=config.gateway.log_hash) if Path(path).exists() else None
+    try:
+        policy = config.policy(store.runtime_rules() if store else None)
+        catalogue = store.matter_departments if store else (lambda _code: [])
+        producer = store.producer if store else (lambda _refers_to: None)
+        today = local_today(dt.datetime.now(dt.UTC))
+        result = policy.explain(record, args.to, today, catalogue=catalogue, producer=producer)
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print(_explanation(result))
+    return EXIT_OK
+
+
+def _explanation(result: dict[str, Any]) -> str:
+    lines = [f"记录 / record {result['record_id']} ({result['record_type']}) → {result['consumer']}"]
+    if not result["routed"]:
+        lines.append(f"路由 / routing: 不送达 / not routed — {result['reason']}")
+        return "\n".join(lines)
+    lines.append(f"路由 / routing: {result['route']}")
+    verdict = "共享 / shared" if result["allowed"] else "不共享 / denied"
+    lines.append(f"共享 / sharing: {verdict} — {result['reason']}")
+    if result.get("purpose"):
+        lines.append(f"用途 / purpose: {result['purpose']}")
+    if result.get("deliver_within_seconds"):
+        lines.append(f"时限 / deliver within: {result['deliver_within_seconds']} s")
+    for item in result.get("considered", []):
+        lines.append(f"  规则 / rule {item['rule']}: {item['outcome']}")
+    if result["allowed"]:
+        labels = (("共享字段 / fields", "fields"), ("脱敏 / masked", "masked"), ("不共享 / omitted", "omitted"))
+        for label, key in labels:
+            if result.get(key):
+                lines.append(f"{label}: {', '.join(result[key])}")
+        lines.append("接收方将收到 / the consumer receives:")
+        lines.append(json.dumps(result["shared"], ensure_ascii=False, indent=2))
+    return "\n".join(lines)
+
+
+def deadletter_list(args: argparse.Namespace) -> int:
+    """``supex deadletter list``: deliveries given up on."""
+    store = _store(args)
+    try:
+        rows = store.dead_letters(args.consumer, args.limit)
+    finally:
+        store.close()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    elif not rows:
+        print("没有死信 / no dead letters")
+    else:
+        for row in rows:
+            print(f"{row['consumer']:16} seq {row['seq']:<8} {row['source']}/{row['record_id']} v{row['version']} "
+                  f"({row['record_type']}), {row['attempts']} attempts: {row['last_error']}")
+    return EXIT_OK
+
+
+def deadletter_replay(args: argparse.Namespace) -> int:
+    """``supex deadletter replay``: send dead letters again (the running gateway picks them up)."""
+    store = _store(args)
+    try:
+        count = store.replay(args.consumer, args.seq or None, by="supex deadletter replay")
+    finally:
+        store.close()
+    print(f"{count} 条已重新排队 / {count} deliveries queued again")
+    return EXIT_OK

@@ -136,6 +136,11 @@ class SQLiteStore:
             head = self._head
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                # another process (a command, a second gateway) may have appended since: the chain
+                # continues from the head as it is now, read under the write lock
+                row = self._db.execute("SELECT seq, hash FROM exchange_log ORDER BY seq DESC LIMIT 1").fetchone()
+                self._head = (row[0], row[1]) if row else (0, GENESIS)
+                head = self._head
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
