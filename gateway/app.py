@@ -376,7 +376,7 @@ async def _checkpoints(runner: StoreRunner) -> None:
             log.warning("checkpoint_failed", reason=str(exc))
 
 
-def _store_context(given: StoreRunner | None) -> Callable[[web.Application], AsyncIterator[None]]:
+def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
         runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash))
@@ -385,7 +385,8 @@ def _store_context(given: StoreRunner | None) -> Callable[[web.Application], Asy
         task = asyncio.create_task(_checkpoints(runner))
         deliverer = Deliverer(config, runner, app[METRICS], clock=app[CLOCK])
         app[DELIVERER] = deliverer
-        deliverer.start()
+        if deliver:
+            deliverer.start()
         yield
         await deliverer.stop()
         task.cancel()
@@ -426,8 +427,9 @@ def _add_routes(r: web.UrlDispatcher) -> None:
 
 
 def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,
-               store: StoreRunner | None = None) -> web.Application:
-    """The gateway application for ``config``; the store is opened on start-up unless given."""
+               store: StoreRunner | None = None, deliver: bool = True) -> web.Application:
+    """The gateway application for ``config``; the store is opened on start-up unless given. With
+    ``deliver=False`` push deliveries wait until ``app[DELIVERER].deliver_once`` is called."""
     app = web.Application(middlewares=[observe, authenticate], client_max_size=config.gateway.max_body)
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -439,7 +441,7 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
     app[MAPPINGS] = {c.id: resolve_mapping(name, config.base_dir) for c in config.connector
                      if (name := c.mapping_name)}
-    app.cleanup_ctx.append(_store_context(store))
+    app.cleanup_ctx.append(_store_context(store, deliver))
     app.cleanup_ctx.append(_pool_context)
     _add_routes(app.router)
     return app

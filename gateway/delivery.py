@@ -114,8 +114,6 @@ class Deliverer:
 
     def start(self) -> None:
         """Start one task per push consumer."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         self._tasks = [asyncio.create_task(self._run(c), name=f"deliver-{c}") for c in self.consumers]
 
     async def stop(self) -> None:
@@ -234,7 +232,8 @@ class Deliverer:
 
     async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
         assert consumer.endpoint is not None
-        assert self._session is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
         url = consumer.endpoint
         headers = signature_headers(consumer.id, self.config.secrets[consumer.id], "POST", URL(url).raw_path_qs,
                                     body, now=self._clock)
