@@ -13,8 +13,8 @@ from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
 from gateway.ingest import RecordPreparer
 from gateway.store import SQLiteStore
-from policy import Policy
 from gateway.store.versions import decide
+from policy import Policy
 from tests.gateway.conftest import inspection
 
 

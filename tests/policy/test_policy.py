@@ -130,9 +130,10 @@ def test_fields_through_arrays_and_whole_objects() -> None:
 
 def test_jurisdiction_by_region_level() -> None:
     """Province 370000 ⊃ city 370100 ⊃ county 370102; a county next door gets nothing."""
-    parties = [party(SOURCE), party("province", consumes=["inspection"]),
-               party("city", "370100", consumes=["inspection"]), party("county", "370102", consumes=["inspection"]),
-               party("neighbour", "370103", consumes=["inspection"]), party("qingdao", "370200", consumes=["inspection"])]
+    wants = ["inspection"]
+    parties = [party(SOURCE), party("province", consumes=wants), party("city", "370100", consumes=wants),
+               party("county", "370102", consumes=wants), party("neighbour", "370103", consumes=wants),
+               party("qingdao", "370200", consumes=wants)]
     record = copy.deepcopy(VALID_RECORDS["inspection"])
     record["region_code"] = "370102"
     routes = Policy(parties, []).routes(record, SOURCE, catalogue=no_catalogue, producer=no_producer)
