@@ -28,6 +28,7 @@ from yarl import URL
 
 from connectors.signing import signature_headers
 from gateway.config import Config, ConnectorConfig, resolve_mapping
+from gateway.exchange_log import shared_digest
 from gateway.observability import Metrics
 from gateway.store.model import Due
 from gateway.store.runner import StoreRunner
@@ -188,7 +189,9 @@ class Deliverer:
             self.metrics.deliveries.labels(consumer_id, "failed").inc(len(sendable))
             return breaker.wait() or 0.05
         breaker.succeeded()
-        await self.runner.call(store.delivered, consumer_id, sendable)
+        algorithm = self.config.gateway.log_hash
+        done = [(item, decision, shared, shared_digest(algorithm, shared)) for item, decision, shared in sendable]
+        await self.runner.call(store.delivered, consumer_id, done)
         self.metrics.deliveries.labels(consumer_id, "delivered").inc(len(sendable))
         overdue = sum(1 for item, _, _ in sendable if item.due_by and self._late(item.due_by))
         if overdue:

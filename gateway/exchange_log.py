@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives import hashes
 
+from policy import Shared
+
 __all__ = [
     "EVENTS",
     "GENESIS",
@@ -22,6 +24,7 @@ __all__ = [
     "chain_hash",
     "content_digest",
     "content_hash",
+    "shared_digest",
     "verify_chain",
 ]
 
@@ -74,6 +77,15 @@ def content_digest(algorithm: str, value: Any) -> str:
     digest = hashes.Hash(_HASHES[algorithm]())
     digest.update(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
     return digest.finalize().hex()
+
+
+def shared_digest(algorithm: str, shared: Shared) -> str:
+    """The digest of a record as a consumer received it: the record's own content digest when it
+    was shared whole, else the digest of exactly what was shared (fields left out, masks applied)."""
+    whole = not shared.fields and not shared.masked and not shared.omitted
+    if whole and isinstance(shared.record.get("digest"), str):
+        return str(shared.record["digest"])
+    return content_digest(algorithm, shared.record)
 
 
 def content_hash(algorithm: str, prev_hash: str, content: dict[str, Any]) -> str:

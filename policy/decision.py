@@ -95,8 +95,14 @@ class Policy:
                 for record_type in rule.rule.record_types:
                     self._candidates.setdefault((consumer, record_type), []).append(rule)
         self._by_department: dict[str, list[str]] = {}
+        self._subscribers: dict[str, list[tuple[str, str]]] = {}  # record type -> (consumer, region prefix)
+        self._order = {party_id: n for n, party_id in enumerate(self.parties)}
+        self._enabled = frozenset(p.id for p in self.parties.values() if p.enabled)
         for party in self.parties.values():
             self._by_department.setdefault(party.department_code, []).append(party.id)
+            if party.enabled:
+                for record_type in party.consumes:
+                    self._subscribers.setdefault(record_type, []).append((party.id, party.region_prefix))
         self._defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
 
     # ---- routing ------------------------------------------------------------------------------
@@ -121,16 +127,15 @@ class Policy:
             for code in catalogue(data["matter_code"]):
                 for party_id in self._by_department.get(code, ()):
                     named.setdefault(party_id, "catalogue")
-        found = []
-        for party in self.parties.values():
-            if party.id == source or not party.enabled:
-                continue
-            reason = named.get(party.id)
-            if reason is None and record_type in party.consumes and region.startswith(party.region_prefix):
-                reason = "subscription"
-            if reason is not None:
-                found.append(Route(party.id, reason))
-        return found
+        found = {party_id: "subscription" for party_id, prefix in self._subscribers.get(str(record_type), ())
+                 if party_id != source and region.startswith(prefix)}
+        if not named:
+            return [Route(party_id, reason) for party_id, reason in found.items()]
+        for party_id, reason in named.items():
+            party = self.parties.get(party_id)
+            if party is not None and party.enabled and party_id != source:
+                found[party_id] = reason
+        return [Route(party_id, found[party_id]) for party_id in sorted(found, key=self._order.__getitem__)]
 
     def explain(self, record: Mapping[str, Any], consumer: str, today: dt.date, *, catalogue: Catalogue,
                 producer: Producer) -> dict[str, Any]:
@@ -171,6 +176,10 @@ class Policy:
                     "record (targets, matter catalogue, feedback)")
         return (f"区划 {region} 不在其管辖范围 {party.region_prefix}… 内 / region {region} is outside its "
                 f"jurisdiction {party.region_prefix}…")
+
+    def may_route(self, source: str) -> bool:
+        """Whether any record of ``source`` could reach anyone: an enabled connector besides it."""
+        return len(self._enabled) > 1 or (len(self._enabled) == 1 and source not in self._enabled)
 
     # ---- sharing ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
-from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, content_digest, content_hash, verify_chain
+from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, content_hash, shared_digest, verify_chain
 from gateway.store.model import Due, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, StoredRecord
 from gateway.store.versions import decide
 from policy import Decision, Policy, Shared, local_today
@@ -28,7 +28,7 @@ __all__ = ["MIGRATIONS", "SQLiteStore", "open_store"]
 
 Clock = Callable[[], dt.datetime]
 Batch = tuple[str, str, list[Incoming], list[Quarantined]]  # connector, batch id, to store, to quarantine
-Change = tuple[int, str, int, bytes]  # seq, producing connector, version, payload
+Change = tuple[int, str, int, str, bytes]  # seq, producing connector, version, record type, payload
 _LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                 "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 
@@ -238,7 +238,7 @@ class SQLiteStore:
                                 item.region_code, item.sharing, item.grade, batch_id, at, item.digest,
                                 item.payload))
                 known[item.record_id] = (verdict.version, item.digest, next_seq)
-                stored.append((next_seq, connector, verdict.version, item.payload))
+                stored.append((next_seq, connector, verdict.version, item.record_type, item.payload))
                 entries.append(LogEntry("stored", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=verdict.version, batch_id=batch_id, digest=item.digest))
@@ -299,8 +299,8 @@ class SQLiteStore:
             while True:
                 with self._transaction() as db:
                     done = db.execute("SELECT seq FROM progress WHERE name = 'routed'").fetchone()
-                    rows = db.execute("SELECT seq, connector, version, payload FROM changes WHERE seq > ? ORDER BY seq "
-                                      "LIMIT 2000", (done[0] if done else 0,)).fetchall()
+                    rows = db.execute("SELECT seq, connector, version, record_type, payload FROM changes "
+                                      "WHERE seq > ? ORDER BY seq LIMIT 2000", (done[0] if done else 0,)).fetchall()
                     if rows:
                         self._route(db, self.now(), rows)
                 if not rows:
@@ -321,7 +321,9 @@ class SQLiteStore:
         def producer(refers_to: Mapping[str, Any]) -> str | None:
             return _producer(db, refers_to)
 
-        for seq, source, version, payload in changes:
+        for seq, source, version, record_type, payload in changes:
+            if record_type != "matter" and not policy.may_route(source):
+                continue  # nobody else could receive it: no need to read it
             record = {**orjson.loads(payload), "version": version, "seq": seq}
             if record["record_type"] == "matter":
                 self._catalogue(db, record)
@@ -387,17 +389,18 @@ class SQLiteStore:
                                    (consumer,)).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def delivered(self, consumer: str, sent: Sequence[tuple[Due, Decision, Shared]]) -> None:
-        """Pushed and acknowledged by the consumer: logged with what was shared, overdue ones flagged."""
+    def delivered(self, consumer: str, sent: Sequence[tuple[Due, Decision, Shared, str]]) -> None:
+        """Pushed and acknowledged by the consumer (each with the digest of what it received): logged
+        with what was shared, overdue ones flagged; the delivery rows are done with."""
         now = self._clock()
         at = self.now()
         with self._transaction() as db:
             entries: list[LogEntry] = []
-            for item, decision, shared in sent:
-                entries.extend(self._delivered(at, consumer, item.record, decision, shared, due_by=item.due_by,
-                                                      now=now))
-            db.executemany("UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL "
-                           "WHERE consumer = ? AND seq = ?", [(consumer, item.seq) for item, _, _ in sent])
+            for item, decision, shared, digest in sent:
+                entries.extend(self._delivered(at, consumer, item.record, decision, shared, digest=digest,
+                                               due_by=item.due_by, now=now))
+            db.executemany("DELETE FROM deliveries WHERE consumer = ? AND seq = ?",
+                           [(consumer, item.seq) for item, _, _, _ in sent])
             self._append(db, entries)
 
     def withheld(self, consumer: str, items: Sequence[tuple[Due, str]]) -> None:
@@ -498,7 +501,9 @@ class SQLiteStore:
                 shared = policy.share(record, decision)
                 records.append(StoredRecord(seq, source, record_id, version, shared.record))
                 if status == "pending":
-                    entries.extend(self._delivered(at, consumer, record, decision, shared, due_by=due_by, now=now))
+                    digest = shared_digest(self.log_hash, shared)
+                    entries.extend(self._delivered(at, consumer, record, decision, shared, digest=digest,
+                                                   due_by=due_by, now=now))
                     served.append(("served", seq, consumer))
             db.executemany("UPDATE deliveries SET status = ? WHERE seq = ? AND consumer = ?", served)
             following = rows[-1][0] if rows else after
@@ -520,9 +525,9 @@ class SQLiteStore:
             raise ReadLimitError(per_day, max(1, int((midnight - local).total_seconds())))
         db.execute("INSERT OR REPLACE INTO reads VALUES (?, ?, ?)", (consumer, day, count))
 
-    def _delivered(self, at: str, consumer: str, record: dict[str, Any], decision: Decision, shared: Shared, *,
-                   due_by: str | None, now: dt.datetime) -> list[LogEntry]:
-        digest = content_digest(self.log_hash, shared.record)
+    @staticmethod
+    def _delivered(at: str, consumer: str, record: dict[str, Any], decision: Decision, shared: Shared, *,
+                   digest: str, due_by: str | None, now: dt.datetime) -> list[LogEntry]:
         entries = [_delivery_entry("delivered", at, consumer, record, rule=decision.rule, purpose=decision.purpose,
                                    fields=shared.fields, masked=shared.masked, digest=digest)]
         if due_by and now > dt.datetime.fromisoformat(due_by):
