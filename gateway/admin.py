@@ -49,19 +49,21 @@ async def rules(request: web.Request) -> web.Response:
     return json_response({"rules": list(current.values())})
 
 
-async def _change(request: web.Request, rule: dict[str, Any], change: str) -> web.Response:
+def _invalid(exc: ValidationError) -> web.Response:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return error(400, "invalid_rule", f"共享规则无效 / invalid sharing rule: {where}: {first['msg']}")
+
+
+async def _change(request: web.Request, rule: SharingRule, change: str) -> web.Response:
     """Check a rule against the connectors and schemas, keep it, and route with it from now on."""
     app = request.app
     runner = app[STORE]
+    checked = rule.model_dump(mode="json")
+    current = await runner.call(lambda: _rules(request))
+    current[rule.id] = checked
     try:
-        checked = SharingRule.model_validate(rule).model_dump(mode="json")
-        current = await runner.call(lambda: _rules(request))
-        current[checked["id"]] = checked
         policy = app[CONFIG].policy(current)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return error(400, "invalid_rule", f"共享规则无效 / invalid sharing rule: {where}: {first['msg']}")
     except PolicyDefinitionError as exc:
         return error(400, "invalid_rule", str(exc))
     store = runner.store
@@ -87,12 +89,16 @@ def _json_object(request: web.Request) -> dict[str, Any] | None:
 
 async def rule_add(request: web.Request) -> web.Response:
     """POST /v1/admin/sharing: add a rule."""
-    rule = _json_object(request)
-    if rule is None:
+    body = _json_object(request)
+    if body is None:
         return error(400, "malformed", _NOT_A_RULE)
+    try:
+        rule = SharingRule.model_validate(body)
+    except ValidationError as exc:
+        return _invalid(exc)
     existing = await request.app[STORE].call(lambda: _rules(request))
-    if rule.get("id") in existing:
-        return error(409, "conflict", f"规则 {rule.get('id')} 已存在 / rule {rule.get('id')!r} exists: update it with "
+    if rule.id in existing:
+        return error(409, "conflict", f"规则 {rule.id} 已存在 / rule {rule.id!r} exists: update it with "
                      "PUT /v1/admin/sharing/{id}")
     return await _change(request, rule, "added")
 
@@ -100,13 +106,17 @@ async def rule_add(request: web.Request) -> web.Response:
 async def rule_update(request: web.Request) -> web.Response:
     """PUT /v1/admin/sharing/{rule_id}: replace a rule."""
     rule_id = request.match_info["rule_id"]
-    rule = _json_object(request)
-    if rule is None:
+    body = _json_object(request)
+    if body is None:
         return error(400, "malformed", _NOT_A_RULE)
+    try:
+        rule = SharingRule.model_validate({**body, "id": rule_id})
+    except ValidationError as exc:
+        return _invalid(exc)
     existing = await request.app[STORE].call(lambda: _rules(request))
     if rule_id not in existing:
         return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
-    return await _change(request, {**rule, "id": rule_id}, "updated")
+    return await _change(request, rule, "updated")
 
 
 async def rule_disable(request: web.Request) -> web.Response:
@@ -115,7 +125,7 @@ async def rule_disable(request: web.Request) -> web.Response:
     existing = await request.app[STORE].call(lambda: _rules(request))
     if rule_id not in existing:
         return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
-    return await _change(request, {**existing[rule_id], "enabled": False}, "disabled")
+    return await _change(request, SharingRule.model_validate({**existing[rule_id], "enabled": False}), "disabled")
 
 
 def explain_record(app: web.Application, record: dict[str, Any], consumer: str) -> dict[str, Any]:

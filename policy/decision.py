@@ -120,8 +120,9 @@ class Policy:
             if to:
                 named.setdefault(to, "reply")
         if record_type == "risk_warning":
-            for code in data.get("target_department_codes") or ():
-                for party_id in self._by_department.get(code, ()):
+            codes = data.get("target_department_codes")
+            for code in codes if isinstance(codes, list) else ():
+                for party_id in self._by_department.get(code if isinstance(code, str) else "", ()):
                     named.setdefault(party_id, "target")
         if record_type in ("clue", "risk_warning") and isinstance(data.get("matter_code"), str):
             for code in catalogue(data["matter_code"]):

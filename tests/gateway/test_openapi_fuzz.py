@@ -19,7 +19,7 @@ from schemathesis.checks import (
 
 from connectors.signing import signature_headers
 from gateway.openapi import openapi_document
-from tests.gateway.conftest import AUDITOR_TOKEN, SECRETS
+from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, SECRETS
 from tests.gateway.test_serve import Served
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document())
@@ -42,10 +42,11 @@ class SignAs(requests.auth.AuthBase):
 
 
 class Bearer(requests.auth.AuthBase):
-    """An auditor's bearer token."""
+    """A bearer token: the admin's for the admin API, the auditor's elsewhere."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {AUDITOR_TOKEN}"
+        admin = (request.path_url or "").startswith("/v1/admin/")
+        request.headers["Authorization"] = f"Bearer {ADMIN_TOKEN if admin else AUDITOR_TOKEN}"
         return request
 
 

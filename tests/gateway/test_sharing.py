@@ -207,6 +207,8 @@ async def test_read_limits_overdue_deliveries_and_rules_changed_at_run_time(tmp_
     delivered = by_event["delivered"]
     assert (delivered["rule"], delivered["purpose"], delivered["masked"]) == ("clue-rule", "核查", ["reporter.phone"])
     assert "13812345678" not in json.dumps(events, ensure_ascii=False)
+    metrics = await (await client.client.get("/metrics")).text()
+    assert 'supex_overdue_deliveries_total{consumer="ruled"} 1.0' in metrics
     await client.drain("ruled")
     await client.drain("ruled")
     status, body = await client.call("GET", "/v1/inbox", connector="ruled")

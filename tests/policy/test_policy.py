@@ -253,3 +253,18 @@ def test_the_policy_matrix(record_type: str, sharing: str) -> None:
     record = matrix_record(record_type, sharing)
     for kind in KINDS:
         assert received(policy, record, kind) == expected(record, kind), kind
+
+
+@pytest.mark.parametrize("odd", [
+    {"record_type": "risk_warning", "data": {"target_department_codes": 5, "matter_code": ["x"]}},
+    {"record_type": "risk_warning", "data": {"target_department_codes": [{}, None]}},
+    {"record_type": "feedback", "data": {"refers_to": "clue-1"}},
+    {"record_type": ["clue"], "region_code": 370102, "sharing": {}, "data": []},
+    {},
+])
+def test_explaining_an_odd_record_never_fails(odd: dict[str, Any]) -> None:
+    """Records that are not valid still get an answer (the admin API explains whatever it is sent)."""
+    policy = Policy(matrix_parties(), matrix_rules())
+    for kind in KINDS:
+        result = policy.explain(odd, kind, TODAY, catalogue=no_catalogue, producer=no_producer)
+        assert result["allowed"] in (True, False) and result["reason"]
