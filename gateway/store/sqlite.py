@@ -66,7 +66,7 @@ MIGRATIONS: tuple[str, ...] = (
         consumer TEXT NOT NULL, seq INTEGER NOT NULL, route TEXT NOT NULL, rule TEXT, status TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0, due_by TEXT, last_error TEXT,
         PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
-    CREATE INDEX deliveries_by_status ON deliveries (status, consumer, seq);
+    CREATE INDEX deliveries_dead ON deliveries (consumer, seq) WHERE status = 'dead';
     CREATE TABLE matters (matter_code TEXT PRIMARY KEY, departments TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE progress (name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
     CREATE TABLE reads (consumer TEXT NOT NULL, day TEXT NOT NULL, count INTEGER NOT NULL,
