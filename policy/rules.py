@@ -150,14 +150,22 @@ class CompiledRule:
     mask_tree: Tree
     specificity: int
     deliver_within: int | None
+    always: bool  # enabled, without conditions or a validity window: applies to every record
 
     @property
     def id(self) -> str:
         """The rule's id."""
         return self.rule.id
 
+    @property
+    def reason(self) -> str:
+        """Why a record is shared under this rule, as decisions say it."""
+        return f"共享规则 {self.rule.id} / sharing rule {self.rule.id}"
+
     def unmet(self, record: Mapping[str, Any], today: dt.date) -> str | None:
         """Why this rule does not apply to ``record`` today, or ``None`` when it does."""
+        if self.always:
+            return None
         rule = self.rule
         if not rule.enabled:
             return "规则已停用 / the rule is disabled"
@@ -204,4 +212,5 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
         fields=_tree(rule.fields) if rule.fields is not None else None, masks=masks, mask_tree=_tree(rule.mask),
         specificity=when.specificity(), deliver_within=parse_duration(rule.deliver_within)
         if rule.deliver_within else None,
+        always=rule.enabled and not rule.valid_from and not rule.valid_until and when.specificity() == 0,
     )
