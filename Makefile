@@ -29,6 +29,9 @@ bench: install
 	$(BIN)/python benchmarks/bench_validate.py
 	$(BIN)/python benchmarks/bench_map.py
 	$(BIN)/python benchmarks/bench_map_memory.py
+	$(BIN)/python benchmarks/bench_policy.py
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_fanout.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
