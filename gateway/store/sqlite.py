@@ -528,8 +528,9 @@ class SQLiteStore:
     @staticmethod
     def _delivered(at: str, consumer: str, record: dict[str, Any], decision: Decision, shared: Shared, *,
                    digest: str, due_by: str | None, now: dt.datetime) -> list[LogEntry]:
+        omitted = f"omitted: {', '.join(shared.omitted)}"[:500] if shared.omitted else None
         entries = [_delivery_entry("delivered", at, consumer, record, rule=decision.rule, purpose=decision.purpose,
-                                   fields=shared.fields, masked=shared.masked, digest=digest)]
+                                   fields=shared.fields, masked=shared.masked, digest=digest, reason=omitted)]
         if due_by and now > dt.datetime.fromisoformat(due_by):
             entries.append(_delivery_entry("overdue", at, consumer, record, rule=decision.rule,
                                            reason=f"due by {due_by}"))

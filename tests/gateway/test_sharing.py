@@ -206,6 +206,8 @@ async def test_read_limits_overdue_deliveries_and_rules_changed_at_run_time(tmp_
     assert {"routed", "delivered", "overdue", "pulled"} <= set(by_event)
     delivered = by_event["delivered"]
     assert (delivered["rule"], delivered["purpose"], delivered["masked"]) == ("clue-rule", "核查", ["reporter.phone"])
+    assert delivered["fields"] == ["clue_id", "reporter.phone"]
+    assert "reporter.id_no" in delivered["reason"] and "subject" in delivered["reason"]  # what was left out
     assert "13812345678" not in json.dumps(events, ensure_ascii=False)
     metrics = await (await client.client.get("/metrics")).text()
     assert 'supex_overdue_deliveries_total{consumer="ruled"} 1.0' in metrics
