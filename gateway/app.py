@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from gateway.exchange_log import LogEntry
 from gateway.ingest import BodyError, RecordPreparer
 from gateway.keys import BODY, CLOCK, CONFIG, DELIVERER, IDENTITY, METRICS, STORE, Clock, error
 from gateway.keys import json_response as _json
-from gateway.observability import Metrics
+from gateway.observability import Metrics, new_id
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
@@ -68,7 +67,7 @@ ROLES: dict[str, frozenset[str]] = {
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, timing, metrics and one log line per request; no error escapes as a 500 page."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id") or new_id()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     route = request.match_info.route.name or "unknown"
@@ -176,7 +175,7 @@ async def push(request: web.Request) -> web.Response:
     assert connector is not None
     app = request.app
     store = app[STORE]
-    batch_id = uuid.uuid4().hex
+    batch_id = new_id()
     body, content_type, received_at = request[BODY], request.headers.get("Content-Type", ""), store.store.now()
     pool = app.get(PREPARE_POOL)
     small = len(body) < INLINE_BELOW
@@ -198,7 +197,9 @@ async def push(request: web.Request) -> web.Response:
     counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
     for outcome in outcomes:
         counts[outcome.status] += 1
-        app[METRICS].records.labels(outcome.status).inc()
+    for status, count in counts.items():
+        if count:
+            app[METRICS].records.labels(status).inc(count)
     return _json({"batch_id": batch_id, "accepted": counts["accepted"], "duplicates": counts["duplicate"],
                   "stale": counts["stale"], "rejected": counts["rejected"],
                   "results": [o.as_dict() for o in outcomes]})

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics", "configure_logging", "redact"]
+__all__ = ["Metrics", "configure_logging", "new_id", "redact"]
 
 _SECRET_KEYS = re.compile(r"secret|token|authorization|signature|password|key", re.IGNORECASE)
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[0-9Xx](?![0-9A-Za-z])")
 _PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+
+
+_ID_PREFIX = secrets.token_hex(8)  # this process's, random: ids stay unique across processes and restarts
+_ID_COUNTER = itertools.count(1)
+
+
+def new_id() -> str:
+    """A unique id for a request or a batch (32 hex digits), without a system call for randomness
+    on every request: a random prefix drawn once per process and a counter."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def _render(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> str:
+    return orjson.dumps(event, default=str).decode()
 
 
 def _scrub(text: str) -> str:
@@ -41,7 +58,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            _render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -10,7 +10,7 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_config, parse_size
 from gateway.exceptions import ConfigError
-from gateway.observability import redact
+from gateway.observability import new_id, redact
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +112,10 @@ def test_a_bad_sharing_rule_is_named(tmp_path: Path, old: str, new: str, words: 
     """Unknown consumers, field paths, masks, record types and keys in a rule stop the configuration."""
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_config(_write(tmp_path, CONFIG_TEXT + RULE.replace(old, new)), environ=ENV)
+
+
+def test_request_and_batch_ids_are_unique_hex() -> None:
+    """Ids come from a per-process random prefix and a counter: 32 hex digits, never repeated."""
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

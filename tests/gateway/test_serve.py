@@ -127,7 +127,8 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     log = served.log.read_text()
     assert not any(secret in log for secret in SECRETS.values())
     assert "13812345678" not in log and "370202199301095153" not in log and "370202199301095154" not in log
-    assert '"event": "request"' in log
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(line["event"] == "request" and len(line["request_id"]) == 32 for line in lines)
 
 
 def test_log_query_export_and_push_exit_codes(served: Served, tmp_path: Path) -> None:
