@@ -26,26 +26,14 @@ from pathlib import Path
 import aiohttp
 from _data import machine
 from aiohttp import web
+from bench_ingest import CONFIG as BENCH_CONFIG
 from bench_ingest import SECRET, free_port, run_client, stop, wait_ready
 
 from connectors.signing import signature_headers
 
 HERE = Path(__file__).resolve()
 CONSUMERS = ("push-a", "push-b", "push-c")
-CONFIG = """
-[gateway]
-listen = "127.0.0.1:{port}"
-store = "sqlite:///{db}"
-log_hash = "sm3"
-max_body = "16MiB"
-
-[[connector]]
-id = "bench"
-name = "bench producer"
-department_code = "11370000FE1KM2U90Y"
-region_code = "370000"
-produces = ["inspection"]
-
+CONFIG = BENCH_CONFIG + """
 [[connector]]
 id = "puller"
 name = "pull consumer"

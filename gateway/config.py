@@ -20,7 +20,7 @@ from mappings import CompiledMapping, builtin_mapping, compile_text
 from mappings.definitions import key_line
 from mappings.exceptions import MappingDefinitionError
 from policy import Policy, PolicyDefinitionError, SharingRule, parse_duration
-from schemas import load_schema_set
+from policy.rules import known_record_types
 
 __all__ = [
     "KIND_MAPPINGS",
@@ -156,11 +156,7 @@ class ConnectorConfig(_Strict):
     @field_validator("produces", "consumes")
     @classmethod
     def _types(cls, value: list[str]) -> list[str]:
-        known = load_schema_set().record_types
-        unknown = [t for t in value if t not in known]
-        if unknown:
-            raise ValueError(f"unknown record types {unknown} (known: {', '.join(known)})")
-        return value
+        return known_record_types(value)
 
     @model_validator(mode="after")
     def _delivery(self) -> ConnectorConfig:

@@ -22,7 +22,8 @@ from policy.masks import Mask, compile_mask
 from schemas import load_schema_set
 from schemas.registry import COMMON_ID
 
-__all__ = ["CompiledRule", "Conditions", "SharingRule", "compile_rule", "data_paths", "parse_duration"]
+__all__ = ["CompiledRule", "Conditions", "SharingRule", "compile_rule", "data_paths", "known_record_types",
+           "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -92,11 +93,16 @@ class SharingRule(BaseModel):
     @field_validator("record_types")
     @classmethod
     def _types(cls, value: list[str]) -> list[str]:
-        known = load_schema_set().record_types
-        unknown = [t for t in value if t not in known]
-        if unknown:
-            raise ValueError(f"unknown record types {unknown} (known: {', '.join(known)})")
-        return value
+        return known_record_types(value)
+
+
+def known_record_types(names: list[str]) -> list[str]:
+    """``names`` if every one is a record type of the standard interface; else a ``ValueError``."""
+    known = load_schema_set().record_types
+    unknown = [t for t in names if t not in known]
+    if unknown:
+        raise ValueError(f"unknown record types {unknown} (known: {', '.join(known)})")
+    return names
 
 
 @lru_cache(maxsize=64)

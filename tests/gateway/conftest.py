@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.signing import signature_headers
 from gateway.app import create_app
@@ -140,3 +142,24 @@ async def gw(config: Config, aiohttp_client: Callable[[Any], Awaitable[TestClien
     """A running gateway app with a fresh store, its clock fixed at ``NOW``."""
     app = create_app(config, clock=lambda: NOW)
     return Signed(await aiohttp_client(app))
+
+
+@contextlib.asynccontextmanager
+async def endpoints(handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> AsyncIterator[
+    dict[str, str]
+]:
+    """A live local HTTP endpoint (POST /in) per handler, by name, with its URL; closed afterwards."""
+    servers: list[TestServer] = []
+    urls = {}
+    try:
+        for name, handler in handlers.items():
+            app = web.Application()
+            app.router.add_post("/in", handler)
+            server = TestServer(app, host="127.0.0.1")
+            await server.start_server()
+            servers.append(server)
+            urls[name] = str(server.make_url("/in"))
+        yield urls
+    finally:
+        for server in servers:
+            await server.close()

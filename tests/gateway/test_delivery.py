@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from lxml import etree
 
 from gateway.app import create_app
@@ -23,7 +23,7 @@ from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.delivery import CircuitBreaker, schedule
 from gateway.keys import DELIVERER, STORE
-from tests.gateway.conftest import ADMIN_TOKEN, NOW, SECRETS, Signed, inspection
+from tests.gateway.conftest import ADMIN_TOKEN, NOW, SECRETS, Signed, endpoints, inspection
 
 ATTEMPTS = 4
 PUSH_SECRETS = {"healthy": "secret-healthy-0123456789ab", "flaky": "secret-flaky-0123456789abcd",
@@ -62,21 +62,11 @@ def _closed_port() -> int:
 @pytest.fixture
 async def receivers() -> AsyncIterator[dict[str, tuple[Receiver, str]]]:
     """Running receivers by consumer id, with their URLs; ``gone`` has nothing listening."""
-    made: dict[str, tuple[Receiver, str]] = {}
-    servers = []
-    for name, receiver in (("healthy", Receiver()), ("flaky", Receiver(statuses=[500, 503, 500])),
-                           ("slow", Receiver(delay=1.0)), ("moved", Receiver(statuses=[302] * 50)),
-                           ("oversight", Receiver())):
-        app = web.Application()
-        app.router.add_post("/in", receiver.handle)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        made[name] = (receiver, str(server.make_url("/in")))
-    made["gone"] = (Receiver(), f"http://127.0.0.1:{_closed_port()}/in")
-    yield made
-    for server in servers:
-        await server.close()
+    made = {"healthy": Receiver(), "flaky": Receiver(statuses=[500, 503, 500]), "slow": Receiver(delay=1.0),
+            "moved": Receiver(statuses=[302] * 50), "oversight": Receiver()}
+    async with endpoints({name: receiver.handle for name, receiver in made.items()}) as urls:
+        yield {**{name: (made[name], url) for name, url in urls.items()},
+               "gone": (Receiver(), f"http://127.0.0.1:{_closed_port()}/in")}
 
 
 def _config(tmp_path: Path, receivers: dict[str, tuple[Receiver, str]], config: Config) -> Config:
@@ -119,6 +109,14 @@ async def pushing(tmp_path: Path, config: Config, receivers: dict[str, tuple[Rec
 async def _rounds(app: web.Application, consumer: str, times: int = 1) -> None:
     for _ in range(times):
         await app[DELIVERER].deliver_once(consumer)
+
+
+async def _exhaust(app: web.Application, clock: Clock, consumer: str) -> None:
+    """Every attempt a delivery has, each when due (the breaker kept closed), all failing."""
+    for _ in range(ATTEMPTS):
+        app[DELIVERER].breakers[consumer].succeeded()
+        await _rounds(app, consumer)
+        clock.now += 1000
 
 
 async def test_a_healthy_consumer_gets_every_record_signed_with_its_own_secret(
@@ -171,10 +169,7 @@ async def test_an_unreachable_consumer_ends_in_the_dead_letters_and_replay_deliv
     """After ``delivery_attempts`` the deliveries are dead letters; replayed, they are sent once."""
     gw, app, clock = pushing
     await gw.push("amr", [inspection(1)])
-    for _ in range(ATTEMPTS):
-        app[DELIVERER].breakers["gone"].succeeded()
-        await _rounds(app, "gone")
-        clock.now += 1000
+    await _exhaust(app, clock, "gone")
     status, body = await gw.call("GET", "/v1/admin/deadletters?consumer=gone", bearer=ADMIN_TOKEN)
     assert status == 200 and [(d["record_id"], d["attempts"]) for d in body["dead_letters"]] == [("in-1", ATTEMPTS)]
     assert "cannot deliver" in body["dead_letters"][0]["last_error"]
@@ -253,10 +248,7 @@ async def test_deadletter_commands_list_and_replay(tmp_path: Path, pushing: tupl
     """``supex deadletter list`` shows them; ``replay`` queues them again and says how many."""
     gw, app, clock = pushing
     await gw.push("amr", [inspection(1)])
-    for _ in range(ATTEMPTS):
-        app[DELIVERER].breakers["gone"].succeeded()
-        await _rounds(app, "gone")
-        clock.now += 1000
+    await _exhaust(app, clock, "gone")
     config = str(tmp_path / "supex.toml")
     assert main(["deadletter", "list", "--config", config, "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

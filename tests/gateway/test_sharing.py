@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from connectors.signing import signature_headers
 from gateway.app import create_app
@@ -24,7 +24,7 @@ from gateway.keys import DELIVERER, STORE
 from gateway.store import SQLiteStore
 from gateway.store.runner import StoreRunner
 from tests.conftest import VALID_RECORDS
-from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW
+from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, endpoints
 from tests.policy.test_policy import CLASSES, expected
 
 KINDS = {"ruled": "", "plain": "", "sor": "system_of_record = true", "far": ""}
@@ -112,18 +112,9 @@ class Sink:
 @pytest.fixture
 async def sinks() -> AsyncIterator[dict[str, tuple[Sink, str]]]:
     """One live receiver per kind of push consumer."""
-    made, servers = {}, []
-    for kind in KINDS:
-        sink = Sink()
-        app = web.Application()
-        app.router.add_post("/in", sink.handle)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        made[kind] = (sink, str(server.make_url("/in")))
-    yield made
-    for server in servers:
-        await server.close()
+    made = {kind: Sink() for kind in KINDS}
+    async with endpoints({kind: sink.handle for kind, sink in made.items()}) as urls:
+        yield {kind: (made[kind], url) for kind, url in urls.items()}
 
 
 def _load(tmp_path: Path, text: str) -> Config:
