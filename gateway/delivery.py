@@ -105,7 +105,7 @@ class Deliverer:
             mapping = resolve_mapping(consumer.mapping_name, config.base_dir) if consumer.mapping_name else None
             if mapping is not None and mapping.reversible:
                 self.mappings[consumer.id] = mapping
-        self.breakers = {c: CircuitBreaker(clock=time.monotonic) for c in self.consumers}
+        self.breakers = {c: CircuitBreaker() for c in self.consumers}
         self._wakers = {c: asyncio.Event() for c in self.consumers}
         self._tasks: list[asyncio.Task[None]] = []
         self._session = session
@@ -151,8 +151,7 @@ class Deliverer:
         """Push one batch of due deliveries; returns how long to wait before the next round."""
         consumer = self.consumers[consumer_id]
         breaker = self.breakers[consumer_id]
-        wait = breaker.wait()
-        if wait > 0 and breaker.state == "open":
+        if (wait := breaker.wait()) > 0:  # the circuit is open: no attempt until it half-opens
             return wait
         store = self.runner.store
         due = await self.runner.call(store.due, consumer_id, self._clock(), consumer.push_batch)
