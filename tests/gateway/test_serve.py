@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import signal
@@ -10,10 +11,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -156,3 +159,60 @@ def test_check_config_fails_with_the_key_and_line(tmp_path: Path) -> None:
                             check=False)
     assert result.returncode == 2
     assert "bad.toml:6:" in result.stderr and "log_hsh" in result.stderr
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    """A push consumer's endpoint that keeps the record ids it is sent."""
+
+    received: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).received.extend(r["record_id"] for r in json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+def test_pending_push_deliveries_survive_a_kill_and_go_out_after_restart(tmp_path: Path) -> None:
+    """Records accepted while their push consumer is down are delivered, once each, after the
+    gateway is killed (SIGKILL) and started again and the consumer comes back."""
+    receiver_port = _free_port()
+    gateway = Served(tmp_path)
+    text = gateway.config.read_text(encoding="utf-8") + (
+        '\n[[connector]]\nid = "county"\nname = "历下区"\ndepartment_code = "11370000FE1KM2U90Y"\n'
+        f'region_code = "370102"\nconsumes = ["inspection"]\ndelivery = "push"\n'
+        f'endpoint = "http://127.0.0.1:{receiver_port}/in"\n')
+    gateway.config.write_text(text, encoding="utf-8")
+    env_secret = "SUPEX_SECRET_COUNTY"
+    os.environ[env_secret] = "secret-county-0123456789ab"
+    ENV[env_secret] = os.environ[env_secret]
+    try:
+        gateway.start()
+        records = [dict(json.loads((DATA / "valid_records.json").read_text(encoding="utf-8"))["inspection"],
+                        record_id=f"kill-{n}") for n in range(5)]
+        for record in records:
+            record.pop("version", None)
+
+        async def push() -> dict[str, object]:
+            async with SupexClient(gateway.url, "amr", SECRETS["amr"]) as client:
+                return await client.push(records)
+
+        assert asyncio.run(push())["accepted"] == 5
+        gateway.kill()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", receiver_port), _Counting)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            gateway.start()
+            deadline = time.monotonic() + 30
+            while len(_Counting.received) < 5 and time.monotonic() < deadline:
+                time.sleep(0.1)  # waiting for the deliveries to arrive, not timing them
+        finally:
+            server.shutdown()
+        assert sorted(_Counting.received) == [f"kill-{n}" for n in range(5)]
+    finally:
+        gateway.kill()
+        del os.environ[env_secret], ENV[env_secret]
