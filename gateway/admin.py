@@ -15,23 +15,55 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, STORE, error, json_response
+from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, STORE, connectors_in_force, error, json_response
 from policy import PolicyDefinitionError, SharingRule, local_today
 
 __all__ = ["ADMIN_ROUTES", "add_admin_routes", "explain_record"]
 
 _NOT_A_RULE = "请求体应为共享规则 JSON 对象 / the body must be a sharing rule as a JSON object"
 
-ADMIN_ROUTES = ("admin_connectors", "admin_rules", "admin_rule_add", "admin_rule_update", "admin_rule_disable",
-                "admin_explain", "admin_deadletters", "admin_replay")
+ADMIN_ROUTES = ("admin_connectors", "admin_connector_disable", "admin_connector_enable", "admin_rules",
+                "admin_rule_add", "admin_rule_update", "admin_rule_disable", "admin_explain", "admin_deadletters",
+                "admin_replay")
 
 
 async def connectors(request: web.Request) -> web.Response:
-    """GET /v1/admin/connectors: the registered connectors (no secrets)."""
-    config = request.app[CONFIG]
-    fields = ("id", "name", "kind", "department_code", "region_code", "produces", "consumes", "delivery", "endpoint",
-              "mapping", "system_of_record", "enabled")
-    return json_response({"connectors": [c.model_dump(include=set(fields)) for c in config.connector]})
+    """GET /v1/admin/connectors: the registered connectors as in force (no secrets)."""
+    fields = {"id", "name", "kind", "department_code", "region_code", "produces", "consumes", "delivery", "endpoint",
+              "mapping", "system_of_record", "enabled"}
+    return json_response({"connectors": [c.model_dump(include=fields)
+                                         for c in connectors_in_force(request.app).values()]})
+
+
+async def connector_disable(request: web.Request) -> web.Response:
+    """POST /v1/admin/connectors/{id}/disable: cut a connector off at once (its requests are refused,
+    nothing is routed or pushed to it); kept across restarts and logged."""
+    return await _switch(request, enabled=False)
+
+
+async def connector_enable(request: web.Request) -> web.Response:
+    """POST /v1/admin/connectors/{id}/enable: let a disabled connector back in."""
+    return await _switch(request, enabled=True)
+
+
+async def _switch(request: web.Request, *, enabled: bool) -> web.Response:
+    app = request.app
+    connector_id = request.match_info["connector_id"]
+    if connector_id not in app[CONFIG].connectors():
+        return error(404, "not_found", f"没有连接器 {connector_id} / no connector {connector_id!r}")
+    runner = app[STORE]
+    store, by = runner.store, request[IDENTITY].name
+
+    def switch() -> None:
+        states = {**store.connector_states(), connector_id: enabled}
+        policy = app[CONFIG].policy(store.runtime_rules(), states)
+        store.save_connector_state(connector_id, enabled, by)
+        store.set_policy(policy)
+
+    await runner.call(switch)
+    if DELIVERER in app:
+        app[DELIVERER].wake()
+    return json_response({"connector": connector_id, "enabled": enabled})
 
 
 def _rules(request: web.Request) -> dict[str, dict[str, Any]]:
@@ -63,7 +95,7 @@ async def _change(request: web.Request, rule: SharingRule, change: str) -> web.R
     current = await runner.call(lambda: _rules(request))
     current[rule.id] = checked
     try:
-        policy = app[CONFIG].policy(current)
+        policy = app[CONFIG].policy(current, runner.store.connector_states())
     except PolicyDefinitionError as exc:
         return error(400, "invalid_rule", str(exc))
     store = runner.store
@@ -176,6 +208,8 @@ async def replay(request: web.Request) -> web.Response:
 def add_admin_routes(r: web.UrlDispatcher) -> None:
     """The admin endpoints, named as ``ADMIN_ROUTES`` (admitted for the admin role only)."""
     r.add_get("/v1/admin/connectors", connectors, name="admin_connectors")
+    r.add_post("/v1/admin/connectors/{connector_id}/disable", connector_disable, name="admin_connector_disable")
+    r.add_post("/v1/admin/connectors/{connector_id}/enable", connector_enable, name="admin_connector_enable")
     r.add_get("/v1/admin/sharing", rules, name="admin_rules")
     r.add_post("/v1/admin/sharing", rule_add, name="admin_rule_add")
     r.add_put("/v1/admin/sharing/{rule_id}", rule_update, name="admin_rule_update")

@@ -24,7 +24,7 @@ from gateway.delivery import Deliverer
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
 from gateway.exchange_log import LogEntry
 from gateway.ingest import BodyError, RecordPreparer
-from gateway.keys import BODY, CLOCK, CONFIG, DELIVERER, IDENTITY, METRICS, STORE, Clock, error
+from gateway.keys import BODY, CLOCK, CONFIG, DELIVERER, IDENTITY, METRICS, STORE, Clock, connectors_in_force, error
 from gateway.keys import json_response as _json
 from gateway.observability import Metrics, new_id
 from gateway.openapi import openapi_document
@@ -147,7 +147,7 @@ def _identify(request: web.Request, body: bytes) -> Identity:
         raise AuthError(401, "unauthorized", "缺少认证信息 / authentication required (signature or bearer token)")
     config = app[CONFIG]
     return verify_connector(request.headers, request.method, request.raw_path, body,
-                            connectors=config.connectors(), secrets=config.secrets, nonces=app[NONCES],
+                            connectors=connectors_in_force(app), secrets=config.secrets, nonces=app[NONCES],
                             skew=config.gateway.clock_skew_seconds, now=app[CLOCK]())
 
 
@@ -382,7 +382,8 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         config = app[CONFIG]
         runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash))
         app[STORE] = runner
-        await runner.call(lambda: runner.store.set_policy(config.policy(runner.store.runtime_rules())))
+        store = runner.store
+        await runner.call(lambda: store.set_policy(config.policy(store.runtime_rules(), store.connector_states())))
         task = asyncio.create_task(_checkpoints(runner))
         deliverer = Deliverer(config, runner, app[METRICS], clock=app[CLOCK])
         app[DELIVERER] = deliverer

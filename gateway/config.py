@@ -203,13 +203,17 @@ class Config(_Strict):
             raise ValueError(str(exc)) from None
         return self
 
-    def policy(self, runtime_rules: Mapping[str, Mapping[str, object]] | None = None) -> Policy:
-        """The routing and sharing policy: the connectors, the file's rules, and rules changed at run time
-        (which replace the file's rule of the same id)."""
+    def policy(self, runtime_rules: Mapping[str, Mapping[str, object]] | None = None,
+               connector_states: Mapping[str, bool] | None = None) -> Policy:
+        """The routing and sharing policy: the connectors (disabled or enabled again at run time as
+        ``connector_states`` says), the file's rules, and rules changed at run time (which replace
+        the file's rule of the same id)."""
+        states = connector_states or {}
+        connectors = [c.model_copy(update={"enabled": states[c.id]}) if c.id in states else c for c in self.connector]
         rules = {rule.id: rule for rule in self.sharing}
         for rule_id, body in (runtime_rules or {}).items():
             rules[rule_id] = SharingRule.model_validate(body)
-        return Policy(self.connector, rules.values())
+        return Policy(connectors, rules.values())
 
     def connectors(self) -> dict[str, ConnectorConfig]:
         """The connectors by id."""

@@ -149,17 +149,15 @@ class Deliverer:
 
     async def deliver_once(self, consumer_id: str) -> float:
         """Push one batch of due deliveries; returns how long to wait before the next round."""
-        consumer = self.consumers[consumer_id]
-        breaker = self.breakers[consumer_id]
-        if (wait := breaker.wait()) > 0:  # the circuit is open: no attempt until it half-opens
-            return wait
-        store = self.runner.store
+        if (hold := self._hold(consumer_id)) > 0:
+            return hold
+        consumer, breaker, store = self.consumers[consumer_id], self.breakers[consumer_id], self.runner.store
+        policy = store.policy
+        assert policy is not None
         due = await self.runner.call(store.due, consumer_id, self._clock(), consumer.push_batch)
         if not due:
             next_at = await self.runner.call(store.next_due, consumer_id)
             return 1.0 if next_at is None else min(1.0, max(0.05, next_at - self._clock()))
-        policy = store.policy
-        assert policy is not None
         today = local_today(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
         sendable: list[tuple[Due, Decision, Shared]] = []
         withheld: list[tuple[Due, str]] = []
@@ -196,6 +194,14 @@ class Deliverer:
         if overdue:
             self.metrics.overdue.labels(consumer_id).inc(overdue)
         return 0.0
+
+    def _hold(self, consumer_id: str) -> float:
+        """Seconds before a round may run: while the circuit is open (until it half-opens), or while
+        the consumer is disabled at run time (its deliveries wait in the outbox)."""
+        policy = self.runner.store.policy
+        if policy is not None and not policy.parties[consumer_id].enabled:
+            return 1.0
+        return self.breakers[consumer_id].wait()
 
     def _late(self, due_by: str) -> bool:
         return self._clock() > dt.datetime.fromisoformat(due_by).timestamp()

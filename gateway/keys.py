@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
 
-from gateway.config import Config
+from gateway.config import Config, ConnectorConfig
 from gateway.delivery import Deliverer
 from gateway.observability import Metrics
 from gateway.security import Identity
 from gateway.store.runner import StoreRunner
 
-__all__ = ["BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "METRICS", "STORE", "Clock", "error", "json_response"]
+__all__ = ["BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "METRICS", "STORE", "Clock", "connectors_in_force",
+           "error", "json_response"]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", StoreRunner)
@@ -24,6 +25,14 @@ Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 IDENTITY = web.RequestKey("identity", Identity)
 BODY = web.RequestKey("body", bytes)
+
+
+def connectors_in_force(app: web.Application) -> Mapping[str, ConnectorConfig]:
+    """The connectors as the policy in force has them (some perhaps disabled at run time)."""
+    policy = app[STORE].store.policy
+    if policy is None:
+        return app[CONFIG].connectors()
+    return cast("Mapping[str, ConnectorConfig]", policy.parties)  # the policy is built from these
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

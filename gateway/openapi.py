@@ -183,6 +183,13 @@ def _admin_paths() -> dict[str, Any]:
             "summary": "The registered connectors (no secrets)", "operationId": "adminConnectors", "security": _BEARER,
             "responses": {"200": _json({"type": "object", "required": ["connectors"], "properties": {
                 "connectors": {"type": "array", "items": obj}}}, "The connectors"), **_errors(401, 403)}}},
+        **{f"/v1/admin/connectors/{{connector_id}}/{action}": {"post": {
+            "summary": f"{action.capitalize()} a connector at run time (logged)",
+            "operationId": f"adminConnector{action.capitalize()}", "security": _BEARER,
+            "parameters": [{"name": "connector_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "required": ["connector", "enabled"], "properties": {
+                "connector": {"type": "string"}, "enabled": {"type": "boolean"}}}, "The connector's state"),
+                **_errors(401, 403, 404)}}} for action in ("disable", "enable")},
         "/v1/admin/sharing": {
             "get": {"summary": "The sharing rules in force", "operationId": "adminRules", "security": _BEARER,
                     "responses": {"200": _json({"type": "object", "required": ["rules"], "properties": {

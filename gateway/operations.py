@@ -203,7 +203,7 @@ def policy_explain(args: argparse.Namespace) -> int:
     path = config.store_path()
     store = open_store(path, log_hash=config.gateway.log_hash) if Path(path).exists() else None
     try:
-        policy = config.policy(store.runtime_rules() if store else None)
+        policy = config.policy(store.runtime_rules(), store.connector_states()) if store else config.policy()
         catalogue = store.matter_departments if store else (lambda _code: [])
         producer = store.producer if store else (lambda _refers_to: None)
         today = local_today(dt.datetime.now(dt.UTC))

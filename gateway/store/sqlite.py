@@ -60,7 +60,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: routing and delivery: one row per record and consumer it is shared with (the outbox of
     #    push consumers and the inbox of pull consumers), the matter catalogue that routing reads,
-    #    how far routing has come, inbox reads per day, and sharing rules changed at run time
+    #    how far routing has come, inbox reads per day, and rules and connectors changed at run time
     """
     CREATE TABLE deliveries (
         consumer TEXT NOT NULL, seq INTEGER NOT NULL, route TEXT NOT NULL, rule TEXT, status TEXT NOT NULL,
@@ -72,6 +72,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE reads (consumer TEXT NOT NULL, day TEXT NOT NULL, count INTEGER NOT NULL,
         PRIMARY KEY (consumer, day)) WITHOUT ROWID;
     CREATE TABLE runtime_rules (id TEXT PRIMARY KEY, body TEXT NOT NULL, changed_at TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE runtime_connectors (id TEXT PRIMARY KEY, enabled INTEGER NOT NULL, changed_at TEXT NOT NULL)
+        WITHOUT ROWID;
     """,
 )
 
@@ -460,6 +462,19 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute("SELECT id, body FROM runtime_rules ORDER BY id").fetchall()
         return {r[0]: orjson.loads(r[1]) for r in rows}
+
+    def connector_states(self) -> dict[str, bool]:
+        """Connectors disabled or enabled again through the admin API: id -> enabled."""
+        with self._lock:
+            return {r[0]: bool(r[1]) for r in self._db.execute("SELECT id, enabled FROM runtime_connectors")}
+
+    def save_connector_state(self, connector: str, enabled: bool, by: str) -> None:
+        """Keep a connector disabled (or enabled again) at run time, with its ``config_changed`` entry."""
+        at = self.now()
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO runtime_connectors VALUES (?, ?, ?)", (connector, int(enabled), at))
+            self._append(db, [LogEntry("config_changed", at, connector=connector, counterpart=by,
+                                       reason="connector enabled" if enabled else "connector disabled")])
 
     def save_rule(self, rule: Mapping[str, Any], by: str, change: str) -> None:
         """Keep a rule added, updated or disabled at run time, with its ``config_changed`` entry."""

@@ -303,3 +303,30 @@ def test_policy_explain_names_the_rule_and_shows_the_masked_record(tmp_path: Pat
     assert main(["policy", "explain", "--config", config, "--record", str(record), "--to", "far"]) == 0
     assert "outside its jurisdiction" in capsys.readouterr().out
     assert main(["policy", "explain", "--config", config, "--record", str(record), "--to", "ghost"]) == 2
+
+
+async def test_a_connector_disabled_at_run_time_is_cut_off_until_enabled(tmp_path: Path, make: AppMaker) -> None:
+    """Disabled: its requests are refused and nothing is routed to it; enabled again: back in.
+    The state survives a restart, and both changes are logged with the admin's name."""
+    config = _load(tmp_path, _config_text({}, ""))
+    client, _ = await make(config)
+    status, body = await client.call("POST", "/v1/admin/connectors/plain/disable", bearer=ADMIN_TOKEN)
+    assert (status, body) == (200, {"connector": "plain", "enabled": False})
+    status, body = await client.call("GET", "/v1/inbox", connector="plain")
+    assert status == 401 and "disabled" in body["error"]["message"]
+    record = copy.deepcopy(VALID_RECORDS["inspection"])
+    record.pop("version", None)
+    await client.push("src", [record])
+    listed = (await client.call("GET", "/v1/admin/connectors", bearer=ADMIN_TOKEN))[1]["connectors"]
+    assert {c["id"]: c["enabled"] for c in listed}["plain"] is False
+    await client.client.close()
+    client, _ = await make(config)  # a restart keeps it disabled
+    assert (await client.call("GET", "/v1/inbox", connector="plain"))[0] == 401
+    assert (await client.call("POST", "/v1/admin/connectors/plain/enable", bearer=ADMIN_TOKEN))[0] == 200
+    assert await client.drain("plain") == []  # what was stored while it was disabled was not routed to it
+    await client.push("src", [{**record, "record_id": "after"}])
+    assert [r["record_id"] for r in await client.drain("plain")] == ["after"]
+    assert (await client.call("POST", "/v1/admin/connectors/ghost/disable", bearer=ADMIN_TOKEN))[0] == 404
+    events = (await client.call("GET", "/v1/audit/events?event=config_changed", bearer=AUDITOR_TOKEN))[1]["events"]
+    assert [(e["connector"], e["reason"], e["counterpart"]) for e in events] == [
+        ("plain", "connector disabled", "ops"), ("plain", "connector enabled", "ops")]
