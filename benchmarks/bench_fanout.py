@@ -7,7 +7,7 @@ from the first push to the last record received by the third consumer: every rec
 decided, logged, pushed (signed, batches of 500) and logged as delivered, three times. Then a
 pull consumer drains its inbox (pages of 1,000, acknowledged) and the same figure is taken.
 
-Run: .venv/bin/python benchmarks/bench_fanout.py [--records 100000]
+Run: .venv/bin/python benchmarks/bench_fanout.py [--records 100000] [--log-hash sha256]
 """
 
 from __future__ import annotations
@@ -114,18 +114,20 @@ async def drain(url: str, secret: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--log-hash", choices=["sm3", "sha256"], default="sm3", help="the exchange log's hash")
     parser.add_argument("--receivers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receivers:
         receivers(args.receivers)
         return
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; exchange log hash {args.log_hash}")
     with tempfile.TemporaryDirectory() as folder:
         rport = free_port()
         sink = subprocess.Popen([sys.executable, str(HERE), "--receivers", str(rport)], start_new_session=True)
         port = free_port()
         config = Path(folder) / "supex.toml"
-        config.write_text(CONFIG.format(port=port, db=Path(folder) / "supex.db")
+        config.write_text(CONFIG.format(port=port, db=Path(folder) / "supex.db").replace(
+                          'log_hash = "sm3"', f'log_hash = "{args.log_hash}"')
                           + "".join(PUSHER.format(id=c, port=rport) for c in CONSUMERS))
         env = {**os.environ, **{f"SUPEX_SECRET_{c.upper().replace('-', '_')}": SECRET
                                 for c in ("bench", "puller", *CONSUMERS)}}
