@@ -23,7 +23,6 @@ __all__ = [
     "against_checkpoint",
     "chain_hash",
     "content_digest",
-    "content_hash",
     "shared_digest",
     "verify_chain",
 ]
@@ -33,7 +32,7 @@ EVENTS = (
     "overdue", "dead_lettered", "replayed", "pulled", "acked", "config_changed", "audit_query",
 )
 GENESIS = "0" * 64
-_HASHES = {"sm3": hashes.SM3, "sha256": hashes.SHA256}
+_HASHES: dict[str, hashes.HashAlgorithm] = {"sm3": hashes.SM3(), "sha256": hashes.SHA256()}  # stateless: shared
 
 
 class LogEntry(NamedTuple):
@@ -61,6 +60,17 @@ class LogEntry(NamedTuple):
     prev_hash: str = ""
     hash: str = ""
 
+    def canonical(self, seq: int) -> bytes:
+        """The canonical JSON of ``content()`` with ``seq``: the keys built in sorted order, so that
+        no sort is needed (the same bytes as ``orjson.dumps(content, option=OPT_SORT_KEYS)``)."""
+        return orjson.dumps({
+            "at": self.at, "batch_id": self.batch_id, "connector": self.connector, "counterpart": self.counterpart,
+            "digest": self.digest, "event": self.event, "fields": list(self.fields), "masked": list(self.masked),
+            "purpose": self.purpose, "reason": self.reason, "record_id": self.record_id,
+            "record_type": self.record_type, "rule": self.rule, "seq": seq, "source": self.source,
+            "version": self.version,
+        })
+
     def content(self) -> dict[str, Any]:
         """What the hash covers: every field but the two hashes."""
         return {
@@ -74,7 +84,7 @@ class LogEntry(NamedTuple):
 
 def content_digest(algorithm: str, value: Any) -> str:
     """The digest of a JSON value as the log records it: H(canonical JSON), sorted keys, UTF-8."""
-    digest = hashes.Hash(_HASHES[algorithm]())
+    digest = hashes.Hash(_HASHES[algorithm])
     digest.update(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
     return digest.finalize().hex()
 
@@ -88,17 +98,16 @@ def shared_digest(algorithm: str, shared: Shared) -> str:
     return content_digest(algorithm, shared.record)
 
 
-def content_hash(algorithm: str, prev_hash: str, content: dict[str, Any]) -> str:
-    """``H(prev_hash || canonical JSON of content)``: sorted keys, no spaces, UTF-8."""
-    digest = hashes.Hash(_HASHES[algorithm]())
-    digest.update(prev_hash.encode())
-    digest.update(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
+def chain_hash(algorithm: str, prev_hash: str, entry: LogEntry, seq: int | None = None) -> str:
+    """The hash of ``entry`` (at ``seq``, default its own) chained to ``prev_hash``."""
+    return _chained(algorithm, prev_hash, entry.canonical(entry.seq if seq is None else seq))
+
+
+def _chained(algorithm: str, prev_hash: str, canonical: bytes) -> str:
+    """``H(prev_hash || canonical JSON of the entry)`` (SPEC §5)."""
+    digest = hashes.Hash(_HASHES[algorithm])
+    digest.update(prev_hash.encode() + canonical)
     return digest.finalize().hex()
-
-
-def chain_hash(algorithm: str, prev_hash: str, entry: LogEntry) -> str:
-    """The hash of ``entry`` chained to ``prev_hash``."""
-    return content_hash(algorithm, prev_hash, entry.content())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
-from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, content_hash, shared_digest, verify_chain
+from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, chain_hash, shared_digest, verify_chain
 from gateway.store.model import Due, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, StoredRecord
 from gateway.store.versions import decide
 from policy import Decision, Policy, Shared, local_today
@@ -166,9 +166,7 @@ class SQLiteStore:
         algorithm = self.log_hash
         for entry in entries:
             seq += 1
-            content = entry.content()
-            content["seq"] = seq
-            digest = content_hash(algorithm, prev, content)
+            digest = chain_hash(algorithm, prev, entry, seq)
             rows.append((seq, entry.at, entry.event, entry.connector, entry.counterpart, entry.source,
                          entry.record_type, entry.record_id, entry.version, entry.batch_id, entry.rule, entry.purpose,
                          ",".join(entry.fields), ",".join(entry.masked), entry.digest, entry.reason, prev, digest))

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from gateway.config import ConnectorConfig
 from gateway.exceptions import StoreUnavailableError
@@ -171,3 +172,18 @@ def test_a_recorded_checkpoint_reveals_a_changed_or_removed_tail(hash_at: str | 
     outcome = against_checkpoint(ChainCheck(True, 10, head="c" * 64), (7, "a" * 64), hash_at)
     assert outcome.ok is ok
     assert words is None or words in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("algorithm", ["sm3", "sha256"])
+def test_the_chain_hash_is_the_documented_formula(algorithm: str) -> None:
+    """hash = H(prev_hash || canonical JSON of the entry): sorted keys, no spaces, UTF-8, as an
+    auditor would recompute it from an export with any JSON library."""
+    entry = LogEntry("delivered", "2026-11-26T08:00:00.000+00:00", connector="jinan", counterpart="amr",
+                     source="amr", record_type="clue", record_id="xs-1", version=2, rule="r", purpose="核查",
+                     fields=("clue_id", "reporter.phone"), masked=("reporter.phone",), digest="ab" * 32,
+                     reason="omitted: subject", seq=41)
+    exported = {**entry.content(), "seq": 42}
+    canonical = json.dumps(exported, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    expected = hashes.Hash(hashes.SM3() if algorithm == "sm3" else hashes.SHA256())
+    expected.update(("7" * 64).encode() + canonical)
+    assert chain_hash(algorithm, "7" * 64, entry, 42) == expected.finalize().hex()
