@@ -30,8 +30,10 @@ _ANY = [*_SIGNED, *_BEARER]
 _CURSOR = {"name": "after", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 _LIMIT = {"name": "limit", "in": "query", "required": False,
           "schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "1 to 1000"}
-_LOG_FILTERS = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in
-                ("from", "to", "connector", "counterpart", "record_type", "record_id", "event", "rule")]
+_LOG_FILTERS = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"},
+                 **({"description": "entries the connector took part in, on either side (connector or counterpart)"}
+                    if n == "connector" else {})}
+                for n in ("from", "to", "connector", "counterpart", "record_type", "record_id", "event", "rule")]
 
 
 def _components() -> dict[str, Any]:
