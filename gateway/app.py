@@ -354,7 +354,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
     app = request.app
     store = app[STORE]
-    app[METRICS].log_entries.set(store.store.log_head()[0])
+    app[METRICS].log_entries.set((await store.call(store.store.log_head))[0])
     body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -385,7 +385,8 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         store = runner.store
         await runner.call(lambda: store.set_policy(config.policy(store.runtime_rules(), store.connector_states())))
         task = asyncio.create_task(_checkpoints(runner))
-        deliverer = Deliverer(config, runner, app[METRICS], clock=app[CLOCK])
+        mappings: dict[str, CompiledMapping] = app[MAPPINGS]
+        deliverer = Deliverer(config, runner, app[METRICS], mappings, clock=app[CLOCK])
         app[DELIVERER] = deliverer
         if deliver:
             deliverer.start()

@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,7 +27,7 @@ from tenacity import RetryCallState, stop_after_attempt, stop_after_delay, wait_
 from yarl import URL
 
 from connectors.signing import signature_headers
-from gateway.config import Config, ConnectorConfig, resolve_mapping
+from gateway.config import Config, ConnectorConfig
 from gateway.exchange_log import shared_digest
 from gateway.observability import Metrics
 from gateway.store.model import Due
@@ -95,16 +95,13 @@ def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int
 class Deliverer:
     """One delivery task per push consumer, woken when new deliveries are routed."""
 
-    def __init__(self, config: Config, runner: StoreRunner, metrics: Metrics, *, clock: Callable[[], float] = time.time,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, config: Config, runner: StoreRunner, metrics: Metrics, mappings: Mapping[str, CompiledMapping],
+                 *, clock: Callable[[], float] = time.time, session: aiohttp.ClientSession | None = None) -> None:
         self.config, self.runner, self.metrics = config, runner, metrics
         self._clock = clock
         self.consumers = {c.id: c for c in config.connector if c.delivery == "push" and c.enabled}
-        self.mappings: dict[str, CompiledMapping] = {}  # consumers that take their own format
-        for consumer in self.consumers.values():
-            mapping = resolve_mapping(consumer.mapping_name, config.base_dir) if consumer.mapping_name else None
-            if mapping is not None and mapping.reversible:
-                self.mappings[consumer.id] = mapping
+        # the consumers that take their own format: those whose mapping also writes it
+        self.mappings = {c: m for c, m in mappings.items() if c in self.consumers and m.reversible}
         self.breakers = {c: CircuitBreaker() for c in self.consumers}
         self._wakers = {c: asyncio.Event() for c in self.consumers}
         self._tasks: list[asyncio.Task[None]] = []

@@ -101,6 +101,12 @@ class Policy:
                 for record_type in party.consumes:
                     self._subscribers.setdefault(record_type, []).append((party.id, party.region_prefix))
         self._defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
+        self._read_limits: dict[str, int] = {}
+        for rule in self.rules:
+            if rule.rule.enabled and rule.rule.max_reads_per_day:
+                for consumer in rule.rule.consumers:
+                    limit = self._read_limits.get(consumer, rule.rule.max_reads_per_day)
+                    self._read_limits[consumer] = min(limit, rule.rule.max_reads_per_day)
 
     # ---- routing ------------------------------------------------------------------------------
 
@@ -220,9 +226,7 @@ class Policy:
 
     def read_limit(self, consumer: str) -> int | None:
         """The smallest ``max_reads_per_day`` of the enabled rules naming ``consumer``, if any."""
-        limits = [r.rule.max_reads_per_day for r in self.rules
-                  if r.rule.enabled and r.rule.max_reads_per_day and consumer in r.rule.consumers]
-        return min(limits) if limits else None
+        return self._read_limits.get(consumer)
 
     @staticmethod
     def share(record: Mapping[str, Any], decision: Decision) -> Shared:

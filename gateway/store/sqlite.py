@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,6 @@ class SQLiteStore:
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"无法打开存储 / cannot open the store {path}: {exc}") from exc
-        head = self._db.execute("SELECT seq, hash FROM exchange_log ORDER BY seq DESC LIMIT 1").fetchone()
-        self._head: tuple[int, str] = (head[0], head[1]) if head else (0, GENESIS)
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -135,23 +134,15 @@ class SQLiteStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            head = self._head
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                # another process (a command, a second gateway) may have appended since: the chain
-                # continues from the head as it is now, read under the write lock
-                row = self._db.execute("SELECT seq, hash FROM exchange_log ORDER BY seq DESC LIMIT 1").fetchone()
-                self._head = (row[0], row[1]) if row else (0, GENESIS)
-                head = self._head
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._head = head
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreUnavailableError(f"存储无法提交 / the store cannot commit: {exc}") from exc
             except BaseException:
-                self._head = head
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
@@ -161,7 +152,9 @@ class SQLiteStore:
         return self._clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
     def _append(self, db: sqlite3.Connection, entries: list[LogEntry]) -> None:
-        seq, prev = self._head
+        # the chain continues from the head as it is now, read under the write lock: another process
+        # (a command, a second gateway) may have appended since this one last did
+        seq, prev = _log_head(db)
         rows = []
         algorithm = self.log_hash
         for entry in entries:
@@ -172,7 +165,6 @@ class SQLiteStore:
                          ",".join(entry.fields), ",".join(entry.masked), entry.digest, entry.reason, prev, digest))
             prev = digest
         db.executemany(f"INSERT INTO exchange_log ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join('?' * 18)})", rows)
-        self._head = (seq, prev)
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database without blocking writers (PASSIVE)."""
@@ -315,12 +307,7 @@ class SQLiteStore:
         deliveries: list[tuple[Any, ...]] = []
         entries: list[LogEntry] = []
 
-        def catalogue(matter_code: str) -> list[str]:
-            return _matter_departments(db, matter_code)
-
-        def producer(refers_to: Mapping[str, Any]) -> str | None:
-            return _producer(db, refers_to)
-
+        catalogue, producer = partial(_matter_departments, db), partial(_producer, db)
         for seq, source, version, record_type, payload in changes:
             if record_type != "matter" and not policy.may_route(source):
                 continue  # nobody else could receive it: no need to read it
@@ -631,7 +618,7 @@ class SQLiteStore:
     def log_head(self) -> tuple[int, str]:
         """The last seq and hash of the exchange log."""
         with self._lock:
-            return self._head
+            return _log_head(self._db)
 
     def verify_log(self) -> Iterator[ChainCheck]:
         """Verify the whole chain, streamed; the last item is the outcome."""
@@ -643,8 +630,13 @@ class SQLiteStore:
             return {
                 "records": self._db.execute("SELECT count(*) FROM changes").fetchone()[0],
                 "quarantined": self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
-                "log_entries": self._head[0],
+                "log_entries": _log_head(self._db)[0],
             }
+
+
+def _log_head(db: sqlite3.Connection) -> tuple[int, str]:
+    row = db.execute("SELECT seq, hash FROM exchange_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)
 
 
 def _matter_departments(db: sqlite3.Connection, matter_code: str) -> list[str]:
