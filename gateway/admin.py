@@ -9,6 +9,7 @@ same id from the configuration file) and every change is a ``config_changed`` lo
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, STORE, connectors_in_force, error, json_response
+from gateway.store import SQLiteStore
 from policy import PolicyDefinitionError, SharingRule, local_today
 
 __all__ = ["ADMIN_ROUTES", "add_admin_routes", "explain_record"]
@@ -47,37 +49,49 @@ async def connector_enable(request: web.Request) -> web.Response:
 
 
 async def _switch(request: web.Request, *, enabled: bool) -> web.Response:
-    app = request.app
     connector_id = request.match_info["connector_id"]
-    if connector_id not in app[CONFIG].connectors():
+    if connector_id not in request.app[CONFIG].connectors():
         return error(404, "not_found", f"没有连接器 {connector_id} / no connector {connector_id!r}")
-    runner = app[STORE]
-    store, by = runner.store, request[IDENTITY].name
-
-    def switch() -> None:
-        states = {**store.connector_states(), connector_id: enabled}
-        policy = app[CONFIG].policy(store.runtime_rules(), states)
-        store.save_connector_state(connector_id, enabled, by)
-        store.set_policy(policy)
-
-    await runner.call(switch)
-    if DELIVERER in app:
-        app[DELIVERER].wake()
+    by = request[IDENTITY].name
+    await _reconfigure(request, lambda store: store.save_connector_state(connector_id, enabled, by),
+                       state=(connector_id, enabled))
     return json_response({"connector": connector_id, "enabled": enabled})
 
 
-def _rules(request: web.Request) -> dict[str, dict[str, Any]]:
-    """The rules in force: the configuration's, replaced by those changed at run time."""
-    store = request.app[STORE].store
-    rules = {r.id: r.model_dump(mode="json") for r in request.app[CONFIG].sharing}
-    rules.update(store.runtime_rules())
+def _rules_in_force(app: web.Application) -> dict[str, dict[str, Any]]:
+    """The rules in force: the configuration's, replaced by those changed at run time (store thread)."""
+    rules = {r.id: r.model_dump(mode="json") for r in app[CONFIG].sharing}
+    rules.update(app[STORE].store.runtime_rules())
     return rules
+
+
+async def _reconfigure(request: web.Request, keep: Callable[[SQLiteStore], None], *,
+                       rule: dict[str, Any] | None = None, state: tuple[str, bool] | None = None) -> None:
+    """On the store thread: the rules and connector states in force with one change, checked against
+    the connectors and schemas (``PolicyDefinitionError``), kept by ``keep``, and routed with from now on."""
+    app = request.app
+    runner = app[STORE]
+
+    def apply() -> None:
+        store = runner.store
+        rules, states = _rules_in_force(app), store.connector_states()
+        if rule is not None:
+            rules[rule["id"]] = rule
+        if state is not None:
+            states[state[0]] = state[1]
+        policy = app[CONFIG].policy(rules, states)
+        keep(store)
+        store.set_policy(policy)
+
+    await runner.call(apply)
+    if DELIVERER in app:
+        app[DELIVERER].wake()
 
 
 async def rules(request: web.Request) -> web.Response:
     """GET /v1/admin/sharing: the sharing rules in force."""
     runner = request.app[STORE]
-    current = await runner.call(lambda: _rules(request))
+    current = await runner.call(_rules_in_force, request.app)
     return json_response({"rules": list(current.values())})
 
 
@@ -88,26 +102,13 @@ def _invalid(exc: ValidationError) -> web.Response:
 
 
 async def _change(request: web.Request, rule: SharingRule, change: str) -> web.Response:
-    """Check a rule against the connectors and schemas, keep it, and route with it from now on."""
-    app = request.app
-    runner = app[STORE]
+    """Keep a rule added, replaced or disabled, once it is checked against the connectors and schemas."""
     checked = rule.model_dump(mode="json")
-    current = await runner.call(lambda: _rules(request))
-    current[rule.id] = checked
+    by = request[IDENTITY].name
     try:
-        policy = app[CONFIG].policy(current, runner.store.connector_states())
+        await _reconfigure(request, lambda store: store.save_rule(checked, by, change), rule=checked)
     except PolicyDefinitionError as exc:
         return error(400, "invalid_rule", str(exc))
-    store = runner.store
-    by = request[IDENTITY].name
-
-    def keep() -> None:
-        store.save_rule(checked, by, change)
-        store.set_policy(policy)
-
-    await runner.call(keep)
-    if DELIVERER in app:
-        app[DELIVERER].wake()
     return json_response({"rule": checked, "change": change}, 201 if change == "added" else 200)
 
 
@@ -128,7 +129,7 @@ async def rule_add(request: web.Request) -> web.Response:
         rule = SharingRule.model_validate(body)
     except ValidationError as exc:
         return _invalid(exc)
-    existing = await request.app[STORE].call(lambda: _rules(request))
+    existing = await request.app[STORE].call(_rules_in_force, request.app)
     if rule.id in existing:
         return error(409, "conflict", f"规则 {rule.id} 已存在 / rule {rule.id!r} exists: update it with "
                      "PUT /v1/admin/sharing/{id}")
@@ -145,7 +146,7 @@ async def rule_update(request: web.Request) -> web.Response:
         rule = SharingRule.model_validate({**body, "id": rule_id})
     except ValidationError as exc:
         return _invalid(exc)
-    existing = await request.app[STORE].call(lambda: _rules(request))
+    existing = await request.app[STORE].call(_rules_in_force, request.app)
     if rule_id not in existing:
         return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
     return await _change(request, rule, "updated")
@@ -154,7 +155,7 @@ async def rule_update(request: web.Request) -> web.Response:
 async def rule_disable(request: web.Request) -> web.Response:
     """POST /v1/admin/sharing/{rule_id}/disable: stop sharing under a rule (kept for the record)."""
     rule_id = request.match_info["rule_id"]
-    existing = await request.app[STORE].call(lambda: _rules(request))
+    existing = await request.app[STORE].call(_rules_in_force, request.app)
     if rule_id not in existing:
         return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
     return await _change(request, SharingRule.model_validate({**existing[rule_id], "enabled": False}), "disabled")
