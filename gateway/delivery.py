@@ -172,7 +172,8 @@ class Deliverer:
         if unmappable:  # no retry can express these in the consumer's format
             await self.runner.call(store.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "
                                    "written in the consumer's format", self._clock(), True)
-            sendable = [s for s in sendable if s[0] not in unmappable]
+            written = {item.seq for item in unmappable}
+            sendable = [s for s in sendable if s[0].seq not in written]
             if not sendable:
                 return 0.0
         try:
@@ -185,9 +186,8 @@ class Deliverer:
         breaker.succeeded()
         algorithm = self.config.gateway.log_hash
         done = [(item, decision, shared, shared_digest(algorithm, shared)) for item, decision, shared in sendable]
-        await self.runner.call(store.delivered, consumer_id, done)
+        overdue = await self.runner.call(store.delivered, consumer_id, done)
         self.metrics.deliveries.labels(consumer_id, "delivered").inc(len(sendable))
-        overdue = sum(1 for item, _, _ in sendable if item.due_by and self._late(item.due_by))
         if overdue:
             self.metrics.overdue.labels(consumer_id).inc(overdue)
         return 0.0
@@ -199,9 +199,6 @@ class Deliverer:
         if policy is not None and not policy.parties[consumer_id].enabled:
             return 1.0
         return self.breakers[consumer_id].wait()
-
-    def _late(self, due_by: str) -> bool:
-        return self._clock() > dt.datetime.fromisoformat(due_by).timestamp()
 
     async def _failed(self, consumer: ConnectorConfig, items: list[Due], error: str) -> None:
         now = self._clock()

@@ -376,9 +376,9 @@ class SQLiteStore:
                                    (consumer,)).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def delivered(self, consumer: str, sent: Sequence[tuple[Due, Decision, Shared, str]]) -> None:
+    def delivered(self, consumer: str, sent: Sequence[tuple[Due, Decision, Shared, str]]) -> int:
         """Pushed and acknowledged by the consumer (each with the digest of what it received): logged
-        with what was shared, overdue ones flagged; the delivery rows are done with."""
+        with what was shared, overdue ones flagged (their number is returned); the rows are done with."""
         now = self._clock()
         at = self.now()
         with self._transaction() as db:
@@ -389,6 +389,7 @@ class SQLiteStore:
             db.executemany("DELETE FROM deliveries WHERE consumer = ? AND seq = ?",
                            [(consumer, item.seq) for item, _, _, _ in sent])
             self._append(db, entries)
+            return sum(1 for e in entries if e.event == "overdue")
 
     def withheld(self, consumer: str, items: Sequence[tuple[Due, str]]) -> None:
         """No longer allowed when their turn came (a rule withdrawn or expired): denied, not sent."""
