@@ -60,26 +60,20 @@ class LogEntry(NamedTuple):
     prev_hash: str = ""
     hash: str = ""
 
-    def canonical(self, seq: int) -> bytes:
-        """The canonical JSON of ``content()`` with ``seq``: the keys built in sorted order, so that
-        no sort is needed (the same bytes as ``orjson.dumps(content, option=OPT_SORT_KEYS)``)."""
-        return orjson.dumps({
+    def content(self, seq: int | None = None) -> dict[str, Any]:
+        """What the hash covers: every field but the two hashes (``seq`` in place of the entry's own,
+        when given). The keys are in sorted order, so that ``canonical`` needs no sort."""
+        return {
             "at": self.at, "batch_id": self.batch_id, "connector": self.connector, "counterpart": self.counterpart,
             "digest": self.digest, "event": self.event, "fields": list(self.fields), "masked": list(self.masked),
             "purpose": self.purpose, "reason": self.reason, "record_id": self.record_id,
-            "record_type": self.record_type, "rule": self.rule, "seq": seq, "source": self.source,
-            "version": self.version,
-        })
-
-    def content(self) -> dict[str, Any]:
-        """What the hash covers: every field but the two hashes."""
-        return {
-            "event": self.event, "at": self.at, "connector": self.connector, "counterpart": self.counterpart,
-            "source": self.source, "record_type": self.record_type, "record_id": self.record_id,
-            "version": self.version, "batch_id": self.batch_id, "rule": self.rule, "purpose": self.purpose,
-            "fields": list(self.fields), "masked": list(self.masked), "digest": self.digest, "reason": self.reason,
-            "seq": self.seq,
+            "record_type": self.record_type, "rule": self.rule, "seq": self.seq if seq is None else seq,
+            "source": self.source, "version": self.version,
         }
+
+    def canonical(self, seq: int) -> bytes:
+        """The canonical JSON of ``content(seq)``: sorted keys, no spaces, UTF-8."""
+        return orjson.dumps(self.content(seq))
 
 
 def content_digest(algorithm: str, value: Any) -> str:
