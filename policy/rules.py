@@ -212,11 +212,12 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
     except PolicyDefinitionError as exc:
         raise PolicyDefinitionError(f"共享规则 {rule.id} / sharing rule {rule.id!r}: {exc}") from None
     when = rule.when
+    specificity = when.specificity()
     return CompiledRule(
         rule=rule, region_prefixes=_one_or_many(when.region_prefix), matter_prefixes=_one_or_many(when.matter_prefix),
         subject_kinds=_one_or_many(when.subject_kind), grades=_one_or_many(when.grade),
         fields=_tree(rule.fields) if rule.fields is not None else None, masks=masks, mask_tree=_tree(rule.mask),
-        specificity=when.specificity(), deliver_within=parse_duration(rule.deliver_within)
+        specificity=specificity, deliver_within=parse_duration(rule.deliver_within)
         if rule.deliver_within else None,
-        always=rule.enabled and not rule.valid_from and not rule.valid_until and when.specificity() == 0,
+        always=rule.enabled and not rule.valid_from and not rule.valid_until and specificity == 0,
     )
