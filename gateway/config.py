@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.kinds import ConnectorKind, UnknownKindError, connector_kind
 from gateway.exceptions import ConfigError
 from mappings import CompiledMapping, builtin_mapping, compile_text
 from mappings.definitions import key_line
@@ -23,7 +24,6 @@ from policy import Policy, PolicyDefinitionError, SharingRule, parse_duration
 from policy.rules import known_record_types
 
 __all__ = [
-    "KIND_MAPPINGS",
     "AdminConfig",
     "AuditorConfig",
     "Config",
@@ -34,16 +34,8 @@ __all__ = [
     "resolve_mapping",
 ]
 
-# the mapping a connector of each kind speaks unless it names another
-KIND_MAPPINGS = {
-    "internet_plus": "internet_plus.check_action",
-    "enforcement_oversight": "enforcement_oversight.penalty",
-    "double_random": "double_random.result",
-}
-
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
 _UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
-ConnectorKind = Literal["http_json", "internet_plus", "enforcement_oversight", "double_random", "file_drop"]
 
 
 def parse_size(text: str | int) -> int:
@@ -137,7 +129,7 @@ class ConnectorConfig(_Strict):
 
     id: str = Field(pattern=r"^[a-z0-9-]{2,40}$")
     name: str
-    kind: ConnectorKind = "http_json"
+    kind: str = "http_json"  # a module of connectors.kinds
     department_code: str = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
     region_code: str = Field(pattern=r"^[0-9]{6}$")
     produces: list[str] = Field(default_factory=list)
@@ -147,7 +139,15 @@ class ConnectorConfig(_Strict):
     mapping: str | None = None
     identifiers: Literal["strict", "lenient"] = "strict"
     system_of_record: bool = False
-    watch_dir: str | None = None
+    watch_dir: str | None = None  # file sources: the folder watched for dropped files
+    watch_every: str = "2s"
+    max_file: int = 256 * 1024**2
+    poll_url: str | None = None  # polled sources: the system's API the gateway reads
+    poll_every: str = "1m"
+    poll_cursor: str = "since"  # the query parameter that carries the cursor
+    poll_limit: int = Field(default=500, ge=1, le=10_000)
+    poll_max_pages: int = Field(default=100, ge=1)  # pages one round reads at most
+    poll_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     enabled: bool = True
     max_requests_per_second: float | None = Field(default=None, gt=0)
     push_batch: int = Field(default=100, ge=1, le=10_000)  # records a push carries at most
@@ -158,16 +158,48 @@ class ConnectorConfig(_Strict):
     def _types(cls, value: list[str]) -> list[str]:
         return known_record_types(value)
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        try:
+            connector_kind(value)
+        except UnknownKindError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("watch_every", "poll_every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("max_file", mode="before")
+    @classmethod
+    def _file_size(cls, value: str | int) -> int:
+        return parse_size(value)
+
     @model_validator(mode="after")
-    def _delivery(self) -> ConnectorConfig:
+    def _transports(self) -> ConnectorConfig:
         if self.delivery == "push" and not self.endpoint:
             raise ValueError("delivery = \"push\" needs an endpoint")
+        sources = self.preset.sources
+        if self.watch_dir and "file" not in sources:
+            raise ValueError(f"watch_dir: a {self.kind} connector does not drop files (file_drop or double_random do)")
+        if self.poll_url and "poll" not in sources:
+            raise ValueError(f"poll_url: a {self.kind} connector cannot be polled")
+        if sources == {"file"} and not self.watch_dir:
+            raise ValueError(f"kind = \"{self.kind}\" needs a watch_dir")
         return self
+
+    @property
+    def preset(self) -> ConnectorKind:
+        """The connector's kind: its mappings, and how its records may be fetched."""
+        return connector_kind(self.kind)
 
     @property
     def mapping_name(self) -> str | None:
         """The mapping the connector's own format goes through, if any."""
-        return self.mapping or KIND_MAPPINGS.get(self.kind)
+        return self.mapping or self.preset.mapping
 
     @property
     def region_prefix(self) -> str:

@@ -27,7 +27,7 @@ from tenacity import RetryCallState, stop_after_attempt, stop_after_delay, wait_
 from yarl import URL
 
 from connectors.signing import signature_headers
-from gateway.config import Config, ConnectorConfig
+from gateway.config import Config, ConnectorConfig, resolve_mapping
 from gateway.exchange_log import shared_digest
 from gateway.observability import Metrics
 from gateway.store.model import Due
@@ -82,6 +82,25 @@ class CircuitBreaker:
             self.opened_at = self.clock()
 
 
+def _own_formats(consumer: ConnectorConfig, own: CompiledMapping | None, config: Config) -> dict[
+    str, CompiledMapping
+]:
+    """The mappings that write what ``consumer`` receives in its own format, by record type: its
+    kind's, and the mapping it names itself if that one also writes."""
+    formats = {t: resolve_mapping(name, config.base_dir) for t, name in consumer.preset.outbound.items()}
+    if own is not None and own.reversible:
+        formats[own.record_type] = own
+    return formats
+
+
+def _one_format(sendable: list[tuple[Due, Decision, Shared]], formats: Mapping[str, CompiledMapping]) -> list[
+    tuple[Due, Decision, Shared]
+]:
+    """The deliveries that go in the same format as the first one: one body has one format."""
+    first = formats.get(sendable[0][0].record["record_type"])
+    return [s for s in sendable if formats.get(s[0].record["record_type"]) is first]
+
+
 def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int, max_age: float) -> float | None:
     """When to try a delivery again after ``attempts`` failed ones (epoch seconds), or ``None``
     when it is given up on: tenacity's wait and stop strategies, over state kept in the store."""
@@ -100,8 +119,8 @@ class Deliverer:
         self.config, self.runner, self.metrics = config, runner, metrics
         self._clock = clock
         self.consumers = {c.id: c for c in config.connector if c.delivery == "push" and c.enabled}
-        # the consumers that take their own format: those whose mapping also writes it
-        self.mappings = {c: m for c, m in mappings.items() if c in self.consumers and m.reversible}
+        # what each consumer takes in its own format, by record type (other types go as standard JSON)
+        self.formats = {c.id: _own_formats(c, mappings.get(c.id), config) for c in self.consumers.values()}
         self.breakers = {c: CircuitBreaker() for c in self.consumers}
         self._wakers = {c: asyncio.Event() for c in self.consumers}
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,6 +187,7 @@ class Deliverer:
             await self.runner.call(store.withheld, consumer_id, withheld)
         if not sendable:
             return 0.0
+        sendable = _one_format(sendable, self.formats[consumer_id])  # the others go in the next round
         body, content_type, unmappable = self._encode(consumer, sendable)
         if unmappable:  # no retry can express these in the consumer's format
             await self.runner.call(store.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "
@@ -218,7 +238,7 @@ class Deliverer:
     def _encode(self, consumer: ConnectorConfig, sendable: list[tuple[Due, Decision, Shared]]) -> tuple[
         bytes, str, list[Due]
     ]:
-        mapping = self.mappings.get(consumer.id)
+        mapping = self.formats[consumer.id].get(sendable[0][2].record["record_type"])
         if mapping is None:
             return orjson.dumps([shared.record for _, _, shared in sendable]), CONTENT_TYPES["json"], []
         rows, unmappable = [], []

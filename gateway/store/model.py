@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "StoredRecord"]
+__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "SourceMark", "StoredRecord"]
 
 
 class Incoming(NamedTuple):
@@ -35,6 +35,16 @@ class Quarantined(NamedTuple):
     record_type: str | None
     errors: list[dict[str, str]]
     payload: bytes
+
+
+class SourceMark(NamedTuple):
+    """Where a fetched batch came from, stored in the same transaction as its records, so that a
+    source resumes exactly after what is stored: a polled system's cursor after the page, or a
+    dropped file's digest with its report."""
+
+    name: str  # "cursor", or "file:<sha256 of the file>"
+    value: str
+    label: str  # what the log's ``received`` entry says of the batch's origin (no payload values)
 
 
 class IngestOutcome(NamedTuple):

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from gateway.store.model import Incoming, IngestOutcome, Quarantined
+from gateway.store.model import Incoming, IngestOutcome, Quarantined, SourceMark
 from gateway.store.sqlite import Batch, SQLiteStore
 
 __all__ = ["StoreRunner"]
@@ -39,12 +39,13 @@ class StoreRunner:
         return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))
 
     async def ingest(self, connector: str, batch_id: str, incoming: list[Incoming],
-                     rejected: list[Quarantined]) -> list[IngestOutcome]:
-        """Store one batch, committed together with whatever other batches are waiting."""
+                     rejected: list[Quarantined], mark: SourceMark | None = None) -> list[IngestOutcome]:
+        """Store one batch, committed together with whatever other batches are waiting (a source's
+        ``mark`` in the same transaction)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[IngestOutcome]] = loop.create_future()
         with self._guard:
-            self._pending.append(((connector, batch_id, incoming, rejected), future))
+            self._pending.append(((connector, batch_id, incoming, rejected, mark), future))
             start = not self._draining
             self._draining = True
         if start:

@@ -20,7 +20,8 @@ import orjson
 
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, chain_hash, shared_digest, verify_chain
-from gateway.store.model import Due, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, StoredRecord
+from gateway.store.model import (Due, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, SourceMark,
+                                 StoredRecord)
 from gateway.store.versions import decide
 from policy import Decision, Policy, Shared, local_today
 from policy.rules import LOCAL
@@ -28,7 +29,8 @@ from policy.rules import LOCAL
 __all__ = ["MIGRATIONS", "SQLiteStore", "open_store"]
 
 Clock = Callable[[], dt.datetime]
-Batch = tuple[str, str, list[Incoming], list[Quarantined]]  # connector, batch id, to store, to quarantine
+# connector, batch id, to store, to quarantine, and where a fetched batch came from
+Batch = tuple[str, str, list[Incoming], list[Quarantined], SourceMark | None]
 Change = tuple[int, str, int, str, bytes]  # seq, producing connector, version, record type, payload
 _LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                 "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
@@ -75,6 +77,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE runtime_rules (id TEXT PRIMARY KEY, body TEXT NOT NULL, changed_at TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE runtime_connectors (id TEXT PRIMARY KEY, enabled INTEGER NOT NULL, changed_at TEXT NOT NULL)
         WITHOUT ROWID;
+    """,
+    # 3: how far each polled system and watched folder has been read: a poll cursor, or a file's
+    #    digest with its report; written in the transaction that stores the records
+    """
+    CREATE TABLE source_marks (connector TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+        at TEXT NOT NULL, PRIMARY KEY (connector, name)) WITHOUT ROWID;
     """,
 )
 
@@ -189,11 +197,11 @@ class SQLiteStore:
 
     # ---- ingest -------------------------------------------------------------------------------
 
-    def ingest(self, connector: str, batch_id: str, incoming: list[Incoming], rejected: list[Quarantined]) -> list[
-        IngestOutcome
-    ]:
-        """Store a batch in one transaction: versions decided, quarantine filled, log appended."""
-        return self.ingest_many([(connector, batch_id, incoming, rejected)])[0]
+    def ingest(self, connector: str, batch_id: str, incoming: list[Incoming], rejected: list[Quarantined],
+               mark: SourceMark | None = None) -> list[IngestOutcome]:
+        """Store a batch in one transaction: versions decided, quarantine filled, log appended, and
+        the source's ``mark`` (cursor or file) saved with it."""
+        return self.ingest_many([(connector, batch_id, incoming, rejected, mark)])[0]
 
     def ingest_many(self, batches: list[Batch]) -> list[
         list[IngestOutcome]
@@ -213,15 +221,18 @@ class SQLiteStore:
 
     def _ingest_batch(self, db: sqlite3.Connection, at: str, next_seq: int, batch: Batch,
                       stored: list[Change]) -> tuple[list[IngestOutcome], int]:
-        connector, batch_id, incoming, rejected = batch
+        connector, batch_id, incoming, rejected, mark = batch
         known = self._current(db, connector, [i.record_id for i in incoming])
         outcomes: list[IngestOutcome] = []
         changes: list[tuple[Any, ...]] = []
         entries: list[LogEntry] = []
         quarantine: list[tuple[Any, ...]] = []
         # one entry for the batch's arrival, then one for what became of each record
+        origin = f" from {mark.label}" if mark is not None else ""
         entries.append(LogEntry("received", at, connector=connector, source=connector, batch_id=batch_id,
-                                reason=f"{len(incoming) + len(rejected)} records"))
+                                reason=f"{len(incoming) + len(rejected)} records{origin}"))
+        if mark is not None:
+            db.execute("INSERT OR REPLACE INTO source_marks VALUES (?,?,?,?)", (connector, mark.name, mark.value, at))
         for item in incoming:
             verdict = decide(known.get(item.record_id), item.version, item.digest)
             if verdict.status == "accepted":
@@ -281,6 +292,12 @@ class SQLiteStore:
         return found
 
     # ---- routing ------------------------------------------------------------------------------
+
+    def source_mark(self, connector: str, name: str) -> str | None:
+        """The value a source saved under ``name`` with its last batch (``None``: never)."""
+        row = self._db.execute("SELECT value FROM source_marks WHERE connector = ? AND name = ?",
+                               (connector, name)).fetchone()
+        return None if row is None else str(row[0])
 
     def set_policy(self, policy: Policy) -> int:
         """Route with ``policy`` from now on; first route whatever was stored without one. Returns how

@@ -117,7 +117,7 @@ def test_mapping_test_runs_the_builtin_examples(capsys: pytest.CaptureFixture[st
     """Without names every built-in mapping's examples run, and all pass."""
     code, out, _ = _run(capsys, "mapping", "test")
     assert code == 0
-    assert "9 passed, 0 failed" in out
+    assert "12 passed, 0 failed" in out
 
 
 def test_schemas_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
