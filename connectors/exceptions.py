@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from schemas.exceptions import InputError, RetriableError
+from schemas.exceptions import ConfigurationError, InputError, RetriableError
 
-__all__ = ["GatewayBusyError", "GatewayRefusedError", "GatewayUnreachableError"]
+__all__ = ["GatewayBusyError", "GatewayRefusedError", "GatewayUnreachableError", "UnknownKindError"]
 
 
 class GatewayRefusedError(InputError):
@@ -25,3 +25,7 @@ class GatewayBusyError(RetriableError):
 
 class GatewayUnreachableError(RetriableError):
     """No answer from the gateway (connection refused, reset, timed out)."""
+
+
+class UnknownKindError(ConfigurationError):
+    """A configuration names a connector kind that no module of ``connectors.kinds`` defines."""

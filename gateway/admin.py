@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, STORE, connectors_in_force, error, json_response
+from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, SOURCES, STORE, connectors_in_force, error, json_response
 from gateway.store import SQLiteStore
 from policy import PolicyDefinitionError, SharingRule, local_today
 
@@ -30,11 +30,18 @@ ADMIN_ROUTES = ("admin_connectors", "admin_connector_disable", "admin_connector_
 
 
 async def connectors(request: web.Request) -> web.Response:
-    """GET /v1/admin/connectors: the registered connectors as in force (no secrets)."""
+    """GET /v1/admin/connectors: the registered connectors as in force (no secrets), with what each
+    polled system or watched folder last did."""
     fields = {"id", "name", "kind", "department_code", "region_code", "produces", "consumes", "delivery", "endpoint",
               "mapping", "system_of_record", "enabled"}
-    return json_response({"connectors": [c.model_dump(include=fields)
-                                         for c in connectors_in_force(request.app).values()]})
+    sources = request.app[SOURCES].status() if SOURCES in request.app else {}
+    listed = []
+    for connector in connectors_in_force(request.app).values():
+        entry = connector.model_dump(include=fields)
+        if connector.id in sources:
+            entry["source"] = sources[connector.id].as_dict()
+        listed.append(entry)
+    return json_response({"connectors": listed})
 
 
 async def connector_disable(request: web.Request) -> web.Response:

@@ -24,12 +24,25 @@ from gateway.delivery import Deliverer
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
 from gateway.exchange_log import LogEntry
 from gateway.ingest import BodyError, RecordPreparer
-from gateway.keys import BODY, CLOCK, CONFIG, DELIVERER, IDENTITY, METRICS, STORE, Clock, connectors_in_force, error
+from gateway.keys import (
+    BODY,
+    CLOCK,
+    CONFIG,
+    DELIVERER,
+    IDENTITY,
+    METRICS,
+    SOURCES,
+    STORE,
+    Clock,
+    connectors_in_force,
+    error,
+)
 from gateway.keys import json_response as _json
 from gateway.observability import Metrics, new_id
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
+from gateway.sources import Sources
 from gateway.store import LogFilter, open_store
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
@@ -388,9 +401,13 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         mappings: dict[str, CompiledMapping] = app[MAPPINGS]
         deliverer = Deliverer(config, runner, app[METRICS], mappings, clock=app[CLOCK])
         app[DELIVERER] = deliverer
+        sources = Sources(config, runner, app[PREPARER], mappings, clock=app[CLOCK])
+        app[SOURCES] = sources
         if deliver:
             deliverer.start()
+            sources.start()
         yield
+        await sources.stop()
         await deliverer.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -432,7 +449,8 @@ def _add_routes(r: web.UrlDispatcher) -> None:
 def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,
                store: StoreRunner | None = None, deliver: bool = True) -> web.Application:
     """The gateway application for ``config``; the store is opened on start-up unless given. With
-    ``deliver=False`` push deliveries wait until ``app[DELIVERER].deliver_once`` is called."""
+    ``deliver=False`` nothing runs in the background: push deliveries wait until
+    ``app[DELIVERER].deliver_once`` is called, sources until ``app[SOURCES]`` is driven."""
     app = web.Application(middlewares=[observe, authenticate], client_max_size=config.gateway.max_body)
     app[CONFIG] = config
     app[CLOCK] = clock

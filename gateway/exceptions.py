@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from schemas.exceptions import ConfigurationError, FatalError, RetriableError
+from schemas.exceptions import ConfigurationError, FatalError, InputError, RetriableError
 
-__all__ = ["ConfigError", "LogIntegrityError", "ReadLimitError", "StoreUnavailableError"]
+__all__ = ["ConfigError", "LogIntegrityError", "ReadLimitError", "SourceError", "SourceUnavailableError",
+           "StoreUnavailableError"]
 
 
 class ConfigError(ConfigurationError):
@@ -26,3 +27,11 @@ class ReadLimitError(RetriableError):
         super().__init__(f"今日读取次数已达上限 {per_day} / the agreement allows {per_day} inbox reads a day; "
                          f"retry after {retry_after} s")
         self.per_day, self.retry_after = per_day, retry_after
+
+
+class SourceError(InputError):
+    """What a polled system answered, or a dropped file holds, cannot be taken (the reason says why)."""
+
+
+class SourceUnavailableError(RetriableError):
+    """A polled system did not answer usefully now (timeout, refused connection, 5xx, 429)."""

@@ -115,9 +115,11 @@ class RecordPreparer:
         self.defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
 
     def prepare(self, connector: ConnectorConfig, mapping: CompiledMapping | None, body: bytes, content_type: str,
-                received_at: str) -> Prepared:
-        """Parse, map, validate and normalise every record of one request."""
+                received_at: str, *, whole: bool = False, max_records: int | None = None) -> Prepared:
+        """Parse, map, validate and normalise every record of one request. With ``whole`` (a file
+        taken as a unit) any unreadable part refuses the whole body: it may be truncated."""
         kind = content_kind(content_type)
+        max_records = max_records or self.max_records
         source_format = "json" if kind == "ndjson" else kind
         use_mapping = mapping if mapping is not None and mapping.format == source_format else None
         validator = self.validators[connector.identifiers]
@@ -125,11 +127,11 @@ class RecordPreparer:
                   "region_code": connector.region_code}
         incoming, rejected = [], []
         for count, item in enumerate(_source_items(body, kind, use_mapping), 1):
-            if count > self.max_records:
-                raise BodyError(413, "too_many_records", f"一批最多 {self.max_records} 条记录 / at most "
-                                f"{self.max_records} records a batch")
-            if _whole_body_error(item, kind):
-                raise BodyError(400, "malformed", f"无法解析请求体 / the body cannot be parsed: {item.error}")
+            if count > max_records:
+                raise BodyError(413, "too_many_records", f"一批最多 {max_records} 条记录 / at most "
+                                f"{max_records} records a batch")
+            if item.error is not None and (whole or _whole_body_error(item, kind)):
+                raise BodyError(400, "malformed", f"无法解析 / cannot be parsed: {item.where}: {item.error}")
             record, verdict = self._check(item, use_mapping, validator, connector)
             if not verdict.ok:
                 rejected.append(self._quarantined(item, record, verdict))

@@ -12,15 +12,17 @@ from gateway.config import Config, ConnectorConfig
 from gateway.delivery import Deliverer
 from gateway.observability import Metrics
 from gateway.security import Identity
+from gateway.sources import Sources
 from gateway.store.runner import StoreRunner
 
-__all__ = ["BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "METRICS", "STORE", "Clock", "connectors_in_force",
-           "error", "json_response"]
+__all__ = ["BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "METRICS", "SOURCES", "STORE", "Clock",
+           "connectors_in_force", "error", "json_response"]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", StoreRunner)
 METRICS = web.AppKey("metrics", Metrics)
 DELIVERER = web.AppKey("deliverer", Deliverer)
+SOURCES = web.AppKey("sources", Sources)
 Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 IDENTITY = web.RequestKey("identity", Identity)

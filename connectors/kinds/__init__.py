@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
+from connectors.exceptions import UnknownKindError
+
 __all__ = ["ConnectorKind", "UnknownKindError", "connector_kind", "kind_names"]
-
-
-class UnknownKindError(LookupError):
-    """A configuration names a kind that no module defines."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,16 @@ import orjson
 
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, chain_hash, shared_digest, verify_chain
-from gateway.store.model import (Due, InboxPage, Incoming, IngestOutcome, LogFilter, Quarantined, SourceMark,
-                                 StoredRecord)
+from gateway.store.model import (
+    Due,
+    InboxPage,
+    Incoming,
+    IngestOutcome,
+    LogFilter,
+    Quarantined,
+    SourceMark,
+    StoredRecord,
+)
 from gateway.store.versions import decide
 from policy import Decision, Policy, Shared, local_today
 from policy.rules import LOCAL

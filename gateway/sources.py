@@ -1,0 +1,379 @@
+"""Sources the gateway fetches itself: systems it polls, and folders where systems drop files.
+
+Both hand what they fetch to the same preparer and store as a push does, and store with each batch
+a ``SourceMark`` in the same transaction — the cursor after a polled page, the digest of a file —
+so that after a crash a source resumes exactly after what is stored: nothing skipped, nothing
+taken twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from yarl import URL
+
+from connectors.signing import signature_headers
+from gateway.config import Config, ConnectorConfig
+from gateway.exceptions import SourceError, SourceUnavailableError
+from gateway.exchange_log import LogEntry
+from gateway.ingest import BodyError, RecordPreparer
+from gateway.observability import new_id
+from gateway.store.model import IngestOutcome, SourceMark
+from gateway.store.runner import StoreRunner
+from mappings import CompiledMapping
+from policy import parse_duration
+
+__all__ = ["FILE_TYPES", "NEXT_CURSOR_HEADER", "FileDrop", "SourcePoller", "SourceStatus", "Sources"]
+
+log = structlog.get_logger("supex.sources")
+
+Sleep = Callable[[float], Awaitable[None]]
+NEXT_CURSOR_HEADER = "X-Supex-Next-Cursor"
+FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "application/x-ndjson",
+              ".jsonl": "application/x-ndjson", ".xml": "application/xml"}
+_UNFINISHED = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp")  # still being written
+_MAX_FILE_RECORDS = 1_000_000
+_MAX_CURSOR = 1000
+
+
+@dataclass
+class SourceStatus:
+    """What a source last did, for the admin API: when, how much, and what went wrong."""
+
+    kind: str  # poll | file
+    last_run: str | None = None
+    last_error: str | None = None
+    records: int = 0  # records taken since the gateway started
+    files: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The status as JSON."""
+        out = asdict(self)
+        if self.kind != "file":
+            del out["files"]
+        return out
+
+
+def _counts(outcomes: list[IngestOutcome]) -> dict[str, int]:
+    counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return counts
+
+
+class _Source:
+    """What polling and file dropping share: the connector, its mapping, the preparer, the store."""
+
+    kind = ""
+
+    def __init__(self, connector: ConnectorConfig, runner: StoreRunner, preparer: RecordPreparer,
+                 mapping: CompiledMapping | None) -> None:
+        self.connector, self.runner, self.preparer, self.mapping = connector, runner, preparer, mapping
+        self.status = SourceStatus(self.kind)
+
+    async def _prepare_and_store(self, batch_id: str, body: bytes, content_type: str, mark: SourceMark | None, *,
+                                 whole: bool) -> list[IngestOutcome]:
+        received_at = self.runner.store.now()
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(None, lambda: self.preparer.prepare(
+            self.connector, self.mapping, body, content_type, received_at, whole=whole,
+            max_records=_MAX_FILE_RECORDS if whole else None))
+        outcomes = await self.runner.ingest(self.connector.id, batch_id, prepared.incoming, prepared.rejected, mark)
+        self.status.records += len(outcomes)
+        return outcomes
+
+
+
+# ---- polling --------------------------------------------------------------------------------------
+
+
+class SourcePoller(_Source):
+    """Reads a system's API page by page from the stored cursor: ``GET poll_url?since=C&limit=N``,
+    signed with the connector's secret. The answer is the system's own format; the next cursor
+    comes in the ``X-Supex-Next-Cursor`` header or, in a JSON object, its ``next`` member. A page
+    without a new cursor, or without records, ends the round."""
+
+    kind = "poll"
+
+    def __init__(self, connector: ConnectorConfig, runner: StoreRunner, preparer: RecordPreparer,
+                 mapping: CompiledMapping | None, secret: str, *, session: aiohttp.ClientSession,
+                 clock: Callable[[], float], sleep: Sleep = asyncio.sleep, attempts: int = 3) -> None:
+        super().__init__(connector, runner, preparer, mapping)
+        assert connector.poll_url is not None
+        self.url = URL(connector.poll_url)
+        self._secret, self._session, self._clock, self._sleep, self._attempts = secret, session, clock, sleep, attempts
+
+    @property
+    def every(self) -> float:
+        """Seconds between rounds."""
+        return float(parse_duration(self.connector.poll_every))
+
+    async def poll_once(self) -> int:
+        """One round: pages from the stored cursor until the system has no more (or ``poll_max_pages``);
+        returns the records taken. ``SourceError`` if the system could not be read; what was stored
+        before stays stored, with its cursor."""
+        store, connector = self.runner.store, self.connector
+        cursor = await self.runner.call(store.source_mark, connector.id, "cursor")
+        taken = 0
+        self.status.last_run = store.now()
+        try:
+            for _ in range(connector.poll_max_pages):
+                body, content_type, after = await self._fetch(cursor)
+                if after is not None and after == cursor and _has_records(body, content_type):
+                    raise SourceError(f"系统重复返回游标 {cursor!r} / the system answered the cursor it was given "
+                                    f"({cursor!r}) with records again: it would be read forever, so the round stops")
+                mark = None
+                if after is not None and after != cursor:
+                    mark = SourceMark("cursor", after, f"poll after cursor {cursor or '(start)'}")
+                if mark is not None or _has_records(body, content_type):
+                    outcomes = await self._prepare_and_store(new_id(), body, content_type, mark, whole=False)
+                    taken += len(outcomes)
+                if mark is None:
+                    break
+                cursor = mark.value
+            else:
+                log.warning("poll_round_limit", connector=connector.id, pages=connector.poll_max_pages,
+                            hint="the rest is read in the next round")
+        except BodyError as exc:
+            self.status.last_error = f"{cursor or '(start)'} 之后的一页无法解析 / the page after cursor " \
+                                     f"{cursor or '(start)'} cannot be read: {exc.message}"
+            raise SourceError(self.status.last_error) from None
+        except SourceError as exc:
+            self.status.last_error = str(exc)
+            raise
+        self.status.last_error = None
+        return taken
+
+    async def _fetch(self, cursor: str | None) -> tuple[bytes, str, str | None]:
+        retrying = AsyncRetrying(stop=stop_after_attempt(self._attempts), sleep=self._sleep, reraise=True,
+                                 wait=wait_exponential_jitter(initial=1, max=30),
+                                 retry=retry_if_exception_type(SourceUnavailableError))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._get(cursor)
+        except SourceUnavailableError as exc:
+            raise SourceError(f"{exc} (after {self._attempts} attempts)") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get(self, cursor: str | None) -> tuple[bytes, str, str | None]:
+        query = {self.connector.poll_cursor: cursor} if cursor is not None else {}
+        url = self.url.update_query({**query, "limit": str(self.connector.poll_limit)})
+        headers = signature_headers(self.connector.id, self._secret, "GET", url.raw_path_qs, b"", now=self._clock)
+        timeout = aiohttp.ClientTimeout(total=self.connector.poll_timeout_seconds)
+        try:
+            async with self._session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as answer:
+                body = await answer.read()
+                status, content_type = answer.status, answer.headers.get("Content-Type", "")
+                after = answer.headers.get(NEXT_CURSOR_HEADER)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SourceUnavailableError(f"无法读取 {self.url} / cannot read {self.url}: "
+                                         f"{type(exc).__name__} {exc}".strip()) from None
+        if status in (429, 500, 502, 503, 504):
+            raise SourceUnavailableError(f"系统暂不可用 / {self.url} answered {status}")
+        if status != 200:
+            raise SourceError(f"系统拒绝 / {self.url} answered {status}")
+        main = content_type.split(";", 1)[0].strip().lower()
+        if main == "text/html" or body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+            raise SourceError(f"系统返回了网页而不是数据 / {self.url} answered an HTML page, not records "
+                            "(a login or error page?)")
+        if after is None and main == "application/json":
+            after = _json_next(body)
+        if after is not None and (not after or len(after) > _MAX_CURSOR):
+            raise SourceError(f"游标无效 / {self.url} gave an unusable cursor (empty or over {_MAX_CURSOR} characters)")
+        return body, content_type, after
+
+
+def _json_next(body: bytes) -> str | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # the preparer says what is wrong with it
+    after = value.get("next") if isinstance(value, dict) else None
+    return None if after is None else str(after)
+
+
+def _has_records(body: bytes, content_type: str) -> bool:
+    """Whether a page holds anything: an empty JSON list (or ``records: []``) is the end."""
+    if not body.strip():
+        return False
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        with contextlib.suppress(orjson.JSONDecodeError):
+            value = orjson.loads(body)
+            if isinstance(value, dict):
+                value = next((v for v in value.values() if isinstance(v, list)), value)
+            return bool(value != [])
+    return True
+
+
+# ---- file drop ------------------------------------------------------------------------------------
+
+
+class FileDrop(_Source):
+    """Watches ``watch_dir``: each file, once it has stopped growing, is ingested as a unit and moved
+    to ``done/`` with a report of every record, or to ``failed/`` with the reason. Names starting
+    with a dot or ending like a partial download (``.tmp``, ``.part``…) are left alone, so a
+    system that writes a file under a temporary name and renames it is never read half-written."""
+
+    kind = "file"
+
+    def __init__(self, connector: ConnectorConfig, runner: StoreRunner, preparer: RecordPreparer,
+                 mapping: CompiledMapping | None, base_dir: Path) -> None:
+        super().__init__(connector, runner, preparer, mapping)
+        assert connector.watch_dir is not None
+        self.folder = base_dir / connector.watch_dir
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    @property
+    def every(self) -> float:
+        """Seconds between looks at the folder."""
+        return float(parse_duration(self.connector.watch_every))
+
+    async def scan_once(self) -> list[dict[str, Any]]:
+        """Take every file that has not changed since the last look; their reports."""
+        self.status.last_run = self.runner.store.now()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            entries = [p for p in self.folder.iterdir() if p.is_file() and _finished(p.name)]
+        except OSError as exc:
+            self.status.last_error = f"无法读取目录 / cannot read the folder {self.folder}: {exc}"
+            raise
+        seen, settled = {}, []
+        for path in sorted(entries):
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                seen[path.name] = (stat.st_size, stat.st_mtime_ns)
+                if self._seen.get(path.name) == seen[path.name]:
+                    settled.append(path)
+        self._seen = seen
+        reports = []
+        for path in settled:
+            reports.append(await self.take(path))
+            self._seen.pop(path.name, None)
+        return reports
+
+    async def take(self, path: Path) -> dict[str, Any]:
+        """Ingest one file as a unit and move it to ``done/`` or ``failed/``; its report."""
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, self._read, path)
+            report = await self._ingest(path.name, data)
+        except SourceError as exc:
+            store = self.runner.store
+            entry = LogEntry("rejected", store.now(), connector=self.connector.id, source=self.connector.id,
+                             reason=f"file {path.name}: {exc}")
+            await self.runner.call(store.append_log, [entry])
+            report = {"file": path.name, "status": "failed", "error": str(exc)}
+            self._move(path, "failed", report)
+            self.status.files["failed"] += 1
+            self.status.last_error = f"{path.name}: {exc}"
+            log.warning("file_failed", connector=self.connector.id, file=path.name, reason=str(exc))
+            return report
+        self._move(path, "done", report)
+        self.status.files["done"] += 1
+        log.info("file_done", connector=self.connector.id, file=path.name, records=report.get("records"))
+        return report
+
+    def _read(self, path: Path) -> bytes:
+        size = path.stat().st_size
+        if size > self.connector.max_file:
+            raise SourceError(f"文件过大 / the file has {size} bytes, more than max_file ({self.connector.max_file})")
+        return path.read_bytes()
+
+    async def _ingest(self, name: str, data: bytes) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        store = self.runner.store
+        earlier = await self.runner.call(store.source_mark, self.connector.id, f"file:{digest}")
+        if earlier is not None:  # taken before (the same bytes again, or a crash before the move)
+            return {**orjson.loads(earlier), "file": name, "status": "already_ingested",
+                    "note": "同样内容的文件已经接收过，未再次接收 / a file with the same content was ingested before; "
+                            "nothing was taken again"}
+        content_type = FILE_TYPES.get(Path(name).suffix.lower())
+        if content_type is None:
+            raise SourceError(f"不支持的文件类型 / unsupported file type {Path(name).suffix or '(none)'!r}: "
+                               f"use {', '.join(FILE_TYPES)}")
+        if content_type != "text/csv":
+            data = data.removeprefix(b"\xef\xbb\xbf")
+        if not data.strip():
+            raise SourceError("空文件 / the file is empty")
+        batch_id = new_id()
+        summary = {"file": name, "sha256": digest, "bytes": len(data), "batch_id": batch_id, "received_at": store.now()}
+        mark = SourceMark(f"file:{digest}", orjson.dumps(summary).decode(), f"file {name}")
+        try:
+            outcomes = await self._prepare_and_store(batch_id, data, content_type, mark, whole=True)
+        except BodyError as exc:
+            raise SourceError(exc.message) from None
+        return {**summary, "status": "done", "records": len(outcomes), **_counts(outcomes),
+                "results": [o.as_dict() for o in outcomes]}
+
+    def _move(self, path: Path, to: str, report: dict[str, Any]) -> None:
+        folder = self.folder / to
+        folder.mkdir(exist_ok=True)
+        target = folder / path.name
+        if target.exists():
+            target = folder / f"{path.stem}.{new_id()}{path.suffix}"
+        path.replace(target)
+        target.with_name(target.name + ".report.json").write_bytes(
+            orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
+def _finished(name: str) -> bool:
+    return not name.startswith((".", "~")) and not name.lower().endswith(_UNFINISHED)
+
+
+# ---- running them ---------------------------------------------------------------------------------
+
+
+class Sources:
+    """One task per polled system and per watched folder."""
+
+    def __init__(self, config: Config, runner: StoreRunner, preparer: RecordPreparer,
+                 mappings: dict[str, CompiledMapping], *, clock: Callable[[], float],
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self._session = session or aiohttp.ClientSession()
+        self._own_session = session is None
+        self.pollers = {c.id: SourcePoller(c, runner, preparer, mappings.get(c.id), config.secrets[c.id],
+                                           session=self._session, clock=clock)
+                        for c in config.connector if c.poll_url and c.enabled}
+        self.drops = {c.id: FileDrop(c, runner, preparer, mappings.get(c.id), config.base_dir)
+                      for c in config.connector if c.watch_dir and c.enabled}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def status(self) -> dict[str, SourceStatus]:
+        """Each source's status by connector."""
+        return {**{c: p.status for c, p in self.pollers.items()}, **{c: d.status for c, d in self.drops.items()}}
+
+    def start(self) -> None:
+        """Start polling and watching."""
+        self._tasks = [asyncio.create_task(self._every(p.every, p.poll_once, c), name=f"poll-{c}")
+                       for c, p in self.pollers.items()]
+        self._tasks += [asyncio.create_task(self._every(d.every, d.scan_once, c), name=f"watch-{c}")
+                        for c, d in self.drops.items()]
+
+    async def stop(self) -> None:
+        """Stop the tasks; a batch being stored is stored, with its mark, or not at all."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._own_session:
+            await self._session.close()
+
+    @staticmethod
+    async def _every(seconds: float, round_: Callable[[], Awaitable[object]], connector: str) -> None:
+        while True:
+            try:
+                await round_()
+            except Exception as exc:  # noqa: BLE001 - reported in the status and log; tried again next round
+                log.warning("source_round_failed", connector=connector, reason=str(exc))
+            await asyncio.sleep(seconds)
