@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac as std_hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -24,6 +24,7 @@ __all__ = [
     "body_digest",
     "sign",
     "signature_headers",
+    "signature_problem",
     "signatures_match",
 ]
 
@@ -71,3 +72,23 @@ def signature_headers(key: str, secret: str, method: str, path_and_query: str, b
     if algorithm != "hmac-sha256":
         headers[HEADER_ALGORITHM] = algorithm
     return headers
+
+
+def signature_problem(headers: Mapping[str, str], method: str, path_and_query: str, body: bytes, *, key: str,
+                      secret: str, now: float, skew: int = 300) -> str | None:
+    """Why a request is not signed as ``key`` with ``secret`` (``None``: it is). For receivers of
+    the gateway's pushes and polls; the nonce's uniqueness is the receiver's to track."""
+    if headers.get(HEADER_KEY) != key:
+        return f"key {headers.get(HEADER_KEY)!r} is not {key!r}"
+    algorithm = headers.get(HEADER_ALGORITHM, "hmac-sha256").lower()
+    if algorithm not in ALGORITHMS:
+        return f"unsupported algorithm {algorithm!r}"
+    timestamp, nonce = headers.get(HEADER_TIMESTAMP, ""), headers.get(HEADER_NONCE, "")
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > skew:
+        return f"timestamp missing or more than {skew} s off"
+    if len(nonce) < 16:
+        return "nonce shorter than 16 characters"
+    expected = sign(secret, method, path_and_query, timestamp, nonce, body, algorithm=algorithm)
+    if not signatures_match(expected, headers.get(HEADER_SIGNATURE, "")):
+        return "wrong signature"
+    return None

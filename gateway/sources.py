@@ -22,23 +22,23 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from yarl import URL
 
+from connectors.kinds import NEXT_CURSOR_HEADER
 from connectors.signing import signature_headers
 from gateway.config import Config, ConnectorConfig
-from gateway.exceptions import SourceError, SourceUnavailableError
+from gateway.exceptions import ConfigError, SourceError, SourceUnavailableError
 from gateway.exchange_log import LogEntry
-from gateway.ingest import BodyError, RecordPreparer
+from gateway.ingest import BodyError, Prepared, RecordPreparer
 from gateway.observability import new_id
 from gateway.store.model import IngestOutcome, SourceMark
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 from policy import parse_duration
 
-__all__ = ["FILE_TYPES", "NEXT_CURSOR_HEADER", "FileDrop", "SourcePoller", "SourceStatus", "Sources"]
+__all__ = ["FILE_TYPES", "FileDrop", "SourcePoller", "SourceStatus", "Sources"]
 
 log = structlog.get_logger("supex.sources")
 
 Sleep = Callable[[float], Awaitable[None]]
-NEXT_CURSOR_HEADER = "X-Supex-Next-Cursor"
 FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "application/x-ndjson",
               ".jsonl": "application/x-ndjson", ".xml": "application/xml"}
 _UNFINISHED = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp")  # still being written
@@ -81,17 +81,16 @@ class _Source:
         self.connector, self.runner, self.preparer, self.mapping = connector, runner, preparer, mapping
         self.status = SourceStatus(self.kind)
 
-    async def _prepare_and_store(self, batch_id: str, body: bytes, content_type: str, mark: SourceMark | None, *,
-                                 whole: bool) -> list[IngestOutcome]:
+    async def _prepare(self, body: bytes, content_type: str, *, whole: bool) -> Prepared:
         received_at = self.runner.store.now()
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(None, lambda: self.preparer.prepare(
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.preparer.prepare(
             self.connector, self.mapping, body, content_type, received_at, whole=whole,
             max_records=_MAX_FILE_RECORDS if whole else None))
+
+    async def _store(self, batch_id: str, prepared: Prepared, mark: SourceMark | None) -> list[IngestOutcome]:
         outcomes = await self.runner.ingest(self.connector.id, batch_id, prepared.incoming, prepared.rejected, mark)
         self.status.records += len(outcomes)
         return outcomes
-
 
 
 # ---- polling --------------------------------------------------------------------------------------
@@ -129,15 +128,16 @@ class SourcePoller(_Source):
         try:
             for _ in range(connector.poll_max_pages):
                 body, content_type, after = await self._fetch(cursor)
-                if after is not None and after == cursor and _has_records(body, content_type):
+                prepared = await self._prepare(body, content_type, whole=False)
+                count = len(prepared.incoming) + len(prepared.rejected)
+                if after is not None and after == cursor and count:
                     raise SourceError(f"系统重复返回游标 {cursor!r} / the system answered the cursor it was given "
-                                    f"({cursor!r}) with records again: it would be read forever, so the round stops")
+                                      f"({cursor!r}) with records again: it would be read forever, so the round stops")
                 mark = None
                 if after is not None and after != cursor:
                     mark = SourceMark("cursor", after, f"poll after cursor {cursor or '(start)'}")
-                if mark is not None or _has_records(body, content_type):
-                    outcomes = await self._prepare_and_store(new_id(), body, content_type, mark, whole=False)
-                    taken += len(outcomes)
+                if mark is not None or count:
+                    taken += len(await self._store(new_id(), prepared, mark))
                 if mark is None:
                     break
                 cursor = mark.value
@@ -182,7 +182,8 @@ class SourcePoller(_Source):
         if status in (429, 500, 502, 503, 504):
             raise SourceUnavailableError(f"系统暂不可用 / {self.url} answered {status}")
         if status != 200:
-            raise SourceError(f"系统拒绝 / {self.url} answered {status}")
+            said = body[:200].decode("utf-8", errors="replace").strip()
+            raise SourceError(f"系统拒绝 / {self.url} answered {status}" + (f": {said}" if said else ""))
         main = content_type.split(";", 1)[0].strip().lower()
         if main == "text/html" or body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
             raise SourceError(f"系统返回了网页而不是数据 / {self.url} answered an HTML page, not records "
@@ -203,19 +204,6 @@ def _json_next(body: bytes) -> str | None:
     return None if after is None else str(after)
 
 
-def _has_records(body: bytes, content_type: str) -> bool:
-    """Whether a page holds anything: an empty JSON list (or ``records: []``) is the end."""
-    if not body.strip():
-        return False
-    if content_type.split(";", 1)[0].strip().lower() == "application/json":
-        with contextlib.suppress(orjson.JSONDecodeError):
-            value = orjson.loads(body)
-            if isinstance(value, dict):
-                value = next((v for v in value.values() if isinstance(v, list)), value)
-            return bool(value != [])
-    return True
-
-
 # ---- file drop ------------------------------------------------------------------------------------
 
 
@@ -232,6 +220,11 @@ class FileDrop(_Source):
         super().__init__(connector, runner, preparer, mapping)
         assert connector.watch_dir is not None
         self.folder = base_dir / connector.watch_dir
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"连接器 {connector.id} 的监视目录无法创建 / cannot create the watch_dir of "
+                              f"{connector.id!r}: {exc}") from None
         self._seen: dict[str, tuple[int, int]] = {}
 
     @property
@@ -243,7 +236,6 @@ class FileDrop(_Source):
         """Take every file that has not changed since the last look; their reports."""
         self.status.last_run = self.runner.store.now()
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             entries = [p for p in self.folder.iterdir() if p.is_file() and _finished(p.name)]
         except OSError as exc:
             self.status.last_error = f"无法读取目录 / cannot read the folder {self.folder}: {exc}"
@@ -309,9 +301,10 @@ class FileDrop(_Source):
         summary = {"file": name, "sha256": digest, "bytes": len(data), "batch_id": batch_id, "received_at": store.now()}
         mark = SourceMark(f"file:{digest}", orjson.dumps(summary).decode(), f"file {name}")
         try:
-            outcomes = await self._prepare_and_store(batch_id, data, content_type, mark, whole=True)
+            prepared = await self._prepare(data, content_type, whole=True)
         except BodyError as exc:
             raise SourceError(exc.message) from None
+        outcomes = await self._store(batch_id, prepared, mark)
         return {**summary, "status": "done", "records": len(outcomes), **_counts(outcomes),
                 "results": [o.as_dict() for o in outcomes]}
 

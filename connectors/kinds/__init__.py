@@ -14,7 +14,10 @@ from functools import cache
 
 from connectors.exceptions import UnknownKindError
 
-__all__ = ["ConnectorKind", "UnknownKindError", "connector_kind", "kind_names"]
+__all__ = ["NEXT_CURSOR_HEADER", "ConnectorKind", "UnknownKindError", "connector_kind", "kind_names"]
+
+# a polled system names the cursor after its page in this header (or a JSON page in its "next" member)
+NEXT_CURSOR_HEADER = "X-Supex-Next-Cursor"
 
 
 @dataclass(frozen=True)

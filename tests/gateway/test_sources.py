@@ -1,0 +1,417 @@
+"""Sources the gateway fetches itself: folders where files are dropped, and systems it polls
+(the simulators of ``connectors.testing`` playing the systems). Nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from connectors.testing import DepartmentSimulator, EnforcementOversightSimulator, InternetPlusSimulator
+from gateway.app import create_app
+from gateway.config import Config, load_config
+from gateway.exceptions import ConfigError, SourceError
+from gateway.keys import SOURCES, STORE
+from gateway.sources import FileDrop, SourcePoller
+from gateway.store.model import SourceMark
+from tests.conftest import DATA
+from tests.gateway.conftest import ADMIN_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
+
+MORE_SECRETS = {"drop": "secret-drop-0123456789abcdef", "xdrop": "secret-xdrop-0123456789abcde",
+                "sdrop": "secret-sdrop-0123456789abcde", "pip": "secret-pip-0123456789abcdefg",
+                "peo": "secret-peo-0123456789abcdefg", "pdept": "secret-pdept-0123456789abcde", "odd": "secret-odd-0123456789abcdefg",
+                "dr2": "secret-dr2-0123456789abcdefg"}
+DROPS = """
+[[connector]]
+id = "drop"
+name = "双随机平台导出目录"
+kind = "file_drop"
+mapping = "double_random.result"
+department_code = "11370000FT2JP7NQ02"
+region_code = "370000"
+produces = ["inspection"]
+watch_dir = "drop/dr"
+
+[[connector]]
+id = "xdrop"
+name = "执法监督导出目录"
+kind = "file_drop"
+mapping = "enforcement_oversight.penalty"
+department_code = "11370000JUCCNBB658"
+region_code = "370000"
+produces = ["penalty"]
+watch_dir = "drop/eo"
+
+[[connector]]
+id = "sdrop"
+name = "标准记录目录"
+kind = "file_drop"
+department_code = "11370000FE1KM2U90Y"
+region_code = "370000"
+produces = ["inspection"]
+watch_dir = "drop/std"
+"""
+
+
+def _load(tmp_path: Path, extra: str) -> Config:
+    path = tmp_path / "supex.toml"
+    path.write_text(CONFIG_TEXT + extra, encoding="utf-8")
+    env = {f"SUPEX_SECRET_{k.upper()}": v for k, v in {**SECRETS, **MORE_SECRETS}.items()}
+    return load_config(path, environ=env)
+
+
+Client = Callable[[Any], Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def drops(tmp_path: Path, aiohttp_client: Client) -> AsyncIterator[tuple[TestClient[Any, Any], Path]]:
+    """A gateway (nothing running in the background) with three watched folders, and its folder."""
+    client = await aiohttp_client(create_app(_load(tmp_path, DROPS), clock=lambda: NOW, deliver=False))
+    yield client, tmp_path
+
+
+def _drop(client: TestClient[Any, Any], connector: str = "drop") -> FileDrop:
+    return client.app[SOURCES].drops[connector]
+
+
+def _stored(client: TestClient[Any, Any]) -> int:
+    return int(client.app[STORE].store.counts()["records"])
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+async def _settle(drop: FileDrop) -> list[dict[str, Any]]:
+    """Two looks at the folder: a file is taken once it has not changed between them."""
+    assert await drop.scan_once() == []
+    return await drop.scan_once()
+
+
+# ---- file drop --------------------------------------------------------------------------------------
+
+
+async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drops: Any) -> None:
+    client, folder = drops
+    drop = _drop(client)
+    shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
+    (report,) = await _settle(drop)
+    assert report["status"] == "done"
+    assert (report["records"], report["accepted"], report["rejected"]) == (12, 12, 0)
+    assert [r["status"] for r in report["results"]] == ["accepted"] * 12
+    assert _files(drop.folder) == ["done/results.csv", "done/results.csv.report.json"]
+    on_disk = json.loads((drop.folder / "done/results.csv.report.json").read_text(encoding="utf-8"))
+    assert on_disk["batch_id"] == report["batch_id"] and len(on_disk["results"]) == 12
+    assert _stored(client) == 12
+    received = [e for e in client.app[STORE].store.log_entries() if e.event == "received"]
+    assert received[-1].reason == "12 records from file results.csv"
+
+
+async def test_the_same_file_again_is_not_taken_twice(drops: Any) -> None:
+    client, _ = drops
+    drop = _drop(client)
+    shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
+    await _settle(drop)
+    shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
+    (again,) = await _settle(drop)
+    assert again["status"] == "already_ingested"
+    assert _stored(client) == 12
+    kept = [p.name for p in (drop.folder / "done").iterdir() if p.suffix == ".csv"]
+    assert "results.csv" in kept and len(kept) == 2  # the second beside the first, not over it
+
+
+async def test_a_crash_after_the_commit_and_before_the_move_is_finished_on_the_next_look(drops: Any) -> None:
+    """The file's digest is stored with its records: found again, it is moved, not ingested again."""
+    client, _ = drops
+    drop = _drop(client)
+    data = (DATA / "results.gb18030.csv").read_bytes()
+    (drop.folder / "results.csv").write_bytes(data)
+    prepared = drop.preparer.prepare(drop.connector, drop.mapping, data, "text/csv", "2026-11-26T12:00:00Z")
+    digest = hashlib.sha256(data).hexdigest()
+    store = client.app[STORE]
+    await store.ingest("drop", "b-1", prepared.incoming, prepared.rejected,
+                       SourceMark(f"file:{digest}", json.dumps({"batch_id": "b-1"}), "file results.csv"))
+    (report,) = await _settle(drop)
+    assert (report["status"], report["batch_id"]) == ("already_ingested", "b-1")
+    assert _stored(client) == 12
+    assert (drop.folder / "done/results.csv").exists()
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("empty.csv", b"", "empty"),
+    ("blank.json", b"  \n", "empty"),
+    ("truncated.csv", "抽查任务编号,计划编号\n\"unterminated".encode("gb18030"), "line 2"),
+    ("notes.docx", b"PK\x03\x04", "unsupported file type '.docx'"),
+    ("not-text.csv", b"\x80\x80\x80,\xff\n1,2\n", "not in any of the encodings utf-8, gb18030"),
+    ("bad-bytes-inside.csv", b"a,b\n1,2\n\xff\x80,3\n", "line 3: bytes not valid"),
+])
+async def test_a_file_that_cannot_be_taken_whole_goes_to_failed_with_the_reason(
+        drops: Any, name: str, content: bytes, reason: str) -> None:
+    client, _ = drops
+    drop = _drop(client)
+    (drop.folder / name).write_bytes(content)
+    (report,) = await _settle(drop)
+    assert report["status"] == "failed" and reason in report["error"]
+    assert _files(drop.folder) == [f"failed/{name}", f"failed/{name}.report.json"]
+    assert _stored(client) == 0
+    assert drop.status.files == {"done": 0, "failed": 1}
+    rejected = [e for e in client.app[STORE].store.log_entries() if e.event == "rejected"]
+    assert rejected[-1].reason.startswith(f"file {name}: ")
+
+
+async def test_a_truncated_xml_file_fails_whole_and_nothing_of_it_is_stored(drops: Any) -> None:
+    client, _ = drops
+    drop = _drop(client, "xdrop")
+    text = (DATA / "penalties.xml").read_bytes()
+    (drop.folder / "cut.xml").write_bytes(text[: len(text) * 2 // 3])
+    (drop.folder / "whole.xml").write_bytes(text)
+    reports = {r["file"]: r for r in await _settle(drop)}
+    assert reports["cut.xml"]["status"] == "failed"
+    assert (reports["whole.xml"]["status"], reports["whole.xml"]["accepted"]) == ("done", 3)
+    assert _stored(client) == 3
+
+
+async def test_a_file_still_being_written_is_left_until_it_stops_changing(drops: Any) -> None:
+    client, _ = drops
+    drop = _drop(client)
+    data = (DATA / "results.gb18030.csv").read_bytes()
+    path = drop.folder / "results.csv"
+    path.write_bytes(data[:100])
+    assert await drop.scan_once() == []
+    path.write_bytes(data[:400])  # still growing: not taken
+    assert await drop.scan_once() == []
+    path.write_bytes(data)
+    assert await drop.scan_once() == []
+    (report,) = await drop.scan_once()
+    assert report["accepted"] == 12
+
+
+async def test_temporary_and_hidden_names_are_never_read(drops: Any) -> None:
+    client, _ = drops
+    drop = _drop(client)
+    for name in (".incoming", "results.csv.tmp", "results.csv.part", "~lock.csv"):
+        (drop.folder / name).write_bytes((DATA / "results.gb18030.csv").read_bytes())
+    assert await _settle(drop) == []
+    (drop.folder / ".incoming").rename(drop.folder / "results.csv")  # the writer's final rename
+    assert await drop.scan_once() == []
+    (report,) = await drop.scan_once()
+    assert report["file"] == "results.csv"
+
+
+async def test_standard_records_as_ndjson_and_json_with_a_byte_order_mark(drops: Any) -> None:
+    client, _ = drops
+    drop = _drop(client, "sdrop")
+    lines = b"\n".join(json.dumps(inspection(n), ensure_ascii=False).encode() for n in range(3))
+    (drop.folder / "a.ndjson").write_bytes(lines)
+    (drop.folder / "b.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([inspection(n) for n in range(3, 5)]).encode())
+    bad = inspection(9)
+    bad["data"]["subject"]["cert_no"] = "91370102MA3C4GXX0A"  # wrong check character: quarantined, file done
+    (drop.folder / "c.json").write_bytes(json.dumps([inspection(8), bad]).encode())
+    reports = {r["file"]: r for r in await _settle(drop)}
+    assert {name: (r["status"], r["accepted"], r["rejected"]) for name, r in reports.items()} == {
+        "a.ndjson": ("done", 3, 0), "b.json": ("done", 2, 0), "c.json": ("done", 1, 1)}
+    assert reports["c.json"]["results"][1]["errors"][0]["code"] == "uscc_checksum"
+    assert _stored(client) == 6
+
+
+async def test_the_admin_api_shows_what_each_folder_did(drops: Any) -> None:
+    client, _ = drops
+    drop = _drop(client)
+    (drop.folder / "empty.csv").write_bytes(b"")
+    await _settle(drop)
+    status, body = await Signed(client).call("GET", "/v1/admin/connectors", bearer=ADMIN_TOKEN)
+    assert status == 200
+    listed = {c["id"]: c for c in body["connectors"]}
+    assert listed["drop"]["source"]["files"] == {"done": 0, "failed": 1}
+    assert "empty" in listed["drop"]["source"]["last_error"]
+    assert "source" not in listed["amr"]
+
+
+# ---- polling ----------------------------------------------------------------------------------------
+
+
+def _polled(port_urls: dict[str, str]) -> str:
+    return "".join(f"""
+[[connector]]
+id = "{cid}"
+name = "被轮询的系统 {cid}"
+kind = "{kind}"
+department_code = "{code}"
+region_code = "370000"
+produces = ["{produces}"]
+identifiers = "lenient"
+poll_url = "{port_urls[cid]}/records"
+poll_limit = 5
+poll_max_pages = 4
+poll_timeout_seconds = 0.5
+""" for cid, kind, code, produces in (("pip", "internet_plus", "11370000R3BKC8GB5G", "inspection"),
+                                      ("peo", "enforcement_oversight", "11370000JUCCNBB658", "penalty"),
+                                      ("pdept", "http_json", "11370000FE1KM2U90Y", "inspection")))
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+class Polled:
+    """Three simulated systems and a gateway that polls them (by hand, through ``poll``)."""
+
+    def __init__(self, tmp_path: Path, aiohttp_client: Client) -> None:
+        self.tmp_path, self.aiohttp_client = tmp_path, aiohttp_client
+        rows = json.loads((DATA / "check_actions.json").read_text(encoding="utf-8"))
+        clock = lambda: NOW  # noqa: E731 - the gateway's fixed clock, for the signatures
+        self.systems = {"pip": InternetPlusSimulator("pip", MORE_SECRETS["pip"], rows=rows, clock=clock),
+                        "peo": EnforcementOversightSimulator("peo", MORE_SECRETS["peo"], clock=clock),
+                        "pdept": DepartmentSimulator("pdept", MORE_SECRETS["pdept"], clock=clock)}
+        self.client: TestClient[Any, Any] | None = None
+
+    async def start_gateway(self) -> TestClient[Any, Any]:
+        config = _load(self.tmp_path, _polled({c: s.url for c, s in self.systems.items()}))
+        self.client = await self.aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
+        for poller in self.client.app[SOURCES].pollers.values():
+            poller._sleep = _no_sleep  # noqa: SLF001 - retries without waiting
+        return self.client
+
+    def poller(self, connector: str) -> SourcePoller:
+        assert self.client is not None
+        return self.client.app[SOURCES].pollers[connector]
+
+    async def poll(self, connector: str) -> int:
+        return await self.poller(connector).poll_once()
+
+    def cursor(self, connector: str) -> str | None:
+        assert self.client is not None
+        return self.client.app[STORE].store.source_mark(connector, "cursor")
+
+
+@pytest.fixture
+async def polled(tmp_path: Path, aiohttp_client: Client) -> AsyncIterator[Polled]:
+    setup = Polled(tmp_path, aiohttp_client)
+    for system in setup.systems.values():
+        await system.start()
+    await setup.start_gateway()
+    yield setup
+    for system in setup.systems.values():
+        await system.stop()
+
+
+async def test_a_poll_reads_every_page_and_stores_the_cursor_with_the_records(polled: Polled) -> None:
+    assert await polled.poll("pip") == 12
+    assert [p.get("since") for p in polled.systems["pip"].polls] == [None, "5", "10", "12"]
+    assert polled.cursor("pip") == "12"
+    assert all(p["limit"] == "5" for p in polled.systems["pip"].polls)
+    assert _stored(polled.client) == 12  # type: ignore[arg-type]
+    assert await polled.poll("pip") == 0  # caught up: one poll, nothing new
+
+
+async def test_after_a_restart_polling_resumes_from_the_stored_cursor(polled: Polled, tmp_path: Path) -> None:
+    await polled.poll("pip")
+    assert polled.client is not None
+    await polled.client.close()
+    system = polled.systems["pip"]
+    system.rows.append({**system.rows[0], "record_unique_identity": "11370000FT2JP7NQ02-JC-20260806-99999"})
+    system.polls.clear()
+    await polled.start_gateway()
+    assert await polled.poll("pip") == 1
+    assert system.polls[0]["since"] == "12"
+    assert _stored(polled.client) == 13  # type: ignore[arg-type]
+
+
+async def test_an_xml_system_gives_its_cursor_in_a_header(polled: Polled) -> None:
+    system = polled.systems["peo"]
+    text = (DATA / "penalties.xml").read_bytes()
+    system.rows = system.parse(text, "application/xml")
+    assert await polled.poll("peo") == 3
+    assert polled.cursor("peo") == "3"
+
+
+async def test_a_system_that_fails_for_a_while_is_retried_within_the_round(polled: Polled) -> None:
+    polled.systems["pip"].fail_next(2, status=503)
+    assert await polled.poll("pip") == 12
+
+
+@pytest.mark.parametrize(("behaviour", "message"), [
+    ("html", "HTML page"),
+    ("garbage", "cannot be read"),
+    ("repeat_cursor", "the cursor it was given"),
+    ("redirect", "answered 302"),
+])
+async def test_a_system_that_answers_badly_is_reported_and_nothing_is_skipped(
+        polled: Polled, behaviour: str, message: str) -> None:
+    system = polled.systems["pip"]
+    system.behave(behaviour)
+    with pytest.raises(SourceError, match=message):
+        await polled.poll("pip")
+    assert message in (polled.poller("pip").status.last_error or "")
+    system.behave("normal")
+    cursor = polled.cursor("pip")
+    system.polls.clear()
+    await polled.poll("pip")
+    assert system.polls[0].get("since") == cursor  # resumed after what was stored, nothing skipped
+    assert _stored(polled.client) == 12  # type: ignore[arg-type]
+
+
+async def test_a_system_that_times_out_fails_the_round_after_the_retries(polled: Polled) -> None:
+    system = polled.systems["pdept"]
+    system.rows = [inspection(n) for n in range(3)]
+    system.slow_down(2.0)
+    with pytest.raises(SourceError, match=r"TimeoutError.*after 3 attempts"):
+        await polled.poll("pdept")
+    system.slow_down(0)
+    assert await polled.poll("pdept") == 3
+
+
+async def test_a_system_that_pages_forever_is_read_a_round_at_a_time_without_doubles(polled: Polled) -> None:
+    system = polled.systems["pip"]
+    system.behave("endless")  # the same five rows behind ever new cursors
+    assert await polled.poll("pip") == 20  # poll_max_pages = 4 pages of 5
+    assert len(system.polls) == 4
+    assert _stored(polled.client) == 5  # type: ignore[arg-type]
+    assert polled.cursor("pip") == "20"
+
+
+async def test_records_a_poll_brings_are_validated_like_pushed_ones(polled: Polled) -> None:
+    system = polled.systems["pdept"]
+    bad = inspection(2)
+    bad["record_type"] = "penalty"
+    system.rows = [inspection(1), bad]
+    assert await polled.poll("pdept") == 2
+    assert _stored(polled.client) == 1  # type: ignore[arg-type]
+    assert polled.client is not None
+    assert polled.client.app[STORE].store.counts()["quarantined"] == 1
+
+
+# ---- configuration ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('kind = "file_drop"', "needs a watch_dir"),
+    ('watch_dir = "x"', "does not drop files"),
+    ('kind = "file_drop"\nwatch_dir = "x"\npoll_url = "http://127.0.0.1:1/r"', "cannot be polled"),
+    ('kind = "carrier_pigeon"', "unknown connector kind 'carrier_pigeon' (known: double_random, "
+                                "enforcement_oversight, file_drop, http_json, internet_plus)"),
+    ('poll_every = "often"', "not a duration"),
+])
+def test_source_settings_that_do_not_fit_the_kind_are_refused(tmp_path: Path, extra: str, message: str) -> None:
+    text = f"""
+[[connector]]
+id = "odd"
+name = "odd"
+department_code = "11370000FT2JP7NQ02"
+region_code = "370000"
+{extra}
+"""
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _load(tmp_path, text)
+
+
+def test_a_double_random_connector_may_also_drop_files(tmp_path: Path) -> None:
+    config = _load(tmp_path, '\n[[connector]]\nid = "dr2"\nname = "dr2"\nkind = "double_random"\n'
+                   'department_code = "11370000FT2JP7NQ02"\nregion_code = "370000"\nwatch_dir = "d"\n')
+    assert config.connectors()["dr2"].mapping_name == "double_random.result"
