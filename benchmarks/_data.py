@@ -14,9 +14,11 @@ from typing import Any
 
 from stdnum.cn import uscc
 
+from schemas import example_record, load_schema_set
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "tests" / "data"
-VALID = json.loads((DATA / "valid_records.json").read_text(encoding="utf-8"))
+VALID = {t: example_record(t) for t in load_schema_set().types}
 _ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 

@@ -16,7 +16,8 @@ from schemas import Validator
 
 DATA = Path(__file__).parent / "data"
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
-VALID_RECORDS: dict[str, dict[str, Any]] = json.loads((DATA / "valid_records.json").read_text(encoding="utf-8"))
+VALID_RECORDS: dict[str, dict[str, Any]] = json.loads(
+    (Path(__file__).parents[1] / "schemas" / "examples.json").read_text(encoding="utf-8"))
 IDENTIFIERS: dict[str, list[str]] = json.loads((DATA / "identifiers.json").read_text(encoding="utf-8"))
 
 

@@ -21,6 +21,7 @@ from typing import ClassVar
 import pytest
 
 from connectors import SupexClient
+from schemas import example_record
 from tests.conftest import DATA
 from tests.gateway.conftest import AUDITOR_TOKEN, CONFIG_TEXT, SECRETS
 
@@ -192,7 +193,7 @@ def test_pending_push_deliveries_survive_a_kill_and_go_out_after_restart(tmp_pat
     ENV[env_secret] = os.environ[env_secret]
     try:
         gateway.start()
-        records = [dict(json.loads((DATA / "valid_records.json").read_text(encoding="utf-8"))["inspection"],
+        records = [dict(example_record("inspection"),
                         record_id=f"kill-{n}") for n in range(5)]
         for record in records:
             record.pop("version", None)

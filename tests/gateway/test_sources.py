@@ -25,8 +25,8 @@ from tests.gateway.conftest import ADMIN_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signe
 
 MORE_SECRETS = {"drop": "secret-drop-0123456789abcdef", "xdrop": "secret-xdrop-0123456789abcde",
                 "sdrop": "secret-sdrop-0123456789abcde", "pip": "secret-pip-0123456789abcdefg",
-                "peo": "secret-peo-0123456789abcdefg", "pdept": "secret-pdept-0123456789abcde", "odd": "secret-odd-0123456789abcdefg",
-                "dr2": "secret-dr2-0123456789abcdefg"}
+                "peo": "secret-peo-0123456789abcdefg", "pdept": "secret-pdept-0123456789abcde",
+                "odd": "secret-odd-0123456789abcdefg", "dr2": "secret-dr2-0123456789abcdefg"}
 DROPS = """
 [[connector]]
 id = "drop"
@@ -70,10 +70,9 @@ Client = Callable[[Any], Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-async def drops(tmp_path: Path, aiohttp_client: Client) -> AsyncIterator[tuple[TestClient[Any, Any], Path]]:
-    """A gateway (nothing running in the background) with three watched folders, and its folder."""
-    client = await aiohttp_client(create_app(_load(tmp_path, DROPS), clock=lambda: NOW, deliver=False))
-    yield client, tmp_path
+async def drops(tmp_path: Path, aiohttp_client: Client) -> TestClient[Any, Any]:
+    """A gateway (nothing running in the background) with three watched folders."""
+    return await aiohttp_client(create_app(_load(tmp_path, DROPS), clock=lambda: NOW, deliver=False))
 
 
 def _drop(client: TestClient[Any, Any], connector: str = "drop") -> FileDrop:
@@ -97,8 +96,8 @@ async def _settle(drop: FileDrop) -> list[dict[str, Any]]:
 # ---- file drop --------------------------------------------------------------------------------------
 
 
-async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drops: Any) -> None:
-    client, folder = drops
+async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client)
     shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
     (report,) = await _settle(drop)
@@ -113,8 +112,8 @@ async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drop
     assert received[-1].reason == "12 records from file results.csv"
 
 
-async def test_the_same_file_again_is_not_taken_twice(drops: Any) -> None:
-    client, _ = drops
+async def test_the_same_file_again_is_not_taken_twice(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client)
     shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
     await _settle(drop)
@@ -126,9 +125,9 @@ async def test_the_same_file_again_is_not_taken_twice(drops: Any) -> None:
     assert "results.csv" in kept and len(kept) == 2  # the second beside the first, not over it
 
 
-async def test_a_crash_after_the_commit_and_before_the_move_is_finished_on_the_next_look(drops: Any) -> None:
+async def test_a_crash_after_the_commit_and_before_the_move_is_finished_later(drops: TestClient[Any, Any]) -> None:
     """The file's digest is stored with its records: found again, it is moved, not ingested again."""
-    client, _ = drops
+    client = drops
     drop = _drop(client)
     data = (DATA / "results.gb18030.csv").read_bytes()
     (drop.folder / "results.csv").write_bytes(data)
@@ -152,8 +151,8 @@ async def test_a_crash_after_the_commit_and_before_the_move_is_finished_on_the_n
     ("bad-bytes-inside.csv", b"a,b\n1,2\n\xff\x80,3\n", "line 3: bytes not valid"),
 ])
 async def test_a_file_that_cannot_be_taken_whole_goes_to_failed_with_the_reason(
-        drops: Any, name: str, content: bytes, reason: str) -> None:
-    client, _ = drops
+        drops: TestClient[Any, Any], name: str, content: bytes, reason: str) -> None:
+    client = drops
     drop = _drop(client)
     (drop.folder / name).write_bytes(content)
     (report,) = await _settle(drop)
@@ -165,8 +164,8 @@ async def test_a_file_that_cannot_be_taken_whole_goes_to_failed_with_the_reason(
     assert rejected[-1].reason.startswith(f"file {name}: ")
 
 
-async def test_a_truncated_xml_file_fails_whole_and_nothing_of_it_is_stored(drops: Any) -> None:
-    client, _ = drops
+async def test_a_truncated_xml_file_fails_whole_and_nothing_of_it_is_stored(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client, "xdrop")
     text = (DATA / "penalties.xml").read_bytes()
     (drop.folder / "cut.xml").write_bytes(text[: len(text) * 2 // 3])
@@ -177,8 +176,8 @@ async def test_a_truncated_xml_file_fails_whole_and_nothing_of_it_is_stored(drop
     assert _stored(client) == 3
 
 
-async def test_a_file_still_being_written_is_left_until_it_stops_changing(drops: Any) -> None:
-    client, _ = drops
+async def test_a_file_still_being_written_is_left_until_it_stops_changing(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client)
     data = (DATA / "results.gb18030.csv").read_bytes()
     path = drop.folder / "results.csv"
@@ -192,8 +191,8 @@ async def test_a_file_still_being_written_is_left_until_it_stops_changing(drops:
     assert report["accepted"] == 12
 
 
-async def test_temporary_and_hidden_names_are_never_read(drops: Any) -> None:
-    client, _ = drops
+async def test_temporary_and_hidden_names_are_never_read(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client)
     for name in (".incoming", "results.csv.tmp", "results.csv.part", "~lock.csv"):
         (drop.folder / name).write_bytes((DATA / "results.gb18030.csv").read_bytes())
@@ -204,8 +203,8 @@ async def test_temporary_and_hidden_names_are_never_read(drops: Any) -> None:
     assert report["file"] == "results.csv"
 
 
-async def test_standard_records_as_ndjson_and_json_with_a_byte_order_mark(drops: Any) -> None:
-    client, _ = drops
+async def test_standard_records_as_ndjson_and_json_with_a_byte_order_mark(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client, "sdrop")
     lines = b"\n".join(json.dumps(inspection(n), ensure_ascii=False).encode() for n in range(3))
     (drop.folder / "a.ndjson").write_bytes(lines)
@@ -220,8 +219,8 @@ async def test_standard_records_as_ndjson_and_json_with_a_byte_order_mark(drops:
     assert _stored(client) == 6
 
 
-async def test_the_admin_api_shows_what_each_folder_did(drops: Any) -> None:
-    client, _ = drops
+async def test_the_admin_api_shows_what_each_folder_did(drops: TestClient[Any, Any]) -> None:
+    client = drops
     drop = _drop(client)
     (drop.folder / "empty.csv").write_bytes(b"")
     await _settle(drop)
@@ -275,7 +274,7 @@ class Polled:
         config = _load(self.tmp_path, _polled({c: s.url for c, s in self.systems.items()}))
         self.client = await self.aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
         for poller in self.client.app[SOURCES].pollers.values():
-            poller._sleep = _no_sleep  # noqa: SLF001 - retries without waiting
+            poller._sleep = _no_sleep
         return self.client
 
     def poller(self, connector: str) -> SourcePoller:
