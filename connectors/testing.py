@@ -90,8 +90,7 @@ class SystemSimulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []
-        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        self.url = f"http://{host}:{self._runner.addresses[0][1]}"
         return self
 
     async def stop(self) -> None:

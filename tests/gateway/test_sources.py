@@ -76,7 +76,8 @@ async def drops(tmp_path: Path, aiohttp_client: Client) -> TestClient[Any, Any]:
 
 
 def _drop(client: TestClient[Any, Any], connector: str = "drop") -> FileDrop:
-    return client.app[SOURCES].drops[connector]
+    drop: FileDrop = client.app[SOURCES].drops[connector]
+    return drop
 
 
 def _stored(client: TestClient[Any, Any]) -> int:
@@ -268,25 +269,30 @@ class Polled:
         self.systems = {"pip": InternetPlusSimulator("pip", MORE_SECRETS["pip"], rows=rows, clock=clock),
                         "peo": EnforcementOversightSimulator("peo", MORE_SECRETS["peo"], clock=clock),
                         "pdept": DepartmentSimulator("pdept", MORE_SECRETS["pdept"], clock=clock)}
-        self.client: TestClient[Any, Any] | None = None
+        self._client: TestClient[Any, Any] | None = None
+
+    @property
+    def client(self) -> TestClient[Any, Any]:
+        assert self._client is not None, "the gateway is not started"
+        return self._client
 
     async def start_gateway(self) -> TestClient[Any, Any]:
         config = _load(self.tmp_path, _polled({c: s.url for c, s in self.systems.items()}))
-        self.client = await self.aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
+        self._client = await self.aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
         for poller in self.client.app[SOURCES].pollers.values():
             poller._sleep = _no_sleep
         return self.client
 
     def poller(self, connector: str) -> SourcePoller:
-        assert self.client is not None
-        return self.client.app[SOURCES].pollers[connector]
+        poller: SourcePoller = self.client.app[SOURCES].pollers[connector]
+        return poller
 
     async def poll(self, connector: str) -> int:
         return await self.poller(connector).poll_once()
 
     def cursor(self, connector: str) -> str | None:
-        assert self.client is not None
-        return self.client.app[STORE].store.source_mark(connector, "cursor")
+        cursor: str | None = self.client.app[STORE].store.source_mark(connector, "cursor")
+        return cursor
 
 
 @pytest.fixture
@@ -305,13 +311,12 @@ async def test_a_poll_reads_every_page_and_stores_the_cursor_with_the_records(po
     assert [p.get("since") for p in polled.systems["pip"].polls] == [None, "5", "10", "12"]
     assert polled.cursor("pip") == "12"
     assert all(p["limit"] == "5" for p in polled.systems["pip"].polls)
-    assert _stored(polled.client) == 12  # type: ignore[arg-type]
+    assert _stored(polled.client) == 12
     assert await polled.poll("pip") == 0  # caught up: one poll, nothing new
 
 
 async def test_after_a_restart_polling_resumes_from_the_stored_cursor(polled: Polled, tmp_path: Path) -> None:
     await polled.poll("pip")
-    assert polled.client is not None
     await polled.client.close()
     system = polled.systems["pip"]
     system.rows.append({**system.rows[0], "record_unique_identity": "11370000FT2JP7NQ02-JC-20260806-99999"})
@@ -319,7 +324,7 @@ async def test_after_a_restart_polling_resumes_from_the_stored_cursor(polled: Po
     await polled.start_gateway()
     assert await polled.poll("pip") == 1
     assert system.polls[0]["since"] == "12"
-    assert _stored(polled.client) == 13  # type: ignore[arg-type]
+    assert _stored(polled.client) == 13
 
 
 async def test_an_xml_system_gives_its_cursor_in_a_header(polled: Polled) -> None:
@@ -353,7 +358,7 @@ async def test_a_system_that_answers_badly_is_reported_and_nothing_is_skipped(
     system.polls.clear()
     await polled.poll("pip")
     assert system.polls[0].get("since") == cursor  # resumed after what was stored, nothing skipped
-    assert _stored(polled.client) == 12  # type: ignore[arg-type]
+    assert _stored(polled.client) == 12
 
 
 async def test_a_system_that_times_out_fails_the_round_after_the_retries(polled: Polled) -> None:
@@ -371,7 +376,7 @@ async def test_a_system_that_pages_forever_is_read_a_round_at_a_time_without_dou
     system.behave("endless")  # the same five rows behind ever new cursors
     assert await polled.poll("pip") == 20  # poll_max_pages = 4 pages of 5
     assert len(system.polls) == 4
-    assert _stored(polled.client) == 5  # type: ignore[arg-type]
+    assert _stored(polled.client) == 5
     assert polled.cursor("pip") == "20"
 
 
@@ -381,8 +386,7 @@ async def test_records_a_poll_brings_are_validated_like_pushed_ones(polled: Poll
     bad["record_type"] = "penalty"
     system.rows = [inspection(1), bad]
     assert await polled.poll("pdept") == 2
-    assert _stored(polled.client) == 1  # type: ignore[arg-type]
-    assert polled.client is not None
+    assert _stored(polled.client) == 1
     assert polled.client.app[STORE].store.counts()["quarantined"] == 1
 
 
