@@ -149,6 +149,25 @@ def _add_deadletter(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("--consumer", metavar="ID", help="only this consumer's")
 
 
+def _add_connector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("connector", help="registered connectors: the acceptance suite",
+                       description="Work with the connectors of a configuration.")
+    inner = p.add_subparsers(dest="connector_command", metavar="{test}", required=True)
+    test = inner.add_parser(
+        "test", help="prove a connector works against a running gateway",
+        description="Run the connector acceptance suite against a running gateway: signatures (good, wrong, "
+        "stale, replayed), the connector's samples map, validate and are accepted in its own format, re-pushing "
+        "is idempotent, a higher version applies and a stale one does not, deletes, a full batch, encoding and "
+        "XML edge cases, and delivery to the connector. The records it pushes (ids conntest-<run>-…) are stored "
+        "and routed like any other: run it against a test gateway or before the consumers go live. Exit 1 if "
+        "any check fails.")
+    test.add_argument("connector", metavar="ID", help="the connector's id")
+    test.add_argument("--config", required=True, metavar="FILE", help="the configuration naming the connector")
+    test.add_argument("--url", metavar="URL", help="the gateway's address (default: its listen address)")
+    test.add_argument("--json", action="store_true", help="one JSON object a check on standard output")
+    test.set_defaults(command="connector test")
+
+
 def _checkpoint(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     if not seq.isdigit() or len(digest) != 64:
@@ -164,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
-                _add_deadletter):
+                _add_deadletter, _add_connector):
         add(sub)
     return parser
 
@@ -186,6 +205,7 @@ def _commands() -> dict[str, Command]:
         "policy explain": operations.policy_explain,
         "deadletter list": operations.deadletter_list,
         "deadletter replay": operations.deadletter_replay,
+        "connector test": operations.connector_test,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -279,7 +279,7 @@ def _secret_env_name(connector_id: str) -> str:
     return "SUPEX_SECRET_" + connector_id.upper().replace("-", "_")
 
 
-def _load_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+def _load_secrets(config: Config, environ: Mapping[str, str], only: Collection[str] | None) -> dict[str, str]:
     from_file: dict[str, object] = {}
     if config.gateway.secrets_file:
         path = config.base_dir / config.gateway.secrets_file
@@ -289,6 +289,8 @@ def _load_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError(f"无法读取密钥文件 / cannot read the secrets file {path}: {exc}") from None
     secrets = {}
     for connector in config.connector:
+        if only is not None and connector.id not in only:
+            continue
         value = from_file.get(connector.id) or environ.get(_secret_env_name(connector.id))
         if not isinstance(value, str) or len(value) < 16:
             raise ConfigError(
@@ -300,8 +302,9 @@ def _load_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
-                need_secrets: bool = True) -> Config:
-    """Read, check and complete a configuration file; raises ``ConfigError`` naming key and line."""
+                need_secrets: bool = True, secrets_of: Collection[str] | None = None) -> Config:
+    """Read, check and complete a configuration file; raises ``ConfigError`` naming key and line.
+    The secrets of every connector are required, or only of ``secrets_of`` where given."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -323,6 +326,6 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
             raise ConfigError(f"{prefix}未知的键 / unknown key {where!r}") from None
         raise ConfigError(f"{prefix}{where}: {error['msg']}") from None
     if need_secrets:
-        secrets = _load_secrets(config, os.environ if environ is None else environ)
+        secrets = _load_secrets(config, os.environ if environ is None else environ, secrets_of)
         config = config.model_copy(update={"secrets": secrets})
     return config

@@ -14,8 +14,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from connectors import GatewayRefusedError, SupexClient
+from gateway.acceptance import CheckResult, run_suite, suite_for
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.exceptions import ConfigError
@@ -168,7 +172,7 @@ def push(args: argparse.Namespace) -> int:
     """``supex push``: sign and push files as a connector, with a progress bar and a summary."""
     url, secret = args.url, os.environ.get("SUPEX_SECRET_" + args.connector.upper().replace("-", "_"))
     if args.config:
-        config = load_config(args.config)
+        config = load_config(args.config, secrets_of=[args.connector])
         if args.connector not in config.secrets:
             raise ConfigError(f"配置中没有连接器 / no connector {args.connector!r} in {args.config}")
         secret = config.secrets[args.connector]
@@ -270,3 +274,31 @@ def deadletter_replay(args: argparse.Namespace) -> int:
         store.close()
     print(f"{count} 条已重新排队 / {count} deliveries queued again")
     return EXIT_OK
+
+
+# ---- connectors -------------------------------------------------------------------------------
+
+def connector_test(args: argparse.Namespace) -> int:
+    """``supex connector test``: the acceptance suite as a table of pass, fail and skip with reasons."""
+    suite = suite_for(args.config, args.connector, args.url)
+    console = Console(highlight=False)
+    marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}
+
+    def show(result: CheckResult) -> None:
+        if args.json:
+            print(json.dumps(result.as_dict(), ensure_ascii=False), flush=True)
+
+    if not args.json:
+        console.print(f"connector {suite.connector.id} ({suite.connector.kind}) against {suite.url}, "
+                      f"run {suite.run_id}")
+    results = run_suite(suite, show)
+    failed = [r for r in results if r.outcome == "fail"]
+    if not args.json:
+        table = Table("check / 检查", "result / 结果", "detail / 说明", show_lines=False)
+        for result in results:
+            table.add_row(result.name, marks[result.outcome], escape(result.detail))
+        console.print(table)
+        passed = sum(r.outcome == "pass" for r in results)
+        console.print(f"{passed} passed, {len(failed)} failed, {len(results) - passed - len(failed)} skipped / "
+                      f"通过 {passed}，失败 {len(failed)}")
+    return EXIT_INVALID if failed else EXIT_OK
