@@ -19,7 +19,7 @@ import io
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import orjson
 from aiohttp import web
@@ -81,7 +81,7 @@ class SystemSimulator:
 
     # ---- running --------------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> SystemSimulator:
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
         """Listen on ``host:port`` (0: any free port); ``url`` is then set."""
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/in", self._receive)
@@ -99,7 +99,7 @@ class SystemSimulator:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> SystemSimulator:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
