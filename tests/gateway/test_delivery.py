@@ -28,7 +28,8 @@ from tests.gateway.conftest import ADMIN_TOKEN, NOW, SECRETS, Signed, endpoints,
 ATTEMPTS = 4
 PUSH_SECRETS = {"healthy": "secret-healthy-0123456789ab", "flaky": "secret-flaky-0123456789abcd",
                 "gone": "secret-gone-0123456789abcde", "slow": "secret-slow-0123456789abcde",
-                "moved": "secret-moved-0123456789abcd", "oversight": "secret-oversight-0123456789"}
+                "moved": "secret-moved-0123456789abcd", "oversight": "secret-oversight-0123456789",
+                "internet": "secret-internet-0123456789ab"}
 
 
 @dataclass
@@ -63,7 +64,7 @@ def _closed_port() -> int:
 async def receivers() -> AsyncIterator[dict[str, tuple[Receiver, str]]]:
     """Running receivers by consumer id, with their URLs; ``gone`` has nothing listening."""
     made = {"healthy": Receiver(), "flaky": Receiver(statuses=[500, 503, 500]), "slow": Receiver(delay=1.0),
-            "moved": Receiver(statuses=[302] * 50), "oversight": Receiver()}
+            "moved": Receiver(statuses=[302] * 50), "oversight": Receiver(), "internet": Receiver()}
     async with endpoints({name: receiver.handle for name, receiver in made.items()}) as urls:
         yield {**{name: (made[name], url) for name, url in urls.items()},
                "gone": (Receiver(), f"http://127.0.0.1:{_closed_port()}/in")}
@@ -76,6 +77,8 @@ def _config(tmp_path: Path, receivers: dict[str, tuple[Receiver, str]], config: 
         kind, consumes, timeout = "http_json", '["inspection"]', 10
         if name == "oversight":
             kind, consumes = "enforcement_oversight", '["penalty"]'
+        if name == "internet":
+            kind, consumes = "internet_plus", '["penalty", "inspection"]'
         if name == "slow":
             timeout = 0.2
         text += (f'\n[[connector]]\nid = "{name}"\nname = "{name}"\nkind = "{kind}"\n'
@@ -213,6 +216,24 @@ async def test_a_consumer_gets_its_own_format(pushing: tuple[Signed, web.Applica
     assert headers["Content-Type"] == "application/xml"
     document = etree.fromstring(sent)
     assert len(document) == body["accepted"]
+
+
+async def test_a_consumer_gets_each_record_type_in_its_kinds_format(
+        pushing: tuple[Signed, web.Application, Clock], receivers: dict[str, tuple[Receiver, str]]) -> None:
+    """Internet+ takes inspections as 行政检查行为 rows and penalties as 行政处罚行为 rows: one format a
+    body, so a round carries one of them and the next round the other."""
+    gw, app, _ = pushing
+    xml = (Path(__file__).parents[1] / "data" / "penalties.xml").read_bytes()
+    await gw.call("POST", "/v1/records", xml, connector="eo", content_type="application/xml")
+    await gw.push("amr", [inspection(n) for n in range(2)])
+    await _rounds(app, "internet", times=3)
+    bodies = [json.loads(body) for _, body in receivers["internet"][0].bodies]
+    assert len(bodies) == 2
+    penalties, inspections = bodies
+    assert all("punish_document_number" in row and "check_action_name" not in row for row in penalties)
+    assert penalties[0]["penalty_amount"] == "457000"  # yuan, as the table holds it (万元 in the XML)
+    assert [row["record_unique_identity"] for row in inspections] == ["in-0", "in-1"]
+    assert all("check_result" in row for row in inspections)
 
 
 def test_the_circuit_opens_after_failures_and_closes_after_a_good_trial() -> None:
