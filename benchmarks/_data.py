@@ -17,7 +17,7 @@ from stdnum.cn import uscc
 from schemas import example_record, load_schema_set
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "tests" / "data"
+SAMPLES = HERE.parent / "connectors" / "samples"
 VALID = {t: example_record(t) for t in load_schema_set().types}
 _ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
@@ -48,7 +48,7 @@ def records(record_type: str, count: int, seed: int = 7) -> list[dict[str, Any]]
 def internet_plus_rows(count: int, seed: int = 7) -> list[dict[str, Any]]:
     """``count`` Internet+ exchange rows modelled on the sample, with distinct ids and subjects."""
     rng = random.Random(seed)
-    base = json.loads((DATA / "check_actions.json").read_text(encoding="utf-8"))
+    base = json.loads((SAMPLES / "check_actions.json").read_text(encoding="utf-8"))
     rows = []
     for n in range(count):
         row = dict(base[n % len(base)])

@@ -15,7 +15,7 @@ import random
 from typing import Any
 
 import handwritten
-from _data import DATA, best_rate, internet_plus_rows, machine, random_uscc
+from _data import SAMPLES, best_rate, internet_plus_rows, machine, random_uscc
 from lxml import etree
 
 from mappings import builtin_mapping, map_record
@@ -26,7 +26,7 @@ PASSES = 3
 
 def penalty_elements(count: int, seed: int) -> list[Any]:
     rng = random.Random(f"penalty-{seed}")
-    root = etree.fromstring((DATA / "penalties.xml").read_bytes())
+    root = etree.fromstring((SAMPLES / "penalties.xml").read_bytes())
     base = list(root)
     out = []
     for n in range(count):
@@ -39,7 +39,7 @@ def penalty_elements(count: int, seed: int) -> list[Any]:
 
 def csv_rows(count: int, seed: int) -> list[dict[str, str]]:
     rng = random.Random(f"csv-{seed}")
-    base = list(csv.DictReader(io.StringIO((DATA / "results.gb18030.csv").read_bytes().decode("gb18030"))))
+    base = list(csv.DictReader(io.StringIO((SAMPLES / "results.gb18030.csv").read_bytes().decode("gb18030"))))
     rows = []
     for n in range(count):
         row = dict(base[n % len(base)])

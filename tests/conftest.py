@@ -15,6 +15,7 @@ from hypothesis import settings
 from schemas import Validator
 
 DATA = Path(__file__).parent / "data"
+SAMPLES = Path(__file__).parents[1] / "connectors" / "samples"  # the external systems' own formats
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 VALID_RECORDS: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parents[1] / "schemas" / "examples.json").read_text(encoding="utf-8"))

@@ -21,7 +21,7 @@ from connectors.testing import (
     simulator_for,
 )
 from gateway.config import load_config
-from tests.conftest import DATA
+from tests.conftest import SAMPLES
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS
 
 SECRET = "secret-sim-0123456789abcdef"
@@ -82,7 +82,7 @@ async def _post(url: str, body: bytes, content_type: str, secret: str = SECRET,
 
 async def test_a_simulator_takes_signed_pushes_in_its_format_and_refuses_forged_or_replayed_ones() -> None:
     async with EnforcementOversightSimulator("sim", SECRET) as system:
-        xml = (DATA / "penalties.xml").read_bytes()
+        xml = (SAMPLES / "penalties.xml").read_bytes()
         status, headers = await _post(system.url, xml, "application/xml")
         assert status == 200
         assert next(r["CF_ID"] for r in system.records) == "11370000FE1KM2U90Y-CF-00000"
@@ -94,7 +94,7 @@ async def test_a_simulator_takes_signed_pushes_in_its_format_and_refuses_forged_
 
 async def test_a_simulator_reads_gb18030_csv_and_json_rows() -> None:
     async with DoubleRandomSimulator("sim", SECRET) as system:
-        status, _ = await _post(system.url, (DATA / "results.gb18030.csv").read_bytes(), "text/csv")
+        status, _ = await _post(system.url, (SAMPLES / "results.gb18030.csv").read_bytes(), "text/csv")
         assert status == 200 and len(system.records) == 12
         assert system.records[0]["抽查任务编号"] == "RW202600000"
     async with InternetPlusSimulator("sim", SECRET) as system:

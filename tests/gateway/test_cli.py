@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import build_parser, main
-from tests.conftest import DATA, IDENTIFIERS, VALID_RECORDS
+from tests.conftest import IDENTIFIERS, SAMPLES, VALID_RECORDS
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -82,7 +82,7 @@ def test_unreadable_files_are_reported_and_the_rest_processed(capsys: pytest.Cap
 ])
 def test_map_writes_standard_ndjson(capsys: pytest.CaptureFixture[str], mapping: str, sample: str, count: int) -> None:
     """Mapped, validated records go to standard output as NDJSON."""
-    code, out, err = _run(capsys, "map", "--mapping", mapping, "--validate", str(DATA / sample))
+    code, out, err = _run(capsys, "map", "--mapping", mapping, "--validate", str(SAMPLES / sample))
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0, err
     assert len(records) == count

@@ -23,6 +23,7 @@ from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.delivery import CircuitBreaker, schedule
 from gateway.keys import DELIVERER, STORE
+from tests.conftest import SAMPLES
 from tests.gateway.conftest import ADMIN_TOKEN, NOW, SECRETS, Signed, endpoints, inspection
 
 ATTEMPTS = 4
@@ -208,7 +209,7 @@ async def test_a_consumer_gets_its_own_format(pushing: tuple[Signed, web.Applica
                                               receivers: dict[str, tuple[Receiver, str]]) -> None:
     """The enforcement oversight system receives 双公示 XML through its mapping."""
     gw, app, _ = pushing
-    xml = (Path(__file__).parents[1] / "data" / "penalties.xml").read_bytes()
+    xml = (SAMPLES / "penalties.xml").read_bytes()
     status, body = await gw.call("POST", "/v1/records", xml, connector="eo", content_type="application/xml")
     assert status == 200 and body["accepted"] >= 1
     await _rounds(app, "oversight")
@@ -223,7 +224,7 @@ async def test_a_consumer_gets_each_record_type_in_its_kinds_format(
     """Internet+ takes inspections as 行政检查行为 rows and penalties as 行政处罚行为 rows: one format a
     body, so a round carries one of them and the next round the other."""
     gw, app, _ = pushing
-    xml = (Path(__file__).parents[1] / "data" / "penalties.xml").read_bytes()
+    xml = (SAMPLES / "penalties.xml").read_bytes()
     await gw.call("POST", "/v1/records", xml, connector="eo", content_type="application/xml")
     await gw.push("amr", [inspection(n) for n in range(2)])
     await _rounds(app, "internet", times=3)

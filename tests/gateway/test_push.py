@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connectors.signing import signature_headers
-from tests.conftest import DATA, IDENTIFIERS
+from tests.conftest import IDENTIFIERS, SAMPLES
 from tests.gateway.conftest import AUDITOR_TOKEN, NOW, Signed, inspection
 
 
@@ -140,7 +140,7 @@ async def test_too_many_records_is_413(gw: Signed) -> None:
 
 async def test_xml_in_the_connectors_own_format(gw: Signed) -> None:
     """The enforcement oversight system pushes 双公示 XML; a DTD is refused with 400."""
-    xml = (DATA / "penalties.xml").read_bytes()
+    xml = (SAMPLES / "penalties.xml").read_bytes()
     status, body = await gw.call("POST", "/v1/records", xml, connector="eo", content_type="application/xml")
     assert status == 200 and body["accepted"] == 3
     bomb = b'<!DOCTYPE x [<!ENTITY a "aa">]><XZCF_LIST xmlns="urn:sd:zfjd:xzcf:1"><XZCF>&a;</XZCF></XZCF_LIST>'
@@ -150,10 +150,10 @@ async def test_xml_in_the_connectors_own_format(gw: Signed) -> None:
 
 async def test_csv_and_json_rows_in_their_own_formats(gw: Signed) -> None:
     """GB18030 CSV from the double-random platform and Internet+ JSON rows map through their mappings."""
-    csv_body = (DATA / "results.gb18030.csv").read_bytes()
+    csv_body = (SAMPLES / "results.gb18030.csv").read_bytes()
     status, body = await gw.call("POST", "/v1/records", csv_body, connector="dr", content_type="text/csv")
     assert status == 200 and body["accepted"] == 12
-    rows = (DATA / "check_actions.json").read_bytes()
+    rows = (SAMPLES / "check_actions.json").read_bytes()
     status, body = await gw.call("POST", "/v1/records", rows, connector="ip")
     assert status == 200 and body["accepted"] == 12
     assert sum(bool(r["warnings"]) for r in body["results"]) == 1

@@ -22,7 +22,7 @@ import pytest
 
 from connectors import SupexClient
 from schemas import example_record
-from tests.conftest import DATA
+from tests.conftest import SAMPLES
 from tests.gateway.conftest import AUDITOR_TOKEN, CONFIG_TEXT, SECRETS
 
 SUPEX = str(Path(sys.executable).parent / "supex")
@@ -101,7 +101,7 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     answer = asyncio.run(_push_personal_data(served.url))
     assert (answer["accepted"], answer["rejected"]) == (1, 1)
     pushed = served.supex("push", "--connector", "dr", "--config", str(served.config),
-                          str(DATA / "results.gb18030.csv"))
+                          str(SAMPLES / "results.gb18030.csv"))
     assert pushed.returncode == 0, pushed.stderr
     assert "accepted 12" in pushed.stdout
     before = asyncio.run(_pull(served.url))

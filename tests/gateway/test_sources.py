@@ -20,7 +20,7 @@ from gateway.exceptions import ConfigError, SourceError
 from gateway.keys import SOURCES, STORE
 from gateway.sources import FileDrop, SourcePoller
 from gateway.store.model import SourceMark
-from tests.conftest import DATA
+from tests.conftest import SAMPLES
 from tests.gateway.conftest import ADMIN_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
 
 MORE_SECRETS = {"drop": "secret-drop-0123456789abcdef", "xdrop": "secret-xdrop-0123456789abcde",
@@ -100,7 +100,7 @@ async def _settle(drop: FileDrop) -> list[dict[str, Any]]:
 async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drops: TestClient[Any, Any]) -> None:
     client = drops
     drop = _drop(client)
-    shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "results.csv")
     (report,) = await _settle(drop)
     assert report["status"] == "done"
     assert (report["records"], report["accepted"], report["rejected"]) == (12, 12, 0)
@@ -116,9 +116,9 @@ async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drop
 async def test_the_same_file_again_is_not_taken_twice(drops: TestClient[Any, Any]) -> None:
     client = drops
     drop = _drop(client)
-    shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "results.csv")
     await _settle(drop)
-    shutil.copy(DATA / "results.gb18030.csv", drop.folder / "results.csv")
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "results.csv")
     (again,) = await _settle(drop)
     assert again["status"] == "already_ingested"
     assert _stored(client) == 12
@@ -130,7 +130,7 @@ async def test_a_crash_after_the_commit_and_before_the_move_is_finished_later(dr
     """The file's digest is stored with its records: found again, it is moved, not ingested again."""
     client = drops
     drop = _drop(client)
-    data = (DATA / "results.gb18030.csv").read_bytes()
+    data = (SAMPLES / "results.gb18030.csv").read_bytes()
     (drop.folder / "results.csv").write_bytes(data)
     prepared = drop.preparer.prepare(drop.connector, drop.mapping, data, "text/csv", "2026-11-26T12:00:00Z")
     digest = hashlib.sha256(data).hexdigest()
@@ -168,7 +168,7 @@ async def test_a_file_that_cannot_be_taken_whole_goes_to_failed_with_the_reason(
 async def test_a_truncated_xml_file_fails_whole_and_nothing_of_it_is_stored(drops: TestClient[Any, Any]) -> None:
     client = drops
     drop = _drop(client, "xdrop")
-    text = (DATA / "penalties.xml").read_bytes()
+    text = (SAMPLES / "penalties.xml").read_bytes()
     (drop.folder / "cut.xml").write_bytes(text[: len(text) * 2 // 3])
     (drop.folder / "whole.xml").write_bytes(text)
     reports = {r["file"]: r for r in await _settle(drop)}
@@ -180,7 +180,7 @@ async def test_a_truncated_xml_file_fails_whole_and_nothing_of_it_is_stored(drop
 async def test_a_file_still_being_written_is_left_until_it_stops_changing(drops: TestClient[Any, Any]) -> None:
     client = drops
     drop = _drop(client)
-    data = (DATA / "results.gb18030.csv").read_bytes()
+    data = (SAMPLES / "results.gb18030.csv").read_bytes()
     path = drop.folder / "results.csv"
     path.write_bytes(data[:100])
     assert await drop.scan_once() == []
@@ -196,7 +196,7 @@ async def test_temporary_and_hidden_names_are_never_read(drops: TestClient[Any, 
     client = drops
     drop = _drop(client)
     for name in (".incoming", "results.csv.tmp", "results.csv.part", "~lock.csv"):
-        (drop.folder / name).write_bytes((DATA / "results.gb18030.csv").read_bytes())
+        (drop.folder / name).write_bytes((SAMPLES / "results.gb18030.csv").read_bytes())
     assert await _settle(drop) == []
     (drop.folder / ".incoming").rename(drop.folder / "results.csv")  # the writer's final rename
     assert await drop.scan_once() == []
@@ -264,7 +264,7 @@ class Polled:
 
     def __init__(self, tmp_path: Path, aiohttp_client: Client) -> None:
         self.tmp_path, self.aiohttp_client = tmp_path, aiohttp_client
-        rows = json.loads((DATA / "check_actions.json").read_text(encoding="utf-8"))
+        rows = json.loads((SAMPLES / "check_actions.json").read_text(encoding="utf-8"))
         clock = lambda: NOW  # noqa: E731 - the gateway's fixed clock, for the signatures
         self.systems = {"pip": InternetPlusSimulator("pip", MORE_SECRETS["pip"], rows=rows, clock=clock),
                         "peo": EnforcementOversightSimulator("peo", MORE_SECRETS["peo"], clock=clock),
@@ -329,7 +329,7 @@ async def test_after_a_restart_polling_resumes_from_the_stored_cursor(polled: Po
 
 async def test_an_xml_system_gives_its_cursor_in_a_header(polled: Polled) -> None:
     system = polled.systems["peo"]
-    text = (DATA / "penalties.xml").read_bytes()
+    text = (SAMPLES / "penalties.xml").read_bytes()
     system.rows = system.parse(text, "application/xml")
     assert await polled.poll("peo") == 3
     assert polled.cursor("peo") == "3"

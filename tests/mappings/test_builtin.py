@@ -18,9 +18,9 @@ from lxml import etree
 from mappings import builtin_mapping, builtin_names, map_stream, run_examples
 from mappings.exceptions import UnknownMappingError
 from schemas import Validator, load_schema_set
-from tests.conftest import DATA, VALID_RECORDS
+from tests.conftest import SAMPLES, VALID_RECORDS
 
-SAMPLES = [
+SAMPLE_FILES = [
     ("internet_plus.check_action", "check_actions.json", 12),
     ("enforcement_oversight.penalty", "penalties.xml", 3),
     ("double_random.result", "results.gb18030.csv", 12),
@@ -36,10 +36,10 @@ def test_the_spec_mappings_are_built_in() -> None:
         builtin_mapping("internet_plus.nonesuch")
 
 
-@pytest.mark.parametrize(("name", "sample", "count"), SAMPLES)
+@pytest.mark.parametrize(("name", "sample", "count"), SAMPLE_FILES)
 def test_every_sample_record_maps_to_a_valid_record(validator: Validator, name: str, sample: str, count: int) -> None:
     """Each sample file maps completely, and every mapped record is valid."""
-    with (DATA / sample).open("rb") as stream:
+    with (SAMPLES / sample).open("rb") as stream:
         results = list(map_stream(builtin_mapping(name), validator, stream))
     assert len(results) == count
     assert [r.verdict.errors for r in results if not r.verdict.ok] == []
@@ -54,13 +54,13 @@ def test_the_examples_of_each_builtin_mapping_hold(validator: Validator, name: s
 
 
 def _mapped(name: str, sample: str, validator: Validator) -> list[dict[str, Any]]:
-    with (DATA / sample).open("rb") as stream:
+    with (SAMPLES / sample).open("rb") as stream:
         return [r.record for r in map_stream(builtin_mapping(name), validator, stream) if r.record]
 
 
 def test_internet_plus_codes_people_and_times(validator: Validator) -> None:
     """Local result codes become standard ones; parallel lists zip; Beijing time is explicit."""
-    rows = json.loads((DATA / "check_actions.json").read_text(encoding="utf-8"))
+    rows = json.loads((SAMPLES / "check_actions.json").read_text(encoding="utf-8"))
     records = _mapped("internet_plus.check_action", "check_actions.json", validator)
     local = {"1": "01", "E": "02", "A": "03", "B": "04", "C": "05", "6": "06", "7": "07", "8": "08", "F": "09"}
     for row, rec in zip(rows, records, strict=True):
@@ -72,7 +72,7 @@ def test_internet_plus_codes_people_and_times(validator: Validator) -> None:
 
 def test_penalty_fines_are_exact_yuan(validator: Validator) -> None:
     """CF_FKJE in 万元 with four decimals becomes exact yuan."""
-    xml = (DATA / "penalties.xml").read_bytes()
+    xml = (SAMPLES / "penalties.xml").read_bytes()
     fines = [Decimal(e.text) * 10000 for e in etree.fromstring(xml).iter("{urn:sd:zfjd:xzcf:1}CF_FKJE")]
     records = _mapped("enforcement_oversight.penalty", "penalties.xml", validator)
     assert [Decimal(r["data"]["fine_amount"]) for r in records] == fines
@@ -81,7 +81,7 @@ def test_penalty_fines_are_exact_yuan(validator: Validator) -> None:
 
 def test_double_random_labels_become_codes(validator: Validator) -> None:
     """Label-only results become standard codes with the standard label."""
-    rows = list(csv.DictReader(io.StringIO((DATA / "results.gb18030.csv").read_bytes().decode("gb18030"))))
+    rows = list(csv.DictReader(io.StringIO((SAMPLES / "results.gb18030.csv").read_bytes().decode("gb18030"))))
     records = _mapped("double_random.result", "results.gb18030.csv", validator)
     assert records[7]["data"]["result"] == {"code": "02", "label": "发现问题已责令改正"}
     assert [r["data"]["public"] for r in records] == [row["是否公示"] == "是" for row in rows]
