@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 run: install  ## the gateway on the embedded SQLite store, with the example configuration
 	$(BIN)/supex check-config config.example.toml
 	$(BIN)/supex serve --config config.example.toml
+
+demo: install  ## a one-minute tour: the gateway and simulated systems together (see README)
+	$(BIN)/supex demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import gc
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from connectors import GatewayRefusedError, SupexClient
 from gateway.acceptance import CheckResult, run_suite, suite_for
 from gateway.app import create_app
 from gateway.config import load_config
+from gateway.demo import run_demo
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.observability import configure_logging
@@ -302,3 +304,9 @@ def connector_test(args: argparse.Namespace) -> int:
         console.print(f"{passed} passed, {len(failed)} failed, {len(results) - passed - len(failed)} skipped / "
                       f"通过 {passed}，失败 {len(failed)}")
     return EXIT_INVALID if failed else EXIT_OK
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``supex demo``: the scripted tour, with the gateway's own log kept to warnings."""
+    configure_logging(logging.WARNING)
+    return run_demo(args.keep)
