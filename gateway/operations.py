@@ -32,8 +32,8 @@ from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
 from policy import local_today
 
-__all__ = ["check_config", "deadletter_list", "deadletter_replay", "log_checkpoint", "log_export", "log_query",
-           "log_verify", "policy_explain", "push", "serve"]
+__all__ = ["check_config", "connector_test", "deadletter_list", "deadletter_replay", "demo", "log_checkpoint",
+           "log_export", "log_query", "log_verify", "policy_explain", "push", "serve"]
 
 
 
