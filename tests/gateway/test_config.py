@@ -20,8 +20,8 @@ ENV = {f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()}
 def test_the_example_configuration_loads() -> None:
     """config.example.toml is valid, with its secrets file beside it."""
     config = load_config(ROOT / "config.example.toml", environ={})
-    assert [c.id for c in config.connector] == ["amr", "internet-plus", "enforcement", "double-random", "jinan",
-                                                "hotline"]
+    assert [c.id for c in config.connector] == ["amr", "internet-plus", "enforcement", "double-random",
+                                                "double-random-files", "jinan", "hotline"]
     assert [r.id for r in config.sharing] == ["clue-to-amr"]
     assert config.connectors()["enforcement"].mapping_name == "enforcement_oversight.penalty"
     assert config.gateway.max_body == 16 * 1024 * 1024
