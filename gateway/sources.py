@@ -81,6 +81,12 @@ class _Source:
         self.connector, self.runner, self.preparer, self.mapping = connector, runner, preparer, mapping
         self.status = SourceStatus(self.kind)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the connector is in force (an admin may disable it at run time: its source pauses)."""
+        policy = self.runner.store.policy
+        return policy is None or policy.parties[self.connector.id].enabled
+
     async def _prepare(self, body: bytes, content_type: str, *, whole: bool) -> Prepared:
         received_at = self.runner.store.now()
         return await asyncio.get_running_loop().run_in_executor(None, lambda: self.preparer.prepare(
@@ -122,6 +128,8 @@ class SourcePoller(_Source):
         returns the records taken. ``SourceError`` if the system could not be read; what was stored
         before stays stored, with its cursor."""
         store, connector = self.runner.store, self.connector
+        if not self.enabled:
+            return 0
         cursor = await self.runner.call(store.source_mark, connector.id, "cursor")
         taken = 0
         self.status.last_run = store.now()
@@ -234,6 +242,8 @@ class FileDrop(_Source):
 
     async def scan_once(self) -> list[dict[str, Any]]:
         """Take every file that has not changed since the last look; their reports."""
+        if not self.enabled:
+            return []
         self.status.last_run = self.runner.store.now()
         try:
             entries = [p for p in self.folder.iterdir() if p.is_file() and _finished(p.name)]

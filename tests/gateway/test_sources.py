@@ -233,6 +233,18 @@ async def test_the_admin_api_shows_what_each_folder_did(drops: TestClient[Any, A
     assert "source" not in listed["amr"]
 
 
+async def test_a_connector_disabled_at_run_time_has_its_folder_left_alone(drops: TestClient[Any, Any]) -> None:
+    client = drops
+    drop = _drop(client)
+    gw = Signed(client)
+    assert (await gw.call("POST", "/v1/admin/connectors/drop/disable", bearer=ADMIN_TOKEN))[0] == 200
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "results.csv")
+    assert await _settle(drop) == []
+    assert _files(drop.folder) == ["results.csv"]
+    assert (await gw.call("POST", "/v1/admin/connectors/drop/enable", bearer=ADMIN_TOKEN))[0] == 200
+    assert len(await _settle(drop)) == 1
+
+
 # ---- polling ----------------------------------------------------------------------------------------
 
 
@@ -378,6 +390,13 @@ async def test_a_system_that_pages_forever_is_read_a_round_at_a_time_without_dou
     assert len(system.polls) == 4
     assert _stored(polled.client) == 5
     assert polled.cursor("pip") == "20"
+
+
+async def test_a_disabled_connector_is_not_polled(polled: Polled) -> None:
+    gw = Signed(polled.client)
+    assert (await gw.call("POST", "/v1/admin/connectors/pip/disable", bearer=ADMIN_TOKEN))[0] == 200
+    assert await polled.poll("pip") == 0
+    assert polled.systems["pip"].polls == []
 
 
 async def test_records_a_poll_brings_are_validated_like_pushed_ones(polled: Polled) -> None:
