@@ -139,6 +139,7 @@ class ConnectorConfig(_Strict):
     mapping: str | None = None
     identifiers: Literal["strict", "lenient"] = "strict"
     system_of_record: bool = False
+    receive_own: bool = True  # whether its subscriptions include the records it produced itself
     watch_dir: str | None = None  # file sources: the folder watched for dropped files
     watch_every: str = "2s"
     max_file: int = 256 * 1024**2

@@ -39,6 +39,8 @@ class Party(Protocol):
     def system_of_record(self) -> bool: ...
     @property
     def enabled(self) -> bool: ...
+    @property
+    def receive_own(self) -> bool: ...
 
 
 def local_today(now: dt.datetime) -> dt.date:
@@ -95,6 +97,7 @@ class Policy:
         self._subscribers: dict[str, list[tuple[str, str]]] = {}  # record type -> (consumer, region prefix)
         self._order = {party_id: n for n, party_id in enumerate(self.parties)}
         self._enabled = frozenset(p.id for p in self.parties.values() if p.enabled)
+        self._not_own = frozenset(p.id for p in self.parties.values() if not p.receive_own)
         for party in self.parties.values():
             self._by_department.setdefault(party.department_code, []).append(party.id)
             if party.enabled:
@@ -131,13 +134,14 @@ class Policy:
             for code in catalogue(data["matter_code"]):
                 for party_id in self._by_department.get(code, ()):
                     named.setdefault(party_id, "catalogue")
+        excluded = source if source in self._not_own else None  # a producer that asked not to get its own
         found = {party_id: "subscription" for party_id, prefix in self._subscribers.get(str(record_type), ())
-                 if party_id != source and region.startswith(prefix)}
+                 if party_id != excluded and region.startswith(prefix)}
         if not named:
             return [Route(party_id, reason) for party_id, reason in found.items()]
         for party_id, reason in named.items():
             party = self.parties.get(party_id)
-            if party is not None and party.enabled and party_id != source:
+            if party is not None and party.enabled and party_id != source:  # naming oneself is no route
                 found[party_id] = reason
         return [Route(party_id, found[party_id]) for party_id in sorted(found, key=self._order.__getitem__)]
 
@@ -172,8 +176,9 @@ class Policy:
             return f"未知的连接器 / unknown connector {consumer!r}"
         if not party.enabled:
             return "连接器已停用 / the connector is disabled"
-        if party.id == source:
-            return "记录由该连接器自己报送 / the connector produced this record itself"
+        if party.id == source and not party.receive_own:
+            return "记录由该连接器自己报送，且其不接收自己的记录 / the connector produced this record itself and " \
+                   "does not receive its own (receive_own = false)"
         record_type, region = record.get("record_type"), str(record.get("region_code") or "")
         if record_type not in party.consumes:
             return (f"未订阅 {record_type}，也未被记录指名 / does not consume {record_type} and is not named by the "
@@ -182,8 +187,9 @@ class Policy:
                 f"jurisdiction {party.region_prefix}…")
 
     def may_route(self, source: str) -> bool:
-        """Whether any record of ``source`` could reach anyone: an enabled connector besides it."""
-        return len(self._enabled) > 1 or (len(self._enabled) == 1 and source not in self._enabled)
+        """Whether any record of ``source`` could reach anyone: an enabled connector besides it, or
+        itself where it receives its own."""
+        return bool(self._enabled - {source}) or (source in self._enabled and source not in self._not_own)
 
     # ---- sharing ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import ConnectorConfig
 from policy import ENVELOPE, Policy, PolicyDefinitionError, SharingRule
+from policy.decision import Route
 from tests.conftest import VALID_RECORDS
 
 TODAY = dt.date(2026, 11, 26)
@@ -172,10 +173,20 @@ def test_feedback_goes_back_to_the_producer_of_the_record_it_refers_to() -> None
     assert policy.routes(record, SOURCE, catalogue=no_catalogue, producer=no_producer) == []
 
 
-def test_no_route_to_the_producer_itself_or_to_a_disabled_connector() -> None:
-    """A connector never receives its own records; a disabled one receives nothing."""
-    parties = [party(SOURCE, consumes=["clue"]), party("off", consumes=["clue"], enabled=False)]
-    assert Policy(parties, []).routes(clue(), SOURCE, catalogue=no_catalogue, producer=no_producer) == []
+def test_a_producer_gets_its_own_records_unless_it_opts_out_and_a_disabled_connector_nothing() -> None:
+    """Routing as SPEC §4 defines it includes a producer that subscribes to its own type;
+    ``receive_own = false`` leaves its own records out. A disabled connector receives nothing."""
+    off = party("off", consumes=["clue"], enabled=False)
+    policy = Policy([party(SOURCE, consumes=["clue"]), off], [])
+    assert policy.routes(clue(), SOURCE, catalogue=no_catalogue, producer=no_producer) == [
+        Route(SOURCE, "subscription")]
+    assert policy.may_route(SOURCE)
+    policy = Policy([party(SOURCE, consumes=["clue"], receive_own=False), off], [])
+    assert policy.routes(clue(), SOURCE, catalogue=no_catalogue, producer=no_producer) == []
+    assert not policy.may_route(SOURCE)
+    explained = policy.explain({**clue(), "source": {"connector": SOURCE}}, SOURCE, TODAY, catalogue=no_catalogue,
+                               producer=no_producer)
+    assert "receive_own = false" in explained["reason"]
 
 
 # ---- the matrix: every record type × sharing class × kind of consumer -----------------------------
