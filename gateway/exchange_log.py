@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from cryptography.hazmat.primitives import hashes
 
-from policy import Shared
+if TYPE_CHECKING:
+    from policy import Shared
 
 __all__ = [
     "EVENTS",
     "GENESIS",
+    "HASHES",
     "ChainCheck",
     "LogEntry",
     "against_checkpoint",
     "chain_hash",
     "content_digest",
+    "row_canonical",
     "shared_digest",
     "verify_chain",
 ]
@@ -32,7 +35,7 @@ EVENTS = (
     "overdue", "dead_lettered", "replayed", "pulled", "acked", "config_changed", "audit_query",
 )
 GENESIS = "0" * 64
-_HASHES: dict[str, hashes.HashAlgorithm] = {"sm3": hashes.SM3(), "sha256": hashes.SHA256()}  # stateless: shared
+HASHES: dict[str, hashes.HashAlgorithm] = {"sm3": hashes.SM3(), "sha256": hashes.SHA256()}  # stateless: shared
 
 
 class LogEntry(NamedTuple):
@@ -63,22 +66,38 @@ class LogEntry(NamedTuple):
     def content(self, seq: int | None = None) -> dict[str, Any]:
         """What the hash covers: every field but the two hashes (``seq`` in place of the entry's own,
         when given). The keys are in sorted order, so that ``canonical`` needs no sort."""
-        return {
-            "at": self.at, "batch_id": self.batch_id, "connector": self.connector, "counterpart": self.counterpart,
-            "digest": self.digest, "event": self.event, "fields": list(self.fields), "masked": list(self.masked),
-            "purpose": self.purpose, "reason": self.reason, "record_id": self.record_id,
-            "record_type": self.record_type, "rule": self.rule, "seq": self.seq if seq is None else seq,
-            "source": self.source, "version": self.version,
-        }
+        return _content(self.seq if seq is None else seq, self.at, self.event, self.connector, self.counterpart,
+                        self.source, self.record_type, self.record_id, self.version, self.batch_id, self.rule,
+                        self.purpose, list(self.fields), list(self.masked), self.digest, self.reason)
 
     def canonical(self, seq: int) -> bytes:
         """The canonical JSON of ``content(seq)``: sorted keys, no spaces, UTF-8."""
         return orjson.dumps(self.content(seq))
 
 
+def _content(seq: int, at: str, event: str, connector: str | None, counterpart: str | None,  # noqa: PLR0917 - a row, in order
+             source: str | None, record_type: str | None, record_id: str | None, version: int | None,
+             batch_id: str | None, rule: str | None, purpose: str | None, fields: list[str], masked: list[str],
+             digest: str | None, reason: str | None) -> dict[str, Any]:
+    return {"at": at, "batch_id": batch_id, "connector": connector, "counterpart": counterpart, "digest": digest,
+            "event": event, "fields": fields, "masked": masked, "purpose": purpose, "reason": reason,
+            "record_id": record_id, "record_type": record_type, "rule": rule, "seq": seq, "source": source,
+            "version": version}
+
+
+def row_canonical(row: tuple[Any, ...]) -> bytes:
+    """The canonical JSON of an entry as the store holds it: a row of ``seq`` … ``reason`` (the
+    columns of ``LogEntry`` in order, field lists comma-joined), read without making an entry."""
+    (seq, at, event, connector, counterpart, source, record_type, record_id, version, batch_id, rule, purpose,
+     fields, masked, digest, reason) = row[:16]
+    return orjson.dumps(_content(seq, at, event, connector, counterpart, source, record_type, record_id, version,
+                                 batch_id, rule, purpose, fields.split(",") if fields else [],
+                                 masked.split(",") if masked else [], digest, reason))
+
+
 def content_digest(algorithm: str, value: Any) -> str:
     """The digest of a JSON value as the log records it: H(canonical JSON), sorted keys, UTF-8."""
-    digest = hashes.Hash(_HASHES[algorithm])
+    digest = hashes.Hash(HASHES[algorithm])
     digest.update(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
     return digest.finalize().hex()
 
@@ -99,7 +118,7 @@ def chain_hash(algorithm: str, prev_hash: str, entry: LogEntry, seq: int | None 
 
 def _chained(algorithm: str, prev_hash: str, canonical: bytes) -> str:
     """``H(prev_hash || canonical JSON of the entry)`` (SPEC §5)."""
-    digest = hashes.Hash(_HASHES[algorithm])
+    digest = hashes.Hash(HASHES[algorithm])
     digest.update(prev_hash.encode() + canonical)
     return digest.finalize().hex()
 

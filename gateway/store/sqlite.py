@@ -8,18 +8,23 @@ methods from one worker thread (``gateway.store.runner``); they are plain blocki
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import partial
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
+from cryptography.hazmat.primitives import hashes
 
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
-from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, chain_hash, shared_digest, verify_chain
+from gateway.exchange_log import GENESIS, HASHES, ChainCheck, LogEntry, chain_hash, row_canonical, shared_digest
 from gateway.store.model import (
     Due,
     InboxPage,
@@ -646,9 +651,23 @@ class SQLiteStore:
         with self._lock:
             return _log_head(self._db)
 
-    def verify_log(self) -> Iterator[ChainCheck]:
-        """Verify the whole chain, streamed; the last item is the outcome."""
-        return verify_chain(self.log_hash, self.log_entries())
+    def verify_log(self, processes: int | None = None) -> Iterator[ChainCheck]:
+        """Verify the whole chain as it stands now, yielding progress after each stretch of entries and
+        the outcome last. Stretches are checked side by side in ``processes`` worker processes (default:
+        one a core, for large logs); each entry's hash depends only on its own row, so only the links
+        between stretches are left to join here."""
+        total = _log_head(self._db)[0]
+        ranges = [(first, min(first + _VERIFY_STRETCH - 1, total)) for first in range(1, total + 1, _VERIFY_STRETCH)]
+        workers = (os.cpu_count() or 1) if processes is None else processes
+        if self.path == ":memory:":
+            yield from _joined(_verify_stretch(self._db, self.log_hash, a, b) for a, b in ranges)
+            return
+        if total < _PARALLEL_FROM or workers < 2:
+            yield from _joined(_verify_stretch_at(self.path, self.log_hash, a, b) for a, b in ranges)
+            return
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from _joined(pool.map(_verify_stretch_at, repeat(self.path), repeat(self.log_hash),
+                                        [a for a, _ in ranges], [b for _, b in ranges]))
 
     def counts(self) -> dict[str, int]:
         """Row counts for metrics: stored versions, quarantined records, log entries."""
@@ -658,6 +677,77 @@ class SQLiteStore:
                 "quarantined": self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
                 "log_entries": _log_head(self._db)[0],
             }
+
+
+_VERIFY_STRETCH = 50_000  # entries a worker checks at a time
+_PARALLEL_FROM = 200_000  # logs from this size are verified in several processes
+
+
+class _Stretch(NamedTuple):
+    """What a worker found in entries ``first`` … ``last``: how many hold before the first bad one (if
+    any), the first entry's ``prev_hash`` (its link is checked when the stretches are joined) and the
+    last good hash."""
+
+    first: int
+    verified: int
+    first_prev: str | None
+    last_hash: str | None
+    bad_seq: int | None = None
+    bad_reason: str | None = None
+
+
+def _verify_stretch_at(path: str, algorithm: str, first: int, last: int) -> _Stretch:
+    """``_verify_stretch`` in a worker process, on a read-only connection of its own."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return _verify_stretch(db, algorithm, first, last)
+    finally:
+        db.close()
+
+
+def _verify_stretch(db: sqlite3.Connection, algorithm: str, first: int, last: int) -> _Stretch:
+    cursor = db.execute(f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                        (first, last))
+    count, expected, prev, first_prev = 0, first, None, None
+    new_hash, algorithm_ = hashes.Hash, HASHES[algorithm]  # bound once: this loop is the whole cost
+    while rows := cursor.fetchmany(5000):
+        for row in rows:
+            seq, prev_hash, stored = row[0], row[16], row[17]
+            if seq != expected:
+                return _Stretch(first, count, first_prev, prev, expected,
+                                f"seq {seq} where {expected} was expected (an entry removed or reordered)")
+            if prev is None:
+                first_prev = prev_hash
+            elif prev_hash != prev:
+                return _Stretch(first, count, first_prev, prev, seq, "prev_hash does not match the previous entry's "
+                                "hash")
+            digest = new_hash(algorithm_)
+            digest.update(prev_hash.encode())
+            digest.update(row_canonical(row))
+            if digest.finalize().hex() != stored:
+                return _Stretch(first, count, first_prev, prev, seq, "hash does not match the entry's content "
+                                "(changed)")
+            count, expected, prev = count + 1, expected + 1, stored
+    if expected <= last:
+        return _Stretch(first, count, first_prev, prev, expected, f"seq {expected} is missing (an entry removed)")
+    return _Stretch(first, count, first_prev, prev)
+
+
+def _joined(stretches: Iterable[_Stretch]) -> Iterator[ChainCheck]:
+    """The outcome of consecutive stretches: each must start from the hash the one before ended on."""
+    verified, head = 0, GENESIS
+    for stretch in stretches:
+        if stretch.first_prev is not None and stretch.first_prev != head:
+            yield ChainCheck(False, verified, stretch.first, "prev_hash does not match the previous entry's hash",
+                             head)
+            return
+        if stretch.bad_seq is not None:
+            yield ChainCheck(False, verified + stretch.verified, stretch.bad_seq, stretch.bad_reason,
+                             stretch.last_hash or head)
+            return
+        verified, head = verified + stretch.verified, stretch.last_hash or head
+        yield ChainCheck(True, verified, None, None, head)
+    yield ChainCheck(True, verified, None, None, head)
 
 
 def _log_head(db: sqlite3.Connection) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
 from gateway.ingest import RecordPreparer
 from gateway.store import SQLiteStore
+from gateway.store import sqlite as sqlite_store
 from gateway.store.sqlite import MIGRATIONS
 from gateway.store.versions import decide
 from policy import Policy
@@ -135,6 +136,31 @@ def test_verify_names_reordered_entries(tmp_path: Path) -> None:
     """Swapping two entries' contents breaks the chain at the first of them."""
     swap = ("UPDATE exchange_log SET record_id = CASE seq WHEN 2 THEN 'in-1' ELSE 'in-0' END WHERE seq IN (2, 3)")
     assert _tamper(tmp_path, swap) == 2
+
+
+@pytest.mark.parametrize(("sql", "first_bad"), [
+    ("UPDATE exchange_log SET reason = 'x' WHERE seq = 4", 4),  # the first entry of a stretch
+    ("UPDATE exchange_log SET prev_hash = hash WHERE seq = 7", 7),  # its link to the stretch before
+    ("DELETE FROM exchange_log WHERE seq = 7", 7),  # a whole stretch's first entry gone
+    ("UPDATE exchange_log SET record_id = 'x' WHERE seq = 9", 9),
+    ("SELECT 1", None),
+])
+def test_verifying_in_stretches_side_by_side_finds_what_one_pass_finds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: str, first_bad: int | None) -> None:
+    """Large logs are verified in stretches by worker processes; joined, they name the same entry."""
+    store = _store(tmp_path)
+    _ingest(store, *(inspection(n) for n in range(4)))  # 9 entries: received, 4 stored, 4 routed
+    store.close()
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute(sql)
+    con.commit()
+    con.close()
+    serial = list(_store(tmp_path).verify_log(processes=1))[-1]
+    monkeypatch.setattr(sqlite_store, "_VERIFY_STRETCH", 3)
+    monkeypatch.setattr(sqlite_store, "_PARALLEL_FROM", 0)
+    side_by_side = list(_store(tmp_path).verify_log(processes=2))
+    assert side_by_side[-1] == serial and serial.first_bad_seq == first_bad
+    assert first_bad is not None or len(side_by_side) == 4  # progress after each of three stretches, the outcome
 
 
 def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
