@@ -394,9 +394,14 @@ async def _checkpoints(runner: StoreRunner) -> None:
 def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
-        runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash))
+        runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash,
+                                                 cipher=config.data_cipher))
         app[STORE] = runner
         store = runner.store
+        store.check_keys()
+        if store.cipher is None:
+            log.warning("no_data_key", hint="important and core payloads are stored in plaintext: set data_key_env "
+                        "or data_key_file (docs/security.md)")
         await runner.call(lambda: store.set_policy(config.policy(store.runtime_rules(), store.connector_states())))
         task = asyncio.create_task(_checkpoints(runner))
         mappings: dict[str, CompiledMapping] = app[MAPPINGS]

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.kinds import ConnectorKind, UnknownKindError, connector_kind
+from gateway.encryption import DataCipher, load_key_ring
 from gateway.exceptions import ConfigError
 from mappings import CompiledMapping, builtin_mapping, compile_text
 from mappings.definitions import key_line
@@ -61,7 +62,8 @@ class GatewayConfig(_Strict):
     max_body: int = 16 * 1024**2
     max_records: int = Field(default=10_000, ge=1, le=100_000)
     secrets_file: str | None = None
-    data_key_env: str | None = None
+    data_key_env: str | None = None  # the variable holding the data key ring (base64 keys, the current first)
+    data_key_file: str | None = None  # or a file holding it, one key a line
     clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
     # processes that validate large batches beside the event loop; default: one per core but one
     prepare_processes: int | None = Field(default=None, ge=0, le=64)
@@ -214,7 +216,9 @@ class ConnectorConfig(_Strict):
 
 
 class Config(_Strict):
-    """The whole configuration, with the secrets resolved beside it (never from its text)."""
+    """The whole configuration, with the secrets and data keys resolved beside it (never from its text)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     auditor: list[AuditorConfig] = Field(default_factory=list)
@@ -223,6 +227,7 @@ class Config(_Strict):
     sharing: list[SharingRule] = Field(default_factory=list)
     base_dir: Path = Field(default=Path(), exclude=True)
     secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+    data_cipher: DataCipher | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -327,6 +332,10 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
             raise ConfigError(f"{prefix}未知的键 / unknown key {where!r}") from None
         raise ConfigError(f"{prefix}{where}: {error['msg']}") from None
     if need_secrets:
-        secrets = _load_secrets(config, os.environ if environ is None else environ, secrets_of)
-        config = config.model_copy(update={"secrets": secrets})
+        environ = os.environ if environ is None else environ
+        gateway = config.gateway
+        cipher = load_key_ring(gateway.data_key_env, config.base_dir / gateway.data_key_file
+                               if gateway.data_key_file else None, environ)
+        config = config.model_copy(update={"secrets": _load_secrets(config, environ, secrets_of),
+                                           "data_cipher": cipher})
     return config

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from schemas.exceptions import ConfigurationError, FatalError, InputError, RetriableError
 
-__all__ = ["ConfigError", "LogIntegrityError", "ReadLimitError", "SourceError", "SourceUnavailableError",
-           "StoreUnavailableError"]
+__all__ = ["ConfigError", "DataKeyError", "LogIntegrityError", "ReadLimitError", "SourceError",
+           "SourceUnavailableError", "StoreUnavailableError"]
 
 
 class ConfigError(ConfigurationError):
@@ -35,3 +35,7 @@ class SourceError(InputError):
 
 class SourceUnavailableError(RetriableError):
     """A polled system did not answer usefully now (timeout, refused connection, 5xx, 429)."""
+
+
+class DataKeyError(FatalError):
+    """A sealed payload cannot be opened: its key is not in the key ring, or it was altered."""

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives import hashes
 
-from gateway.exceptions import ReadLimitError, StoreUnavailableError
+from gateway.encryption import SEALED_GRADES, DataCipher, is_sealed
+from gateway.exceptions import DataKeyError, ReadLimitError, StoreUnavailableError
 from gateway.exchange_log import GENESIS, HASHES, ChainCheck, LogEntry, chain_hash, row_canonical, shared_digest
 from gateway.store.model import (
     Due,
@@ -97,6 +98,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE source_marks (connector TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
         at TEXT NOT NULL, PRIMARY KEY (connector, name)) WITHOUT ROWID;
     """,
+    # 4: encryption at rest: the key a payload is sealed with (NULL: plaintext); the important and
+    #    core versions indexed by it, for the start-up check and for rotation
+    """
+    ALTER TABLE changes ADD COLUMN key_id TEXT;
+    ALTER TABLE quarantine ADD COLUMN key_id TEXT;
+    CREATE INDEX changes_sealable ON changes (key_id, seq) WHERE grade IN ('important', 'core');
+    """,
 )
 
 
@@ -114,11 +122,13 @@ def _row_entry(row: Sequence[Any]) -> LogEntry:
 class SQLiteStore:
     """Records, quarantine, cursors and the exchange log in one SQLite file."""
 
-    def __init__(self, path: str, *, log_hash: str = "sm3", clock: Clock = _utc_now) -> None:
+    def __init__(self, path: str, *, log_hash: str = "sm3", clock: Clock = _utc_now,
+                 cipher: DataCipher | None = None) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.log_hash = log_hash
+        self.cipher = cipher
         self._clock = clock
         self._lock = threading.RLock()
         self.policy: Policy | None = None
@@ -133,6 +143,17 @@ class SQLiteStore:
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"无法打开存储 / cannot open the store {path}: {exc}") from exc
+
+    def check_keys(self) -> None:
+        """Refuse to serve payloads sealed under keys the ring does not hold (the gateway's start-up)."""
+        sealed = {row[0] for row in self._db.execute(
+            "SELECT DISTINCT key_id FROM changes WHERE grade IN ('important', 'core') AND key_id IS NOT NULL")}
+        sealed |= {row[0] for row in self._db.execute(
+            "SELECT DISTINCT key_id FROM quarantine WHERE key_id IS NOT NULL")}
+        missing = sorted(sealed - set(self.cipher.key_ids if self.cipher else ()))
+        if missing:
+            raise DataKeyError(f"存储中有数据由未配置的密钥加密 / the store holds payloads sealed with keys {missing} "
+                               "that the configured key ring does not hold (data_key_env / data_key_file)")
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -208,6 +229,27 @@ class SQLiteStore:
         with self._lock:
             return bool(self._db.execute("SELECT 1").fetchone() == (1,))
 
+    # ---- sealing ------------------------------------------------------------------------------
+
+    def _sealed(self, payload: bytes, grade: str, bound_to: bytes) -> tuple[bytes, str | None]:
+        """The payload as stored: sealed with its key id where it is important or core data (rejected
+        records count as such: nobody has checked what they hold) and a key ring is configured."""
+        if self.cipher is None or grade not in SEALED_GRADES:
+            return payload, None
+        return self.cipher.seal(payload, bound_to), self.cipher.current
+
+    def _opened(self, payload: bytes, bound_to: bytes) -> bytes:
+        if not is_sealed(payload):
+            return bytes(payload)
+        if self.cipher is None:
+            raise DataKeyError("存储中的数据已加密，但未配置数据密钥 / a payload is sealed but no data key is "
+                               "configured")
+        return self.cipher.open(payload, bound_to)
+
+    def _record(self, seq: int, version: int, payload: bytes) -> dict[str, Any]:
+        """A stored version as the record it is (opened if sealed), with its version and seq."""
+        return {**orjson.loads(self._opened(payload, b"changes:%d" % seq)), "version": version, "seq": seq}
+
     # ---- ingest -------------------------------------------------------------------------------
 
     def ingest(self, connector: str, batch_id: str, incoming: list[Incoming], rejected: list[Quarantined],
@@ -250,9 +292,9 @@ class SQLiteStore:
             verdict = decide(known.get(item.record_id), item.version, item.digest)
             if verdict.status == "accepted":
                 assert verdict.version is not None
+                payload, key = self._sealed(item.payload, item.grade, b"changes:%d" % next_seq)
                 changes.append((next_seq, connector, item.record_id, verdict.version, item.record_type, item.op,
-                                item.region_code, item.sharing, item.grade, batch_id, at, item.digest,
-                                item.payload))
+                                item.region_code, item.sharing, item.grade, batch_id, at, item.digest, payload, key))
                 known[item.record_id] = (verdict.version, item.digest, next_seq)
                 stored.append((next_seq, connector, verdict.version, item.record_type, item.payload))
                 entries.append(LogEntry("stored", at, connector=connector, source=connector,
@@ -264,7 +306,8 @@ class SQLiteStore:
             elif verdict.status == "rejected":
                 errors = [verdict.error] if verdict.error else []
                 quarantine.append((connector, batch_id, item.position, item.record_id, item.record_type, at,
-                                   orjson.dumps(errors).decode(), item.payload))
+                                   orjson.dumps(errors).decode(),
+                                   *self._sealed(item.payload, "core", _quarantine_binding(batch_id, item.position))))
                 entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         batch_id=batch_id, reason="version_conflict"))
@@ -279,16 +322,17 @@ class SQLiteStore:
         for bad in rejected:
             codes = sorted({e["code"] for e in bad.errors})
             quarantine.append((connector, batch_id, bad.position, bad.record_id, bad.record_type, at,
-                               orjson.dumps(bad.errors).decode(), bad.payload))
+                               orjson.dumps(bad.errors).decode(),
+                               *self._sealed(bad.payload, "core", _quarantine_binding(batch_id, bad.position))))
             entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                     record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
                                     reason=",".join(codes)))
             outcomes.append(IngestOutcome(bad.position, bad.record_id, "rejected", errors=bad.errors))
-        db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", changes)
+        db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", changes)
         db.executemany("INSERT OR REPLACE INTO current_versions VALUES (?,?,?,?,?)",
                        [(connector, c[2], c[3], c[11], c[0]) for c in changes])
         db.executemany("INSERT INTO quarantine (connector, batch_id, idx, record_id, record_type, received_at, "
-                       "errors, payload) VALUES (?,?,?,?,?,?,?,?)", quarantine)
+                       "errors, payload, key_id) VALUES (?,?,?,?,?,?,?,?,?)", quarantine)
         self._append(db, entries)
         return sorted(outcomes, key=lambda o: o.position), next_seq
 
@@ -324,7 +368,9 @@ class SQLiteStore:
                     rows = db.execute("SELECT seq, connector, version, record_type, payload FROM changes "
                                       "WHERE seq > ? ORDER BY seq LIMIT 2000", (done[0] if done else 0,)).fetchall()
                     if rows:
-                        self._route(db, self.now(), rows)
+                        self._route(db, self.now(), [(seq, source, version, record_type,
+                                                      self._opened(payload, b"changes:%d" % seq))
+                                                     for seq, source, version, record_type, payload in rows])
                 if not rows:
                     return routed
                 routed += len(rows)
@@ -341,7 +387,7 @@ class SQLiteStore:
         for seq, source, version, record_type, payload in changes:
             if record_type != "matter" and not policy.may_route(source):
                 continue  # nobody else could receive it: no need to read it
-            record = {**orjson.loads(payload), "version": version, "seq": seq}
+            record = {**orjson.loads(payload), "version": version, "seq": seq}  # plaintext: as just stored
             if record["record_type"] == "matter":
                 self._catalogue(db, record)
             for route in policy.routes(record, source, catalogue=catalogue, producer=producer):
@@ -396,7 +442,7 @@ class SQLiteStore:
                 "SELECT d.seq, c.version, c.payload, d.attempts, d.due_by FROM deliveries d JOIN changes c "
                 "ON c.seq = d.seq WHERE d.status = 'pending' AND d.consumer = ? AND d.next_at <= ? ORDER BY d.seq "
                 "LIMIT ?", (consumer, now, limit)).fetchall()
-        return [Due(seq, {**orjson.loads(payload), "version": version, "seq": seq}, attempts, due_by)
+        return [Due(seq, self._record(seq, version, payload), attempts, due_by)
                 for seq, version, payload, attempts, due_by in rows]
 
     def next_due(self, consumer: str) -> float | None:
@@ -523,7 +569,7 @@ class SQLiteStore:
             served: list[tuple[str, int, str]] = []
             today = local_today(now)
             for seq, source, record_id, version, payload, status, due_by in rows:
-                record = {**orjson.loads(payload), "version": version, "seq": seq}
+                record = self._record(seq, version, payload)
                 decision = policy.decide(record, consumer, today)
                 if not decision.allowed:  # the agreement was withdrawn or has expired since routing
                     entries.append(_delivery_entry("denied", at, consumer, record, reason=decision.reason))
@@ -586,10 +632,11 @@ class SQLiteStore:
                 "WHERE connector = ? AND id > ? ORDER BY id LIMIT ?", (connector, after, limit)).fetchall()
         out = []
         for r in rows:
+            raw = self._opened(r[7], _quarantine_binding(r[1], r[2]))
             try:
-                payload: Any = orjson.loads(r[7])
+                payload: Any = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                payload = bytes(r[7]).decode("utf-8", errors="replace")
+                payload = raw.decode("utf-8", errors="replace")
             out.append({"id": r[0], "batch_id": r[1], "index": r[2], "record_id": r[3], "record_type": r[4],
                         "received_at": r[5], "errors": orjson.loads(r[6]), "record": payload})
         return out
@@ -677,6 +724,10 @@ class SQLiteStore:
                 "quarantined": self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
                 "log_entries": _log_head(self._db)[0],
             }
+
+
+def _quarantine_binding(batch_id: str, position: int) -> bytes:
+    return f"quarantine:{batch_id}:{position}".encode()
 
 
 _VERIFY_STRETCH = 50_000  # entries a worker checks at a time
@@ -777,8 +828,9 @@ def _delivery_entry(event: str, at: str, consumer: str, record: Mapping[str, Any
                     version=record.get("version"), **more)
 
 
-def open_store(url_or_path: str, *, log_hash: str, clock: Clock = _utc_now) -> SQLiteStore:
-    """Open the store a configuration names (a SQLite path here)."""
+def open_store(url_or_path: str, *, log_hash: str, clock: Clock = _utc_now,
+               cipher: DataCipher | None = None) -> SQLiteStore:
+    """Open the store a configuration names (a SQLite path here), sealing with ``cipher`` if given."""
     if url_or_path.startswith("postgresql://"):
         raise StoreUnavailableError("PostgreSQL 存储尚未提供 / the PostgreSQL store is not available in this build")
-    return SQLiteStore(url_or_path, log_hash=log_hash, clock=clock)
+    return SQLiteStore(url_or_path, log_hash=log_hash, clock=clock, cipher=cipher)
