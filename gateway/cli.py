@@ -169,6 +169,29 @@ def _add_connector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     test.set_defaults(command="connector test")
 
 
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("keys", help="data keys of encryption at rest: generate, status, rotate",
+                       description="Important and core payloads are sealed at rest (SM4-GCM, or AES-256-GCM) under "
+                       "the key ring that data_key_env or data_key_file names: base64 keys, the current one first.")
+    inner = p.add_subparsers(dest="keys_command", metavar="{generate,status,rotate}", required=True)
+    generate = inner.add_parser("generate", help="print a new random data key (base64 of 32 bytes)",
+                                description="Print a new random data key, to put first in the key ring.")
+    generate.set_defaults(command="keys generate")
+    status = inner.add_parser("status", help="how many payloads each key seals",
+                              description="Count the sealed payloads by key id, and important or core payloads "
+                              "still in plaintext.")
+    rotate = inner.add_parser("rotate", help="seal everything again under the current key",
+                              description="Seal again, under the first key of the ring, every payload another key "
+                              "(or none) seals, a batch a transaction, beside the running gateway (whose ring must "
+                              "hold the old and the new key). Interrupted, it goes on from where it stopped when run "
+                              "again. Logged as config_changed.")
+    rotate.add_argument("--batch", type=int, default=500, metavar="N", help="payloads a transaction (default 500)")
+    rotate.set_defaults(command="keys rotate")
+    status.set_defaults(command="keys status")
+    for command in (status, rotate):
+        command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="a one-minute tour: the gateway and simulated systems together",
                        description="Start the gateway and simulators of the 12345 hotline, a department, the "
@@ -195,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
-                _add_deadletter, _add_connector, _add_demo):
+                _add_deadletter, _add_connector, _add_keys, _add_demo):
         add(sub)
     return parser
 
@@ -219,6 +242,9 @@ def _commands() -> dict[str, Command]:
         "deadletter replay": operations.deadletter_replay,
         "connector test": operations.connector_test,
         "demo": operations.demo,
+        "keys generate": operations.keys_generate,
+        "keys status": operations.keys_status,
+        "keys rotate": operations.keys_rotate,
     }
 
 

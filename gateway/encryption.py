@@ -140,9 +140,9 @@ class DataCipher:
 
 def _parse(text: str, where: str) -> list[bytes]:
     keys = []
-    for line in text.replace("\n", ",").split(","):
-        part = line.strip()
-        if not part or part.startswith("#"):
+    parts = [part.strip() for line in text.splitlines() for part in line.partition("#")[0].split(",")]
+    for part in parts:
+        if not part:
             continue
         try:
             key = base64.b64decode(part, validate=True)

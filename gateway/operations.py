@@ -24,6 +24,7 @@ from gateway.acceptance import CheckResult, run_suite, suite_for
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.demo import run_demo
+from gateway.encryption import generate_key
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.observability import configure_logging
@@ -32,8 +33,9 @@ from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
 from policy import local_today
 
-__all__ = ["check_config", "connector_test", "deadletter_list", "deadletter_replay", "demo", "log_checkpoint",
-           "log_export", "log_query", "log_verify", "policy_explain", "push", "serve"]
+__all__ = ["check_config", "connector_test", "deadletter_list", "deadletter_replay", "demo", "keys_generate",
+           "keys_rotate", "keys_status", "log_checkpoint", "log_export", "log_query", "log_verify", "policy_explain",
+           "push", "serve"]
 
 
 
@@ -310,3 +312,54 @@ def demo(args: argparse.Namespace) -> int:
     """``supex demo``: the scripted tour, with the gateway's own log kept to warnings."""
     configure_logging(logging.WARNING)
     return run_demo(args.keep)
+
+
+# ---- data keys --------------------------------------------------------------------------------
+
+def keys_generate(_args: argparse.Namespace) -> int:
+    """``supex keys generate``: a new random data key."""
+    print(generate_key())
+    return EXIT_OK
+
+
+def _keyed_store(args: argparse.Namespace) -> Any:
+    config = load_config(args.config, secrets_of=())
+    if config.data_cipher is None:
+        raise ConfigError(f"{args.config}: 未配置数据密钥 / no data key is configured (data_key_env or data_key_file)")
+    path = config.store_path()
+    if not Path(path).exists():
+        raise ConfigError(f"存储不存在 / no store at {path}")
+    return open_store(path, log_hash=config.gateway.log_hash, cipher=config.data_cipher)
+
+
+def keys_status(args: argparse.Namespace) -> int:
+    """``supex keys status``: payloads by the key that seals them."""
+    store = _keyed_store(args)
+    try:
+        status = store.key_status()
+        cipher = store.cipher
+    finally:
+        store.close()
+    print(f"current key {cipher.current} ({cipher.algorithm}); keys in the ring: {', '.join(cipher.key_ids)}")
+    for table, counts in status.items():
+        described = ", ".join(f"{key}: {n}" for key, n in sorted(counts.items())) or "none"
+        print(f"{table}: {described}")
+    return EXIT_OK
+
+
+def keys_rotate(args: argparse.Namespace) -> int:
+    """``supex keys rotate``: seal everything again under the current key, resumably, with a progress bar."""
+    store = _keyed_store(args)
+    try:
+        before = store.key_status()
+        current = store.cipher.current
+        total = sum(n for counts in before.values() for key, n in counts.items() if key != current)
+        done = 0
+        with progress_bar() as progress:
+            task = progress.add_task("sealing again", total=total)
+            for done in store.rotate_keys(by="supex keys rotate", batch=args.batch):
+                progress.update(task, completed=done)
+    finally:
+        store.close()
+    print(f"{done} payloads sealed again under key {current} / 已用当前密钥重新加密 {done} 条")
+    return EXIT_OK

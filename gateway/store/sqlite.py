@@ -103,7 +103,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE changes ADD COLUMN key_id TEXT;
     ALTER TABLE quarantine ADD COLUMN key_id TEXT;
-    CREATE INDEX changes_sealable ON changes (key_id, seq) WHERE grade IN ('important', 'core');
+    CREATE INDEX changes_sealable ON changes (seq, key_id) WHERE grade IN ('important', 'core');
     """,
 )
 
@@ -249,6 +249,41 @@ class SQLiteStore:
     def _record(self, seq: int, version: int, payload: bytes) -> dict[str, Any]:
         """A stored version as the record it is (opened if sealed), with its version and seq."""
         return {**orjson.loads(self._opened(payload, b"changes:%d" % seq)), "version": version, "seq": seq}
+
+    def key_status(self) -> dict[str, dict[str, int]]:
+        """How many payloads each key seals (``plaintext``: important or core data not sealed), by table."""
+        def count(sql: str) -> dict[str, int]:
+            return {key or "plaintext": n for key, n in self._db.execute(sql)}
+        return {"changes": count("SELECT key_id, count(*) FROM changes WHERE grade IN ('important', 'core') "
+                                 "GROUP BY key_id"),
+                "quarantine": count("SELECT key_id, count(*) FROM quarantine GROUP BY key_id")}
+
+    def rotate_keys(self, by: str, batch: int = 500) -> Iterator[int]:
+        """Seal again under the current key whatever another key (or none) seals, a batch a transaction,
+        yielding the running count. The gateway goes on meanwhile; after a crash, running it again
+        goes on from where it stopped (what is left is what is not yet under the current key)."""
+        cipher = self.cipher
+        if cipher is None:
+            raise DataKeyError("未配置数据密钥 / no data key is configured: set data_key_env or data_key_file")
+        done = 0
+        for table, sql in _UNDER_OTHER_KEYS.items():
+            after = 0
+            while True:
+                with self._transaction() as db:
+                    rows = db.execute(sql, (after, cipher.current, batch)).fetchall()
+                    updates = []
+                    for row in rows:
+                        bound = b"changes:%d" % row[0] if table == "changes" else _quarantine_binding(row[2], row[3])
+                        updates.append((cipher.seal(self._opened(row[1], bound), bound), cipher.current, row[0]))
+                    key = "seq" if table == "changes" else "id"
+                    db.executemany(f"UPDATE {table} SET payload = ?, key_id = ? WHERE {key} = ?", updates)
+                if not rows:
+                    break
+                after, done = rows[-1][0], done + len(rows)
+                yield done
+        self.append_log([LogEntry("config_changed", self.now(), counterpart=by,
+                                  reason=f"data keys rotated: {done} payloads sealed again under key "
+                                         f"{cipher.current} ({cipher.algorithm})")])
 
     # ---- ingest -------------------------------------------------------------------------------
 
@@ -724,6 +759,15 @@ class SQLiteStore:
                 "quarantined": self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
                 "log_entries": _log_head(self._db)[0],
             }
+
+
+# the payloads rotation seals again: those under another key than the current one, or none
+_UNDER_OTHER_KEYS = {
+    "changes": "SELECT seq, payload FROM changes WHERE grade IN ('important', 'core') AND seq > ? "
+               "AND (key_id IS NULL OR key_id != ?) ORDER BY seq LIMIT ?",
+    "quarantine": "SELECT id, payload, batch_id, idx FROM quarantine WHERE id > ? "
+                  "AND (key_id IS NULL OR key_id != ?) ORDER BY id LIMIT ?",
+}
 
 
 def _quarantine_binding(batch_id: str, position: int) -> bytes:
