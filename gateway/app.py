@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import console
 from gateway.admin import ADMIN_ROUTES, add_admin_routes
 from gateway.config import Config, resolve_mapping
 from gateway.delivery import Deliverer
@@ -471,4 +472,5 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     app.cleanup_ctx.append(_store_context(store, deliver))
     app.cleanup_ctx.append(_pool_context)
     _add_routes(app.router)
+    console.install(app, monotonic_clock)
     return app

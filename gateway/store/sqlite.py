@@ -12,10 +12,11 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from functools import partial
+from functools import lru_cache, partial
 from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -105,7 +106,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE quarantine ADD COLUMN key_id TEXT;
     CREATE INDEX changes_sealable ON changes (seq, key_id) WHERE grade IN ('important', 'core');
     """,
+    # 5: the review console: the log searched by event, party and rule, newest first, and a daily
+    #    count of records stored, rejected, delivered and pulled by connector (in the province's
+    #    calendar), kept as entries are appended
+    """
+    CREATE INDEX exchange_log_by_event ON exchange_log (event, seq);
+    CREATE INDEX exchange_log_by_connector ON exchange_log (connector, seq);
+    CREATE INDEX exchange_log_by_counterpart ON exchange_log (counterpart, seq);
+    CREATE INDEX exchange_log_by_rule ON exchange_log (rule, seq) WHERE rule IS NOT NULL;
+    CREATE TABLE volume (day TEXT NOT NULL, connector TEXT NOT NULL, event TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (day, connector, event)) WITHOUT ROWID;
+    INSERT INTO volume SELECT date(at, '+8 hours'), connector, event, count(*) FROM exchange_log
+        WHERE event IN ('stored', 'rejected', 'delivered', 'pulled') AND connector IS NOT NULL
+        GROUP BY date(at, '+8 hours'), connector, event;
+    """,
 )
+VOLUME_EVENTS = frozenset({"stored", "rejected", "delivered", "pulled"})
 
 
 def _utc_now() -> dt.datetime:
@@ -207,6 +223,10 @@ class SQLiteStore:
                          ",".join(entry.fields), ",".join(entry.masked), entry.digest, entry.reason, prev, digest))
             prev = digest
         db.executemany(f"INSERT INTO exchange_log ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join('?' * 18)})", rows)
+        volume = Counter((_local_day(e.at), e.connector, e.event) for e in entries
+                         if e.event in VOLUME_EVENTS and e.connector)
+        db.executemany("INSERT INTO volume VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + "
+                       "excluded.count", [(*key, n) for key, n in volume.items()])
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database without blocking writers (PASSIVE)."""
@@ -705,6 +725,65 @@ class SQLiteStore:
             if reader is not self._db:
                 reader.close()
 
+    # ---- the review console: reads beside the writer --------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own for a read, so that the console never waits on the writer."""
+        if self.path == ":memory:":
+            yield self._db
+            return
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def search_log(self, where: LogFilter, *, before: int | None = None, limit: int = 50) -> list[LogEntry]:
+        """Entries matching ``where``, newest first, older than ``before``: each filter goes by its
+        index, so that a page costs the same in a log of a thousand entries or of millions."""
+        with self._reading() as db:
+            low, high = _seq_bounds(db, where.since, where.until)
+            if before is not None:
+                high = min(high, before - 1)
+            clauses, args = ["seq BETWEEN ? AND ?"], [low, high]  # type: list[str], list[Any]
+            for column, value in (("at >= ", where.since), ("at < ", where.until),
+                                  ("record_type = ", where.record_type), ("record_id = ", where.record_id),
+                                  ("event = ", where.event), ("rule = ", where.rule), ("source = ", where.source),
+                                  ("counterpart = ", where.counterpart)):
+                if value is not None:
+                    clauses.append(column + "?")
+                    args.append(value)
+            sides = [""] if where.connector is None else [" AND connector = ?", " AND counterpart = ?"]
+            found: dict[int, LogEntry] = {}
+            for side in sides:  # a party on either side: two index scans, merged
+                sql = (f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE {' AND '.join(clauses)}{side} "
+                       "ORDER BY seq DESC LIMIT ?")
+                extra = [where.connector] if side else []
+                for row in db.execute(sql, [*args, *extra, limit]):
+                    found[row[0]] = _row_entry(row)
+        return [found[seq] for seq in sorted(found, reverse=True)[:limit]]
+
+    def volume(self, since_day: str) -> list[tuple[str, str, str, int]]:
+        """Records stored, rejected, delivered and pulled, by day and connector, from ``since_day``."""
+        with self._reading() as db:
+            return [tuple(r) for r in db.execute(
+                "SELECT day, connector, event, count FROM volume WHERE day >= ? ORDER BY day, connector, event",
+                (since_day,))]
+
+    def event_counts(self, events: Sequence[str]) -> dict[str, int]:
+        """How many entries of each of ``events`` the log holds."""
+        with self._reading() as db:
+            return {event: db.execute("SELECT count(*) FROM exchange_log WHERE event = ?", (event,)).fetchone()[0]
+                    for event in events}
+
+    def denials_by_rule(self, limit: int = 100) -> list[tuple[str | None, str, int]]:
+        """Denied routes grouped by the rule or reason that denied them, most frequent first."""
+        with self._reading() as db:
+            return [tuple(r) for r in db.execute(
+                "SELECT rule, reason, count(*) AS n FROM exchange_log WHERE event = 'denied' GROUP BY rule, reason "
+                "ORDER BY n DESC LIMIT ?", (limit,))]
+
     def trail(self, source: str, record_id: str, limit: int = 10_000) -> list[LogEntry]:
         """Every event of one record of ``source``, with the arrival of the batches it came in."""
         own = list(self.log_entries(where=LogFilter(record_id=record_id, source=source), limit=limit))
@@ -770,8 +849,35 @@ _UNDER_OTHER_KEYS = {
 }
 
 
+@lru_cache(maxsize=64)
+def _local_day(at: str) -> str:
+    """The day in the province's calendar of a UTC time as the log writes it."""
+    return dt.datetime.fromisoformat(at).astimezone(LOCAL).date().isoformat()
+
+
 def _quarantine_binding(batch_id: str, position: int) -> bytes:
     return f"quarantine:{batch_id}:{position}".encode()
+
+
+def _seq_bounds(db: sqlite3.Connection, since: str | None, until: str | None) -> tuple[int, int]:
+    """The seqs between which entries of ``since`` … ``until`` lie, found by bisection (entries are
+    appended in time order), so that a time filter narrows the scan instead of reading every time."""
+    head = db.execute("SELECT max(seq) FROM exchange_log").fetchone()[0] or 0
+
+    def first_at_or_after(moment: str) -> int:
+        low, high = 1, head + 1
+        while low < high:
+            middle = (low + high) // 2
+            row = db.execute("SELECT at FROM exchange_log WHERE seq >= ? ORDER BY seq LIMIT 1", (middle,)).fetchone()
+            if row is None or row[0] >= moment:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    low = first_at_or_after(since) if since else 1
+    high = first_at_or_after(until) - 1 if until else head
+    return max(0, low - 1), high
 
 
 _VERIFY_STRETCH = 50_000  # entries a worker checks at a time

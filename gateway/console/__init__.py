@@ -1,0 +1,402 @@
+"""The review console at ``/console/``: security staff search the exchange log in a browser.
+
+Auditors sign in with their token; the session lives in an HttpOnly, SameSite=Strict cookie and
+every form carries a CSRF token. Pages show the log's metadata only — who, what type and id, which
+rule and purpose, which field paths — never a payload value, and every search is itself logged
+(``audit_query``). Pages are rendered on the server (Jinja2, autoescaped: a company named
+``<script>`` is shown as text), with a stylesheet served by supex itself and no script at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+import structlog
+from aiohttp import web
+
+from gateway.console.i18n import LANGUAGES, words
+from gateway.exchange_log import EVENTS, ChainCheck, LogEntry
+from gateway.keys import CONFIG, STORE
+from gateway.security import TokenBook
+from gateway.store.model import LogFilter
+from policy import local_today
+
+__all__ = ["CONSOLE", "ChainMonitor", "Console", "add_console_routes"]
+
+log = structlog.get_logger("supex.console")
+
+COOKIE, LANG_COOKIE = "supex_console", "supex_lang"
+SESSION_SECONDS = 30 * 60  # idle time after which a session ends
+FAILURES_ALLOWED, FAILURE_WINDOW = 5, 300  # failed sign-ins from one address before it waits
+PAGE = 50
+_PROBLEMS = ("rejected", "overdue", "dead_lettered", "delivery_failed", "denied")
+_FILTERS = ("since", "until", "connector", "counterpart", "record_type", "record_id", "event", "rule", "source")
+
+
+@dataclass
+class Session:
+    """A signed-in auditor."""
+
+    auditor: str
+    csrf: str
+    expires: float
+
+
+@dataclass
+class ChainMonitor:
+    """The chain's last full verification, kept so that pages answer at once; run at start-up,
+    every hour, and when an auditor asks."""
+
+    result: ChainCheck | None = None
+    checked_at: str | None = None
+    running: bool = False
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def start(self, app: web.Application) -> None:
+        """Verify now in the background (unless a verification is running)."""
+        if not self.running:
+            self.running = True
+            self._task = asyncio.create_task(self._verify(app))
+
+    async def _verify(self, app: web.Application) -> None:
+        store = app[STORE].store
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(None, lambda: list(store.verify_log())[-1])
+            self.result, self.checked_at = outcome, store.now()
+            if not outcome.ok:
+                log.error("chain_broken", first_bad_seq=outcome.first_bad_seq, reason=outcome.reason)
+        except Exception:
+            log.exception("chain_verification_failed")
+        finally:
+            self.running = False
+
+    async def every_hour(self, app: web.Application) -> None:
+        """Verify at start-up and then hourly."""
+        while True:
+            self.start(app)
+            await asyncio.sleep(3600)
+
+    async def stop(self) -> None:
+        """Wait for a running verification to end."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Console:
+    """Sessions, sign-in attempts and the chain monitor of one gateway."""
+
+    def __init__(self, tokens: TokenBook, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tokens, self._clock = tokens, clock
+        self.sessions: dict[str, Session] = {}
+        self.failures: dict[str, list[float]] = {}
+        self.chain = ChainMonitor()
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(resources.files("gateway.console").joinpath("templates"))),
+            autoescape=True, undefined=jinja2.StrictUndefined)
+        self.templates = environment
+
+    # ---- sessions ---------------------------------------------------------------------------------
+
+    def session(self, request: web.Request) -> Session | None:
+        """The request's live session, its idle time renewed."""
+        sid = request.cookies.get(COOKIE, "")
+        session = self.sessions.get(sid)
+        now = self._clock()
+        if session is None or session.expires < now:
+            self.sessions.pop(sid, None)
+            return None
+        session.expires = now + SESSION_SECONDS
+        return session
+
+    def open_session(self, auditor: str) -> tuple[str, Session]:
+        """A new session for ``auditor`` (old ones of everybody expire on their own)."""
+        now = self._clock()
+        for sid in [s for s, session in self.sessions.items() if session.expires < now]:
+            del self.sessions[sid]
+        sid = secrets.token_urlsafe(32)
+        session = self.sessions[sid] = Session(auditor, secrets.token_urlsafe(24), now + SESSION_SECONDS)
+        return sid, session
+
+    def wait_before_trying(self, address: str) -> int:
+        """Seconds ``address`` must wait before another sign-in (0: it may try now)."""
+        now = self._clock()
+        recent = [t for t in self.failures.get(address, []) if t > now - FAILURE_WINDOW]
+        self.failures[address] = recent
+        if len(recent) < FAILURES_ALLOWED:
+            return 0
+        return int(recent[0] + FAILURE_WINDOW - now) + 1
+
+    def failed(self, address: str) -> None:
+        """Count a failed sign-in of ``address``."""
+        self.failures.setdefault(address, []).append(self._clock())
+
+
+CONSOLE = web.AppKey("console", Console)
+
+
+# ---- rendering -------------------------------------------------------------------------------------
+
+def _lang(request: web.Request) -> str:
+    lang = request.cookies.get(LANG_COOKIE, "zh")
+    return lang if lang in LANGUAGES else "zh"
+
+
+def _render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    console = request.app[CONSOLE]
+    lang = _lang(request)
+    session = values.pop("session", None)
+    html = console.templates.get_template(template).render(
+        t=words(lang), lang=lang, session=session, chain=console.chain, path=request.path_qs, **values)
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    _harden(response)
+    return response
+
+
+def _harden(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                                                   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+
+
+def _redirect(location: str) -> web.Response:
+    response = web.Response(status=303, headers={"Location": location})
+    _harden(response)
+    return response
+
+
+def _signed_in(handler: Callable[[web.Request, Session], Any]) -> Callable[[web.Request], Any]:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        session = request.app[CONSOLE].session(request)
+        if session is None:
+            return _redirect("/console/login")
+        if request.method == "POST":
+            form = await request.post()
+            if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+                log.warning("console_csrf_refused", auditor=session.auditor, path=request.path)
+                raise web.HTTPForbidden(text="CSRF token missing or wrong / 表单令牌无效")
+        response: web.StreamResponse = await handler(request, session)
+        return response
+
+    return wrapper
+
+
+async def _audited(request: web.Request, session: Session, what: str) -> None:
+    store = request.app[STORE]
+    entry = LogEntry("audit_query", store.store.now(), counterpart=session.auditor,
+                     reason=f"console {what} {request.query_string}"[:500])
+    await store.call(store.store.append_log, [entry])
+
+
+async def _read(request: web.Request, function: Callable[[], Any]) -> Any:
+    """A read beside the store thread (the console never waits on a commit)."""
+    return await asyncio.get_running_loop().run_in_executor(None, function)
+
+
+# ---- pages ---------------------------------------------------------------------------------------
+
+async def login_page(request: web.Request) -> web.Response:
+    """GET /console/login: the sign-in form (its CSRF token in a cookie of its own)."""
+    return _login_form(request)
+
+
+def _login_form(request: web.Request, error: str | None = None, status: int = 200) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = _render(request, "login.html", status=status, csrf=token, error=error)
+    response.set_cookie("supex_login", token, httponly=True, samesite="Strict", path="/console/",
+                        secure=request.secure)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """POST /console/login: an auditor's token opens a session; failures are counted by address."""
+    console = request.app[CONSOLE]
+    t = words(_lang(request))
+    address = request.remote or "unknown"
+    wait = console.wait_before_trying(address)
+    if wait:
+        log.warning("console_login_throttled", address=address)
+        return _login_form(request, t["too_many"].format(seconds=wait), status=429)
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), request.cookies.get("supex_login", "-")):
+        return _login_form(request, t["expired"], status=403)
+    identity = console.tokens.identify(str(form.get("token", "")).strip())
+    if identity is None or identity.role != "auditor":
+        console.failed(address)
+        log.warning("console_login_refused", address=address)
+        return _login_form(request, t["bad_token"], status=401)
+    sid, _ = console.open_session(identity.name)
+    log.info("console_login", auditor=identity.name, address=address)
+    response = _redirect("/console/")
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/console/", secure=request.secure,
+                        max_age=SESSION_SECONDS)
+    response.del_cookie("supex_login", path="/console/")
+    return response
+
+
+@_signed_in
+async def logout(request: web.Request, session: Session) -> web.StreamResponse:
+    """POST /console/logout."""
+    request.app[CONSOLE].sessions = {k: v for k, v in request.app[CONSOLE].sessions.items() if v is not session}
+    response = _redirect("/console/login")
+    response.del_cookie(COOKIE, path="/console/")
+    return response
+
+
+async def language(request: web.Request) -> web.StreamResponse:
+    """GET /console/language?to=en|zh&back=PATH: switch the interface's language."""
+    lang = request.query.get("to", "zh")
+    back = request.query.get("back", "/console/")
+    if not back.startswith("/console/"):
+        back = "/console/"
+    response = _redirect(back)
+    response.set_cookie(LANG_COOKIE, lang if lang in LANGUAGES else "zh", samesite="Strict", path="/console/")
+    return response
+
+
+@_signed_in
+async def overview(request: web.Request, session: Session) -> web.Response:
+    """GET /console/: the chain's status, problem counts and the daily volume chart."""
+    store = request.app[STORE].store
+    since_day = (local_today(dt.datetime.now(dt.UTC)) - dt.timedelta(days=13)).isoformat()
+    volume, counts, head = await _read(request, lambda: (store.volume(since_day), store.event_counts(_PROBLEMS),
+                                                         store.log_head()))
+    await _audited(request, session, "overview")
+    return _render(request, "overview.html", session=session, counts=counts, entries=head[0],
+                   chart=_chart(volume, since_day))
+
+
+@_signed_in
+async def verify(request: web.Request, session: Session) -> web.StreamResponse:
+    """POST /console/verify: verify the whole chain now, in the background."""
+    request.app[CONSOLE].chain.start(request.app)
+    await _audited(request, session, "verify")
+    return _redirect("/console/")
+
+
+def _filter(request: web.Request) -> LogFilter:
+    q = request.query
+    values = {name: (q.get(name) or "").strip() or None for name in _FILTERS}
+    return LogFilter(**values)
+
+
+@_signed_in
+async def events(request: web.Request, session: Session) -> web.Response:
+    """GET /console/events: the log searched, newest first, a page at a time."""
+    where = _filter(request)
+    before = request.query.get("before", "")
+    store = request.app[STORE].store
+    found = await _read(request, lambda: store.search_log(where, before=int(before) if before.isdigit() else None,
+                                                          limit=PAGE + 1))
+    await _audited(request, session, "events")
+    page, more = found[:PAGE], len(found) > PAGE
+    kept = {k: v for k, v in request.query.items() if k in _FILTERS and v}
+    older = f"/console/events?{urlencode({**kept, 'before': page[-1].seq})}" if more and page else None
+    newest = f"/console/events?{urlencode(kept)}" if before else None
+    return _render(request, "events.html", session=session, entries=page, filters=kept, events=EVENTS,
+                   older=older, newest=newest)
+
+
+@_signed_in
+async def trail(request: web.Request, session: Session) -> web.Response:
+    """GET /console/trail?source=&record_id=: every event of one record."""
+    source, record_id = request.query.get("source", "").strip(), request.query.get("record_id", "").strip()
+    entries: list[LogEntry] = []
+    if record_id:
+        store = request.app[STORE].store
+        entries = await _read(request, lambda: store.trail(source, record_id) if source
+                              else store.search_log(LogFilter(record_id=record_id), limit=1000)[::-1])
+        await _audited(request, session, "trail")
+    return _render(request, "trail.html", session=session, entries=entries, source=source, record_id=record_id)
+
+
+@_signed_in
+async def problems(request: web.Request, session: Session) -> web.Response:
+    """GET /console/problems: rejections, overdue and failed deliveries, dead letters, denials by rule."""
+    store = request.app[STORE].store
+
+    def gather() -> dict[str, Any]:
+        recent = {event: store.search_log(LogFilter(event=event), limit=20)
+                  for event in ("rejected", "overdue", "delivery_failed")}
+        return {"recent": recent, "dead": store.dead_letters(limit=100), "denials": store.denials_by_rule(),
+                "counts": store.event_counts(_PROBLEMS)}
+
+    found = await _read(request, gather)
+    await _audited(request, session, "problems")
+    return _render(request, "problems.html", session=session, **found)
+
+
+# ---- the chart ---------------------------------------------------------------------------------------
+
+_COLOURS = ("#1f6feb", "#d4a72c", "#2da44e", "#cf222e", "#8250df", "#bf3989", "#0a7d8c", "#6e7781")
+
+
+def _chart(volume: list[tuple[str, str, str, int]], since_day: str) -> dict[str, Any]:
+    """Records stored a day by connector, as stacked bars for an inline SVG (no script, no CDN)."""
+    start = dt.date.fromisoformat(since_day)
+    days = [(start + dt.timedelta(days=n)).isoformat() for n in range(14)]
+    stored: dict[str, dict[str, int]] = {}
+    for day, connector, event, count in volume:
+        if event == "stored":
+            stored.setdefault(connector, {})[day] = stored.get(connector, {}).get(day, 0) + count
+    connectors = sorted(stored)
+    top = max((sum(stored[c].get(d, 0) for c in connectors) for d in days), default=0) or 1
+    bars = []
+    width, height, gap = 40, 160, 8
+    for n, day in enumerate(days):
+        y = height
+        for k, connector in enumerate(connectors):
+            count = stored[connector].get(day, 0)
+            if count:
+                h = max(1, round(count * height / top))
+                y -= h
+                bars.append({"x": n * (width + gap), "y": y, "w": width, "h": h,
+                             "colour": _COLOURS[k % len(_COLOURS)], "title": f"{day} {connector}: {count}"})
+    return {"days": days, "bars": bars, "top": top, "width": len(days) * (width + gap), "height": height,
+            "legend": [(c, _COLOURS[k % len(_COLOURS)], sum(stored[c].values())) for k, c in enumerate(connectors)]}
+
+
+async def _root(_request: web.Request) -> web.Response:
+    return _redirect("/console/")
+
+
+def add_console_routes(router: web.UrlDispatcher) -> None:
+    """The console's pages and its stylesheet."""
+    router.add_get("/console", _root, name="console_root")
+    router.add_get("/console/", overview, name="console")
+    router.add_get("/console/login", login_page, name="console_login_page")
+    router.add_post("/console/login", login, name="console_login")
+    router.add_post("/console/logout", logout, name="console_logout")
+    router.add_get("/console/language", language, name="console_language")
+    router.add_post("/console/verify", verify, name="console_verify")
+    router.add_get("/console/events", events, name="console_events")
+    router.add_get("/console/trail", trail, name="console_trail")
+    router.add_get("/console/problems", problems, name="console_problems")
+    router.add_static("/console/static/", str(resources.files("gateway.console").joinpath("static")),
+                      name="console_static")
+
+
+def install(app: web.Application, clock: Callable[[], float] = time.monotonic) -> None:
+    """Give ``app`` its console: state, routes, and the hourly chain verification."""
+    app[CONSOLE] = Console(TokenBook(app[CONFIG]), clock)
+
+    async def monitor(app: web.Application) -> Any:
+        task = asyncio.create_task(app[CONSOLE].chain.every_hour(app))
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await app[CONSOLE].chain.stop()
+
+    app.cleanup_ctx.append(monitor)
+    add_console_routes(app.router)
