@@ -148,12 +148,13 @@ async def test_health_readiness_and_metrics(gw: Signed) -> None:
 
 
 async def test_the_openapi_document_is_valid_and_served(gw: Signed) -> None:
-    """The document validates as OpenAPI 3.1 and names every route the app has."""
+    """The document validates as OpenAPI 3.1 and names every route the app has (the review console's
+    HTML pages aside: they are for browsers, not part of the API)."""
     validate_openapi(openapi_document())
     status, served = await gw.call("GET", "/openapi.json")
     assert status == 200 and served["openapi"] == "3.1.0"
     routes = {r.resource.canonical for r in gw.client.app.router.routes() if r.resource}  # type: ignore[union-attr]
-    assert routes == set(served["paths"])
+    assert {r for r in routes if not r.startswith("/console")} == set(served["paths"])
 
 
 async def test_logs_hold_no_secrets_or_personal_numbers(gw: Signed) -> None:
