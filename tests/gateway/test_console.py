@@ -179,7 +179,7 @@ async def test_no_page_shows_a_payload_value(console: Any) -> None:
 
 
 async def test_every_look_is_itself_logged(console: Any) -> None:
-    browser, gw, _ = console
+    browser, _, _ = console
     await browser.sign_in()
     for path in ("/console/", "/console/events?event=stored", "/console/trail?record_id=in-1", "/console/problems"):
         await browser.get(path)
