@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import datetime as dt
 import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from hypothesis import settings
 
 from schemas import Validator
@@ -20,6 +25,36 @@ NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 VALID_RECORDS: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parents[1] / "schemas" / "examples.json").read_text(encoding="utf-8"))
 IDENTIFIERS: dict[str, list[str]] = json.loads((DATA / "identifiers.json").read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def served_in_thread(app: web.Application) -> Iterator[str]:
+    """``app`` served on a free loopback port from a thread and event loop of its own (for callers
+    that run their own: a command, a browser), its base URL given; stopped afterwards."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    ready: list[str] = []
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        ready.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(timeout=30)
+    try:
+        yield ready[0]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 def fixed_clock() -> dt.datetime:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from gateway.acceptance import ConnectorSuite
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
+from tests.conftest import served_in_thread
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS, endpoints
 
 SUITE_SECRETS = {**SECRETS, "ipush": "secret-ipush-0123456789abcde", "careless": "secret-careless-0123456789a"}
@@ -136,22 +135,8 @@ async def test_an_unreachable_gateway_fails_instead_of_crashing(gateway: Any) ->
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """The gateway on its own thread and loop, so that the command can run its own."""
-    config = _config(tmp_path, {})
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(config))
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield tmp_path / "supex.toml", f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+    with served_in_thread(create_app(_config(tmp_path, {}))) as url:
+        yield tmp_path / "supex.toml", url
 
 
 def test_the_command_prints_json_lines_and_exits_by_the_outcome(
