@@ -157,8 +157,11 @@ class Deliverer:
                 pause = 5.0
             waker = self._wakers[consumer]
             if pause > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+                # arrives just as the event is set, and the task would never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waker.wait(), timeout=pause)
+                    async with asyncio.timeout(pause):
+                        await waker.wait()
             waker.clear()
 
     # ---- one round ------------------------------------------------------------------------------

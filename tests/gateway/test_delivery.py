@@ -279,3 +279,25 @@ async def test_deadletter_commands_list_and_replay(tmp_path: Path, pushing: tupl
     assert "1 deliveries queued again" in capsys.readouterr().out
     assert await app[STORE].call(app[STORE].store.dead_letters) == []
     assert list(app[STORE].store.verify_log())[-1].ok  # two writers, one chain
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_the_delivery_tasks_stop_even_when_woken_as_they_are_cancelled(
+        pushing: tuple[Signed, web.Application, Clock], turns: int) -> None:
+    """A cancellation that arrives just as a consumer's task is woken still stops it (Python 3.11's
+    wait_for would swallow it, and shutting the gateway down would wait forever)."""
+    _, app, _ = pushing
+    deliverer = app[DELIVERER]
+    deliverer.start()
+    for _ in range(5):
+        await asyncio.sleep(0)  # every task waits on its waker
+    deliverer.wake()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    try:
+        async with asyncio.timeout(5):
+            await deliverer.stop()
+    except TimeoutError:
+        for task in deliverer._tasks:  # cancelled again, so that the app can still close
+            task.cancel()
+        pytest.fail("a delivery task swallowed its cancellation and never stopped")
