@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
+import getpass
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from gateway.config import load_config
 from gateway.demo import run_demo
 from gateway.encryption import generate_key
 from gateway.exceptions import ConfigError
-from gateway.exchange_log import ChainCheck, against_checkpoint
+from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
 from gateway.observability import configure_logging
 from gateway.store import LogFilter, open_store
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
@@ -83,6 +85,7 @@ def log_verify(args: argparse.Namespace) -> int:
             task = progress.add_task("verifying", total=total)
             for outcome in store.verify_log():
                 progress.update(task, completed=outcome.entries)
+        _audited(store, args, "log verify")
         if args.checkpoint:
             outcome = against_checkpoint(outcome, args.checkpoint, store.hash_at(args.checkpoint[0]))
     finally:
@@ -109,16 +112,40 @@ def log_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_FILTER_ARGS = ("since", "until", "connector", "counterpart", "record_type", "record_id", "event", "rule")
+
+
 def _filter(args: argparse.Namespace) -> LogFilter:
     return LogFilter(since=args.since, until=args.until, connector=args.connector, counterpart=args.counterpart,
                      record_type=args.record_type, record_id=args.record_id, event=args.event, rule=args.rule)
+
+
+def _audited(store: Any, args: argparse.Namespace, what: str) -> None:
+    """The command's own ``audit_query`` entry: who ran which query, from the command line."""
+    filters = " ".join(f"{k}={v}" for k, v in sorted(vars(args).items())
+                       if k in _FILTER_ARGS and v is not None)
+    store.append_log([LogEntry("audit_query", store.now(), counterpart=f"cli:{getpass.getuser()}",
+                               reason=f"cli {what} {filters}".strip()[:500])])
+
+
+def _streamed(store: Any, args: argparse.Namespace, what: str, limit: int | None = None) -> Iterator[Any]:
+    """The entries a query selects, with a progress bar of how far through the log it has read."""
+    total = store.log_head()[0]
+    with progress_bar() as progress:
+        task = progress.add_task(what, total=total)
+        for n, entry in enumerate(store.log_entries(where=_filter(args), limit=limit), 1):
+            if n % 1000 == 0:
+                progress.update(task, completed=entry.seq)
+            yield entry
+        progress.update(task, completed=total)
 
 
 def log_query(args: argparse.Namespace) -> int:
     """``supex log query``: filtered entries as a table or JSON lines."""
     store = _store(args)
     try:
-        for entry in store.log_entries(where=_filter(args), limit=args.limit):
+        _audited(store, args, "log query")
+        for entry in _streamed(store, args, "querying", args.limit):
             if args.json:
                 print(orjson.dumps(entry.content() | {"hash": entry.hash}).decode())
             else:
@@ -134,7 +161,8 @@ def log_export(args: argparse.Namespace) -> int:
     store = _store(args)
     out = sys.stdout.buffer
     try:
-        for entry in store.log_entries(where=_filter(args)):
+        _audited(store, args, "log export")
+        for entry in _streamed(store, args, "exporting"):
             out.write(orjson.dumps(entry.content() | {"prev_hash": entry.prev_hash, "hash": entry.hash}) + b"\n")
     finally:
         store.close()

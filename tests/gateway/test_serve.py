@@ -123,7 +123,9 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
         db.execute("DELETE FROM exchange_log WHERE seq >= ?", (checkpoint["seq"] - 1,))
     assert served.supex("log", "verify", "--config", str(served.config)).returncode == 0
     truncated = served.supex("log", "verify", "--config", str(served.config), "--checkpoint", mark)
-    assert truncated.returncode == 1 and "entries removed" in truncated.stdout
+    # the verification just before appended its own audit_query entry where the tail was: the
+    # checkpoint still tells, by the hash at its seq
+    assert truncated.returncode == 1 and "differs from the checkpoint" in truncated.stdout
     with sqlite3.connect(tmp_path / "supex.db") as db:
         db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")  # a record's outcome entry
     broken = served.supex("log", "verify", "--config", str(served.config))
@@ -148,7 +150,9 @@ def test_log_query_export_and_push_exit_codes(served: Served, tmp_path: Path) ->
     assert entry["record_id"] == "x-1" and entry["reason"] == "required"
     export = served.supex("log", "export", "--config", str(served.config))
     entries = [json.loads(line) for line in export.stdout.splitlines()]
-    assert [e["seq"] for e in entries] == [1, 2]
+    assert [(e["seq"], e["event"]) for e in entries] == [(1, "received"), (2, "rejected"), (3, "audit_query"),
+                                                        (4, "audit_query")]  # each command's look, logged
+    assert entries[2]["reason"] == "cli log query event=rejected" and entries[2]["counterpart"].startswith("cli:")
     assert entries[1]["prev_hash"] == entries[0]["hash"]
 
 
