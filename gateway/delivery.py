@@ -137,9 +137,7 @@ class Deliverer:
         """Stop the tasks (deliveries not yet confirmed stay in the outbox) and close the session."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None and self._own_session:
             await self._session.close()
 

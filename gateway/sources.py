@@ -366,9 +366,7 @@ class Sources:
         """Stop the tasks; a batch being stored is stored, with its mark, or not at all."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._own_session:
             await self._session.close()
 
