@@ -106,7 +106,7 @@ class SourcePoller(_Source):
     """Reads a system's API page by page from the stored cursor: ``GET poll_url?since=C&limit=N``,
     signed with the connector's secret. The answer is the system's own format; the next cursor
     comes in the ``X-Supex-Next-Cursor`` header or, in a JSON object, its ``next`` member. A page
-    without a new cursor, or without records, ends the round."""
+    without a new cursor ends the round."""
 
     kind = "poll"
 
@@ -136,7 +136,8 @@ class SourcePoller(_Source):
         try:
             for _ in range(connector.poll_max_pages):
                 body, content_type, after = await self._fetch(cursor)
-                prepared = await self._prepare(body, content_type, whole=False)
+                empty = not body.strip()  # an empty answer is an empty page, whatever its type says
+                prepared = Prepared([], []) if empty else await self._prepare(body, content_type, whole=False)
                 count = len(prepared.incoming) + len(prepared.rejected)
                 if after is not None and after == cursor and count:
                     raise SourceError(f"系统重复返回游标 {cursor!r} / the system answered the cursor it was given "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import DepartmentSimulator, EnforcementOversightSimulator, InternetPlusSimulator
@@ -390,6 +391,14 @@ async def test_a_system_that_pages_forever_is_read_a_round_at_a_time_without_dou
     assert len(system.polls) == 4
     assert _stored(polled.client) == 5
     assert polled.cursor("pip") == "20"
+
+
+async def test_an_empty_answer_is_an_empty_page(polled: Polled) -> None:
+    system = polled.systems["pdept"]
+    system.rows = []
+    system.page = lambda rows, after: web.Response(body=b"", content_type="application/json")  # type: ignore[method-assign]
+    assert await polled.poll("pdept") == 0
+    assert polled.poller("pdept").status.last_error is None
 
 
 async def test_a_disabled_connector_is_not_polled(polled: Polled) -> None:
