@@ -906,14 +906,28 @@ def _verify_stretch_at(path: str, algorithm: str, first: int, last: int) -> _Str
         db.close()
 
 
+def _json_list(column: str) -> str:
+    return f"""CASE WHEN {column} = '' THEN json_array() ELSE json('["' || replace({column}, ',', '","') || '"]') END"""
+
+
+# An entry's canonical JSON built by SQLite itself, which spares making a Python value of every
+# column: the same bytes as ``exchange_log.row_canonical`` for the entries the gateway writes. It
+# only speeds the check up: where its bytes do not give the stored hash, the entry is checked
+# again with ``row_canonical``, the definition, before it is called changed.
+_SQL_CANONICAL = (
+    "json_object('at', at, 'batch_id', batch_id, 'connector', connector, 'counterpart', counterpart, "
+    f"'digest', digest, 'event', event, 'fields', {_json_list('fields')}, 'masked', {_json_list('masked')}, "
+    "'purpose', purpose, 'reason', reason, 'record_id', record_id, 'record_type', record_type, 'rule', rule, "
+    "'seq', seq, 'source', source, 'version', version)")
+
+
 def _verify_stretch(db: sqlite3.Connection, algorithm: str, first: int, last: int) -> _Stretch:
-    cursor = db.execute(f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                        (first, last))
+    cursor = db.execute(f"SELECT seq, prev_hash, hash, {_SQL_CANONICAL} FROM exchange_log WHERE seq BETWEEN ? AND ? "
+                        "ORDER BY seq", (first, last))
     count, expected, prev, first_prev = 0, first, None, None
     new_hash, algorithm_ = hashes.Hash, HASHES[algorithm]  # bound once: this loop is the whole cost
     while rows := cursor.fetchmany(5000):
-        for row in rows:
-            seq, prev_hash, stored = row[0], row[16], row[17]
+        for seq, prev_hash, stored, canonical in rows:
             if seq != expected:
                 return _Stretch(first, count, first_prev, prev, expected,
                                 f"seq {seq} where {expected} was expected (an entry removed or reordered)")
@@ -923,15 +937,22 @@ def _verify_stretch(db: sqlite3.Connection, algorithm: str, first: int, last: in
                 return _Stretch(first, count, first_prev, prev, seq, "prev_hash does not match the previous entry's "
                                 "hash")
             digest = new_hash(algorithm_)
-            digest.update(prev_hash.encode())
-            digest.update(row_canonical(row))
-            if digest.finalize().hex() != stored:
+            digest.update((prev_hash + canonical).encode())
+            if digest.finalize().hex() != stored and not _holds(db, algorithm, seq):
                 return _Stretch(first, count, first_prev, prev, seq, "hash does not match the entry's content "
                                 "(changed)")
             count, expected, prev = count + 1, expected + 1, stored
     if expected <= last:
         return _Stretch(first, count, first_prev, prev, expected, f"seq {expected} is missing (an entry removed)")
     return _Stretch(first, count, first_prev, prev)
+
+
+def _holds(db: sqlite3.Connection, algorithm: str, seq: int) -> bool:
+    """Whether entry ``seq`` matches its hash by the canonical JSON's definition."""
+    row = db.execute(f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
+    digest = hashes.Hash(HASHES[algorithm])
+    digest.update(row[16].encode() + row_canonical(row))
+    return bool(digest.finalize().hex() == row[17])
 
 
 def _joined(stretches: Iterable[_Stretch]) -> Iterator[ChainCheck]:

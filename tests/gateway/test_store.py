@@ -163,6 +163,23 @@ def test_verifying_in_stretches_side_by_side_finds_what_one_pass_finds(
     assert first_bad is not None or len(side_by_side) == 4  # progress after each of three stretches, the outcome
 
 
+@pytest.mark.parametrize("sql_agrees", [True, False])
+def test_entries_with_awkward_text_verify_and_their_changes_are_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql_agrees: bool) -> None:
+    """The chain is checked with a canonical JSON built by SQLite, and again by the definition
+    where that differs: text JSON escapes differently is never taken for a change."""
+    if not sql_agrees:  # as if SQLite escaped every entry otherwise: each is checked by the definition
+        monkeypatch.setattr(sqlite_store, "_SQL_CANONICAL", "'{}'")
+    store = _store(tmp_path, routing=False)
+    awkward = ['line\nbreak', 'quote " and \\ backslash', "tab\tand\u0001control", "汉字 and 😀", "\u2028", ""]
+    store.append_log([LogEntry("config_changed", store.now(), reason=text, purpose=text, connector="amr",
+                               fields=("a.b", "c"), masked=()) for text in awkward])
+    store.append_log([LogEntry("audit_query", store.now())])  # every field empty
+    assert list(store.verify_log(processes=1))[-1].ok
+    store._db.execute("UPDATE exchange_log SET reason = 'line' || char(10) || 'breaK' WHERE seq = 1")
+    assert list(store.verify_log(processes=1))[-1].first_bad_seq == 1
+
+
 def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
     """Chains verify from genesis; each entry's hash covers the previous hash and all its fields."""
     entries, prev = [], GENESIS
