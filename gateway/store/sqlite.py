@@ -826,7 +826,10 @@ class SQLiteStore:
         if total < _PARALLEL_FROM or workers < 2:
             yield from _joined(_verify_stretch_at(self.path, self.log_hash, a, b) for a, b in ranges)
             return
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # forked where this process runs no other thread (the command line): nothing to re-import;
+        # spawned otherwise (a serving gateway), since forking beside running threads is unsafe
+        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             yield from _joined(pool.map(_verify_stretch_at, repeat(self.path), repeat(self.log_hash),
                                         [a for a, _ in ranges], [b for _, b in ranges]))
 
