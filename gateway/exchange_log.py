@@ -25,7 +25,6 @@ __all__ = [
     "against_checkpoint",
     "chain_hash",
     "content_digest",
-    "row_canonical",
     "shared_digest",
     "verify_chain",
 ]
@@ -66,33 +65,17 @@ class LogEntry(NamedTuple):
     def content(self, seq: int | None = None) -> dict[str, Any]:
         """What the hash covers: every field but the two hashes (``seq`` in place of the entry's own,
         when given). The keys are in sorted order, so that ``canonical`` needs no sort."""
-        return _content(self.seq if seq is None else seq, self.at, self.event, self.connector, self.counterpart,
-                        self.source, self.record_type, self.record_id, self.version, self.batch_id, self.rule,
-                        self.purpose, list(self.fields), list(self.masked), self.digest, self.reason)
+        return {
+            "at": self.at, "batch_id": self.batch_id, "connector": self.connector, "counterpart": self.counterpart,
+            "digest": self.digest, "event": self.event, "fields": list(self.fields), "masked": list(self.masked),
+            "purpose": self.purpose, "reason": self.reason, "record_id": self.record_id,
+            "record_type": self.record_type, "rule": self.rule, "seq": self.seq if seq is None else seq,
+            "source": self.source, "version": self.version,
+        }
 
     def canonical(self, seq: int) -> bytes:
         """The canonical JSON of ``content(seq)``: sorted keys, no spaces, UTF-8."""
         return orjson.dumps(self.content(seq))
-
-
-def _content(seq: int, at: str, event: str, connector: str | None, counterpart: str | None,  # noqa: PLR0917 - a row, in order
-             source: str | None, record_type: str | None, record_id: str | None, version: int | None,
-             batch_id: str | None, rule: str | None, purpose: str | None, fields: list[str], masked: list[str],
-             digest: str | None, reason: str | None) -> dict[str, Any]:
-    return {"at": at, "batch_id": batch_id, "connector": connector, "counterpart": counterpart, "digest": digest,
-            "event": event, "fields": fields, "masked": masked, "purpose": purpose, "reason": reason,
-            "record_id": record_id, "record_type": record_type, "rule": rule, "seq": seq, "source": source,
-            "version": version}
-
-
-def row_canonical(row: tuple[Any, ...]) -> bytes:
-    """The canonical JSON of an entry as the store holds it: a row of ``seq`` … ``reason`` (the
-    columns of ``LogEntry`` in order, field lists comma-joined), read without making an entry."""
-    (seq, at, event, connector, counterpart, source, record_type, record_id, version, batch_id, rule, purpose,
-     fields, masked, digest, reason) = row[:16]
-    return orjson.dumps(_content(seq, at, event, connector, counterpart, source, record_type, record_id, version,
-                                 batch_id, rule, purpose, fields.split(",") if fields else [],
-                                 masked.split(",") if masked else [], digest, reason))
 
 
 def content_digest(algorithm: str, value: Any) -> str:

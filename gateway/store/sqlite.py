@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 
 from gateway.encryption import SEALED_GRADES, DataCipher, is_sealed
 from gateway.exceptions import DataKeyError, ReadLimitError, StoreUnavailableError
-from gateway.exchange_log import GENESIS, HASHES, ChainCheck, LogEntry, chain_hash, row_canonical, shared_digest
+from gateway.exchange_log import GENESIS, HASHES, ChainCheck, LogEntry, chain_hash, shared_digest
 from gateway.store.model import (
     Due,
     InboxPage,
@@ -268,7 +268,7 @@ class SQLiteStore:
 
     def _record(self, seq: int, version: int, payload: bytes) -> dict[str, Any]:
         """A stored version as the record it is (opened if sealed), with its version and seq."""
-        return {**orjson.loads(self._opened(payload, b"changes:%d" % seq)), "version": version, "seq": seq}
+        return {**orjson.loads(self._opened(payload, _change_binding(seq))), "version": version, "seq": seq}
 
     def key_status(self) -> dict[str, dict[str, int]]:
         """How many payloads each key seals (``plaintext``: important or core data not sealed), by table."""
@@ -293,7 +293,7 @@ class SQLiteStore:
                     rows = db.execute(sql, (after, cipher.current, batch)).fetchall()
                     updates = []
                     for row in rows:
-                        bound = b"changes:%d" % row[0] if table == "changes" else _quarantine_binding(row[2], row[3])
+                        bound = _change_binding(row[0]) if table == "changes" else _quarantine_binding(row[2], row[3])
                         updates.append((cipher.seal(self._opened(row[1], bound), bound), cipher.current, row[0]))
                     key = "seq" if table == "changes" else "id"
                     db.executemany(f"UPDATE {table} SET payload = ?, key_id = ? WHERE {key} = ?", updates)
@@ -347,7 +347,7 @@ class SQLiteStore:
             verdict = decide(known.get(item.record_id), item.version, item.digest)
             if verdict.status == "accepted":
                 assert verdict.version is not None
-                payload, key = self._sealed(item.payload, item.grade, b"changes:%d" % next_seq)
+                payload, key = self._sealed(item.payload, item.grade, _change_binding(next_seq))
                 changes.append((next_seq, connector, item.record_id, verdict.version, item.record_type, item.op,
                                 item.region_code, item.sharing, item.grade, batch_id, at, item.digest, payload, key))
                 known[item.record_id] = (verdict.version, item.digest, next_seq)
@@ -424,7 +424,7 @@ class SQLiteStore:
                                       "WHERE seq > ? ORDER BY seq LIMIT 2000", (done[0] if done else 0,)).fetchall()
                     if rows:
                         self._route(db, self.now(), [(seq, source, version, record_type,
-                                                      self._opened(payload, b"changes:%d" % seq))
+                                                      self._opened(payload, _change_binding(seq)))
                                                      for seq, source, version, record_type, payload in rows])
                 if not rows:
                     return routed
@@ -716,14 +716,10 @@ class SQLiteStore:
         sql = f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE {' AND '.join(clauses)} ORDER BY seq"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        reader = sqlite3.connect(self.path, check_same_thread=False) if self.path != ":memory:" else self._db
-        try:
+        with self._reading() as reader:
             cursor = reader.execute(sql, args)
             while rows := cursor.fetchmany(2000):
                 yield from (_row_entry(r) for r in rows)
-        finally:
-            if reader is not self._db:
-                reader.close()
 
     # ---- the review console: reads beside the writer --------------------------------------------
 
@@ -858,6 +854,11 @@ def _local_day(at: str) -> str:
     return dt.datetime.fromisoformat(at).astimezone(LOCAL).date().isoformat()
 
 
+def _change_binding(seq: int) -> bytes:
+    """What a stored version's sealed payload is bound to: its row."""
+    return b"changes:%d" % seq
+
+
 def _quarantine_binding(batch_id: str, position: int) -> bytes:
     return f"quarantine:{batch_id}:{position}".encode()
 
@@ -914,9 +915,9 @@ def _json_list(column: str) -> str:
 
 
 # An entry's canonical JSON built by SQLite itself, which spares making a Python value of every
-# column: the same bytes as ``exchange_log.row_canonical`` for the entries the gateway writes. It
-# only speeds the check up: where its bytes do not give the stored hash, the entry is checked
-# again with ``row_canonical``, the definition, before it is called changed.
+# column: the same bytes as ``LogEntry.canonical`` for the entries the gateway writes. It only
+# speeds the check up: where its bytes do not give the stored hash, the entry is read whole and
+# checked again with ``chain_hash``, the definition, before it is called changed.
 _SQL_CANONICAL = (
     "json_object('at', at, 'batch_id', batch_id, 'connector', connector, 'counterpart', counterpart, "
     f"'digest', digest, 'event', event, 'fields', {_json_list('fields')}, 'masked', {_json_list('masked')}, "
@@ -952,10 +953,9 @@ def _verify_stretch(db: sqlite3.Connection, algorithm: str, first: int, last: in
 
 def _holds(db: sqlite3.Connection, algorithm: str, seq: int) -> bool:
     """Whether entry ``seq`` matches its hash by the canonical JSON's definition."""
-    row = db.execute(f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
-    digest = hashes.Hash(HASHES[algorithm])
-    digest.update(row[16].encode() + row_canonical(row))
-    return bool(digest.finalize().hex() == row[17])
+    entry = _row_entry(db.execute(f"SELECT {', '.join(_LOG_COLUMNS)} FROM exchange_log WHERE seq = ?",
+                                  (seq,)).fetchone())
+    return chain_hash(algorithm, entry.prev_hash, entry) == entry.hash
 
 
 def _joined(stretches: Iterable[_Stretch]) -> Iterator[ChainCheck]:
