@@ -34,7 +34,7 @@ async def connectors(request: web.Request) -> web.Response:
     polled system or watched folder last did."""
     fields = {"id", "name", "kind", "department_code", "region_code", "produces", "consumes", "delivery", "endpoint",
               "mapping", "system_of_record", "enabled"}
-    sources = request.app[SOURCES].status() if SOURCES in request.app else {}
+    sources = request.app[SOURCES].status()
     listed = []
     for connector in connectors_in_force(request.app).values():
         entry = connector.model_dump(include=fields)

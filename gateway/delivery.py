@@ -93,12 +93,32 @@ def _own_formats(consumer: ConnectorConfig, own: CompiledMapping | None, config:
     return formats
 
 
-def _one_format(sendable: list[tuple[Due, Decision, Shared]], formats: Mapping[str, CompiledMapping]) -> list[
-    tuple[Due, Decision, Shared]
+def _one_format(sendable: list[tuple[Due, Decision, Shared]], formats: Mapping[str, CompiledMapping]) -> tuple[
+    CompiledMapping | None, list[tuple[Due, Decision, Shared]]
 ]:
-    """The deliveries that go in the same format as the first one: one body has one format."""
+    """The mapping of the first delivery's type (``None``: standard JSON) and the deliveries that go
+    in that same format: one body has one format."""
     first = formats.get(sendable[0][0].record["record_type"])
-    return [s for s in sendable if formats.get(s[0].record["record_type"]) is first]
+    return first, [s for s in sendable if formats.get(s[0].record["record_type"]) is first]
+
+
+def _encode(mapping: CompiledMapping | None, sendable: list[tuple[Due, Decision, Shared]]) -> tuple[
+    bytes, str, list[Due]
+]:
+    """One body of the shared records, written through ``mapping`` (standard JSON without one), and the
+    deliveries it cannot express."""
+    if mapping is None:
+        return orjson.dumps([shared.record for _, _, shared in sendable]), CONTENT_TYPES["json"], []
+    rows, unmappable = [], []
+    for item, _, shared in sendable:
+        row, problems = mapping.from_standard(shared.record)
+        if problems:
+            unmappable.append(item)
+        else:
+            rows.append(row)
+    out = io.BytesIO()
+    write_rows(mapping, rows, out)
+    return out.getvalue(), CONTENT_TYPES[mapping.format], unmappable
 
 
 def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int, max_age: float) -> float | None:
@@ -188,8 +208,8 @@ class Deliverer:
             await self.runner.call(store.withheld, consumer_id, withheld)
         if not sendable:
             return 0.0
-        sendable = _one_format(sendable, self.formats[consumer_id])  # the others go in the next round
-        body, content_type, unmappable = self._encode(consumer, sendable)
+        mapping, sendable = _one_format(sendable, self.formats[consumer_id])  # the others go next round
+        body, content_type, unmappable = _encode(mapping, sendable)
         if unmappable:  # no retry can express these in the consumer's format
             await self.runner.call(store.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "
                                    "written in the consumer's format", self._clock(), True)
@@ -235,23 +255,6 @@ class Deliverer:
             await self.runner.call(store.failed, consumer.id, group, error, now if turn is None else turn, turn is None)
             if turn is None:
                 log.warning("dead_lettered", consumer=consumer.id, count=len(group), reason=error)
-
-    def _encode(self, consumer: ConnectorConfig, sendable: list[tuple[Due, Decision, Shared]]) -> tuple[
-        bytes, str, list[Due]
-    ]:
-        mapping = self.formats[consumer.id].get(sendable[0][2].record["record_type"])
-        if mapping is None:
-            return orjson.dumps([shared.record for _, _, shared in sendable]), CONTENT_TYPES["json"], []
-        rows, unmappable = [], []
-        for item, _, shared in sendable:
-            row, problems = mapping.from_standard(shared.record)
-            if problems:
-                unmappable.append(item)
-            else:
-                rows.append(row)
-        out = io.BytesIO()
-        write_rows(mapping, rows, out)
-        return out.getvalue(), CONTENT_TYPES[mapping.format], unmappable
 
     async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
         assert consumer.endpoint is not None
