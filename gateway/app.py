@@ -45,6 +45,7 @@ from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
 from gateway.sources import Sources
 from gateway.store import LogFilter, open_store
+from gateway.store.model import tally
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 from schemas import load_schema_set
@@ -208,9 +209,7 @@ async def push(request: web.Request) -> web.Response:
     app[METRICS].commit.observe(time.perf_counter() - started)
     if DELIVERER in app:
         app[DELIVERER].wake()
-    counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
-    for outcome in outcomes:
-        counts[outcome.status] += 1
+    counts = tally(outcomes)
     for status, count in counts.items():
         if count:
             app[METRICS].records.labels(status).inc(count)

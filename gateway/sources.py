@@ -29,7 +29,7 @@ from gateway.exceptions import ConfigError, SourceError, SourceUnavailableError
 from gateway.exchange_log import LogEntry
 from gateway.ingest import BodyError, Prepared, RecordPreparer
 from gateway.observability import new_id
-from gateway.store.model import IngestOutcome, SourceMark
+from gateway.store.model import IngestOutcome, SourceMark, tally
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 from policy import parse_duration
@@ -62,13 +62,6 @@ class SourceStatus:
         if self.kind != "file":
             del out["files"]
         return out
-
-
-def _counts(outcomes: list[IngestOutcome]) -> dict[str, int]:
-    counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
-    for outcome in outcomes:
-        counts[outcome.status] += 1
-    return counts
 
 
 class _Source:
@@ -316,7 +309,7 @@ class FileDrop(_Source):
         except BodyError as exc:
             raise SourceError(exc.message) from None
         outcomes = await self._store(batch_id, prepared, mark)
-        return {**summary, "status": "done", "records": len(outcomes), **_counts(outcomes),
+        return {**summary, "status": "done", "records": len(outcomes), **tally(outcomes),
                 "results": [o.as_dict() for o in outcomes]}
 
     def _move(self, path: Path, to: str, report: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "SourceMark", "StoredRecord"]
+__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "SourceMark", "StoredRecord",
+           "tally"]
 
 
 class Incoming(NamedTuple):
@@ -67,6 +68,14 @@ class IngestOutcome(NamedTuple):
             out["errors"] = list(self.errors)
         out["warnings"] = list(self.warnings)
         return out
+
+
+def tally(outcomes: list[IngestOutcome]) -> dict[str, int]:
+    """How many records of a batch were accepted, duplicates, stale and rejected."""
+    counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return counts
 
 
 @dataclass(frozen=True, slots=True)
