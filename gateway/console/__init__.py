@@ -100,10 +100,9 @@ class Console:
         self.sessions: dict[str, Session] = {}
         self.failures: dict[str, list[float]] = {}
         self.chain = ChainMonitor()
-        environment = jinja2.Environment(
+        self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resources.files("gateway.console").joinpath("templates"))),
             autoescape=True, undefined=jinja2.StrictUndefined)
-        self.templates = environment
 
     # ---- sessions ---------------------------------------------------------------------------------
 
@@ -199,7 +198,7 @@ async def _audited(request: web.Request, session: Session, what: str) -> None:
     await store.call(store.store.append_log, [entry])
 
 
-async def _read(request: web.Request, function: Callable[[], Any]) -> Any:
+async def _read(function: Callable[[], Any]) -> Any:
     """A read beside the store thread (the console never waits on a commit)."""
     return await asyncio.get_running_loop().run_in_executor(None, function)
 
@@ -248,7 +247,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 @_signed_in
 async def logout(request: web.Request, session: Session) -> web.StreamResponse:
     """POST /console/logout."""
-    request.app[CONSOLE].sessions = {k: v for k, v in request.app[CONSOLE].sessions.items() if v is not session}
+    request.app[CONSOLE].sessions.pop(request.cookies.get(COOKIE, ""), None)
     response = _redirect("/console/login")
     response.del_cookie(COOKIE, path="/console/")
     return response
@@ -270,7 +269,7 @@ async def overview(request: web.Request, session: Session) -> web.Response:
     """GET /console/: the chain's status, problem counts and the daily volume chart."""
     store = request.app[STORE].store
     since_day = (local_today(dt.datetime.now(dt.UTC)) - dt.timedelta(days=13)).isoformat()
-    volume, counts, head = await _read(request, lambda: (store.volume(since_day), store.event_counts(_PROBLEMS),
+    volume, counts, head = await _read(lambda: (store.volume(since_day), store.event_counts(_PROBLEMS),
                                                          store.log_head()))
     await _audited(request, session, "overview")
     return _render(request, "overview.html", session=session, counts=counts, entries=head[0],
@@ -297,7 +296,7 @@ async def events(request: web.Request, session: Session) -> web.Response:
     where = _filter(request)
     before = request.query.get("before", "")
     store = request.app[STORE].store
-    found = await _read(request, lambda: store.search_log(where, before=int(before) if before.isdigit() else None,
+    found = await _read(lambda: store.search_log(where, before=int(before) if before.isdigit() else None,
                                                           limit=PAGE + 1))
     await _audited(request, session, "events")
     page, more = found[:PAGE], len(found) > PAGE
@@ -315,7 +314,7 @@ async def trail(request: web.Request, session: Session) -> web.Response:
     entries: list[LogEntry] = []
     if record_id:
         store = request.app[STORE].store
-        entries = await _read(request, lambda: store.trail(source, record_id) if source
+        entries = await _read(lambda: store.trail(source, record_id) if source
                               else store.search_log(LogFilter(record_id=record_id), limit=1000)[::-1])
         await _audited(request, session, "trail")
     return _render(request, "trail.html", session=session, entries=entries, source=source, record_id=record_id)
@@ -332,7 +331,7 @@ async def problems(request: web.Request, session: Session) -> web.Response:
         return {"recent": recent, "dead": store.dead_letters(limit=100), "denials": store.denials_by_rule(),
                 "counts": store.event_counts(_PROBLEMS)}
 
-    found = await _read(request, gather)
+    found = await _read(gather)
     await _audited(request, session, "problems")
     return _render(request, "problems.html", session=session, **found)
 
