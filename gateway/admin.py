@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, SOURCES, STORE, connectors_in_force, error, json_response
-from gateway.store import SQLiteStore
+from gateway.store import SQLStore
 from policy import PolicyDefinitionError, SharingRule, local_today
 
 __all__ = ["ADMIN_ROUTES", "add_admin_routes", "explain_record"]
@@ -72,7 +72,7 @@ def _rules_in_force(app: web.Application) -> dict[str, dict[str, Any]]:
     return rules
 
 
-async def _reconfigure(request: web.Request, keep: Callable[[SQLiteStore], None], *,
+async def _reconfigure(request: web.Request, keep: Callable[[SQLStore], None], *,
                        rule: dict[str, Any] | None = None, state: tuple[str, bool] | None = None) -> None:
     """On the store thread: the rules and connector states in force with one change, checked against
     the connectors and schemas (``PolicyDefinitionError``), kept by ``keep``, and routed with from now on."""

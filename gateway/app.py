@@ -395,7 +395,8 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
     async def context(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
         runner = given or StoreRunner(open_store(config.store_path(), log_hash=config.gateway.log_hash,
-                                                 cipher=config.data_cipher))
+                                                 cipher=config.data_cipher,
+                                                 lease_seconds=config.gateway.delivery_lease_seconds))
         app[STORE] = runner
         store = runner.store
         store.check_keys()
@@ -410,7 +411,7 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         sources = Sources(config, runner, app[PREPARER], mappings, clock=app[CLOCK])
         app[SOURCES] = sources
         if deliver:
-            deliverer.start()
+            await deliverer.start()
             sources.start()
         yield
         await sources.stop()

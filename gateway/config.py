@@ -70,6 +70,9 @@ class GatewayConfig(_Strict):
     # push delivery: attempts (and age) after which a delivery moves to the dead letters
     delivery_attempts: int = Field(default=10, ge=1, le=1000)
     delivery_max_age: str = "3d"
+    # how long a push delivery claimed by one gateway is left alone by the others sharing its
+    # database (a gateway that dies holding claims has them taken over once this has passed)
+    delivery_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     @field_validator("delivery_max_age")
     @classmethod
@@ -239,6 +242,11 @@ class Config(_Strict):
             self.policy()
         except PolicyDefinitionError as exc:
             raise ValueError(str(exc)) from None
+        lease = self.gateway.delivery_lease_seconds
+        too_slow = [c.id for c in self.connector if c.delivery == "push" and c.push_timeout_seconds >= lease]
+        if too_slow:
+            raise ValueError(f"delivery_lease_seconds ({lease:g}) must be longer than the push_timeout_seconds of "
+                             f"{too_slow}: a push must end before its claim runs out")
         return self
 
     def policy(self, runtime_rules: Mapping[str, Mapping[str, object]] | None = None,
@@ -258,7 +266,8 @@ class Config(_Strict):
         return {c.id: c for c in self.connector}
 
     def store_path(self) -> str:
-        """The SQLite file of ``store``, relative paths taken from the configuration's folder."""
+        """Where the store is: a PostgreSQL URL as it is, or the SQLite file of ``store``, relative
+        paths taken from the configuration's folder."""
         url = self.gateway.store
         if not url.startswith("sqlite:///"):
             return url

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -146,11 +147,17 @@ class Deliverer:
         self._tasks: list[asyncio.Task[None]] = []
         self._session = session
         self._own_session = session is None
+        # who claims deliveries in the store: this host and listening address, which one process
+        # at a time can hold, so that claims of a previous process here are known to be orphaned
+        self.name = f"{socket.gethostname()}:{config.gateway.listen}"
 
     # ---- running ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start one task per push consumer."""
+    async def start(self) -> None:
+        """Take back the claims a previous process here left, and start one task per push consumer."""
+        released = await self.runner.call(self.runner.store.release_claims, self.name)
+        if released:
+            log.info("claims_released", claimant=self.name, count=released)
         self._tasks = [asyncio.create_task(self._run(c), name=f"deliver-{c}") for c in self.consumers]
 
     async def stop(self) -> None:
@@ -191,7 +198,7 @@ class Deliverer:
         consumer, breaker, store = self.consumers[consumer_id], self.breakers[consumer_id], self.runner.store
         policy = store.policy
         assert policy is not None
-        due = await self.runner.call(store.due, consumer_id, self._clock(), consumer.push_batch)
+        due = await self.runner.call(store.due, consumer_id, self._clock(), consumer.push_batch, self.name)
         if not due:
             next_at = await self.runner.call(store.next_due, consumer_id)
             return 1.0 if next_at is None else min(1.0, max(0.05, next_at - self._clock()))
@@ -208,7 +215,11 @@ class Deliverer:
             await self.runner.call(store.withheld, consumer_id, withheld)
         if not sendable:
             return 0.0
-        mapping, sendable = _one_format(sendable, self.formats[consumer_id])  # the others go next round
+        mapping, this_round = _one_format(sendable, self.formats[consumer_id])
+        if len(this_round) < len(sendable):  # the others go next round
+            chosen = {item.seq for item, _, _ in this_round}
+            await self.runner.call(store.release, consumer_id, [s[0] for s in sendable if s[0].seq not in chosen])
+            sendable = this_round
         body, content_type, unmappable = _encode(mapping, sendable)
         if unmappable:  # no retry can express these in the consumer's format
             await self.runner.call(store.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "

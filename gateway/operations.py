@@ -24,13 +24,13 @@ from rich.table import Table
 from connectors import GatewayRefusedError, SupexClient
 from gateway.acceptance import CheckResult, run_suite, suite_for
 from gateway.app import create_app
-from gateway.config import load_config
+from gateway.config import Config, load_config
 from gateway.demo import run_demo
-from gateway.encryption import generate_key
+from gateway.encryption import DataCipher, generate_key
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
 from gateway.observability import configure_logging
-from gateway.store import LogFilter, open_store
+from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
 from policy import local_today
@@ -69,10 +69,18 @@ def check_config(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace) -> Any:
     config = load_config(args.config, need_secrets=False)
-    path = config.store_path()
-    if not path.startswith("postgresql://") and not Path(path).exists():
-        raise ConfigError(f"存储不存在 / no store at {path}")
-    return open_store(path, log_hash=config.gateway.log_hash)
+    return _open_store(config, required=True)
+
+
+def _open_store(config: Config, *, required: bool, cipher: DataCipher | None = None) -> SQLStore | None:
+    """The configured store, if there is one (a SQLite file that does not exist yet is none: with
+    ``required``, that is an error); a PostgreSQL database is always opened."""
+    location = config.store_path()
+    if not is_postgres_url(location) and not Path(location).exists():
+        if required:
+            raise ConfigError(f"存储不存在 / no store at {location}")
+        return None
+    return open_store(location, log_hash=config.gateway.log_hash, cipher=cipher)
 
 
 def log_verify(args: argparse.Namespace) -> int:
@@ -236,8 +244,7 @@ def policy_explain(args: argparse.Namespace) -> int:
         raise ConfigError(f"记录文件应为一个 JSON 对象 / {args.record} must hold one JSON object (a standard record)")
     if args.to not in config.connectors():
         raise ConfigError(f"未知的连接器 / unknown connector {args.to!r} (known: {', '.join(config.connectors())})")
-    path = config.store_path()
-    store = open_store(path, log_hash=config.gateway.log_hash) if Path(path).exists() else None
+    store = _open_store(config, required=False)
     try:
         policy = config.policy(store.runtime_rules(), store.connector_states()) if store else config.policy()
         catalogue = store.matter_departments if store else (lambda _code: [])
@@ -354,10 +361,7 @@ def _keyed_store(args: argparse.Namespace) -> Any:
     config = load_config(args.config, secrets_of=())
     if config.data_cipher is None:
         raise ConfigError(f"{args.config}: 未配置数据密钥 / no data key is configured (data_key_env or data_key_file)")
-    path = config.store_path()
-    if not Path(path).exists():
-        raise ConfigError(f"存储不存在 / no store at {path}")
-    return open_store(path, log_hash=config.gateway.log_hash, cipher=config.data_cipher)
+    return _open_store(config, required=True, cipher=config.data_cipher)
 
 
 def keys_status(args: argparse.Namespace) -> int:

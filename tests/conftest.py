@@ -18,6 +18,7 @@ from aiohttp import web
 from hypothesis import settings
 
 from schemas import Validator
+from tests.backends import Backend, Databases, backend_for, postgres_unavailable
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = Path(__file__).parents[1] / "connectors" / "samples"  # the external systems' own formats
@@ -60,6 +61,22 @@ def served_in_thread(app: web.Application) -> Iterator[str]:
 def fixed_clock() -> dt.datetime:
     """The tests' 'now': 2026-11-26 12:00 UTC."""
     return NOW
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[Databases]:
+    """Throwaway PostgreSQL databases for the session's tests (skipped where no server answers)."""
+    if (reason := postgres_unavailable()) is not None:
+        pytest.skip(reason)
+    databases = Databases()
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each store test runs on SQLite and on a fresh PostgreSQL database."""
+    yield from backend_for(request, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gateway.store.model import Incoming, IngestOutcome, Quarantined, SourceMark
-from gateway.store.sqlite import Batch, SQLiteStore
+from gateway.store.sql import Batch, SQLStore
 
 __all__ = ["StoreRunner"]
 
@@ -26,7 +26,7 @@ _GROUP_RECORDS = 20_000  # at most this many records in one group commit
 class StoreRunner:
     """The store and the single thread that all its calls go through."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLStore) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supex-store")
         self._pending: list[Job] = []

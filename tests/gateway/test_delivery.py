@@ -288,7 +288,7 @@ async def test_the_delivery_tasks_stop_even_when_woken_as_they_are_cancelled(
     wait_for would swallow it, and shutting the gateway down would wait forever)."""
     _, app, _ = pushing
     deliverer = app[DELIVERER]
-    deliverer.start()
+    await deliverer.start()
     for _ in range(5):
         await asyncio.sleep(0)  # every task waits on its waker
     deliverer.wake()
