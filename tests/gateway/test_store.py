@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -11,7 +12,7 @@ from gateway.config import ConnectorConfig
 from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
 from gateway.ingest import RecordPreparer
-from gateway.store import SQLStore
+from gateway.store import PostgresStore, SQLStore
 from gateway.store import sql as sql_store
 from gateway.store import sqlite as sqlite_store
 from gateway.store.versions import decide
@@ -223,3 +224,94 @@ def test_the_chain_hash_is_the_documented_formula(algorithm: str) -> None:
     expected = hashes.Hash(hashes.SM3() if algorithm == "sm3" else hashes.SHA256())
     expected.update(("7" * 64).encode() + canonical)
     assert chain_hash(algorithm, "7" * 64, entry, 42) == expected.finalize().hex()
+
+
+# ---- several gateways on one database -----------------------------------------------------------
+
+COUNTY = ConnectorConfig(id="county", name="z", department_code="11370000FE1KM2U90Y", region_code="370102",
+                         consumes=["inspection"], delivery="push", endpoint="http://127.0.0.1:9/in")
+
+
+def _gateways(backend: Backend, count: int = 2) -> list[SQLStore]:
+    """``count`` stores on one database, as that many gateways hold them."""
+    stores = [backend.open(lease_seconds=30) for _ in range(count)]
+    for store in stores:
+        store.set_policy(Policy([AMR, JINAN, COUNTY], []))
+    return stores
+
+
+def test_gateways_writing_at_once_keep_one_chain_and_store_each_record_once(backend: Backend) -> None:
+    """Three writers at once, each with records of its own and the same shared ones: each record
+    stored once, seqs without gaps or doubles, one chain."""
+    stores = _gateways(backend, 3)
+    shared = [inspection(n) for n in range(1000, 1010)]
+
+    def write(k: int) -> None:
+        for batch in range(4):
+            first = k * 100 + batch * 20
+            _ingest(stores[k], *(inspection(n) for n in range(first, first + 20)), *shared)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert backend.rows("SELECT count(*), count(DISTINCT record_id), max(seq) FROM changes") == [(250, 250, 250)]
+    assert backend.rows("SELECT count(*) FROM exchange_log WHERE event = 'duplicate'") == [(110,)]
+    outcome = list(stores[0].verify_log())[-1]
+    assert outcome.ok and outcome.entries == stores[2].log_head()[0]
+    for store in stores:
+        store.close()
+
+
+def test_a_claimed_delivery_is_left_to_its_claimant_until_its_lease_runs_out(backend: Backend) -> None:
+    """A gateway that claimed deliveries and died has them taken over when the lease ends, or at
+    once by itself when it starts again."""
+    a, b = _gateways(backend)
+    _ingest(a, *(inspection(n) for n in range(4)))
+    now = 1_000.0
+    claimed = a.due("county", now, 10, "gateway-a")
+    assert [d.record["record_id"] for d in claimed] == ["in-0", "in-1", "in-2", "in-3"]
+    assert b.due("county", now + 29, 10, "gateway-b") == []
+    assert b.next_due("county") == now + 30  # when the claim runs out
+    taken = b.due("county", now + 31, 10, "gateway-b")
+    assert [d.seq for d in taken] == [d.seq for d in claimed]
+    assert b.release_claims("gateway-b") == 4  # gateway-b started again
+    assert len(a.due("county", now + 31, 3, "gateway-a")) == 3
+    b.release("county", a.due("county", now + 31, 10, "gateway-a"))  # the fourth, given back untried
+    assert len(b.due("county", now + 31, 10, "gateway-b")) == 1
+
+
+def test_gateways_claiming_at_once_never_claim_the_same_delivery(backend: Backend) -> None:
+    a, b = _gateways(backend)
+    for first in range(0, 200, 50):
+        _ingest(a, *(inspection(n) for n in range(first, first + 50)))
+    claims: dict[str, list[int]] = {"a": [], "b": []}
+
+    def claim(name: str, store: SQLStore) -> None:
+        while taken := store.due("county", 1_000.0, 7, name):
+            claims[name].extend(d.seq for d in taken)
+
+    threads = [threading.Thread(target=claim, args=(name, store)) for name, store in (("a", a), ("b", b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claims["a"] + claims["b"]) == sorted(set(claims["a"] + claims["b"]))
+    assert len(claims["a"]) + len(claims["b"]) == 200
+
+
+def test_an_inbox_goes_on_at_another_gateway(backend: Backend) -> None:
+    """A consumer's cursor is the database's: acknowledged at one gateway, read at another."""
+    a, b = _gateways(backend)
+    _ingest(a, *(inspection(n) for n in range(5)))
+    first = a.inbox("jinan", None, 2)
+    b.ack("jinan", first.next)
+    assert [r.record_id for r in b.inbox("jinan", None, 10).records] == ["in-2", "in-3", "in-4"]
+
+
+def test_an_unreachable_database_is_named_without_its_password() -> None:
+    with pytest.raises(StoreUnavailableError) as caught:
+        PostgresStore("postgresql://supex:hunter2@127.0.0.1:1/supex", connect_timeout=0.5)
+    message = str(caught.value)
+    assert "hunter2" not in message and "postgresql://supex@127.0.0.1:1/supex" in message
