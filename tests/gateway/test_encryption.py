@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,9 @@ from gateway.config import ConnectorConfig
 from gateway.encryption import DataCipher, generate_key, is_sealed, load_key_ring, sm4_available
 from gateway.exceptions import ConfigError, DataKeyError
 from gateway.ingest import RecordPreparer
-from gateway.store import SQLiteStore
+from gateway.store import SQLiteStore, SQLStore
 from policy import Policy
+from tests.backends import Backend
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS, inspection
 
 AMR = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
@@ -27,8 +27,8 @@ KEY_A, KEY_B = base64.b64decode(generate_key()), base64.b64decode(generate_key()
 MARKER = "绝密标记QX7Z9"
 
 
-def _store(path: Path, *keys: bytes) -> SQLiteStore:
-    store = SQLiteStore(str(path / "s.db"), log_hash="sha256", cipher=DataCipher(keys) if keys else None)
+def _store(backend: Backend, *keys: bytes) -> SQLStore:
+    store = backend.open(cipher=DataCipher(keys) if keys else None)
     store.set_policy(Policy([AMR, JINAN], []))
     return store
 
@@ -40,14 +40,19 @@ def _important(n: int, grade: str = "important") -> dict[str, Any]:
     return record
 
 
-def _push(store: SQLiteStore, *records: dict[str, Any]) -> list[Any]:
+def _push(store: SQLStore, *records: dict[str, Any]) -> list[Any]:
     prepared = RecordPreparer(log_hash="sha256", max_records=100).prepare(
         AMR, None, json.dumps(list(records), ensure_ascii=False).encode(), "application/json", store.now())
     return store.ingest("amr", f"b-{records[0]['record_id']}", prepared.incoming, prepared.rejected)
 
 
-def _on_disk(path: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in path.glob("s.db*"))
+def _at_rest(backend: Backend) -> bytes:
+    """What the database holds: SQLite's files (with the WAL) as they are on disk; PostgreSQL's
+    stored payloads as the server gives them back."""
+    if backend.name == "sqlite":
+        return b"".join(p.read_bytes() for p in Path(backend.location).parent.glob("s.db*"))
+    return b"".join(bytes(row[0]) for table in ("changes", "quarantine")
+                    for row in backend.rows(f"SELECT payload FROM {table}"))
 
 
 @pytest.mark.parametrize("sm4", [True, False])
@@ -84,71 +89,68 @@ def test_the_key_ring_comes_from_the_environment_or_a_file(tmp_path: Path) -> No
             load_key_ring("K", None, environ)
 
 
-def test_important_and_core_payloads_are_not_on_disk_in_plaintext(tmp_path: Path) -> None:
-    store = _store(tmp_path, KEY_A)
+def test_important_and_core_payloads_are_not_on_disk_in_plaintext(backend: Backend) -> None:
+    store = _store(backend, KEY_A)
     outcomes = _push(store, _important(1), _important(2, "core"), _important(3, "general"))
     assert [o.status for o in outcomes] == ["accepted"] * 3
     page = store.inbox("jinan", None, 10)
     assert [r.record["data"]["action_name"] for r in page.records] == [f"{MARKER}-{n}" for n in (1, 2, 3)]
     store.close()
-    disk = _on_disk(tmp_path)
+    disk = _at_rest(backend)
     assert f"{MARKER}-1".encode() not in disk and f"{MARKER}-2".encode() not in disk
     assert f"{MARKER}-3".encode() in disk  # general data is not sealed
-    keys = sqlite3.connect(tmp_path / "s.db").execute("SELECT key_id FROM changes ORDER BY seq").fetchall()
+    keys = backend.rows("SELECT key_id FROM changes ORDER BY seq")
     assert keys == [(DataCipher([KEY_A]).current,)] * 2 + [(None,)]
 
 
-def test_quarantined_payloads_are_sealed_too_and_given_back_to_their_producer(tmp_path: Path) -> None:
-    store = _store(tmp_path, KEY_A)
+def test_quarantined_payloads_are_sealed_too_and_given_back_to_their_producer(backend: Backend) -> None:
+    store = _store(backend, KEY_A)
     bad = _important(1)
     bad["data"]["subject"]["cert_no"] = "91370102MA3C4GXX0A"
     _push(store, bad)
     (rejected,) = store.rejections("amr", 0, 10)
     assert rejected["record"]["data"]["action_name"] == f"{MARKER}-1"
     store.close()
-    assert MARKER.encode() not in _on_disk(tmp_path)
+    assert MARKER.encode() not in _at_rest(backend)
 
 
-def test_a_payload_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
-    store = _store(tmp_path, KEY_A)
+def test_a_payload_moved_to_another_row_does_not_open(backend: Backend) -> None:
+    store = _store(backend, KEY_A)
     _push(store, _important(1), _important(2))
     store.close()
-    con = sqlite3.connect(tmp_path / "s.db")
-    con.execute("UPDATE changes SET payload = (SELECT payload FROM changes WHERE seq = 1) WHERE seq = 2")
-    con.commit()
-    con.close()
+    backend.execute("UPDATE changes SET payload = (SELECT payload FROM changes WHERE seq = 1) WHERE seq = 2")
     with pytest.raises(DataKeyError, match="moved to another row"):
-        _store(tmp_path, KEY_A).inbox("jinan", None, 10)
+        _store(backend, KEY_A).inbox("jinan", None, 10)
 
 
-def test_the_gateway_refuses_a_ring_without_the_keys_of_what_is_stored(tmp_path: Path) -> None:
-    _push(_store(tmp_path, KEY_A), _important(1))
+def test_the_gateway_refuses_a_ring_without_the_keys_of_what_is_stored(backend: Backend) -> None:
+    _push(_store(backend, KEY_A), _important(1))
     with pytest.raises(DataKeyError, match="does not hold"):
-        _store(tmp_path, KEY_B).check_keys()
+        _store(backend, KEY_B).check_keys()
     with pytest.raises(DataKeyError, match="does not hold"):
-        _store(tmp_path).check_keys()
-    _store(tmp_path, KEY_B, KEY_A).check_keys()
+        _store(backend).check_keys()
+    _store(backend, KEY_B, KEY_A).check_keys()
 
 
-def test_rotation_seals_everything_under_the_new_key_and_resumes_after_a_crash(tmp_path: Path) -> None:
-    store = _store(tmp_path)  # before any key: important data in plaintext
+def test_rotation_seals_everything_under_the_new_key_and_resumes_after_a_crash(backend: Backend) -> None:
+    store = _store(backend)  # before any key: important data in plaintext
     _push(store, _important(1))
     store.close()
-    store = _store(tmp_path, KEY_A)
+    store = _store(backend, KEY_A)
     _push(store, *(_important(n) for n in range(2, 6)))
     store.close()
-    rotating = _store(tmp_path, KEY_B, KEY_A)
+    rotating = _store(backend, KEY_B, KEY_A)
     new = rotating.cipher.current  # type: ignore[union-attr]
     steps = rotating.rotate_keys(by="ops", batch=2)
     assert next(steps) == 2  # then the process dies
     rotating.close()
-    again = _store(tmp_path, KEY_B, KEY_A)
+    again = _store(backend, KEY_B, KEY_A)
     assert list(again.rotate_keys(by="ops", batch=2)) == [2, 3]  # only what was left
     assert again.key_status()["changes"] == {new: 5}
     rotated = [e for e in again.log_entries() if e.event == "config_changed"]
     assert rotated[-1].reason is not None and f"under key {new}" in rotated[-1].reason
     again.close()
-    after = _store(tmp_path, KEY_B)  # the old key can go
+    after = _store(backend, KEY_B)  # the old key can go
     after.check_keys()
     assert len(after.inbox("jinan", None, 10).records) == 5
 

@@ -20,9 +20,9 @@ from connectors.signing import signature_headers
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
-from gateway.keys import DELIVERER, STORE
-from gateway.store import SQLiteStore
+from gateway.keys import DELIVERER
 from gateway.store.runner import StoreRunner
+from tests.backends import Backend
 from tests.conftest import VALID_RECORDS
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, endpoints
 from tests.policy.test_policy import CLASSES, expected
@@ -117,7 +117,11 @@ async def sinks() -> AsyncIterator[dict[str, tuple[Sink, str]]]:
         yield {kind: (made[kind], url) for kind, url in urls.items()}
 
 
-def _load(tmp_path: Path, text: str) -> Config:
+def _load(tmp_path: Path, text: str, backend: Backend | None = None) -> Config:
+    """The configuration, its store on ``backend`` if given (a file beside it otherwise)."""
+    if backend is not None:
+        store = backend.location if backend.name == "postgresql" else f"sqlite:///{backend.location}"
+        text = text.replace('store = "sqlite:///supex.db"', f'store = "{store}"')
     (tmp_path / "supex.toml").write_text(text, encoding="utf-8")
     names = ["src", "hotline", "housing", "county", *(f"{k}{s}" for k in KINDS for s in ("", "-push"))]
     return load_config(tmp_path / "supex.toml",
@@ -152,17 +156,16 @@ def _matrix_records() -> list[dict[str, Any]]:
     return records
 
 
-async def test_the_policy_matrix_by_pull_and_by_push(tmp_path: Path, make: AppMaker,
+async def test_the_policy_matrix_by_pull_and_by_push(tmp_path: Path, backend: Backend, make: AppMaker,
                                                      sinks: dict[str, tuple[Sink, str]]) -> None:
     """Every type × class reaches each kind of consumer exactly as SPEC §4 says, pulled or pushed."""
-    config = _load(tmp_path, _config_text({k: url for k, (_, url) in sinks.items()}, _matrix_rules()))
+    config = _load(tmp_path, _config_text({k: url for k, (_, url) in sinks.items()}, _matrix_rules()), backend)
     client, app = await make(config)
     pushed = await client.push("src", _matrix_records())
     assert pushed["accepted"] == len(_matrix_records())
-    store = app[STORE].store
     stored = {}
-    for record_id, payload, version, seq in store._db.execute("SELECT record_id, payload, version, seq FROM changes"):
-        stored[record_id] = {**orjson.loads(payload), "version": version, "seq": seq}
+    for record_id, payload, version, seq in backend.rows("SELECT record_id, payload, version, seq FROM changes"):
+        stored[record_id] = {**orjson.loads(bytes(payload)), "version": version, "seq": seq}
     for kind in KINDS:
         while await app[DELIVERER].deliver_once(f"{kind}-push") == 0:
             pass
@@ -174,15 +177,16 @@ async def test_the_policy_matrix_by_pull_and_by_push(tmp_path: Path, make: AppMa
             assert pushed_to.get(record_id) == want, (kind + "-push", record_id)
 
 
-async def test_read_limits_overdue_deliveries_and_rules_changed_at_run_time(tmp_path: Path, make: AppMaker) -> None:
+async def test_read_limits_overdue_deliveries_and_rules_changed_at_run_time(tmp_path: Path, backend: Backend,
+                                                                           make: AppMaker) -> None:
     """``max_reads_per_day`` answers 429 with Retry-After; a late first serving is flagged overdue;
     a rule disabled through the admin API stops sharing, logged as a configuration change."""
     rule = ('\n[[sharing]]\nid = "clue-rule"\nrecord_types = ["clue"]\nconsumers = ["ruled"]\npurpose = "核查"\n'
             'fields = ["clue_id", "reporter.phone"]\nmask = { "reporter.phone" = "phone" }\n'
             'deliver_within = "1s"\nmax_reads_per_day = 3\n')
-    config = _load(tmp_path, _config_text({}, rule))
+    config = _load(tmp_path, _config_text({}, rule), backend)
     moment = [dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)]
-    runner = StoreRunner(SQLiteStore(config.store_path(), log_hash="sha256", clock=lambda: moment[0]))
+    runner = StoreRunner(backend.open(clock=lambda: moment[0]))
     client, _ = await make(config, runner)
     record = copy.deepcopy(VALID_RECORDS["clue"])
     record.pop("version", None)
@@ -240,9 +244,9 @@ async def test_the_admin_api_checks_rules(tmp_path: Path, make: AppMaker, rule: 
         assert (await client.call("POST", "/v1/admin/sharing", orjson.dumps(rule), connector="ruled"))[0] == 403
 
 
-async def test_a_rule_added_at_run_time_survives_a_restart(tmp_path: Path, make: AppMaker) -> None:
+async def test_a_rule_added_at_run_time_survives_a_restart(tmp_path: Path, backend: Backend, make: AppMaker) -> None:
     """Rules changed through the admin API are kept in the store and used after a restart."""
-    config = _load(tmp_path, _config_text({}, ""))
+    config = _load(tmp_path, _config_text({}, ""), backend)
     client, _ = await make(config)
     rule = {"id": "late", "record_types": ["clue"], "consumers": ["ruled"], "purpose": "核查", "fields": ["clue_id"]}
     assert (await client.call("POST", "/v1/admin/sharing", orjson.dumps(rule), bearer=ADMIN_TOKEN))[0] == 201
@@ -255,7 +259,7 @@ async def test_a_rule_added_at_run_time_survives_a_restart(tmp_path: Path, make:
     assert [set(r["data"]) for r in await client.drain("ruled")] == [{"clue_id"}]
 
 
-async def test_catalogue_and_reply_routing(tmp_path: Path, make: AppMaker) -> None:
+async def test_catalogue_and_reply_routing(tmp_path: Path, backend: Backend, make: AppMaker) -> None:
     """A clue goes to its matter's lead department, which does not subscribe to clues; a county
     connector elsewhere does not get it; the feedback goes back to the clue's producer."""
     text = _config_text({}, "")
@@ -265,7 +269,7 @@ async def test_catalogue_and_reply_routing(tmp_path: Path, make: AppMaker) -> No
              'region_code = "370000"\nconsumes = ["license"]\nproduces = ["feedback"]\n'
              '\n[[connector]]\nid = "county"\nname = "历下区"\ndepartment_code = "113700005446YKAR96"\n'
              'region_code = "370102"\nconsumes = ["clue"]\n')
-    client, _ = await make(_load(tmp_path, text))
+    client, _ = await make(_load(tmp_path, text, backend))
     matter = copy.deepcopy(VALID_RECORDS["matter"])
     matter.pop("version", None)
     matter["data"].update(lead_department_code="1137000081D905EA9B", co_department_codes=[])
@@ -305,10 +309,11 @@ def test_policy_explain_names_the_rule_and_shows_the_masked_record(tmp_path: Pat
     assert main(["policy", "explain", "--config", config, "--record", str(record), "--to", "ghost"]) == 2
 
 
-async def test_a_connector_disabled_at_run_time_is_cut_off_until_enabled(tmp_path: Path, make: AppMaker) -> None:
+async def test_a_connector_disabled_at_run_time_is_cut_off_until_enabled(tmp_path: Path, backend: Backend,
+                                                                        make: AppMaker) -> None:
     """Disabled: its requests are refused and nothing is routed to it; enabled again: back in.
     The state survives a restart, and both changes are logged with the admin's name."""
-    config = _load(tmp_path, _config_text({}, ""))
+    config = _load(tmp_path, _config_text({}, ""), backend)
     client, _ = await make(config)
     status, body = await client.call("POST", "/v1/admin/connectors/plain/disable", bearer=ADMIN_TOKEN)
     assert (status, body) == (200, {"connector": "plain", "enabled": False})
