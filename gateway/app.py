@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -380,15 +381,33 @@ async def openapi(_request: web.Request) -> web.Response:
 
 # ---- the app ----------------------------------------------------------------------------------
 
-async def _checkpoints(runner: StoreRunner) -> None:
-    """Checkpoint the WAL five times a second, beside the writer, so that no backlog builds up."""
+async def follow_config_changes(app: web.Application, seen: int) -> int:
+    """Route with the rules and connector states in the store again if a change has been logged
+    since ``seen`` (by this gateway or another on the database); returns the change now seen."""
+    runner, config = app[STORE], app[CONFIG]
+    store = runner.store
+    latest = await runner.call(store.last_config_change)
+    if latest != seen:
+        await runner.call(lambda: store.set_policy(config.policy(store.runtime_rules(), store.connector_states())))
+        if DELIVERER in app:
+            app[DELIVERER].wake()
+    return latest
+
+
+async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: int = 10) -> None:
+    """Checkpoint the WAL five times a second, beside the writer, so that no backlog builds up; and
+    every two seconds take up rules and connector states changed at another gateway."""
+    runner = app[STORE]
     loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(0.2)
+    seen = await runner.call(runner.store.last_config_change)
+    for turn in itertools.count(1):
+        await asyncio.sleep(every)
         try:
             await loop.run_in_executor(None, runner.store.checkpoint)
-        except Exception as exc:  # noqa: BLE001 - a failed checkpoint is retried shortly
-            log.warning("checkpoint_failed", reason=str(exc))
+            if turn % follow_every == 0:
+                seen = await follow_config_changes(app, seen)
+        except Exception as exc:  # noqa: BLE001 - retried at the next turn
+            log.warning("housekeeping_failed", reason=str(exc))
 
 
 def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -404,7 +423,7 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
             log.warning("no_data_key", hint="important and core payloads are stored in plaintext: set data_key_env "
                         "or data_key_file (docs/security.md)")
         await runner.call(lambda: store.set_policy(config.policy(store.runtime_rules(), store.connector_states())))
-        task = asyncio.create_task(_checkpoints(runner))
+        task = asyncio.create_task(_housekeeping(app))
         mappings: dict[str, CompiledMapping] = app[MAPPINGS]
         deliverer = Deliverer(config, runner, app[METRICS], mappings, clock=app[CLOCK])
         app[DELIVERER] = deliverer

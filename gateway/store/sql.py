@@ -753,6 +753,13 @@ class SQLStore:
                 f"AND batch_id IN ({', '.join('?' * len(batches))})", (source, *batches)).fetchall()
         return sorted(own + [_row_entry(r) for r in rows], key=lambda e: e.seq)
 
+    def last_config_change(self) -> int:
+        """The seq of the log's latest ``config_changed`` entry (0: none): when it moves, a rule or a
+        connector's state may have been changed, perhaps by another gateway on the database."""
+        with self._query() as db:
+            row = db.execute("SELECT max(seq) FROM exchange_log WHERE event = 'config_changed'").fetchone()
+        return int(row[0] or 0)
+
     def append_log(self, entries: list[LogEntry]) -> None:
         """Append entries that record no change of data (audit queries, configuration changes)."""
         with self._transaction() as db:
