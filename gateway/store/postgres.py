@@ -17,6 +17,7 @@ The logic is ``SQLStore``'s, statement for statement; this module gives it poole
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -122,6 +123,16 @@ def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+_PLAIN_INSERT = re.compile(r"INSERT INTO (\w+)( \([\w, ]+\))? VALUES \(\?(?:, ?\?)*\)")
+
+
+@lru_cache(maxsize=64)
+def _as_copy(sql: str) -> str | None:
+    """``COPY … FROM STDIN`` doing what a plain ``INSERT … VALUES (?, …)`` of many rows does."""
+    plain = _PLAIN_INSERT.fullmatch(sql.strip())
+    return f"COPY {plain[1]}{plain[2] or ''} FROM STDIN" if plain else None
+
+
 class _Connection:
     """A psycopg connection taking the store's statements as they are. Reads of a ``streaming``
     one go through server-side cursors, so that a long result (a log export) arrives a page at a
@@ -140,8 +151,14 @@ class _Connection:
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
         rows = list(parameters)
-        if rows:
-            with self._connection.cursor() as cursor:
+        if not rows:
+            return
+        with self._connection.cursor() as cursor:
+            if copy := _as_copy(sql):  # many plain rows: one COPY instead of a statement each
+                with cursor.copy(copy) as stream:
+                    for row in rows:
+                        stream.write_row(row)
+            else:
                 cursor.executemany(_placeholders(sql), rows)
 
 
@@ -159,7 +176,11 @@ class PostgresStore(SQLStore):
         self._name = redacted(url)
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
                                     check=ConnectionPool.check_connection, name="supex-store",
-                                    kwargs={"autocommit": False, "application_name": "supex"})
+                                    kwargs={"autocommit": False, "application_name": "supex",
+                                            # plan every statement for its values and the tables as they
+                                            # are now: a plan cached while a table was empty would scan it
+                                            # whole for ever after
+                                            "options": "-c plan_cache_mode=force_custom_plan"})
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
             self._migrate()
