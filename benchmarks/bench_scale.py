@@ -16,10 +16,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,14 +52,14 @@ department_code = "11370000FE1KM2U90Y"
 region_code = "370000"
 produces = ["inspection"]
 """
-BATCH, TASKS = 500, 8
+BATCH, TASKS = 500, 8  # records a push carries by default; concurrent client requests
 
 
 # ---- the client process ----------------------------------------------------------------------------
 
-async def push(urls: list[str], count: int, seed: int) -> dict[str, float]:
+async def push(urls: list[str], count: int, seed: int, batch: int) -> dict[str, float]:
     records = make_records(count, seed)
-    bodies = [orjson.dumps(records[i:i + BATCH]) for i in range(0, count, BATCH)]
+    bodies = [orjson.dumps(records[i:i + batch]) for i in range(0, count, batch)]
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     for n, body in enumerate(bodies):
         queue.put_nowait((n, body))
@@ -81,10 +83,11 @@ async def push(urls: list[str], count: int, seed: int) -> dict[str, float]:
     return {"records": count, "accepted": accepted, "seconds": elapsed, "per_second": count / elapsed}
 
 
-def run_client(urls: list[str], records: int, seed: int) -> tuple[dict[str, float], float]:
+def run_client(urls: list[str], records: int, seed: int, batch: int) -> tuple[dict[str, float], float]:
     """The client's figures and the CPU seconds it used."""
-    proc = subprocess.Popen([sys.executable, str(HERE), "--client", ",".join(urls), "--records", str(records),
-                             "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, str(HERE), "--client", ",".join(urls), "--records", str(records), "--seed", str(seed),
+               "--batch", str(batch)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched = psutil.Process(proc.pid)
     cpu = 0.0
     while proc.poll() is None:
@@ -139,14 +142,28 @@ def gateways(folder: Path, store: str, count: int) -> Iterator[list[tuple[subpro
             stop(proc)
 
 
-def measure(name: str, folder: Path, store: str, count: int, records: int) -> dict[str, Any]:
+def writer_seconds(urls: list[str]) -> tuple[float, float]:
+    """Seconds the gateways at ``urls`` have waited for and held the database's one writer, summed."""
+    waited = held = 0.0
+    for url in urls:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        waited += float(re.search(r"^supex_store_writer_wait_seconds_total (\S+)$", text, re.MULTILINE)[1])  # type: ignore[index]
+        held += float(re.search(r"^supex_store_writer_held_seconds_total (\S+)$", text, re.MULTILINE)[1])  # type: ignore[index]
+    return waited, held
+
+
+def measure(name: str, folder: Path, store: str, count: int, *, records: int, batch: int) -> dict[str, Any]:
     with gateways(folder, store, count) as running:
         urls = [url for _, url in running]
-        run_client(urls, 5_000, 100)  # warm up: connections, prepared statements, caches
+        run_client(urls, 5_000, 100, batch)  # warm up: connections, prepared statements, caches
         mine = [psutil.Process(proc.pid) for proc, _ in running]
         pg = postgres_processes() if store.startswith("postgresql") else []
         gateway_before, pg_before = cpu_seconds(mine, children=True), cpu_seconds(pg, children=False)
-        result, client_cpu = run_client(urls, records, 1)
+        waited_before, held_before = writer_seconds(urls)
+        result, client_cpu = run_client(urls, records, 1, batch)
+        waited, held = (after - before for after, before in zip(writer_seconds(urls), (waited_before, held_before),
+                                                                 strict=True))
         gateway_cpu = cpu_seconds(mine, children=True) - gateway_before
         pg_cpu = cpu_seconds(pg, children=False) - pg_before
     stored = open_store(store.removeprefix("sqlite:///"), log_hash="sm3")
@@ -156,7 +173,8 @@ def measure(name: str, folder: Path, store: str, count: int, records: int) -> di
         stored.close()
     wall = result["seconds"]
     return {"name": name, **result, "stored": kept, "expected": records + 5_000,
-            "cpu": {"gateways": gateway_cpu / wall, "postgres": pg_cpu / wall, "client": client_cpu / wall}}
+            "cpu": {"gateways": gateway_cpu / wall, "postgres": pg_cpu / wall, "client": client_cpu / wall},
+            "writer": {"held": held / wall, "waited": waited / wall}}
 
 
 def fresh_database(admin_url: str) -> tuple[str, str]:
@@ -176,30 +194,37 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="a PostgreSQL server where the benchmark may create databases")
+    parser.add_argument("--batch", type=int, default=BATCH, help="records a push carries (default: 500)")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        print(json.dumps(asyncio.run(push(args.client.split(","), args.records, args.seed))))
+        print(json.dumps(asyncio.run(push(args.client.split(","), args.records, args.seed, args.batch))))
         return
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; batches of {args.batch}, {TASKS} client tasks")
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for name, count in (("PostgreSQL, 1 instance", 1), ("PostgreSQL, 2 instances", 2)):
             database, url = fresh_database(args.postgres)
             try:
-                results.append(measure(name, Path(folder), url, count, args.records))
+                results.append(measure(name, Path(folder), url, count, records=args.records, batch=args.batch))
             finally:
                 drop_database(args.postgres, database)
-        results.append(measure("SQLite, 1 instance", Path(folder), f"sqlite:///{folder}/supex.db", 1, args.records))
+        results.append(measure("SQLite, 1 instance", Path(folder), f"sqlite:///{folder}/supex.db", 1,
+                               records=args.records, batch=args.batch))
     for r in results:
         cpu = r["cpu"]
         print(f"{r['name']:24} {r['per_second']:>9,.0f} records/s  ({r['records']:,} in {r['seconds']:.1f} s; "
               f"stored {r['stored']:,} of {r['expected']:,}) | cores busy: gateways {cpu['gateways']:.2f}, "
-              f"PostgreSQL {cpu['postgres']:.2f}, client {cpu['client']:.2f} of {os.cpu_count()}")
+              f"PostgreSQL {cpu['postgres']:.2f}, client {cpu['client']:.2f} of {os.cpu_count()} | writer held "
+              f"{r['writer']['held']:.0%} of the time, waited for {r['writer']['waited']:.0%}")
     one, two = results[0]["per_second"], results[1]["per_second"]
     print(f"2 instances / 1 instance on PostgreSQL: {two / one:.2f}x (target >= 1.6x where the machine allows)")
     print(f"PostgreSQL 1 instance / SQLite: {one / results[2]['per_second']:.2f}x")
+    held = results[0]["writer"]["held"]
+    print(f"the one writer's ceiling on PostgreSQL at this batch size: {one / held:,.0f} records/s "
+          f"(1 instance's rate / the share of time it held the writer): the most any number of instances "
+          f"could ingest here with cores to spare")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from gateway.keys import (
     error,
 )
 from gateway.keys import json_response as _json
-from gateway.observability import Metrics, new_id
+from gateway.observability import Metrics, WriterCollector, new_id
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
@@ -419,6 +419,7 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         app[STORE] = runner
         store = runner.store
         store.check_keys()
+        app[METRICS].registry.register(WriterCollector(lambda: (store.writer.waited, store.writer.held)))
         if store.cipher is None:
             log.warning("no_data_key", hint="important and core payloads are stored in plaintext: set data_key_env "
                         "or data_key_file (docs/security.md)")

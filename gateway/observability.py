@@ -7,12 +7,13 @@ import logging
 import re
 import secrets
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 __all__ = ["Metrics", "configure_logging", "new_id", "redact"]
 
@@ -64,6 +65,21 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+class WriterCollector:
+    """The store's writer times (``SQLStore.writer``) as two counters, read when scraped."""
+
+    def __init__(self, times: Callable[[], tuple[float, float]]) -> None:
+        self._times = times
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The counters as they stand."""
+        waited, held = self._times()
+        yield CounterMetricFamily("supex_store_writer_wait_seconds", "Time spent waiting for the database's "
+                                  "one writer (other gateways' writes, or a command's)", value=waited)
+        yield CounterMetricFamily("supex_store_writer_held_seconds", "Time spent holding the database's one "
+                                  "writer: its busy fraction bounds what more gateways can add", value=held)
 
 
 class Metrics:

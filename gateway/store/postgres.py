@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -133,6 +133,41 @@ def _as_copy(sql: str) -> str | None:
     return f"COPY {plain[1]}{plain[2] or ''} FROM STDIN" if plain else None
 
 
+_UPSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(\?(?:, ?\?)*\) (ON CONFLICT (?:\(([\w, ]+)\) )?DO .+)",
+                     re.DOTALL)
+_STAGED_FROM = 50  # rows from which an upsert goes through a staging table
+
+
+class _Staged(NamedTuple):
+    """An upsert of many rows as statements on a temporary staging table."""
+
+    create: str
+    copy: str
+    merge: str
+    clear: str
+    keys: tuple[int, ...]  # the positions of the conflict key's columns in a row
+
+
+@lru_cache(maxsize=64)
+def _as_staged(sql: str) -> _Staged | None:
+    upsert = _UPSERT.fullmatch(sql.strip())
+    if upsert is None:
+        return None
+    table, columns, conflict, keys = upsert[1], upsert[2], upsert[3], upsert[4]
+    names = [c.strip() for c in columns.split(",")]
+    stage = f"supex_stage_{table}"
+    return _Staged(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table})",
+                   f"COPY {stage} ({columns}) FROM STDIN",
+                   f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} {conflict}",
+                   f"DELETE FROM {stage}",
+                   tuple(names.index(k.strip()) for k in keys.split(",")) if keys else tuple(range(len(names))))
+
+
+def _distinct_keys(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> bool:
+    """Whether no two rows share a conflict key (one set-based upsert would then meet a row twice)."""
+    return len({tuple(row[k] for k in keys) for row in rows}) == len(rows)
+
+
 class _Connection:
     """A psycopg connection taking the store's statements as they are. Reads of a ``streaming``
     one go through server-side cursors, so that a long result (a log export) arrives a page at a
@@ -158,6 +193,14 @@ class _Connection:
                 with cursor.copy(copy) as stream:
                     for row in rows:
                         stream.write_row(row)
+            elif len(rows) >= _STAGED_FROM and (upsert := _as_staged(sql)) and _distinct_keys(rows, upsert.keys):
+                # many rows of an upsert: copied into a staging table, then upserted as one set
+                cursor.execute(upsert.create)
+                with cursor.copy(upsert.copy) as stream:
+                    for row in rows:
+                        stream.write_row(row)
+                cursor.execute(upsert.merge)
+                cursor.execute(upsert.clear)
             else:
                 cursor.executemany(_placeholders(sql), rows)
 
@@ -192,9 +235,10 @@ class PostgresStore(SQLStore):
     @contextmanager
     def _connection(self, *, serial: bool = False, streaming: bool = False) -> Iterator[_Connection]:
         try:
-            with self._pool.connection() as connection:  # committed at the end, rolled back on an error
+            with self.writer.timing() as taken, self._pool.connection() as connection:  # committed at the end
                 if serial:
                     connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                    taken()
                 yield _Connection(connection, streaming=streaming)
         except (psycopg.Error, PoolTimeout) as exc:
             raise StoreUnavailableError(f"存储不可用 / the store {self._name} failed: {_reason(exc)}") from exc

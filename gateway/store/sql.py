@@ -22,10 +22,12 @@ import datetime as dt
 import multiprocessing
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import repeat
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -50,8 +52,8 @@ from gateway.store.versions import decide
 from policy import Decision, Policy, Shared, local_today
 from policy.rules import LOCAL
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "LOG_COLUMNS", "Batch", "Clock", "Connection", "SQLStore", "Stretch", "utc_now",
-           "verify_stretch"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "LOG_COLUMNS", "Batch", "Clock", "Connection", "SQLStore", "Stretch", "WriterTimes",
+           "utc_now", "verify_stretch"]
 
 Clock = Callable[[], dt.datetime]
 # connector, batch id, to store, to quarantine, and where a fetched batch came from
@@ -61,6 +63,29 @@ LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "reco
                "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 VOLUME_EVENTS = frozenset({"stored", "rejected", "delivered", "pulled"})
 DEFAULT_LEASE_SECONDS = 60.0  # how long a claimed push delivery is another gateway's to leave alone
+
+
+@dataclass
+class WriterTimes:
+    """Seconds spent waiting for the serialised writer and holding it (statements and commit),
+    summed over this store's writes: how busy the one writer of a database is, which bounds what
+    more gateways on it can add."""
+
+    waited: float = 0.0
+    held: float = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[Callable[[], None]]:
+        """Time one write: call the given function once the writer is taken; both sums are added
+        when the block ends (after the commit)."""
+        started = time.perf_counter()
+        taken: list[float] = []
+        try:
+            yield lambda: taken.append(time.perf_counter())
+        finally:
+            if taken:
+                self.waited += taken[0] - started
+                self.held += time.perf_counter() - taken[0]
 
 
 class Connection(Protocol):
@@ -109,6 +134,7 @@ class SQLStore:
         self._clock = clock
         self._lock = threading.RLock()
         self.policy: Policy | None = None
+        self.writer = WriterTimes()
 
     # ---- what a backend provides ----------------------------------------------------------------
 

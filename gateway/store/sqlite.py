@@ -139,9 +139,10 @@ class SQLiteStore(SQLStore):
     @contextmanager
     def _transaction(self, serial: bool = True) -> Iterator[sqlite3.Connection]:
         # every write is serial here: SQLite has one writer
-        with self._lock:
+        with self._lock, self.writer.timing() as taken:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                taken()
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,9 @@ async def test_health_readiness_and_metrics(gw: Signed) -> None:
     assert 'supex_records_total{status="accepted"} 1.0' in text
     assert 'supex_http_requests_total{method="POST",route="push",status="200"} 1.0' in text
     assert "supex_exchange_log_entries 3.0" in text and "supex_store_commit_seconds_count 1.0" in text
+    held = re.search(r"^supex_store_writer_held_seconds_total (\S+)$", text, re.MULTILINE)
+    assert held is not None and float(held[1]) > 0  # the push's transaction held the writer
+    assert "supex_store_writer_wait_seconds_total" in text
 
 
 async def test_the_openapi_document_is_valid_and_served(gw: Signed) -> None:

@@ -315,3 +315,15 @@ def test_an_unreachable_database_is_named_without_its_password() -> None:
         PostgresStore("postgresql://supex:hunter2@127.0.0.1:1/supex", connect_timeout=0.5)
     message = str(caught.value)
     assert "hunter2" not in message and "postgresql://supex@127.0.0.1:1/supex" in message
+
+
+def test_a_large_batch_of_updates_keeps_each_records_latest_version(backend: Backend) -> None:
+    """Many rows of an upsert at once (set-based on PostgreSQL), and a batch naming one record twice."""
+    store = _store(backend)
+    _ingest(store, *(inspection(n) for n in range(80)))
+    _ingest(store, *(inspection(n, action_name=f"复查{n}") for n in range(80)))
+    twice = [inspection(500), inspection(500, action_name="更正")]
+    assert [o.version for o in _ingest(store, *twice, *(inspection(n) for n in range(600, 660)))][:2] == [1, 2]
+    assert backend.rows("SELECT count(*), sum(version) FROM current_versions") == [(141, 80 * 2 + 2 + 60)]
+    assert backend.rows("SELECT version, seq FROM current_versions WHERE record_id = 'in-500'") == \
+        backend.rows("SELECT max(version), max(seq) FROM changes WHERE record_id = 'in-500'")
