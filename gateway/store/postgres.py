@@ -217,8 +217,10 @@ class PostgresStore(SQLStore):
                  connect_timeout: float = 10.0) -> None:
         super().__init__(url, log_hash=log_hash, clock=clock, cipher=cipher, lease_seconds=lease_seconds)
         self._name = redacted(url)
+        # connections are not checked out with a round trip of their own: one the server has dropped
+        # fails its transaction (the request answers 503 and is retried) and is replaced
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
-                                    check=ConnectionPool.check_connection, name="supex-store",
+                                    name="supex-store",
                                     kwargs={"autocommit": False, "application_name": "supex",
                                             # plan every statement for its values and the tables as they
                                             # are now: a plan cached while a table was empty would scan it
@@ -237,11 +239,30 @@ class PostgresStore(SQLStore):
         try:
             with self.writer.timing() as taken, self._pool.connection() as connection:  # committed at the end
                 if serial:
-                    connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                    # the commit lets the writer go without waiting for the disk; the disk is waited for
+                    # below, once the next gateway may already be writing
+                    connection.execute("SELECT pg_advisory_xact_lock(%s), set_config('synchronous_commit', 'off', "
+                                       "true)", (WRITER_LOCK,))
                     taken()
                 yield _Connection(connection, streaming=streaming)
+            if serial:
+                self._flushed()
         except (psycopg.Error, PoolTimeout) as exc:
             raise StoreUnavailableError(f"存储不可用 / the store {self._name} failed: {_reason(exc)}") from exc
+
+    def _flushed(self) -> None:
+        """Return once the write-ahead log is on disk up to here: a transaction of its own that commits
+        synchronously (an xid, so it has a commit record to flush) flushes everything before it too.
+
+        Nothing is acknowledged before this returns, and whatever another gateway does with data not
+        yet flushed it only acts on after a synchronous commit of its own, which flushes that data
+        first: a crash of the database can lose only writes no one has been told of."""
+        with self._pool.connection() as connection:
+            connection.autocommit = True  # the statement is its own transaction: one round trip
+            try:
+                connection.execute("SELECT pg_current_xact_id()")
+            finally:
+                connection.autocommit = False
 
     def _transaction(self, serial: bool = True) -> Any:
         return self._connection(serial=serial)

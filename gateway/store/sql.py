@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import repeat
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -113,6 +113,31 @@ def _row_entry(row: Sequence[Any]) -> LogEntry:
     values["fields"] = tuple(f for f in (values["fields"] or "").split(",") if f)
     values["masked"] = tuple(f for f in (values["masked"] or "").split(",") if f)
     return LogEntry(**values)
+
+
+@dataclass
+class _Writes:
+    """What one ingest transaction writes, gathered over its batches so that each table takes one
+    statement: few round trips to the database while the writer is held."""
+
+    changes: list[tuple[Any, ...]] = field(default_factory=list)
+    quarantine: list[tuple[Any, ...]] = field(default_factory=list)
+    entries: list[LogEntry] = field(default_factory=list)
+    stored: list[Change] = field(default_factory=list)  # what routing reads (payloads unsealed)
+    marks: dict[tuple[str, str], tuple[str, str, str, str]] = field(default_factory=dict)
+    # the (version, digest, seq) of each record of each connector as stored, or as stored by this
+    # transaction so far
+    known: dict[str, dict[str, tuple[int, str, int]]] = field(default_factory=dict)
+
+    def store(self, db: Connection) -> None:
+        """Write the versions, the current version of each record, the quarantine and the sources' marks."""
+        db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", self.changes)
+        latest = {(c[1], c[2]): (c[1], c[2], c[3], c[11], c[0]) for c in self.changes}  # the last one wins
+        db.executemany(_upsert("current_versions", ("connector", "record_id", "version", "digest", "seq"), 2),
+                       latest.values())
+        db.executemany("INSERT INTO quarantine (connector, batch_id, idx, record_id, record_type, received_at, "
+                       "errors, payload, key_id) VALUES (?,?,?,?,?,?,?,?,?)", self.quarantine)
+        db.executemany(_upsert("source_marks", ("connector", "name", "value", "at"), 2), self.marks.values())
 
 
 class SQLStore:
@@ -292,30 +317,34 @@ class SQLStore:
         with self._transaction() as db:
             at = self.now()
             next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
+            writes = _Writes()
+            by_connector: dict[str, list[str]] = {}
+            for connector, _, incoming, _, _ in batches:
+                by_connector.setdefault(connector, []).extend(i.record_id for i in incoming)
+            for connector, record_ids in by_connector.items():  # what is stored of them, for every batch at once
+                self._current(db, connector, record_ids, writes.known.setdefault(connector, {}))
             results = []
-            stored: list[Change] = []
             for batch in batches:
-                outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch, stored)
+                outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch, writes)
                 results.append(outcomes)
-            if self.policy is not None and stored:
-                self._route(db, at, stored)
+            writes.store(db)
+            if self.policy is not None and writes.stored:
+                self._route(db, at, writes.stored, writes.entries)
+            self._append(db, writes.entries)
         return results
 
     def _ingest_batch(self, db: Connection, at: str, next_seq: int, batch: Batch,
-                      stored: list[Change]) -> tuple[list[IngestOutcome], int]:
+                      writes: _Writes) -> tuple[list[IngestOutcome], int]:
         connector, batch_id, incoming, rejected, mark = batch
-        known = self._current(db, connector, [i.record_id for i in incoming])
+        known = writes.known[connector]
         outcomes: list[IngestOutcome] = []
-        changes: list[tuple[Any, ...]] = []
-        entries: list[LogEntry] = []
-        quarantine: list[tuple[Any, ...]] = []
+        changes, entries, quarantine, stored = writes.changes, writes.entries, writes.quarantine, writes.stored
         # one entry for the batch's arrival, then one for what became of each record
         origin = f" from {mark.label}" if mark is not None else ""
         entries.append(LogEntry("received", at, connector=connector, source=connector, batch_id=batch_id,
                                 reason=f"{len(incoming) + len(rejected)} records{origin}"))
         if mark is not None:
-            db.execute(_upsert("source_marks", ("connector", "name", "value", "at"), 2),
-                       (connector, mark.name, mark.value, at))
+            writes.marks[(connector, mark.name)] = (connector, mark.name, mark.value, at)
         for item in incoming:
             verdict = decide(known.get(item.record_id), item.version, item.digest)
             if verdict.status == "accepted":
@@ -356,17 +385,12 @@ class SQLStore:
                                     record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
                                     reason=",".join(codes)))
             outcomes.append(IngestOutcome(bad.position, bad.record_id, "rejected", errors=bad.errors))
-        db.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", changes)
-        db.executemany(_upsert("current_versions", ("connector", "record_id", "version", "digest", "seq"), 2),
-                       [(connector, c[2], c[3], c[11], c[0]) for c in changes])
-        db.executemany("INSERT INTO quarantine (connector, batch_id, idx, record_id, record_type, received_at, "
-                       "errors, payload, key_id) VALUES (?,?,?,?,?,?,?,?,?)", quarantine)
-        self._append(db, entries)
         return sorted(outcomes, key=lambda o: o.position), next_seq
 
     @staticmethod
-    def _current(db: Connection, connector: str, record_ids: list[str]) -> dict[str, tuple[int, str, int]]:
-        found: dict[str, tuple[int, str, int]] = {}
+    def _current(db: Connection, connector: str, record_ids: list[str],
+                 found: dict[str, tuple[int, str, int]]) -> None:
+        """Add to ``found`` the stored ``(version, digest, seq)`` of those of ``record_ids`` that are stored."""
         unique = list(dict.fromkeys(record_ids))
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
@@ -374,7 +398,6 @@ class SQLStore:
                 f"SELECT record_id, version, digest, seq FROM current_versions WHERE connector = ? "
                 f"AND record_id IN ({', '.join('?' * len(chunk))})", (connector, *chunk))
             found.update({r[0]: (r[1], r[2], r[3]) for r in rows})
-        return found
 
     # ---- routing ------------------------------------------------------------------------------
 
@@ -397,20 +420,22 @@ class SQLStore:
                     rows = db.execute("SELECT seq, connector, version, record_type, payload FROM changes "
                                       "WHERE seq > ? ORDER BY seq LIMIT 2000", (done[0] if done else 0,)).fetchall()
                     if rows:
+                        entries: list[LogEntry] = []
                         self._route(db, self.now(), [(seq, source, version, record_type,
                                                       self._opened(payload, _change_binding(seq)))
-                                                     for seq, source, version, record_type, payload in rows])
+                                                     for seq, source, version, record_type, payload in rows], entries)
+                        self._append(db, entries)
                 if not rows:
                     return routed
                 routed += len(rows)
 
-    def _route(self, db: Connection, at: str, changes: Sequence[Change]) -> None:
-        """Route stored changes in order: delivery rows for the consumers allowed them, a log entry
-        for every consumer routed or denied. Runs inside the transaction that stored them."""
+    def _route(self, db: Connection, at: str, changes: Sequence[Change], entries: list[LogEntry]) -> None:
+        """Route stored changes in order: delivery rows for the consumers allowed them, and to
+        ``entries`` a log entry for every consumer routed or denied. Runs inside the transaction
+        that stored them."""
         policy = self._policy()
         today = local_today(self._clock())
         deliveries: list[tuple[Any, ...]] = []
-        entries: list[LogEntry] = []
 
         catalogue, producer = partial(_matter_departments, db), partial(_producer, db)
         for seq, source, version, record_type, payload in changes:
@@ -435,7 +460,6 @@ class SQLStore:
         db.executemany("INSERT INTO deliveries (consumer, seq, route, rule, status, due_by) "
                        "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING", deliveries)
         db.execute(_upsert("progress", ("name", "seq"), 1), ("routed", changes[-1][0]))
-        self._append(db, entries)
 
     @staticmethod
     def _catalogue(db: Connection, matter: Mapping[str, Any]) -> None:
