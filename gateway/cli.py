@@ -192,6 +192,17 @@ def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
 
 
+def _add_backup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("backup", help="a consistent copy of the store, beside the running gateways",
+                       description="Write a consistent copy of the store while gateways go on serving: a SQLite "
+                       "file (VACUUM INTO) to open as it is, or for PostgreSQL a pg_dump archive (custom format) for "
+                       "pg_restore. Prints the log checkpoint that the restored store must verify against. Logged "
+                       "as audit_query. See docs/operations.md.")
+    p.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+    p.add_argument("target", type=Path, metavar="FILE", help="the new file to write (never overwritten)")
+    p.set_defaults(command="backup")
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="a one-minute tour: the gateway and simulated systems together",
                        description="Start the gateway and simulators of the 12345 hotline, a department, the "
@@ -218,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
-                _add_deadletter, _add_connector, _add_keys, _add_demo):
+                _add_deadletter, _add_connector, _add_keys, _add_backup, _add_demo):
         add(sub)
     return parser
 
@@ -245,6 +256,7 @@ def _commands() -> dict[str, Command]:
         "keys generate": operations.keys_generate,
         "keys status": operations.keys_status,
         "keys rotate": operations.keys_rotate,
+        "backup": operations.backup,
     }
 
 

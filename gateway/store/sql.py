@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import repeat
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import orjson
@@ -179,6 +180,10 @@ class SQLStore:
 
     def checkpoint(self) -> None:
         """Housekeeping the gateway runs beside the writer from time to time."""
+
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole store to ``target`` while gateways go on writing."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release the store's connections."""

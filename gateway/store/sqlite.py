@@ -183,6 +183,14 @@ class SQLiteStore(SQLStore):
             checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         checkpointer.close()
 
+    def backup(self, target: Path) -> None:
+        """A copy of the database as of one moment (``VACUUM INTO``: one read transaction, beside the
+        writer), ready to be opened as it is."""
+        if target.exists():
+            raise StoreUnavailableError(f"备份文件已存在 / {target} exists: name a new file")
+        with self._reading() as db:
+            db.execute("VACUUM INTO ?", (str(target),))
+
     def close(self) -> None:
         """Checkpoint what remains and close the database."""
         with self._lock:
