@@ -292,7 +292,7 @@ class PostgresStore(SQLStore):
         parts = conninfo_to_dict(self.location)
         password = parts.pop("password", None)
         environment = {**os.environ, **({"PGPASSWORD": str(password)} if password else {})}
-        done = subprocess.run([dump, "--format=custom", f"--file={target}", make_conninfo(**parts)],  # noqa: S603
+        done = subprocess.run([dump, "--format=custom", f"--file={target}", make_conninfo("", **parts)],  # noqa: S603
                               env=environment, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise StoreUnavailableError(f"pg_dump 失败 / pg_dump failed: {done.stderr.strip()[-500:]}")
