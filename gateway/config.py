@@ -90,6 +90,16 @@ class GatewayConfig(_Strict):
     def _size(cls, value: str | int) -> int:
         return parse_size(value)
 
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        scheme, separator, _ = value.partition("://")
+        if separator and scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"store must be sqlite:///PATH, a file path or postgresql://…, got a {scheme}:// URL")
+        if scheme == "sqlite" and not value.startswith("sqlite:///"):
+            raise ValueError("a SQLite store is sqlite:///PATH (three slashes; four for an absolute path)")
+        return value
+
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:

@@ -30,7 +30,7 @@ from gateway.encryption import DataCipher, generate_key
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
 from gateway.observability import configure_logging
-from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store
+from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, shown
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
 from policy import local_today
@@ -53,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
     # The store thread needs the GIL back after each SQLite call; with the default 5 ms switch
     # interval a busy event loop starves it and commits queue up behind each other.
     sys.setswitchinterval(0.0005)
-    print(f"supex serving on http://{config.gateway.listen} (store {config.gateway.store})", file=sys.stderr)
+    print(f"supex serving on http://{config.gateway.listen} (store {shown(config.gateway.store)})", file=sys.stderr)
     web.run_app(app, host=config.gateway.host, port=config.gateway.port, access_log=None, print=None)
     return EXIT_OK
 
@@ -63,7 +63,7 @@ def check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config, need_secrets=not args.no_secrets)
     ids = ", ".join(c.id for c in config.connector) or "none"
     print(f"{args.config}: OK — {len(config.connector)} connectors ({ids}), {len(config.auditor)} auditors, "
-          f"{len(config.admin)} admins, {len(config.sharing)} sharing rules, store {config.gateway.store}")
+          f"{len(config.admin)} admins, {len(config.sharing)} sharing rules, store {shown(config.gateway.store)}")
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ from gateway.store.model import (
     Quarantined,
     StoredRecord,
 )
-from gateway.store.postgres import PostgresStore, is_postgres_url
+from gateway.store.postgres import PostgresStore, is_postgres_url, redacted
 from gateway.store.sql import DEFAULT_LEASE_SECONDS, Clock, SQLStore, utc_now
 from gateway.store.sqlite import SQLiteStore
 
@@ -30,7 +30,13 @@ __all__ = [
     "StoredRecord",
     "is_postgres_url",
     "open_store",
+    "shown",
 ]
+
+
+def shown(location: str) -> str:
+    """A configured ``store`` as it may be printed: a database URL without its password."""
+    return redacted(location) if is_postgres_url(location) else location
 
 
 def open_store(location: str, *, log_hash: str, clock: Clock = utc_now, cipher: DataCipher | None = None,

@@ -50,11 +50,24 @@ def test_an_unknown_key_names_the_key_and_line(tmp_path: Path) -> None:
     ('max_body = "256KiB"', 'max_body = "lots"', "not a size"),
     ('listen = "127.0.0.1:8440"', 'listen = "8440"', "host:port"),
     ('region_code = "370200"', 'region_code = "3702"', "region_code"),
+    ('store = "sqlite:///supex.db"', 'store = "mysql://db/supex"', "got a mysql:// URL"),
+    ('store = "sqlite:///supex.db"', 'store = "sqlite://supex.db"', "three slashes"),
 ])
 def test_bad_values_are_named(tmp_path: Path, old: str, new: str, words: str) -> None:
     """Each bad value is reported with where it is."""
     with pytest.raises(ConfigError, match=words):
         load_config(_write(tmp_path, CONFIG_TEXT.replace(old, new)), environ=ENV)
+
+
+def test_a_push_must_end_before_its_claim_runs_out(tmp_path: Path) -> None:
+    """A delivery claimed for ``delivery_lease_seconds`` must be pushed within it, or another gateway
+    would take it over while the push is still going."""
+    text = CONFIG_TEXT.replace('log_hash = "sm3"', 'log_hash = "sm3"\ndelivery_lease_seconds = 5').replace(
+        'region_code = "370100"', 'region_code = "370100"\ndelivery = "push"\nendpoint = "http://127.0.0.1:9/in"\n'
+        'push_timeout_seconds = 10')
+    with pytest.raises(ConfigError, match=r"delivery_lease_seconds \(5\) must be longer than the push_timeout_seconds"
+                                          r" of \['jinan'\]"):
+        load_config(_write(tmp_path, text), environ=ENV)
 
 
 def test_secrets_come_from_the_environment_or_a_secrets_file(tmp_path: Path) -> None:
@@ -97,6 +110,10 @@ def test_check_config_counts_the_sharing_rules(tmp_path: Path, capsys: pytest.Ca
         monkeypatch.setenv(key, value)
     assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT + RULE))]) == 0
     assert "1 sharing rules" in capsys.readouterr().out
+    with_database = CONFIG_TEXT.replace('store = "sqlite:///supex.db"', 'store = "postgresql://ops:hunter2@db:5432/x"')
+    assert main(["check-config", str(_write(tmp_path, with_database))]) == 0
+    printed = capsys.readouterr().out
+    assert "store postgresql://ops@db:5432/x" in printed and "hunter2" not in printed
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [
