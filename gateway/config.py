@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -79,6 +80,12 @@ class GatewayConfig(_Strict):
     def _age(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    @property
+    def instance(self) -> str:
+        """This gateway among others on one database: its host and listening address, which one
+        process at a time can hold, so that what a previous process here claimed is known to be its."""
+        return f"{socket.gethostname()}:{self.listen}"
 
     @property
     def delivery_max_age_seconds(self) -> int:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -147,9 +146,7 @@ class Deliverer:
         self._tasks: list[asyncio.Task[None]] = []
         self._session = session
         self._own_session = session is None
-        # who claims deliveries in the store: this host and listening address, which one process
-        # at a time can hold, so that claims of a previous process here are known to be orphaned
-        self.name = f"{socket.gethostname()}:{config.gateway.listen}"
+        self.name = config.gateway.instance  # who claims deliveries in the store
 
     # ---- running ------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class SourceStatus:
     last_run: str | None = None
     last_error: str | None = None
     records: int = 0  # records taken since the gateway started
+    standby: bool = False  # another gateway on the database reads this source now
     files: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0})
 
     def as_dict(self) -> dict[str, Any]:
@@ -331,11 +332,14 @@ def _finished(name: str) -> bool:
 
 
 class Sources:
-    """One task per polled system and per watched folder."""
+    """One task per polled system and per watched folder. Where several gateways share a database,
+    one of them at a time reads each source (its turn, renewed every round; taken over by another
+    gateway when it has not been renewed for ``hold_turn(every)``), the others stand by."""
 
     def __init__(self, config: Config, runner: StoreRunner, preparer: RecordPreparer,
                  mappings: dict[str, CompiledMapping], *, clock: Callable[[], float],
                  session: aiohttp.ClientSession | None = None) -> None:
+        self.runner, self.name, self._clock = runner, config.gateway.instance, clock
         self._session = session or aiohttp.ClientSession()
         self._own_session = session is None
         self.pollers = {c.id: SourcePoller(c, runner, preparer, mappings.get(c.id), config.secrets[c.id],
@@ -351,9 +355,9 @@ class Sources:
 
     def start(self) -> None:
         """Start polling and watching."""
-        self._tasks = [asyncio.create_task(self._every(p.every, p.poll_once, c), name=f"poll-{c}")
+        self._tasks = [asyncio.create_task(self._every(p, p.poll_once), name=f"poll-{c}")
                        for c, p in self.pollers.items()]
-        self._tasks += [asyncio.create_task(self._every(d.every, d.scan_once, c), name=f"watch-{c}")
+        self._tasks += [asyncio.create_task(self._every(d, d.scan_once), name=f"watch-{c}")
                         for c, d in self.drops.items()]
 
     async def stop(self) -> None:
@@ -364,11 +368,24 @@ class Sources:
         if self._own_session:
             await self._session.close()
 
-    @staticmethod
-    async def _every(seconds: float, round_: Callable[[], Awaitable[object]], connector: str) -> None:
+    async def my_turn(self, source: SourcePoller | FileDrop) -> bool:
+        """Whether this gateway reads ``source`` this round (it then holds the turn a while longer)."""
+        mine = await self.runner.call(self.runner.store.take_turn, f"source:{source.connector.id}", self.name,
+                                      self._clock(), hold_turn(source.every))
+        source.status.standby = not mine
+        return mine
+
+    async def _every(self, source: SourcePoller | FileDrop, round_: Callable[[], Awaitable[object]]) -> None:
         while True:
             try:
-                await round_()
+                if await self.my_turn(source):
+                    await round_()
             except Exception as exc:  # noqa: BLE001 - reported in the status and log; tried again next round
-                log.warning("source_round_failed", connector=connector, reason=str(exc))
-            await asyncio.sleep(seconds)
+                log.warning("source_round_failed", connector=source.connector.id, reason=str(exc))
+            await asyncio.sleep(source.every)
+
+
+def hold_turn(every: float) -> float:
+    """How long a source's turn lasts unrenewed: three rounds, and a minute at least (a round may
+    take long against a slow system); a gateway that died has its sources taken over after it."""
+    return max(60.0, 3 * every)

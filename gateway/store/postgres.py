@@ -42,7 +42,7 @@ WRITER_LOCK = 0x73757065786C6F67
 _cursor_names = itertools.count(1)
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1-6 as in SQLite (gateway.store.sqlite), in PostgreSQL's types: the same tables, the same
+    # 1-7 as in SQLite (gateway.store.sqlite), in PostgreSQL's types: the same tables, the same
     # columns in the same order. Times are ISO-8601 text compared byte by byte (COLLATE "C").
     """
     CREATE TABLE changes (
@@ -102,6 +102,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deliveries ADD COLUMN lease_until DOUBLE PRECISION NOT NULL DEFAULT 0;
     ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    """,
+    """
+    CREATE TABLE turns (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
     """,
 )
 

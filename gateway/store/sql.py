@@ -599,6 +599,18 @@ class SQLStore:
                               for r in rows])
         return len(rows)
 
+    # ---- one gateway at a time ------------------------------------------------------------------
+
+    def take_turn(self, name: str, holder: str, now: float, hold: float) -> bool:
+        """Whether ``holder`` may do ``name`` now (until ``now + hold``): it is nobody's, already
+        ``holder``'s, or its holder has not renewed it in time (a gateway that died)."""
+        with self._transaction(serial=False) as db:
+            db.execute("INSERT INTO turns (name, holder, until) VALUES (?, ?, 0) ON CONFLICT DO NOTHING",
+                       (name, holder))
+            taken = db.execute("UPDATE turns SET holder = ?, until = ? WHERE name = ? AND (holder = ? OR until <= ?)",
+                               (holder, now + hold, name, holder, now)).rowcount
+        return bool(taken == 1)
+
     # ---- sharing rules changed at run time -------------------------------------------------------
 
     def runtime_rules(self) -> dict[str, dict[str, Any]]:

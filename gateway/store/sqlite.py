@@ -95,6 +95,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
     ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
     """,
+    # 7: whose turn it is to do what one gateway at a time should do (read a polled system or a
+    #    watched folder), until when (epoch seconds): the turn is renewed while its holder lives
+    """
+    CREATE TABLE turns (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 

@@ -446,3 +446,17 @@ def test_a_double_random_connector_may_also_drop_files(tmp_path: Path) -> None:
     config = _load(tmp_path, '\n[[connector]]\nid = "dr2"\nname = "dr2"\nkind = "double_random"\n'
                    'department_code = "11370000FT2JP7NQ02"\nregion_code = "370000"\nwatch_dir = "d"\n')
     assert config.connectors()["dr2"].mapping_name == "double_random.result"
+
+
+async def test_one_gateway_on_a_database_reads_a_folder_the_others_stand_by(drops: TestClient[Any, Any]) -> None:
+    """Gateways sharing a database take turns per source: the holder renews its turn every round;
+    another stands by, and is shown so, until the holder stops renewing."""
+    sources, drop = drops.app[SOURCES], _drop(drops)
+    assert await sources.my_turn(drop) is True
+    here = sources.name
+    sources.name = "elsewhere:8440"  # as another gateway on the same database
+    assert await sources.my_turn(drop) is False
+    _, body = await Signed(drops).call("GET", "/v1/admin/connectors", bearer=ADMIN_TOKEN)
+    assert {c["id"]: c for c in body["connectors"]}["drop"]["source"]["standby"] is True
+    sources.name = here
+    assert await sources.my_turn(drop) is True and drop.status.standby is False

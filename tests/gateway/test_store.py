@@ -69,7 +69,7 @@ def test_records_and_their_log_entries_survive_a_reopen(backend: Backend) -> Non
     assert again.log_head() == head == (5, again.log_head()[1])  # received, 2 stored, 2 routed
     page = again.inbox("jinan", None, 10)
     assert [r.record_id for r in page.records] == ["in-1", "in-2"]
-    assert again.schema_version == len(type(again).MIGRATIONS) == 6
+    assert again.schema_version == len(type(again).MIGRATIONS) == 7
 
 
 def test_records_stored_without_a_policy_are_routed_when_one_is_set(backend: Backend) -> None:
@@ -327,3 +327,14 @@ def test_a_large_batch_of_updates_keeps_each_records_latest_version(backend: Bac
     assert backend.rows("SELECT count(*), sum(version) FROM current_versions") == [(141, 80 * 2 + 2 + 60)]
     assert backend.rows("SELECT version, seq FROM current_versions WHERE record_id = 'in-500'") == \
         backend.rows("SELECT max(version), max(seq) FROM changes WHERE record_id = 'in-500'")
+
+
+def test_one_gateway_at_a_time_takes_a_turn(backend: Backend) -> None:
+    a, b = _gateways(backend)
+    assert a.take_turn("source:x", "gw-a", 100.0, 60)
+    assert not b.take_turn("source:x", "gw-b", 150.0, 60)  # gw-a holds it until 160
+    assert a.take_turn("source:x", "gw-a", 150.0, 60)  # and renews it until 210
+    assert not b.take_turn("source:x", "gw-b", 209.0, 60)
+    assert b.take_turn("source:x", "gw-b", 211.0, 60)  # gw-a stopped renewing: gw-b takes over
+    assert not a.take_turn("source:x", "gw-a", 212.0, 60)
+    assert a.take_turn("source:y", "gw-a", 212.0, 60)  # another source, another turn
