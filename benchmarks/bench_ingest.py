@@ -120,18 +120,19 @@ def signed(path: str, body: bytes) -> dict[str, str]:
     return {**signature_headers("bench", SECRET, "POST", path, body), "Content-Type": "application/json"}
 
 
-async def batches(url: str, count: int, batch: int, tasks: int, seed: int) -> dict[str, float]:
+async def batches(urls: list[str], count: int, batch: int, tasks: int, seed: int) -> dict[str, float]:
+    """Push ``count`` records in batches from ``tasks`` concurrent tasks, round-robin over ``urls``."""
     records = make_records(count, seed)
     bodies = [orjson.dumps(records[i:i + batch]) for i in range(0, count, batch)]
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for n, body in enumerate(bodies):
+        queue.put_nowait((urls[n % len(urls)], body))
     accepted = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal accepted
         while not queue.empty():
-            body = queue.get_nowait()
+            url, body = queue.get_nowait()
             async with session.post(url + "/v1/records", data=body, headers=signed("/v1/records", body)) as answer:
                 result = await answer.json()
                 if answer.status != 200:
@@ -181,7 +182,7 @@ async def singles(url: str, rate: int, seconds: int, seed: int) -> dict[str, flo
 
 def client_main(args: argparse.Namespace) -> None:
     if args.mode == "batches":
-        result = asyncio.run(batches(args.url, args.records, 500, 8, args.seed))
+        result = asyncio.run(batches([args.url], args.records, 500, 8, args.seed))
     else:
         result = asyncio.run(singles(args.url, 500, 10, args.seed))
     print(json.dumps(result))

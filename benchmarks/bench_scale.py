@@ -28,12 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import orjson
 import psutil
 import psycopg
 from _data import machine
-from bench_ingest import SECRET, free_port, make_records, signed, stop, wait_ready
+from bench_ingest import SECRET, batches, free_port, stop, wait_ready
 
 from gateway.store import open_store
 
@@ -56,32 +54,6 @@ BATCH, TASKS = 500, 8  # records a push carries by default; concurrent client re
 
 
 # ---- the client process ----------------------------------------------------------------------------
-
-async def push(urls: list[str], count: int, seed: int, batch: int) -> dict[str, float]:
-    records = make_records(count, seed)
-    bodies = [orjson.dumps(records[i:i + batch]) for i in range(0, count, batch)]
-    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-    for n, body in enumerate(bodies):
-        queue.put_nowait((n, body))
-    accepted = 0
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal accepted
-        while not queue.empty():
-            n, body = queue.get_nowait()
-            url = urls[n % len(urls)]
-            async with session.post(url + "/v1/records", data=body, headers=signed("/v1/records", body)) as answer:
-                result = await answer.json()
-                if answer.status != 200:
-                    raise SystemExit(f"push failed: {answer.status} {result}")
-                accepted += int(result["accepted"])
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=TASKS)) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(TASKS)))
-        elapsed = time.perf_counter() - start
-    return {"records": count, "accepted": accepted, "seconds": elapsed, "per_second": count / elapsed}
-
 
 def run_client(urls: list[str], records: int, seed: int, batch: int) -> tuple[dict[str, float], float]:
     """The client's figures and the CPU seconds it used."""
@@ -199,7 +171,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        print(json.dumps(asyncio.run(push(args.client.split(","), args.records, args.seed, args.batch))))
+        print(json.dumps(asyncio.run(batches(args.client.split(","), args.records, args.batch, TASKS, args.seed))))
         return
     print(f"machine: {machine()}; batches of {args.batch}, {TASKS} client tasks")
     results = []
