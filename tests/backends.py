@@ -69,8 +69,9 @@ class Databases:
         admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
     def close(self) -> None:
-        """Drop the template."""
-        admin(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+        """Drop the template, and any database made that is still there."""
+        for name in [*self.made, self.template]:
+            admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass

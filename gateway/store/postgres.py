@@ -40,6 +40,7 @@ __all__ = ["MIGRATIONS", "PostgresStore", "is_postgres_url", "redacted"]
 # the lock every serial write takes (pg_advisory_xact_lock): "supexlog" in ASCII
 WRITER_LOCK = 0x73757065786C6F67
 _cursor_names = itertools.count(1)
+_PLANNING = "-c plan_cache_mode=force_custom_plan"
 
 MIGRATIONS: tuple[str, ...] = (
     # 1-7 as in SQLite (gateway.store.sqlite), in PostgreSQL's types: the same tables, the same
@@ -224,15 +225,18 @@ class PostgresStore(SQLStore):
                  connect_timeout: float = 10.0) -> None:
         super().__init__(url, log_hash=log_hash, clock=clock, cipher=cipher, lease_seconds=lease_seconds)
         self._name = redacted(url)
+        try:
+            # plan every statement for its values and the tables as they are now: a plan cached while
+            # a table was empty would scan it whole for ever after (besides any options the URL gives)
+            given = conninfo_to_dict(url).get("options")
+        except psycopg.ProgrammingError as exc:
+            raise StoreUnavailableError(f"存储地址无效 / the store URL is not valid: {_reason(exc)}") from None
         # connections are not checked out with a round trip of their own: one the server has dropped
         # fails its transaction (the request answers 503 and is retried) and is replaced
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
                                     name="supex-store",
                                     kwargs={"autocommit": False, "application_name": "supex",
-                                            # plan every statement for its values and the tables as they
-                                            # are now: a plan cached while a table was empty would scan it
-                                            # whole for ever after
-                                            "options": "-c plan_cache_mode=force_custom_plan"})
+                                            "options": f"{given} {_PLANNING}" if given else _PLANNING})
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
             self._migrate()

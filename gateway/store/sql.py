@@ -249,7 +249,6 @@ class SQLStore:
         with self._query() as db:
             return bool(db.execute("SELECT 1").fetchone()[0] == 1)
 
-
     # ---- sealing ------------------------------------------------------------------------------
 
     def _sealed(self, payload: bytes, grade: str, bound_to: bytes) -> tuple[bytes, str | None]:

@@ -338,3 +338,8 @@ def test_one_gateway_at_a_time_takes_a_turn(backend: Backend) -> None:
     assert b.take_turn("source:x", "gw-b", 211.0, 60)  # gw-a stopped renewing: gw-b takes over
     assert not a.take_turn("source:x", "gw-a", 212.0, 60)
     assert a.take_turn("source:y", "gw-a", 212.0, 60)  # another source, another turn
+
+
+def test_a_store_url_that_cannot_be_read_is_refused() -> None:
+    with pytest.raises(StoreUnavailableError, match="not valid"):
+        PostgresStore("postgresql://supex@127.0.0.1:5432/supex?sslmode=whatever&=x")
