@@ -1,0 +1,222 @@
+"""The crash run: a gateway SIGKILLed at random moments while clients push, then every
+acknowledged record accounted for. The small run is a test (`test_crash.py`); the full one is
+`benchmarks/crash.py`.
+
+Four clients push standard `inspection` records with the supex client (its own retries, and the
+batch pushed again until a 200 comes). A killer SIGKILLs the gateway when the acknowledged count
+crosses points drawn at random (seeded), and starts it again. Two consumers are entitled to every
+record: a push consumer (a receiver that keeps every record id and version it is sent) and a pull
+consumer (whose inbox is read to the end afterwards). At the end: each acknowledged record is
+stored once, each consumer has seen each acknowledged (source, record id, version), and the log
+verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.server
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+
+from connectors import SupexClient
+from connectors.exceptions import GatewayUnreachableError
+from tests.gateway.conftest import AUDITOR_TOKEN, SECRETS, inspection
+from tests.gateway.test_serve import ENV, Served, _free_port
+
+COUNTY_SECRET = "secret-county-0123456789ab"
+
+
+@dataclass
+class CrashFigures:
+    """What a crash run pushed, killed, stored, delivered and lost."""
+
+    records: int
+    acknowledged: int
+    kills: int
+    push_calls: int  # client.push calls, a batch again after a failure (the client's own retries inside one)
+    stored: int
+    stored_twice: int
+    lost_push: int
+    lost_pull: int
+    repeated_pushes: int  # (source, record id, version) pushed to the consumer more than once
+    repeated_pulls: int
+    log_verified: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as JSON."""
+        return asdict(self)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, str, int]]] = []
+    guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        with self.guard:
+            type(self).received.extend((r["source"]["connector"], r["record_id"], r["version"]) for r in body)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+def _config(port: int, store: str, endpoint: str, batch: int) -> str:
+    return f"""
+[gateway]
+listen = "127.0.0.1:{port}"
+store = "{store}"
+log_hash = "sm3"
+max_records = {batch}
+prepare_processes = 0
+delivery_lease_seconds = 30
+
+[[auditor]]
+name = "sec"
+token_sha256 = "{hashlib.sha256(AUDITOR_TOKEN.encode()).hexdigest()}"
+
+[[connector]]
+id = "amr"
+name = "省市场监管局"
+department_code = "11370000FE1KM2U90Y"
+region_code = "370000"
+produces = ["inspection"]
+
+[[connector]]
+id = "jinan"
+name = "济南市监管平台"
+department_code = "11370000AL7LL93D6K"
+region_code = "370100"
+consumes = ["inspection"]
+
+[[connector]]
+id = "county"
+name = "历下区"
+department_code = "11370000FE1KM2U90Y"
+region_code = "370102"
+consumes = ["inspection"]
+delivery = "push"
+endpoint = "{endpoint}"
+push_batch = 500
+push_timeout_seconds = 5
+"""
+
+
+def _stored(store: str) -> tuple[int, int]:
+    """Stored versions of amr's records, and how many distinct records they are."""
+    sql = "SELECT count(*), count(DISTINCT record_id) FROM changes WHERE connector = 'amr'"
+    if store.startswith("postgresql://"):
+        with psycopg.connect(store) as db:
+            row = db.execute(sql).fetchone()
+    else:
+        with sqlite3.connect(store.removeprefix("sqlite:///")) as db:
+            row = db.execute(sql).fetchone()
+        db.close()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def crash_run(folder: Path, store: str, *, records: int, kills: int, seed: int, clients: int = 4,
+              batch: int = 100) -> CrashFigures:
+    """Push ``records`` from ``clients`` clients while the gateway on ``store`` is SIGKILLed ``kills``
+    times at random moments, and account for every acknowledged record."""
+    started = time.monotonic()
+    _Receiver.received = []
+    receiver_port = _free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", receiver_port), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["SUPEX_SECRET_COUNTY"] = ENV["SUPEX_SECRET_COUNTY"] = COUNTY_SECRET
+    folder.mkdir(parents=True, exist_ok=True)
+    gateway = Served(folder)
+    gateway.config.write_text(_config(gateway.port, store, f"http://127.0.0.1:{receiver_port}/in", batch),
+                              encoding="utf-8")
+    rng = random.Random(seed)
+    kill_points = sorted(rng.randrange(records // 10, records * 9 // 10) for _ in range(kills))
+    acknowledged: set[str] = set()
+    attempts = [0]
+    killed = [0]
+
+    async def client(share: range) -> None:
+        async with SupexClient(gateway.url, "amr", SECRETS["amr"], attempts=8) as supex:
+            for first in range(share.start, share.stop, batch):
+                chunk = [inspection(n) for n in range(first, min(first + batch, share.stop))]
+                while True:  # the same batch again until a 200: what was stored is a duplicate
+                    attempts[0] += 1
+                    try:
+                        answer = await supex.push(chunk)
+                    except GatewayUnreachableError:
+                        await asyncio.sleep(0.2)
+                        continue
+                    acknowledged.update(r["record_id"] for r in answer["results"]
+                                        if r["status"] in ("accepted", "duplicate"))
+                    break
+
+    def killer() -> None:
+        for point in kill_points:
+            while len(acknowledged) < point:
+                time.sleep(0.01)  # watching the pushes' progress, not timing them
+            time.sleep(rng.random() * 0.05)  # somewhere inside the next commits
+            gateway.kill()
+            killed[0] += 1
+            gateway.start()
+
+    async def push_all() -> None:
+        step = -(-records // clients)
+        await asyncio.gather(*(client(range(k * step, min((k + 1) * step, records))) for k in range(clients)))
+
+    try:
+        gateway.start()
+        watcher = threading.Thread(target=killer, daemon=True)
+        watcher.start()
+        asyncio.run(push_all())
+        watcher.join(timeout=120)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with _Receiver.guard:
+                delivered = {record_id for _, record_id, _ in _Receiver.received}
+            if acknowledged <= delivered:
+                break
+            time.sleep(0.1)  # waiting for pushes to arrive, not timing them
+        pulled = asyncio.run(_pull(gateway.url))
+    finally:
+        gateway.kill()
+        server.shutdown()
+    verified = gateway.supex("log", "verify", "--config", str(gateway.config))
+    versions, distinct = _stored(store)
+    with _Receiver.guard:
+        pushes = Counter(_Receiver.received)
+    pulls = Counter(pulled)
+    return CrashFigures(
+        records=records, acknowledged=len(acknowledged), kills=killed[0], push_calls=attempts[0],
+        stored=distinct, stored_twice=versions - distinct,
+        lost_push=len(acknowledged - {record_id for _, record_id, _ in pushes}),
+        lost_pull=len(acknowledged - {record_id for _, record_id, _ in pulls}),
+        repeated_pushes=sum(pushes.values()) - len(pushes), repeated_pulls=sum(pulls.values()) - len(pulls),
+        log_verified=verified.returncode == 0 and verified.stdout.startswith("OK"),
+        seconds=time.monotonic() - started)
+
+
+async def _pull(url: str) -> list[tuple[str, str, int]]:
+    """The pull consumer's inbox read to the end, page by page, each page acknowledged."""
+    seen: list[tuple[str, str, int]] = []
+    async with SupexClient(url, "jinan", SECRETS["jinan"], attempts=8) as client:
+        while True:
+            answer = await client.inbox(limit=1000)
+            if not answer["records"]:
+                return seen
+            seen.extend((r["source"]["connector"], r["record_id"], r["version"]) for r in answer["records"])
+            await client.ack(answer["next"])
