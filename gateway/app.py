@@ -110,15 +110,23 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
+    """The body, refused as soon as it is known to be over ``limit`` bytes (413: by its declared
+    length before a byte is read), or when it has not all come within ``seconds`` (408: a client
+    trickling it in holds nothing for long)."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(413, "body_too_large", f"请求体超过 {limit} 字节 / the body exceeds {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(413, "body_too_large", f"请求体超过 {limit} 字节 / the body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyError(413, "body_too_large", f"请求体超过 {limit} 字节 / the body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyError(408, "body_timeout", f"请求体未在 {seconds:g} 秒内送达 / the body did not arrive within "
+                        f"{seconds:g} s") from None
     return b"".join(chunks)
 
 
@@ -130,7 +138,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     app, metrics = request.app, request.app[METRICS]
     try:
-        body = await _read_body(request, app[CONFIG].gateway.max_body)
+        body = await _read_body(request, app[CONFIG].gateway.max_body, app[CONFIG].gateway.read_timeout_seconds)
     except BodyError as exc:
         return error(exc.status, exc.code, exc.message)
     try:

@@ -62,6 +62,7 @@ class GatewayConfig(_Strict):
     log_hash: Literal["sm3", "sha256"] = "sm3"
     max_body: int = 16 * 1024**2
     max_records: int = Field(default=10_000, ge=1, le=100_000)
+    read_timeout_seconds: float = Field(default=30.0, gt=0, le=600)  # a body must have come within this
     secrets_file: str | None = None
     data_key_env: str | None = None  # the variable holding the data key ring (base64 keys, the current first)
     data_key_file: str | None = None  # or a file holding it, one key a line

@@ -7,6 +7,7 @@ problems of single records become quarantined records with their errors.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,17 @@ class Prepared:
     rejected: list[Quarantined]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: object) -> str | None:
+    """A rejected record's id or type as it may be kept and logged: a string, its control characters
+    written as ``\\uXXXX`` (a database's text cannot hold NUL), at most 200 characters; else ``None``."""
+    if not isinstance(value, str):
+        return None
+    return _CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", value)[:200]
+
+
 class RecordPreparer:
     """Turns a connector's request body into ``Prepared`` records; pure apart from the clock's time."""
 
@@ -174,6 +186,5 @@ class RecordPreparer:
         else:  # an XML element: keep the source as it came
             payload = etree.tostring(item.value, encoding="utf-8")
         errors: list[Issue] = list(verdict.errors)
-        return Quarantined(item.index, record_id if isinstance(record_id, str) else None,
-                           record_type if isinstance(record_type, str) else None,
-                           [e.as_dict() for e in errors], payload)
+        return Quarantined(item.index, printable(record_id), printable(record_type), [e.as_dict() for e in errors],
+                           payload)

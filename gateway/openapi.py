@@ -18,7 +18,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Not authenticated", 403: "Wrong role", 404: "Not found",
-            413: "Body or batch too large", 415: "Unsupported content type", 429: "Rate or frequency limit",
+            408: "The body did not arrive within read_timeout_seconds", 413: "Body or batch too large",
+            415: "Unsupported content type", 429: "Rate or frequency limit",
             503: "Store unavailable; retry after Retry-After seconds"}
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
@@ -103,7 +104,7 @@ def _paths() -> dict[str, Any]:
             "summary": "Push a batch of records", "operationId": "push", "security": _SIGNED,
             "requestBody": {"required": True, "content": body_types},
             "responses": {"200": _json(_ref("PushResult"), "Per-record results; everything accepted is durable"),
-                          **_errors(400, 401, 403, 413, 415, 429, 503)}}},
+                          **_errors(400, 401, 403, 408, 413, 415, 429, 503)}}},
         "/v1/inbox": {"get": {
             "summary": "Records shared with the caller, oldest first", "operationId": "inbox", "security": _SIGNED,
             "parameters": [_CURSOR, _LIMIT],

@@ -194,6 +194,35 @@ def _detect_encoding(head: bytes, encodings: list[str]) -> str:
     return best
 
 
+def _text_lines(stream: IO[bytes], head: bytes, encoding: str, problems: dict[int, str]) -> Iterator[str]:
+    """The file's lines as text, noting in ``problems`` each line that does not read as ``encoding``."""
+    undecodable = f"bytes not valid in {encoding} (or line too long)"
+    for number, line in enumerate(_lines(stream, head), 1):
+        if line is None:
+            problems[number] = undecodable
+            yield "\n"
+            continue
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError:
+            problems[number] = undecodable
+            yield line.decode(encoding, errors="replace")
+            continue
+        if not encoding.startswith("utf") and not line.isascii() and _is_utf8(line):
+            # GB18030 reads almost any bytes, UTF-8 ones too, as other characters: a line that is
+            # valid UTF-8 in a GB18030 file is a UTF-8 line, and would be stored garbled
+            problems[number] = f"this line is UTF-8 while the file is {encoding}: mixed encodings"
+        yield text
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -> Iterator[SourceItem]:
     """Rows of a CSV file with a header line, as dicts; the encoding is detected from the start."""
     head = stream.read(_CHUNK)
@@ -202,21 +231,8 @@ def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -
     except SourceFormatError as exc:
         yield SourceItem(0, "line 1", error=str(exc))
         return
-    bad_lines: list[int] = []
-
-    def text_lines() -> Iterator[str]:
-        for number, line in enumerate(_lines(stream, head), 1):
-            if line is None:
-                bad_lines.append(number)
-                yield "\n"
-                continue
-            try:
-                yield line.decode(encoding)
-            except UnicodeDecodeError:
-                bad_lines.append(number)
-                yield line.decode(encoding, errors="replace")
-
-    reader = csv.reader(text_lines(), delimiter=delimiter, strict=True)
+    problems: dict[int, str] = {}  # by line number: why that line cannot be read as the file's text
+    reader = csv.reader(_text_lines(stream, head, encoding, problems), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -239,10 +255,10 @@ def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -
         if not row or all(not cell.strip() for cell in row):
             last_line = reader.line_num
             continue
-        damaged = [n for n in bad_lines if last_line < n <= reader.line_num]
+        damaged = [problems[n] for n in sorted(problems) if last_line < n <= reader.line_num]
         last_line = reader.line_num
         if damaged:
-            yield SourceItem(index, where, error=f"bytes not valid in {encoding} (or line too long)")
+            yield SourceItem(index, where, error=damaged[0])
         elif len(row) != len(header):
             yield SourceItem(index, where, error=f"row has {len(row)} fields, the header has {len(header)}")
         else:

@@ -88,6 +88,14 @@ def test_a_csv_row_with_bad_bytes_or_fields_is_reported_alone() -> None:
     assert "3 fields" in (items[2].error or "")
 
 
+def test_a_utf8_line_in_a_gb18030_csv_is_reported_not_read_garbled() -> None:
+    """UTF-8 bytes of 济南 are also valid GB18030 (as 娴庡崡): such a line is a mixed encoding, not text."""
+    body = "编号,名称\n1,济南市\n".encode("gb18030") + "2,济南\n".encode()
+    items = list(read_csv(io.BytesIO(body), encodings=["utf-8", "gb18030"]))
+    assert items[0].value == {"编号": "1", "名称": "济南市"}
+    assert items[1].value is None and "this line is UTF-8 while the file is gb18030" in str(items[1].error)
+
+
 def test_csv_empty_and_undecodable_files() -> None:
     """An empty file and a file in none of the encodings are one clear error each."""
     assert "empty file" in (next(read_csv(io.BytesIO(b""), encodings=["utf-8"])).error or "")
