@@ -212,11 +212,11 @@ def _splitter(rule: Rule) -> Step | None:
             for other in others:  # short values: a few replaces beat a regular expression
                 value = value.replace(other, first)
             items = [p.strip() for p in value.split(first)]
-        else:
-            items = value
+        else:  # already a list (a JSON source's array), or one value of another type
+            items = value if isinstance(value, list) else [value]
         if index is None:
-            return [p for p in items if p != ""] if isinstance(items, list) else items
-        return items[index] if isinstance(items, list) and -len(items) <= index < len(items) else None
+            return [p for p in items if p != ""]
+        return items[index] if -len(items) <= index < len(items) else None
 
     return split
 
