@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -163,7 +164,7 @@ def test_a_gigabyte_sent_without_a_length_is_refused_once_the_limit_is_passed(se
     """Chunked, with no length to refuse it by: the gateway reads up to its limit, answers 413 and
     the client never gets to send more than a little past it."""
     chunk = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
-    sent = 0
+    sent, before = 0, psutil.Process().memory_info().rss  # the gateway runs in this process
     with socket.create_connection(served, timeout=10) as connection:
         connection.sendall(_head("", chunked=True))
         answer = b""
@@ -180,6 +181,7 @@ def test_a_gigabyte_sent_without_a_length_is_refused_once_the_limit_is_passed(se
         answer = answer or connection.recv(4096)
     assert _status(answer) == 413
     assert sent < 64 * 2**20  # of the gigabyte offered
+    assert psutil.Process().memory_info().rss - before < 64 * 2**20  # memory stays bounded
 
 
 def test_a_client_trickling_its_body_is_answered_408_and_others_are_served(served: tuple[str, int]) -> None:
