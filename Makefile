@@ -35,6 +35,10 @@ bench: install
 	$(BIN)/python benchmarks/bench_policy.py
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_fanout.py
+	$(BIN)/python benchmarks/bench_log.py
+	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/crash.py
+	$(BIN)/python benchmarks/outage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
