@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import http.server
 import json
 import os
@@ -31,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's
 from _data import machine
 
 from connectors import SupexClient
-from tests.gateway.conftest import AUDITOR_TOKEN, SECRETS, inspection
+from tests.gateway.conftest import SECRETS, inspection
 from tests.gateway.test_serve import ENV, Served, _free_port
+from tests.reliability.crash import gateway_config
 
 CONSUMERS = ("steady", "down")
 arrivals: dict[str, dict[str, float]] = {name: {} for name in CONSUMERS}
@@ -74,31 +74,6 @@ class Endpoint:
         self.server.server_close()
 
 
-def config(port: int, store: str, endpoints: dict[str, Endpoint]) -> str:
-    text = f"""
-[gateway]
-listen = "127.0.0.1:{port}"
-store = "{store}"
-prepare_processes = 0
-
-[[auditor]]
-name = "sec"
-token_sha256 = "{hashlib.sha256(AUDITOR_TOKEN.encode()).hexdigest()}"
-
-[[connector]]
-id = "amr"
-name = "省市场监管局"
-department_code = "11370000FE1KM2U90Y"
-region_code = "370000"
-produces = ["inspection"]
-"""
-    for name, endpoint in endpoints.items():
-        text += (f'\n[[connector]]\nid = "{name}"\nname = "{name}"\ndepartment_code = "11370000FE1KM2U90Y"\n'
-                 f'region_code = "370102"\nconsumes = ["inspection"]\ndelivery = "push"\n'
-                 f'endpoint = "http://127.0.0.1:{endpoint.port}/in"\npush_timeout_seconds = 2\n')
-    return text
-
-
 async def push_for(url: str, seconds: float, first: int, sent: dict[str, float]) -> int:
     """Push a batch of 20 records every 100 ms for ``seconds``; returns the next record number."""
     async with SupexClient(url, "amr", SECRETS["amr"]) as client:
@@ -134,7 +109,9 @@ def main() -> None:
     sent: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         gateway = Served(Path(folder))
-        gateway.config.write_text(config(gateway.port, f"sqlite:///{folder}/outage.db", endpoints), encoding="utf-8")
+        push = {name: f"http://127.0.0.1:{endpoint.port}/in" for name, endpoint in endpoints.items()}
+        gateway.config.write_text(gateway_config(gateway.port, f"sqlite:///{folder}/outage.db", batch=500, push=push,
+                                                 pull=False), encoding="utf-8")
         gateway.start()
         try:
             before_end = asyncio.run(push_for(gateway.url, args.phase, 0, sent))

@@ -5,15 +5,13 @@ whichever gateway a consumer asks, and the one log chain verifies."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import http.server
-import json
 import os
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,71 +19,14 @@ import pytest
 from connectors import SupexClient
 from connectors.exceptions import GatewayUnreachableError
 from tests.backends import Databases
-from tests.gateway.conftest import AUDITOR_TOKEN, SECRETS, inspection
+from tests.gateway.conftest import SECRETS, inspection
 from tests.gateway.test_serve import ENV, Served, _free_port
+from tests.reliability.crash import COUNTY_SECRET, Receiver, gateway_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 RECORDS = int(os.environ.get("SUPEX_INSTANCES_RECORDS", "50000"))
 BATCH = 500
-COUNTY_SECRET = "secret-county-0123456789ab"
-
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    """A push consumer's endpoint that keeps every (record id, version) it is sent."""
-
-    received: ClassVar[list[tuple[str, int]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).received.extend((r["record_id"], r["version"]) for r in json.loads(body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_args: object) -> None:
-        return
-
-
-def _config(port: int, store: str, endpoint: str) -> str:
-    return f"""
-[gateway]
-listen = "127.0.0.1:{port}"
-store = "{store}"
-log_hash = "sm3"
-max_records = {BATCH}
-prepare_processes = 0
-delivery_lease_seconds = 30
-
-[[auditor]]
-name = "sec"
-token_sha256 = "{hashlib.sha256(AUDITOR_TOKEN.encode()).hexdigest()}"
-
-[[connector]]
-id = "amr"
-name = "省市场监管局"
-department_code = "11370000FE1KM2U90Y"
-region_code = "370000"
-produces = ["inspection"]
-
-[[connector]]
-id = "jinan"
-name = "济南市监管平台"
-department_code = "11370000AL7LL93D6K"
-region_code = "370100"
-consumes = ["inspection"]
-
-[[connector]]
-id = "county"
-name = "历下区"
-department_code = "11370000FE1KM2U90Y"
-region_code = "370102"
-consumes = ["inspection"]
-delivery = "push"
-endpoint = "{endpoint}"
-push_batch = {BATCH}
-push_timeout_seconds = 5
-"""
 
 
 async def _push(gateways: list[Served], batch: int, records: list[dict[str, Any]]) -> int:
@@ -118,8 +59,8 @@ async def _pull_everything(gateways: list[Served]) -> list[str]:
 def test_three_gateways_share_one_database_through_a_kill(tmp_path: Path, postgres_databases: Databases) -> None:
     store = postgres_databases.new()
     receiver_port = _free_port()
-    _Receiver.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", receiver_port), _Receiver)
+    Receiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", receiver_port), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ["SUPEX_SECRET_COUNTY"] = ENV["SUPEX_SECRET_COUNTY"] = COUNTY_SECRET
     gateways = []
@@ -127,7 +68,8 @@ def test_three_gateways_share_one_database_through_a_kill(tmp_path: Path, postgr
         folder = tmp_path / f"gateway-{n}"
         folder.mkdir()
         gateway = Served(folder)
-        gateway.config.write_text(_config(gateway.port, store, f"http://127.0.0.1:{receiver_port}/in"),
+        gateway.config.write_text(gateway_config(gateway.port, store, batch=BATCH,
+                                                 push={"county": f"http://127.0.0.1:{receiver_port}/in"}),
                                   encoding="utf-8")
         gateways.append(gateway)
     try:
@@ -150,7 +92,7 @@ def test_three_gateways_share_one_database_through_a_kill(tmp_path: Path, postgr
 
         assert asyncio.run(push_all()) == RECORDS
         deadline = time.monotonic() + 300
-        while len(set(_Receiver.received)) < RECORDS and time.monotonic() < deadline:
+        while len(set(Receiver.received)) < RECORDS and time.monotonic() < deadline:
             time.sleep(0.2)  # waiting for the pushes to arrive, not timing them
         pulled = asyncio.run(_pull_everything(gateways))
     finally:
@@ -162,8 +104,8 @@ def test_three_gateways_share_one_database_through_a_kill(tmp_path: Path, postgr
         stored = db.execute("SELECT count(*), count(DISTINCT record_id) FROM changes").fetchone()
         waiting = db.execute("SELECT count(*) FROM deliveries WHERE consumer = 'county'").fetchone()
     assert stored == (RECORDS, RECORDS)  # stored once each
-    delivered = Counter(_Receiver.received)
-    assert {record_id for record_id, _ in delivered} == expected and waiting == (0,)
+    delivered = Counter(Receiver.received)
+    assert {record_id for _, record_id, _ in delivered} == expected and waiting == (0,)
     # at least once: a second push of the same version can only be a claim the killed gateway
     # had in flight (one round of at most BATCH records)
     assert sum(delivered.values()) - len(delivered) <= BATCH

@@ -59,7 +59,9 @@ class CrashFigures:
         return asdict(self)
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A push consumer's endpoint that keeps every (source, record id, version) it is sent."""
+
     received: ClassVar[list[tuple[str, str, int]]] = []
     guard: ClassVar[threading.Lock] = threading.Lock()
 
@@ -75,8 +77,10 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         return
 
 
-def _config(port: int, store: str, endpoint: str, batch: int) -> str:
-    return f"""
+def gateway_config(port: int, store: str, *, batch: int, push: dict[str, str], pull: bool = True) -> str:
+    """A gateway for these runs: amr produces inspections; jinan pulls them (with ``pull``), and each
+    of ``push`` (id: endpoint) has them pushed, all in region 370102 or above."""
+    text = f"""
 [gateway]
 listen = "127.0.0.1:{port}"
 store = "{store}"
@@ -95,25 +99,15 @@ name = "省市场监管局"
 department_code = "11370000FE1KM2U90Y"
 region_code = "370000"
 produces = ["inspection"]
-
-[[connector]]
-id = "jinan"
-name = "济南市监管平台"
-department_code = "11370000AL7LL93D6K"
-region_code = "370100"
-consumes = ["inspection"]
-
-[[connector]]
-id = "county"
-name = "历下区"
-department_code = "11370000FE1KM2U90Y"
-region_code = "370102"
-consumes = ["inspection"]
-delivery = "push"
-endpoint = "{endpoint}"
-push_batch = 500
-push_timeout_seconds = 5
 """
+    if pull:
+        text += ('\n[[connector]]\nid = "jinan"\nname = "济南市监管平台"\ndepartment_code = "11370000AL7LL93D6K"\n'
+                 'region_code = "370100"\nconsumes = ["inspection"]\n')
+    for name, endpoint in push.items():
+        text += (f'\n[[connector]]\nid = "{name}"\nname = "{name}"\ndepartment_code = "11370000FE1KM2U90Y"\n'
+                 f'region_code = "370102"\nconsumes = ["inspection"]\ndelivery = "push"\nendpoint = "{endpoint}"\n'
+                 'push_batch = 500\npush_timeout_seconds = 5\n')
+    return text
 
 
 def _stored(store: str) -> tuple[int, int]:
@@ -135,14 +129,15 @@ def crash_run(folder: Path, store: str, *, records: int, kills: int, seed: int, 
     """Push ``records`` from ``clients`` clients while the gateway on ``store`` is SIGKILLed ``kills``
     times at random moments, and account for every acknowledged record."""
     started = time.monotonic()
-    _Receiver.received = []
+    Receiver.received = []
     receiver_port = _free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", receiver_port), _Receiver)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", receiver_port), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ["SUPEX_SECRET_COUNTY"] = ENV["SUPEX_SECRET_COUNTY"] = COUNTY_SECRET
     folder.mkdir(parents=True, exist_ok=True)
     gateway = Served(folder)
-    gateway.config.write_text(_config(gateway.port, store, f"http://127.0.0.1:{receiver_port}/in", batch),
+    gateway.config.write_text(gateway_config(gateway.port, store, batch=batch,
+                                             push={"county": f"http://127.0.0.1:{receiver_port}/in"}),
                               encoding="utf-8")
     rng = random.Random(seed)
     kill_points = sorted(rng.randrange(records // 10, records * 9 // 10) for _ in range(kills))
@@ -186,8 +181,8 @@ def crash_run(folder: Path, store: str, *, records: int, kills: int, seed: int, 
         watcher.join(timeout=120)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            with _Receiver.guard:
-                delivered = {record_id for _, record_id, _ in _Receiver.received}
+            with Receiver.guard:
+                delivered = {record_id for _, record_id, _ in Receiver.received}
             if acknowledged <= delivered:
                 break
             time.sleep(0.1)  # waiting for pushes to arrive, not timing them
@@ -197,8 +192,8 @@ def crash_run(folder: Path, store: str, *, records: int, kills: int, seed: int, 
         server.shutdown()
     verified = gateway.supex("log", "verify", "--config", str(gateway.config))
     versions, distinct = _stored(store)
-    with _Receiver.guard:
-        pushes = Counter(_Receiver.received)
+    with Receiver.guard:
+        pushes = Counter(Receiver.received)
     pulls = Counter(pulled)
     return CrashFigures(
         records=records, acknowledged=len(acknowledged), kills=killed[0], push_calls=attempts[0],
