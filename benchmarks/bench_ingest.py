@@ -45,7 +45,7 @@ SECRET = "bench-secret-0123456789abcdef"
 CONFIG = """
 [gateway]
 listen = "127.0.0.1:{port}"
-store = "sqlite:///{db}"
+store = "{store}"
 log_hash = "sm3"
 max_body = "16MiB"
 
@@ -201,7 +201,7 @@ def run_client(url: str, mode: str, records: int, seed: int) -> dict[str, float]
 def start_gateway(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = folder / "supex.toml"
-    config.write_text(CONFIG.format(port=port, db=folder / "supex.db"))
+    config.write_text(CONFIG.format(port=port, store=f"sqlite:///{folder / 'supex.db'}"))
     env = {**os.environ, "SUPEX_SECRET_BENCH": SECRET}
     supex = Path(sys.executable).parent / "supex"
     proc = subprocess.Popen([str(supex), "serve", "--config", str(config)], env=env, stdout=subprocess.DEVNULL,

@@ -31,25 +31,11 @@ from typing import Any
 import psutil
 import psycopg
 from _data import machine
-from bench_ingest import SECRET, batches, free_port, stop, wait_ready
+from bench_ingest import CONFIG, SECRET, batches, free_port, stop, wait_ready
 
 from gateway.store import open_store
 
 HERE = Path(__file__).resolve()
-CONFIG = """
-[gateway]
-listen = "127.0.0.1:{port}"
-store = "{store}"
-log_hash = "sm3"
-max_body = "16MiB"
-
-[[connector]]
-id = "bench"
-name = "bench producer"
-department_code = "11370000FE1KM2U90Y"
-region_code = "370000"
-produces = ["inspection"]
-"""
 BATCH, TASKS = 500, 8  # records a push carries by default; concurrent client requests
 
 

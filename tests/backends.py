@@ -81,6 +81,11 @@ class Backend:
     name: str
     location: str
 
+    @property
+    def setting(self) -> str:
+        """The ``store`` a gateway's configuration names it by."""
+        return self.location if self.name == "postgresql" else f"sqlite:///{self.location}"
+
     def open(self, log_hash: str = "sha256", **options: Any) -> SQLStore:
         """The store, opened (again) on this location."""
         return open_store(self.location, log_hash=log_hash, **options)

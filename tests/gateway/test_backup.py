@@ -25,10 +25,6 @@ def _config(folder: Path, store: str, name: str) -> Path:
     return path
 
 
-def _store_setting(backend: Backend) -> str:
-    return backend.location if backend.name == "postgresql" else f"sqlite:///{backend.location}"
-
-
 def _restore(backend: Backend, archive: Path, folder: Path, name: str) -> str:
     """Restore ``archive`` as docs/operations.md says (into database ``name`` on PostgreSQL); the
     restored store's setting."""
@@ -50,7 +46,7 @@ def test_a_backup_taken_while_writing_restores_and_verifies(
     store = backend.open(log_hash="sm3")
     store.set_policy(Policy([AMR, JINAN], []))
     _ingest(store, *(inspection(n) for n in range(40)))
-    config = _config(tmp_path, _store_setting(backend), "supex.toml")
+    config = _config(tmp_path, backend.setting, "supex.toml")
     writing = threading.Event()
 
     def write() -> None:  # a gateway going on meanwhile

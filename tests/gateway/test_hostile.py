@@ -36,8 +36,7 @@ def _config(folder: Path, store: str = "sqlite:///supex.db", extra: str = "") ->
 async def hostile(backend: Backend, tmp_path: Path,
                   aiohttp_client: Callable[[Any], Awaitable[TestClient[Any, Any]]]) -> Signed:
     """A gateway on either store."""
-    store = backend.location if backend.name == "postgresql" else f"sqlite:///{backend.location}"
-    return Signed(await aiohttp_client(create_app(_config(tmp_path, store), clock=lambda: NOW)))
+    return Signed(await aiohttp_client(create_app(_config(tmp_path, backend.setting), clock=lambda: NOW)))
 
 
 async def _still_serving(gw: Signed) -> None:

@@ -120,8 +120,7 @@ async def sinks() -> AsyncIterator[dict[str, tuple[Sink, str]]]:
 def _load(tmp_path: Path, text: str, backend: Backend | None = None) -> Config:
     """The configuration, its store on ``backend`` if given (a file beside it otherwise)."""
     if backend is not None:
-        store = backend.location if backend.name == "postgresql" else f"sqlite:///{backend.location}"
-        text = text.replace('store = "sqlite:///supex.db"', f'store = "{store}"')
+        text = text.replace('store = "sqlite:///supex.db"', f'store = "{backend.setting}"')
     (tmp_path / "supex.toml").write_text(text, encoding="utf-8")
     names = ["src", "hotline", "housing", "county", *(f"{k}{s}" for k in KINDS for s in ("", "-push"))]
     return load_config(tmp_path / "supex.toml",

@@ -19,7 +19,6 @@ import http.server
 import json
 import os
 import random
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -27,10 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import psycopg
-
 from connectors import SupexClient
 from connectors.exceptions import GatewayUnreachableError
+from gateway.store import is_postgres_url
+from tests.backends import Backend
 from tests.gateway.conftest import AUDITOR_TOKEN, SECRETS, inspection
 from tests.gateway.test_serve import ENV, Served, _free_port
 
@@ -112,16 +111,11 @@ produces = ["inspection"]
 
 def _stored(store: str) -> tuple[int, int]:
     """Stored versions of amr's records, and how many distinct records they are."""
-    sql = "SELECT count(*), count(DISTINCT record_id) FROM changes WHERE connector = 'amr'"
-    if store.startswith("postgresql://"):
-        with psycopg.connect(store) as db:
-            row = db.execute(sql).fetchone()
-    else:
-        with sqlite3.connect(store.removeprefix("sqlite:///")) as db:
-            row = db.execute(sql).fetchone()
-        db.close()
-    assert row is not None
-    return int(row[0]), int(row[1])
+    backend = Backend("postgresql", store) if is_postgres_url(store) else \
+        Backend("sqlite", store.removeprefix("sqlite:///"))
+    ((versions, distinct),) = backend.rows("SELECT count(*), count(DISTINCT record_id) FROM changes "
+                                           "WHERE connector = 'amr'")
+    return int(versions), int(distinct)
 
 
 def crash_run(folder: Path, store: str, *, records: int, kills: int, seed: int, clients: int = 4,

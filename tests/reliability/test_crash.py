@@ -15,8 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_nothing_acknowledged_is_lost_across_three_kills(backend: Backend, tmp_path: Path) -> None:
-    store = backend.location if backend.name == "postgresql" else f"sqlite:///{tmp_path / 'crash.db'}"
-    figures = crash_run(tmp_path / "gateway", store, records=3000, kills=3, seed=7, batch=50)
+    figures = crash_run(tmp_path / "gateway", backend.setting, records=3000, kills=3, seed=7, batch=50)
     assert figures.kills == 3
     assert figures.acknowledged == figures.records == figures.stored
     assert (figures.lost_push, figures.lost_pull, figures.stored_twice) == (0, 0, 0)
