@@ -176,6 +176,12 @@ def _distinct_keys(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> bool:
     return len({tuple(row[k] for k in keys) for row in rows}) == len(rows)
 
 
+def _copy_rows(cursor: psycopg.Cursor[Any], statement: str, rows: list[Sequence[Any]]) -> None:
+    with cursor.copy(statement) as stream:
+        for row in rows:
+            stream.write_row(row)
+
+
 class _Connection:
     """A psycopg connection taking the store's statements as they are. Reads of a ``streaming``
     one go through server-side cursors, so that a long result (a log export) arrives a page at a
@@ -198,15 +204,11 @@ class _Connection:
             return
         with self._connection.cursor() as cursor:
             if copy := _as_copy(sql):  # many plain rows: one COPY instead of a statement each
-                with cursor.copy(copy) as stream:
-                    for row in rows:
-                        stream.write_row(row)
+                _copy_rows(cursor, copy, rows)
             elif len(rows) >= _STAGED_FROM and (upsert := _as_staged(sql)) and _distinct_keys(rows, upsert.keys):
                 # many rows of an upsert: copied into a staging table, then upserted as one set
                 cursor.execute(upsert.create)
-                with cursor.copy(upsert.copy) as stream:
-                    for row in rows:
-                        stream.write_row(row)
+                _copy_rows(cursor, upsert.copy, rows)
                 cursor.execute(upsert.merge)
                 cursor.execute(upsert.clear)
             else:
