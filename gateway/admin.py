@@ -16,17 +16,14 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.access import Routes
 from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, SOURCES, STORE, connectors_in_force, error, json_response
 from gateway.store import SQLStore
 from policy import PolicyDefinitionError, SharingRule, local_today
 
-__all__ = ["ADMIN_ROUTES", "add_admin_routes", "explain_record"]
+__all__ = ["add_admin_routes", "explain_record"]
 
 _NOT_A_RULE = "请求体应为共享规则 JSON 对象 / the body must be a sharing rule as a JSON object"
-
-ADMIN_ROUTES = ("admin_connectors", "admin_connector_disable", "admin_connector_enable", "admin_rules",
-                "admin_rule_add", "admin_rule_update", "admin_rule_disable", "admin_explain", "admin_deadletters",
-                "admin_replay")
 
 
 async def connectors(request: web.Request) -> web.Response:
@@ -213,15 +210,18 @@ async def replay(request: web.Request) -> web.Response:
     return json_response({"replayed": count})
 
 
-def add_admin_routes(r: web.UrlDispatcher) -> None:
-    """The admin endpoints, named as ``ADMIN_ROUTES`` (admitted for the admin role only)."""
-    r.add_get("/v1/admin/connectors", connectors, name="admin_connectors")
-    r.add_post("/v1/admin/connectors/{connector_id}/disable", connector_disable, name="admin_connector_disable")
-    r.add_post("/v1/admin/connectors/{connector_id}/enable", connector_enable, name="admin_connector_enable")
-    r.add_get("/v1/admin/sharing", rules, name="admin_rules")
-    r.add_post("/v1/admin/sharing", rule_add, name="admin_rule_add")
-    r.add_put("/v1/admin/sharing/{rule_id}", rule_update, name="admin_rule_update")
-    r.add_post("/v1/admin/sharing/{rule_id}/disable", rule_disable, name="admin_rule_disable")
-    r.add_post("/v1/admin/policy/explain", explain, name="admin_explain")
-    r.add_get("/v1/admin/deadletters", deadletters, name="admin_deadletters")
-    r.add_post("/v1/admin/deadletters/replay", replay, name="admin_replay")
+def add_admin_routes(routes: Routes) -> None:
+    """The admin endpoints, for the admin role only."""
+    admin = {"admin"}
+    routes.add("GET", "/v1/admin/connectors", connectors, name="admin_connectors", roles=admin)
+    routes.add("POST", "/v1/admin/connectors/{connector_id}/disable", connector_disable,
+               name="admin_connector_disable", roles=admin)
+    routes.add("POST", "/v1/admin/connectors/{connector_id}/enable", connector_enable, name="admin_connector_enable",
+               roles=admin)
+    routes.add("GET", "/v1/admin/sharing", rules, name="admin_rules", roles=admin)
+    routes.add("POST", "/v1/admin/sharing", rule_add, name="admin_rule_add", roles=admin)
+    routes.add("PUT", "/v1/admin/sharing/{rule_id}", rule_update, name="admin_rule_update", roles=admin)
+    routes.add("POST", "/v1/admin/sharing/{rule_id}/disable", rule_disable, name="admin_rule_disable", roles=admin)
+    routes.add("POST", "/v1/admin/policy/explain", explain, name="admin_explain", roles=admin)
+    routes.add("GET", "/v1/admin/deadletters", deadletters, name="admin_deadletters", roles=admin)
+    routes.add("POST", "/v1/admin/deadletters/replay", replay, name="admin_replay", roles=admin)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,8 +20,10 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from connectors.signing import HEADER_KEY
 from gateway import console
-from gateway.admin import ADMIN_ROUTES, add_admin_routes
+from gateway.access import ACCESS, CONSOLE, PUBLIC, Routes, check_declared
+from gateway.admin import add_admin_routes
 from gateway.config import Config, resolve_mapping
 from gateway.delivery import Deliverer
 from gateway.exceptions import ReadLimitError, StoreUnavailableError
@@ -35,6 +38,7 @@ from gateway.keys import (
     METRICS,
     SOURCES,
     STORE,
+    THROTTLE,
     Clock,
     connectors_in_force,
     error,
@@ -43,7 +47,18 @@ from gateway.keys import json_response as _json
 from gateway.observability import Metrics, WriterCollector, new_id
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
-from gateway.security import AuthError, Identity, NonceCache, RateLimiter, TokenBook, verify_connector
+from gateway.security import (
+    AuthError,
+    ConnectorClaim,
+    FailureThrottle,
+    Identity,
+    NonceCache,
+    RateLimiter,
+    TokenBook,
+    claim_connector,
+    header_text,
+    verify_signature,
+)
 from gateway.sources import Sources
 from gateway.store import LogFilter, open_store
 from gateway.store.model import tally
@@ -61,29 +76,15 @@ PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 TOKENS = web.AppKey("tokens", TokenBook)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
-
-# route name -> roles admitted; routes not named here are public
-ROLES: dict[str, frozenset[str]] = {
-    "push": frozenset({"connector"}),
-    "inbox": frozenset({"connector"}),
-    "ack": frozenset({"connector"}),
-    "rejections": frozenset({"connector"}),
-    "trail": frozenset({"connector"}),
-    "schemas": frozenset({"connector", "auditor", "admin"}),
-    "schema": frozenset({"connector", "auditor", "admin"}),
-    "audit_events": frozenset({"auditor"}),
-    "audit_verify": frozenset({"auditor"}),
-    "audit_export": frozenset({"auditor"}),
-    **{name: frozenset({"admin"}) for name in ADMIN_ROUTES},
-}
-
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # ---- middlewares ------------------------------------------------------------------------------
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, timing, metrics and one log line per request; no error escapes as a 500 page."""
-    request_id = request.headers.get("X-Request-Id") or new_id()
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else new_id()  # echoed only when harmless
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     route = request.match_info.route.name or "unknown"
@@ -132,47 +133,92 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admit a route's roles only: signed connectors, or auditors and admins by bearer token."""
-    roles = ROLES.get(request.match_info.route.name or "")
-    if roles is None:
+    """Admit a route's declared roles only: signed connectors, or auditors and admins by bearer
+    token. Whatever the headers alone can refuse is refused before a body byte is read, and the
+    connection closed; the connector's signature over the body is checked once it has come."""
+    if request.match_info.http_exception is not None:  # no such route: aiohttp answers 404 or 405
         return await handler(request)
-    app, metrics = request.app, request.app[METRICS]
+    roles = request.app[ACCESS].get(request.match_info.route.name or "")
+    if roles is None:  # cannot happen after check_declared; deny all the same
+        return _refused(request, AuthError(403, "forbidden", "此路由未声明角色 / this route admits no one"))
+    if PUBLIC in roles:
+        return await handler(request)
+    if CONSOLE in roles:
+        return await console.admit(request, handler)
+    return await _credentialed(request, handler, roles)
+
+
+async def _credentialed(request: web.Request, handler: Handler, roles: frozenset[str]) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG].gateway
     try:
-        body = await _read_body(request, app[CONFIG].gateway.max_body, app[CONFIG].gateway.read_timeout_seconds)
+        identity, claim = _claimed(request)
+        if identity.role not in roles:
+            raise AuthError(403, "forbidden", f"角色 {identity.role} 无权访问 / the {identity.role} role may not use "
+                            "this endpoint")
+        body = await _read_body(request, config.max_body, config.read_timeout_seconds)
+        if claim is not None:
+            identity = verify_signature(claim, request.method, request.raw_path, body,
+                                        app[CONFIG].secrets[claim.connector.id])
+            await _first_use(app, claim)
+            wait = math.ceil(app[LIMITER].wait_needed(identity.name))
+            if wait > 0:
+                app[METRICS].refusals.labels("429").inc()
+                return error(429, "rate_limited", f"请求过于频繁 / too many requests: retry after {wait} s",
+                             {"Retry-After": str(wait)})
+    except AuthError as exc:
+        return _refused(request, exc)
     except BodyError as exc:
         return error(exc.status, exc.code, exc.message)
-    try:
-        identity = _identify(request, body)
-        if identity.role not in roles:
-            raise AuthError(403, "forbidden", f"角色 {identity.role} 无权访问 / the {identity.role} role may not "
-                            "use this endpoint")
-    except AuthError as exc:
-        metrics.refusals.labels(str(exc.status)).inc()
-        log.warning("refused", status=exc.status, reason=exc.message, path=request.path)
-        return error(exc.status, exc.code, exc.message)
-    wait = app[LIMITER].wait_needed(identity.name) if identity.role == "connector" else 0.0
-    if wait > 0:
-        metrics.refusals.labels("429").inc()
-        return error(429, "rate_limited", f"请求过于频繁 / too many requests: retry after {math.ceil(wait)} s",
-                     {"Retry-After": str(math.ceil(wait))})
     request[IDENTITY], request[BODY] = identity, body
     return await handler(request)
 
 
-def _identify(request: web.Request, body: bytes) -> Identity:
+def _claimed(request: web.Request) -> tuple[Identity, ConnectorClaim | None]:
+    """Who the headers say the caller is: a bearer token's holder (checked, and throttled), or a
+    connector whose claim is checked as far as headers allow (its signature still to check)."""
     app = request.app
-    bearer = request.headers.get("Authorization", "")
-    if bearer.startswith("Bearer "):
-        identity = app[TOKENS].identify(bearer.removeprefix("Bearer ").strip())
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        address, throttle = request.remote or "unknown", app[THROTTLE]
+        wait = throttle.wait(address)
+        if wait:
+            raise AuthError(429, "too_many_failures", f"认证失败次数过多，请 {wait} 秒后再试 / too many failed "
+                            f"attempts: retry after {wait} s", retry_after=wait)
+        scheme, _, token = header_text(request.headers, "Authorization", limit=600).partition(" ")
+        identity = app[TOKENS].identify(token.strip()) if scheme == "Bearer" else None
         if identity is None:
+            throttle.failed(address)
+            app[METRICS].auth_failures.labels("bearer").inc()
             raise AuthError(401, "unauthorized", "令牌无效 / invalid bearer token")
-        return identity
-    if "X-Supex-Key" not in request.headers:
+        throttle.succeeded(address)
+        return identity, None
+    if HEADER_KEY not in request.headers:
         raise AuthError(401, "unauthorized", "缺少认证信息 / authentication required (signature or bearer token)")
-    config = app[CONFIG]
-    return verify_connector(request.headers, request.method, request.raw_path, body,
-                            connectors=connectors_in_force(app), secrets=config.secrets, nonces=app[NONCES],
-                            skew=config.gateway.clock_skew_seconds, now=app[CLOCK]())
+    config = app[CONFIG].gateway
+    claim = claim_connector(request.headers, connectors=connectors_in_force(app), skew=config.clock_skew_seconds,
+                            now=app[CLOCK]())
+    return Identity("connector", claim.connector.id, claim.connector), claim
+
+
+async def _first_use(app: web.Application, claim: ConnectorClaim) -> None:
+    """Refuse a nonce used before: at this gateway (kept in memory), or at any gateway on the
+    store since its timestamp's window opened (kept in the store, across restarts)."""
+    key, nonce = claim.connector.id, claim.nonce
+    until = int(claim.timestamp) + app[CONFIG].gateway.clock_skew_seconds + 1
+    if not app[NONCES].first_use(key, nonce) or not await app[STORE].first_use(key, nonce, until):
+        raise AuthError(401, "unauthorized", "随机数已使用（重放）/ nonce already used (replay)")
+
+
+def _refused(request: web.Request, exc: AuthError) -> web.Response:
+    """The answer to a caller refused by its credentials: counted, logged, and the connection
+    closed (nothing more of its body is read)."""
+    request.app[METRICS].refusals.labels(str(exc.status)).inc()
+    log.warning("refused", status=exc.status, reason=exc.message, path=request.path, address=request.remote)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    response = error(exc.status, exc.code, exc.message, headers)
+    response.force_close()
+    return response
 
 
 # ---- handlers ---------------------------------------------------------------------------------
@@ -187,7 +233,7 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int = 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
         raise web.HTTPBadRequest(reason=f"Bad parameter {name}: a whole number from {low} to {high}")
     return int(raw)
 
@@ -248,9 +294,12 @@ async def ack(request: web.Request) -> web.Response:
     """POST /v1/inbox/ack: everything up to the cursor is consumed."""
     connector = _connector(request)
     try:
-        cursor = int(orjson.loads(request[BODY])["cursor"])
-        if cursor < 0:
-            raise ValueError(cursor)
+        given = orjson.loads(request[BODY])["cursor"]
+        if isinstance(given, str) and given.isascii() and given.isdigit() and len(given) <= 19:
+            given = int(given)
+        if isinstance(given, bool) or not isinstance(given, int) or not 0 <= given <= 2**62:
+            raise ValueError(given)
+        cursor = given
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return error(400, "malformed", '请求体应为 {"cursor": C} / the body must be {"cursor": C}, C a cursor')
     store = request.app[STORE]
@@ -311,11 +360,20 @@ async def _audited(request: web.Request, what: str) -> None:
     await store.call(store.store.append_log, [entry])
 
 
+def _text_param(request: web.Request, name: str, limit: int = 200) -> str | None:
+    """A text query parameter: at most ``limit`` characters, none of them controls or broken
+    UTF-8 (otherwise 400 naming it)."""
+    raw = request.query.get(name)
+    if raw is not None and (len(raw) > limit or not raw.isprintable() or "\ufffd" in raw
+                            or any("\ud800" <= c <= "\udfff" for c in raw)):
+        raise web.HTTPBadRequest(reason=f"Bad parameter {name}: at most {limit} printable characters of valid UTF-8")
+    return raw
+
+
 def _log_filter(request: web.Request) -> LogFilter:
-    q = request.query
-    return LogFilter(since=q.get("from"), until=q.get("to"), connector=q.get("connector"),
-                     counterpart=q.get("counterpart"), record_type=q.get("record_type"),
-                     record_id=q.get("record_id"), event=q.get("event"), rule=q.get("rule"))
+    names = {"since": "from", "until": "to", "connector": "connector", "counterpart": "counterpart",
+             "record_type": "record_type", "record_id": "record_id", "event": "event", "rule": "rule"}
+    return LogFilter(**{field: _text_param(request, name) for field, name in names.items()})
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -463,22 +521,23 @@ async def _pool_context(app: web.Application) -> AsyncIterator[None]:
         pool.close()
 
 
-def _add_routes(r: web.UrlDispatcher) -> None:
-    r.add_post("/v1/records", push, name="push")
-    r.add_get("/v1/inbox", inbox, name="inbox")
-    r.add_post("/v1/inbox/ack", ack, name="ack")
-    r.add_get("/v1/rejections", rejections, name="rejections")
-    r.add_get("/v1/records/{record_id}/trail", trail, name="trail")
-    r.add_get("/v1/schemas", schemas_index, name="schemas")
-    r.add_get("/v1/schemas/{record_type}", schema_one, name="schema")
-    r.add_get("/v1/audit/events", audit_events, name="audit_events")
-    r.add_get("/v1/audit/verify", audit_verify, name="audit_verify")
-    r.add_get("/v1/audit/export", audit_export, name="audit_export")
-    r.add_get("/healthz", healthz, name="healthz")
-    r.add_get("/readyz", readyz, name="readyz")
-    r.add_get("/metrics", metrics, name="metrics")
-    r.add_get("/openapi.json", openapi, name="openapi")
-    add_admin_routes(r)
+def _add_routes(routes: Routes) -> None:
+    connector, anyone = {"connector"}, {PUBLIC}
+    routes.add("POST", "/v1/records", push, name="push", roles=connector)
+    routes.add("GET", "/v1/inbox", inbox, name="inbox", roles=connector)
+    routes.add("POST", "/v1/inbox/ack", ack, name="ack", roles=connector)
+    routes.add("GET", "/v1/rejections", rejections, name="rejections", roles=connector)
+    routes.add("GET", "/v1/records/{record_id}/trail", trail, name="trail", roles=connector)
+    routes.add("GET", "/v1/schemas", schemas_index, name="schemas", roles={"connector", "auditor", "admin"})
+    routes.add("GET", "/v1/schemas/{record_type}", schema_one, name="schema", roles={"connector", "auditor", "admin"})
+    routes.add("GET", "/v1/audit/events", audit_events, name="audit_events", roles={"auditor"})
+    routes.add("GET", "/v1/audit/verify", audit_verify, name="audit_verify", roles={"auditor"})
+    routes.add("GET", "/v1/audit/export", audit_export, name="audit_export", roles={"auditor"})
+    routes.add("GET", "/healthz", healthz, name="healthz", roles=anyone)
+    routes.add("GET", "/readyz", readyz, name="readyz", roles=anyone)
+    routes.add("GET", "/metrics", metrics, name="metrics", roles=anyone)
+    routes.add("GET", "/openapi.json", openapi, name="openapi", roles=anyone)
+    add_admin_routes(routes)
 
 
 def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clock = time.monotonic,
@@ -492,6 +551,7 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     app[METRICS] = Metrics()
     app[NONCES] = NonceCache(config.gateway.clock_skew_seconds, clock)
     app[TOKENS] = TokenBook(config)
+    app[THROTTLE] = FailureThrottle(clock=monotonic_clock)
     app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
                                 if c.max_requests_per_second}, monotonic_clock)
     app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
@@ -499,6 +559,8 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
                      if (name := c.mapping_name)}
     app.cleanup_ctx.append(_store_context(store, deliver))
     app.cleanup_ctx.append(_pool_context)
-    _add_routes(app.router)
-    console.install(app, monotonic_clock)
+    routes = Routes(app)
+    _add_routes(routes)
+    console.install(app, routes, monotonic_clock)
+    check_declared(app)
     return app

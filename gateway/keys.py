@@ -11,11 +11,11 @@ from aiohttp import web
 from gateway.config import Config, ConnectorConfig
 from gateway.delivery import Deliverer
 from gateway.observability import Metrics
-from gateway.security import Identity
+from gateway.security import FailureThrottle, Identity
 from gateway.sources import Sources
 from gateway.store.runner import StoreRunner
 
-__all__ = ["BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "METRICS", "SOURCES", "STORE", "Clock",
+__all__ = ["BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "METRICS", "SOURCES", "STORE", "THROTTLE", "Clock",
            "connectors_in_force", "error", "json_response"]
 
 CONFIG = web.AppKey("config", Config)
@@ -25,6 +25,7 @@ DELIVERER = web.AppKey("deliverer", Deliverer)
 SOURCES = web.AppKey("sources", Sources)
 Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+THROTTLE = web.AppKey("throttle", FailureThrottle)
 IDENTITY = web.RequestKey("identity", Identity)
 BODY = web.RequestKey("body", bytes)
 

@@ -58,6 +58,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # a 500's traceback, in the line that reports it
             redact,
             _render,
         ],
@@ -105,3 +106,5 @@ class Metrics:
                                ["consumer"], registry=self.registry)
         self.refusals = Counter("supex_auth_refusals_total", "Refused requests by status", ["status"],
                                 registry=self.registry)
+        self.auth_failures = Counter("supex_auth_failures_total", "Failed attempts at a secret (bearer tokens, "
+                                     "console sign-ins), which are throttled", ["kind"], registry=self.registry)

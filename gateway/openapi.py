@@ -241,6 +241,16 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "supex — supervision data exchange gateway", "version": "1.0.0",
                  "description": "The administrative-supervision data interface (行政监管数据对接接口)."},
         "servers": [{"url": "/"}],
-        "paths": _paths(),
+        "paths": _with_throttling(_paths()),
         "components": _components(),
     }
+
+
+def _with_throttling(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation that takes a credential may answer 429: failed bearer tokens are throttled."""
+    for operations in paths.values():
+        for operation in operations.values():
+            if operation.get("security") != [] and "429" not in operation["responses"]:
+                operation["responses"]["429"] = _json(_ref("Error"), "Too many failed attempts or requests; retry "
+                                                      "after Retry-After seconds")
+    return paths

@@ -1,13 +1,17 @@
 """Who is calling: signed connectors (SPEC §3.1), auditors and administrators by bearer token.
 
 The three roles are kept apart (GB/T 39477): a credential is one role's, and a route names the
-roles it admits.
+roles it admits. Everything a caller can be refused for by its headers alone (``claim_connector``,
+a bearer token) is decided before a byte of its body is read; the signature over the body after.
+Every header value is read strictly (``header_text``): printable ASCII, bounded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,15 +28,20 @@ from connectors.signing import (
 )
 from gateway.config import Config, ConnectorConfig
 
-__all__ = ["AuthError", "Identity", "NonceCache", "RateLimiter", "TokenBook", "verify_connector"]
+__all__ = ["AuthError", "ConnectorClaim", "FailureThrottle", "Identity", "NonceCache", "RateLimiter", "TokenBook",
+           "claim_connector", "header_text", "verify_signature"]
+
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")  # ASCII without controls
+_NONCE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,128}")
 
 
 class AuthError(Exception):
-    """A request's credentials are missing or wrong (401) or of the wrong role (403)."""
+    """A request's credentials are missing or wrong (401), of the wrong role (403), or tried too
+    often (429, ``retry_after`` seconds)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +53,26 @@ class Identity:
     connector: ConnectorConfig | None = None
 
 
+def _unauthorised(message: str) -> AuthError:
+    return AuthError(401, "unauthorized", message)
+
+
+def header_text(headers: Mapping[str, str], name: str, *, limit: int = 256, default: str = "") -> str:
+    """A header's value as the gateway reads every header: printable ASCII of at most ``limit``
+    characters (a value that is not is refused with 401, naming the header, never half-read)."""
+    value = headers.get(name)
+    if value is None:
+        return default
+    value = value.strip()
+    if len(value) > limit or not value.isascii() or not _PRINTABLE.fullmatch(value):
+        raise _unauthorised(f"请求头 {name} 应为不超过 {limit} 个可打印 ASCII 字符 / the {name} header must be at most "
+                            f"{limit} printable ASCII characters")
+    return value
+
+
 class NonceCache:
-    """Nonces seen within the time window; a nonce seen again in the window is a replay."""
+    """Nonces this gateway saw within the time window: the front of the store's own record of
+    them, refusing a replay to this gateway without a trip to the store."""
 
     def __init__(self, window: int, clock: Callable[[], float] = time.time, limit: int = 1_000_000) -> None:
         self.window, self._clock, self._limit = window, clock, limit
@@ -84,6 +111,56 @@ class RateLimiter:
         return 0.0
 
 
+class FailureThrottle:
+    """Failed attempts at a secret (a bearer token, a console sign-in) slowed per address and per
+    account: past ``allowed`` failures within ``window`` seconds, each further attempt waits twice
+    as long as the one before (1 s, 2 s, 4 s … at most ``longest``). A success clears its address.
+
+    Bearer tokens name no account, so all of them are one account (``TOKENS``): guessing from many
+    addresses is slowed too, at its own, higher, allowance."""
+
+    TOKENS = "bearer-tokens"
+
+    def __init__(self, *, per_address: int = 10, per_account: int = 100, window: float = 300.0,
+                 longest: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._allowed = {"address": per_address, "account": per_account}
+        self._window, self._longest, self._clock = window, longest, clock
+        self._failures: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, ()) if t > now - self._window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def wait(self, address: str, account: str = TOKENS) -> int:
+        """Seconds before ``address`` may try ``account`` again (0: now)."""
+        now = self._clock()
+        longest = 0.0
+        for kind, value in (("address", address), ("account", account)):
+            times = self._recent((kind, value), now)
+            over = len(times) - self._allowed[kind]
+            if over >= 0:
+                delay = min(self._longest, 2.0 ** min(over, 30))
+                longest = max(longest, times[-1] + delay - now)
+        return math.ceil(longest) if longest > 0 else 0
+
+    def failed(self, address: str, account: str = TOKENS) -> None:
+        """Count a failure of ``address`` at ``account``."""
+        now = self._clock()
+        for key in (("address", address), ("account", account)):
+            self._failures.setdefault(key, []).append(now)
+        if len(self._failures) > 100_000:  # forget the quiet ones: memory stays bounded under a spray
+            for key in list(self._failures):
+                self._recent(key, now)
+
+    def succeeded(self, address: str) -> None:
+        """An address that knew the secret is not a guesser."""
+        self._failures.pop(("address", address), None)
+
+
 class TokenBook:
     """Bearer tokens of auditors and administrators, configured as SHA-256 hashes."""
 
@@ -93,7 +170,7 @@ class TokenBook:
 
     def identify(self, token: str) -> Identity | None:
         """The auditor or administrator holding ``token``, compared in constant time."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
         found = None
         for expected, role, name in self._tokens:
             if hmac.compare_digest(expected, digest):
@@ -101,30 +178,45 @@ class TokenBook:
         return found
 
 
-def _unauthorised(message: str) -> AuthError:
-    return AuthError(401, "unauthorized", message)
+@dataclass(frozen=True, slots=True)
+class ConnectorClaim:
+    """What a connector's headers say, checked as far as headers alone allow: a known connector
+    in force, a timestamp within the window, a well-formed nonce and signature."""
+
+    connector: ConnectorConfig
+    timestamp: str
+    nonce: str
+    signature: str
+    algorithm: str
 
 
-def verify_connector(headers: Mapping[str, str], method: str, path_and_query: str, body: bytes, *,
-                     connectors: Mapping[str, ConnectorConfig], secrets: Mapping[str, str], nonces: NonceCache,
-                     skew: int, now: float) -> Identity:
-    """Check a connector's signature headers against the body; raises ``AuthError``."""
-    key = headers.get(HEADER_KEY, "")
+def claim_connector(headers: Mapping[str, str], *, connectors: Mapping[str, ConnectorConfig], skew: int,
+                    now: float) -> ConnectorClaim:
+    """Check a connector's signature headers before its body is read; raises ``AuthError``."""
+    key = header_text(headers, HEADER_KEY, limit=40)
     connector = connectors.get(key)
     if connector is None or not connector.enabled:
         raise _unauthorised("未知或已停用的连接器 / unknown or disabled connector key")
-    timestamp, nonce, given = headers.get(HEADER_TIMESTAMP, ""), headers.get(HEADER_NONCE, ""), headers.get(
-        HEADER_SIGNATURE, "")
-    algorithm = headers.get(HEADER_ALGORITHM, "hmac-sha256").lower()
+    algorithm = header_text(headers, HEADER_ALGORITHM, limit=20, default="hmac-sha256").lower()
     if algorithm not in ALGORITHMS:
         raise _unauthorised(f"不支持的签名算法 / unsupported signature algorithm {algorithm!r}")
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > skew:
-        raise _unauthorised(f"时间戳缺失或偏差超过 {skew} 秒 / timestamp missing or more than {skew} s off")
-    if len(nonce) < 16 or len(nonce) > 128:
-        raise _unauthorised("随机数应为 16–128 个字符 / the nonce must be 16 to 128 characters")
-    expected = sign(secrets[key], method, path_and_query, timestamp, nonce, body, algorithm=algorithm)
-    if not given or not signatures_match(expected, given):
+    timestamp = header_text(headers, HEADER_TIMESTAMP, limit=12)
+    if not (timestamp.isdigit() and abs(now - int(timestamp)) <= skew):
+        raise _unauthorised(f"时间戳缺失或偏差超过 {skew} 秒 / timestamp missing, not whole seconds since the "
+                            f"epoch, or more than {skew} s off")
+    nonce = header_text(headers, HEADER_NONCE, limit=128)
+    if not _NONCE.fullmatch(nonce):
+        raise _unauthorised("随机数应为 16–128 个字母、数字或 -_.~+/= / the nonce must be 16 to 128 letters, digits or "
+                            "-_.~+/=")
+    signature = header_text(headers, HEADER_SIGNATURE, limit=128)
+    if not signature:
+        raise _unauthorised("缺少签名 / the X-Supex-Signature header is missing")
+    return ConnectorClaim(connector, timestamp, nonce, signature, algorithm)
+
+
+def verify_signature(claim: ConnectorClaim, method: str, path_and_query: str, body: bytes, secret: str) -> Identity:
+    """Check the claimed signature over the body, once it has been read; raises ``AuthError``."""
+    expected = sign(secret, method, path_and_query, claim.timestamp, claim.nonce, body, algorithm=claim.algorithm)
+    if not signatures_match(expected, claim.signature):
         raise _unauthorised("签名错误 / wrong signature")
-    if not nonces.first_use(key, nonce):
-        raise _unauthorised("随机数已使用（重放）/ nonce already used (replay)")
-    return Identity("connector", key, connector)
+    return Identity("connector", claim.connector.id, claim.connector)

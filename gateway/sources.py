@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import Any
 
 import aiohttp
@@ -214,7 +217,14 @@ class FileDrop(_Source):
     """Watches ``watch_dir``: each file, once it has stopped growing, is ingested as a unit and moved
     to ``done/`` with a report of every record, or to ``failed/`` with the reason. Names starting
     with a dot or ending like a partial download (``.tmp``, ``.part``…) are left alone, so a
-    system that writes a file under a temporary name and renames it is never read half-written."""
+    system that writes a file under a temporary name and renames it is never read half-written.
+
+    Whoever can write to the folder cannot turn the gateway against the host: only regular files
+    directly in it are taken (symlinks, FIFOs, devices and sub-folders are left where they are,
+    logged once), a file is opened without following a link, ``done/`` and ``failed/`` must be real
+    folders of the gateway's own user (otherwise the source stops, saying why, and moves nothing),
+    files are moved and reports written relative to those folders' own handles, and a report never
+    replaces anything. A name with control characters is moved to ``failed/`` under a safe name."""
 
     kind = "file"
 
@@ -224,11 +234,13 @@ class FileDrop(_Source):
         assert connector.watch_dir is not None
         self.folder = base_dir / connector.watch_dir
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"连接器 {connector.id} 的监视目录无法创建 / cannot create the watch_dir of "
                               f"{connector.id!r}: {exc}") from None
         self._seen: dict[str, tuple[int, int]] = {}
+        self._ignored: set[str] = set()  # names logged once as not taken
+        self._stopped: str | None = None  # why the folder is not read, while it is not
 
     @property
     def every(self) -> float:
@@ -241,50 +253,84 @@ class FileDrop(_Source):
             return []
         self.status.last_run = self.runner.store.now()
         try:
-            entries = [p for p in self.folder.iterdir() if p.is_file() and _finished(p.name)]
+            targets = _Targets.open(self.folder)
+        except SourceError as exc:
+            if self._stopped != str(exc):
+                log.error("file_drop_stopped", connector=self.connector.id, reason=str(exc))
+            self._stopped = self.status.last_error = str(exc)
+            return []
+        if self._stopped is not None:
+            log.info("file_drop_resumed", connector=self.connector.id)
+            self._stopped = self.status.last_error = None
+        with targets:
+            return await self._scan(targets)
+
+    async def _scan(self, targets: _Targets) -> list[dict[str, Any]]:
+        try:
+            entries = list(os.scandir(targets.folder))
         except OSError as exc:
             self.status.last_error = f"无法读取目录 / cannot read the folder {self.folder}: {exc}"
             raise
-        seen, settled = {}, []
-        for path in sorted(entries):
-            with contextlib.suppress(FileNotFoundError):
-                stat = path.stat()
-                seen[path.name] = (stat.st_size, stat.st_mtime_ns)
-                if self._seen.get(path.name) == seen[path.name]:
-                    settled.append(path)
+        seen: dict[str, tuple[int, int]] = {}
+        settled: list[str] = []
+        unsafe: list[str] = []
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not _finished(entry.name) or entry.name in ("done", "failed"):
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not S_ISREG(stat.st_mode):
+                self._ignore(entry.name, stat.st_mode)
+                continue
+            seen[entry.name] = (stat.st_size, stat.st_mtime_ns)
+            if self._seen.get(entry.name) == seen[entry.name]:
+                (unsafe if _unsafe_name(entry.name) else settled).append(entry.name)
         self._seen = seen
-        reports = []
-        for path in settled:
-            reports.append(await self.take(path))
-            self._seen.pop(path.name, None)
+        reports = [self._refuse_name(targets, name) for name in unsafe]
+        for name in settled:
+            reports.append(await self._take(targets, name))
+            self._seen.pop(name, None)
         return reports
 
-    async def take(self, path: Path) -> dict[str, Any]:
+    def _ignore(self, name: str, mode: int) -> None:
+        if name not in self._ignored:
+            self._ignored.add(name)
+            what = "symlink" if S_ISLNK(mode) else "folder" if S_ISDIR(mode) else "special file"
+            log.warning("file_drop_ignored", connector=self.connector.id, file=repr(name), kind=what,
+                        hint="only regular files directly in the folder are taken; it is left where it is")
+
+    def _refuse_name(self, targets: _Targets, name: str) -> dict[str, Any]:
+        safe = f"unsafe-name-{new_id()}"
+        report = {"file": repr(name), "status": "failed", "moved_as": safe,
+                  "error": "文件名含控制字符，未读取 / the file name holds control characters: not read, moved under a "
+                           "safe name"}
+        targets.move(name, "failed", report, safe)
+        self.status.files["failed"] += 1
+        log.warning("file_failed", connector=self.connector.id, file=repr(name), reason=report["error"])
+        return report
+
+    async def _take(self, targets: _Targets, name: str) -> dict[str, Any]:
         """Ingest one file as a unit and move it to ``done/`` or ``failed/``; its report."""
         try:
-            data = await asyncio.get_running_loop().run_in_executor(None, self._read, path)
-            report = await self._ingest(path.name, data)
+            data = await asyncio.get_running_loop().run_in_executor(None, targets.read, name, self.connector.max_file)
+            report = await self._ingest(name, data)
         except SourceError as exc:
             store = self.runner.store
             entry = LogEntry("rejected", store.now(), connector=self.connector.id, source=self.connector.id,
-                             reason=f"file {path.name}: {exc}")
+                             reason=f"file {name}: {exc}")
             await self.runner.call(store.append_log, [entry])
-            report = {"file": path.name, "status": "failed", "error": str(exc)}
-            self._move(path, "failed", report)
+            report = {"file": name, "status": "failed", "error": str(exc)}
+            targets.move(name, "failed", report)
             self.status.files["failed"] += 1
-            self.status.last_error = f"{path.name}: {exc}"
-            log.warning("file_failed", connector=self.connector.id, file=path.name, reason=str(exc))
+            self.status.last_error = f"{name}: {exc}"
+            log.warning("file_failed", connector=self.connector.id, file=name, reason=str(exc))
             return report
-        self._move(path, "done", report)
+        targets.move(name, "done", report)
         self.status.files["done"] += 1
-        log.info("file_done", connector=self.connector.id, file=path.name, records=report.get("records"))
+        log.info("file_done", connector=self.connector.id, file=name, records=report.get("records"))
         return report
-
-    def _read(self, path: Path) -> bytes:
-        size = path.stat().st_size
-        if size > self.connector.max_file:
-            raise SourceError(f"文件过大 / the file has {size} bytes, more than max_file ({self.connector.max_file})")
-        return path.read_bytes()
 
     async def _ingest(self, name: str, data: bytes) -> dict[str, Any]:
         digest = hashlib.sha256(data).hexdigest()
@@ -313,15 +359,102 @@ class FileDrop(_Source):
         return {**summary, "status": "done", "records": len(outcomes), **tally(outcomes),
                 "results": [o.as_dict() for o in outcomes]}
 
-    def _move(self, path: Path, to: str, report: dict[str, Any]) -> None:
-        folder = self.folder / to
-        folder.mkdir(exist_ok=True)
-        target = folder / path.name
-        if target.exists():
-            target = folder / f"{path.stem}.{new_id()}{path.suffix}"
-        path.replace(target)
-        target.with_name(target.name + ".report.json").write_bytes(
-            orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+class _Targets:
+    """A watched folder and its ``done/`` and ``failed/`` held open as directory handles: every
+    read, move and report goes through them, never through a path that could be swapped meanwhile."""
+
+    def __init__(self, folder: int, done: int, failed: int) -> None:
+        self.folder, self._to = folder, {"done": done, "failed": failed}
+
+    @classmethod
+    def open(cls, path: Path) -> _Targets:
+        """The folder's handles; ``SourceError`` if the folder, ``done/`` or ``failed/`` is not a
+        real folder (no symlink) owned by the gateway's user."""
+        handles: list[int] = []
+        try:
+            handles.append(_own_folder(path, None))
+            for name in ("done", "failed"):
+                handles.append(_own_folder(path / name, handles[0], name))
+        except BaseException:
+            for fd in handles:
+                os.close(fd)
+            raise
+        return cls(*handles)
+
+    def __enter__(self) -> _Targets:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for fd in (self.folder, *self._to.values()):
+            os.close(fd)
+
+    def read(self, name: str, limit: int) -> bytes:
+        """A regular file's bytes, opened without following a link (``SourceError`` otherwise)."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.folder)
+        except OSError as exc:
+            raise SourceError(f"无法打开文件 / cannot open the file: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as file:
+            stat = os.fstat(file.fileno())
+            if not S_ISREG(stat.st_mode):
+                raise SourceError("不是普通文件 / not a regular file")
+            if stat.st_size > limit:
+                raise SourceError(f"文件过大 / the file has {stat.st_size} bytes, more than max_file ({limit})")
+            return file.read(limit + 1)[:limit]
+
+    def move(self, name: str, to: str, report: dict[str, Any], as_name: str | None = None) -> None:
+        """Move ``name`` into ``to`` (under a new name if one is there) with its report beside it,
+        which is created, never written over."""
+        folder = self._to[to]
+        target = as_name or name
+        if _exists(target, folder):
+            stem, dot, suffix = target.rpartition(".")
+            target = f"{stem}.{new_id()}.{suffix}" if dot and stem else f"{target}.{new_id()}"
+        os.rename(name, target, src_dir_fd=self.folder, dst_dir_fd=folder)
+        data = orjson.dumps(report, option=orjson.OPT_INDENT_2)
+        for report_name in (f"{target}.report.json", f"{target}.{new_id()}.report.json"):
+            try:
+                fd = os.open(report_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=folder)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            return
+
+
+def _own_folder(path: Path, parent: int | None, name: str | None = None) -> int:
+    """A handle on a real folder owned by this process's user, created (0700) if missing."""
+    where, dir_fd = (name, parent) if name is not None else (str(path), None)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(where, 0o700, dir_fd=dir_fd)
+        fd = os.open(where, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        raise SourceError(f"{path} 不是真实目录（符号链接？）/ {path} is not a real folder (a symlink?): "
+                          f"{exc.strerror}; the folder is not read until this is fixed") from None
+    owner = os.fstat(fd).st_uid
+    if owner != os.geteuid():
+        os.close(fd)
+        raise SourceError(f"{path} 不属于网关的用户 / {path} belongs to user {owner}, not to the gateway's user "
+                          f"{os.geteuid()}: the folder is not read until this is fixed")
+    return fd
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _unsafe_name(name: str) -> bool:
+    """Whether a name holds control, format or undecodable characters (which a report, a log line
+    or an operator's terminal would show as something else)."""
+    return any(unicodedata.category(c)[0] == "C" for c in name)
 
 
 def _finished(name: str) -> bool:

@@ -14,7 +14,7 @@ import datetime as dt
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -24,20 +24,21 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from gateway.access import CONSOLE as CONSOLE_ROLE
+from gateway.access import PUBLIC, Routes
 from gateway.console.i18n import LANGUAGES, words
 from gateway.exchange_log import EVENTS, ChainCheck, LogEntry
-from gateway.keys import CONFIG, STORE
+from gateway.keys import CONFIG, METRICS, STORE, THROTTLE
 from gateway.security import TokenBook
 from gateway.store.model import LogFilter
 from policy import local_today
 
-__all__ = ["CONSOLE", "ChainMonitor", "Console", "add_console_routes"]
+__all__ = ["CONSOLE", "ChainMonitor", "Console", "add_console_routes", "admit", "install"]
 
 log = structlog.get_logger("supex.console")
 
 COOKIE, LANG_COOKIE = "supex_console", "supex_lang"
 SESSION_SECONDS = 30 * 60  # idle time after which a session ends
-FAILURES_ALLOWED, FAILURE_WINDOW = 5, 300  # failed sign-ins from one address before it waits
 PAGE = 50
 _PROBLEMS = ("rejected", "overdue", "dead_lettered", "delivery_failed", "denied")
 _FILTERS = ("since", "until", "connector", "counterpart", "record_type", "record_id", "event", "rule", "source")
@@ -98,7 +99,6 @@ class Console:
     def __init__(self, tokens: TokenBook, clock: Callable[[], float] = time.monotonic) -> None:
         self.tokens, self._clock = tokens, clock
         self.sessions: dict[str, Session] = {}
-        self.failures: dict[str, list[float]] = {}
         self.chain = ChainMonitor()
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resources.files("gateway.console").joinpath("templates"))),
@@ -126,21 +126,10 @@ class Console:
         session = self.sessions[sid] = Session(auditor, secrets.token_urlsafe(24), now + SESSION_SECONDS)
         return sid, session
 
-    def wait_before_trying(self, address: str) -> int:
-        """Seconds ``address`` must wait before another sign-in (0: it may try now)."""
-        now = self._clock()
-        recent = [t for t in self.failures.get(address, []) if t > now - FAILURE_WINDOW]
-        self.failures[address] = recent
-        if len(recent) < FAILURES_ALLOWED:
-            return 0
-        return int(recent[0] + FAILURE_WINDOW - now) + 1
-
-    def failed(self, address: str) -> None:
-        """Count a failed sign-in of ``address``."""
-        self.failures.setdefault(address, []).append(self._clock())
 
 
 CONSOLE = web.AppKey("console", Console)
+SESSION = web.RequestKey("console_session", Session)
 
 
 # ---- rendering -------------------------------------------------------------------------------------
@@ -175,20 +164,29 @@ def _redirect(location: str) -> web.Response:
     return response
 
 
-def _signed_in(handler: Callable[[web.Request, Session], Any]) -> Callable[[web.Request], Any]:
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        session = request.app[CONSOLE].session(request)
-        if session is None:
-            return _redirect("/console/login")
-        if request.method == "POST":
-            form = await request.post()
-            if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
-                log.warning("console_csrf_refused", auditor=session.auditor, path=request.path)
-                raise web.HTTPForbidden(text="CSRF token missing or wrong / 表单令牌无效")
-        response: web.StreamResponse = await handler(request, session)
-        return response
+FORM_LIMIT = 64 * 1024  # a console form is small: a larger body is refused before it is read
 
-    return wrapper
+
+async def admit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> web.StreamResponse:
+    """A console page for a signed-in auditor only (others are sent to the sign-in page); a form
+    must carry the session's CSRF token."""
+    session = request.app[CONSOLE].session(request)
+    if session is None:
+        return _redirect("/console/login")
+    if request.method == "POST":
+        form = await _form(request)
+        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+            log.warning("console_csrf_refused", auditor=session.auditor, path=request.path)
+            raise web.HTTPForbidden(text="CSRF token missing or wrong / 表单令牌无效")
+    request[SESSION] = session
+    return await handler(request)
+
+
+async def _form(request: web.Request) -> Any:
+    if request.content_length is None or request.content_length > FORM_LIMIT:
+        raise web.HTTPRequestEntityTooLarge(max_size=FORM_LIMIT, actual_size=request.content_length or 0)
+    return await request.post()
 
 
 async def _audited(request: web.Request, session: Session, what: str) -> None:
@@ -219,22 +217,27 @@ def _login_form(request: web.Request, error: str | None = None, status: int = 20
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """POST /console/login: an auditor's token opens a session; failures are counted by address."""
-    console = request.app[CONSOLE]
+    """POST /console/login: an auditor's token opens a session; failures are throttled by address
+    and over all addresses (the same throttle as bearer tokens on the API)."""
+    console, throttle = request.app[CONSOLE], request.app[THROTTLE]
     t = words(_lang(request))
     address = request.remote or "unknown"
-    wait = console.wait_before_trying(address)
+    wait = throttle.wait(address)
     if wait:
         log.warning("console_login_throttled", address=address)
-        return _login_form(request, t["too_many"].format(seconds=wait), status=429)
-    form = await request.post()
+        response = _login_form(request, t["too_many"].format(seconds=wait), status=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
+    form = await _form(request)
     if not hmac.compare_digest(str(form.get("csrf", "")), request.cookies.get("supex_login", "-")):
         return _login_form(request, t["expired"], status=403)
     identity = console.tokens.identify(str(form.get("token", "")).strip())
     if identity is None or identity.role != "auditor":
-        console.failed(address)
+        throttle.failed(address)
+        request.app[METRICS].auth_failures.labels("console").inc()
         log.warning("console_login_refused", address=address)
         return _login_form(request, t["bad_token"], status=401)
+    throttle.succeeded(address)
     sid, _ = console.open_session(identity.name)
     log.info("console_login", auditor=identity.name, address=address)
     response = _redirect("/console/")
@@ -244,8 +247,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@_signed_in
-async def logout(request: web.Request, session: Session) -> web.StreamResponse:
+async def logout(request: web.Request) -> web.StreamResponse:
     """POST /console/logout."""
     request.app[CONSOLE].sessions.pop(request.cookies.get(COOKIE, ""), None)
     response = _redirect("/console/login")
@@ -264,9 +266,9 @@ async def language(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@_signed_in
-async def overview(request: web.Request, session: Session) -> web.Response:
+async def overview(request: web.Request) -> web.Response:
     """GET /console/: the chain's status, problem counts and the daily volume chart."""
+    session = request[SESSION]
     store = request.app[STORE].store
     since_day = (local_today(dt.datetime.now(dt.UTC)) - dt.timedelta(days=13)).isoformat()
     volume, counts, head = await _read(lambda: (store.volume(since_day), store.event_counts(_PROBLEMS),
@@ -276,9 +278,9 @@ async def overview(request: web.Request, session: Session) -> web.Response:
                    chart=_chart(volume, since_day))
 
 
-@_signed_in
-async def verify(request: web.Request, session: Session) -> web.StreamResponse:
+async def verify(request: web.Request) -> web.StreamResponse:
     """POST /console/verify: verify the whole chain now, in the background."""
+    session = request[SESSION]
     request.app[CONSOLE].chain.start(request.app)
     await _audited(request, session, "verify")
     return _redirect("/console/")
@@ -290,9 +292,9 @@ def _filter(request: web.Request) -> LogFilter:
     return LogFilter(**values)
 
 
-@_signed_in
-async def events(request: web.Request, session: Session) -> web.Response:
+async def events(request: web.Request) -> web.Response:
     """GET /console/events: the log searched, newest first, a page at a time."""
+    session = request[SESSION]
     where = _filter(request)
     before = request.query.get("before", "")
     store = request.app[STORE].store
@@ -307,9 +309,9 @@ async def events(request: web.Request, session: Session) -> web.Response:
                    older=older, newest=newest)
 
 
-@_signed_in
-async def trail(request: web.Request, session: Session) -> web.Response:
+async def trail(request: web.Request) -> web.Response:
     """GET /console/trail?source=&record_id=: every event of one record."""
+    session = request[SESSION]
     source, record_id = request.query.get("source", "").strip(), request.query.get("record_id", "").strip()
     entries: list[LogEntry] = []
     if record_id:
@@ -320,9 +322,9 @@ async def trail(request: web.Request, session: Session) -> web.Response:
     return _render(request, "trail.html", session=session, entries=entries, source=source, record_id=record_id)
 
 
-@_signed_in
-async def problems(request: web.Request, session: Session) -> web.Response:
+async def problems(request: web.Request) -> web.Response:
     """GET /console/problems: rejections, overdue and failed deliveries, dead letters, denials by rule."""
+    session = request[SESSION]
     store = request.app[STORE].store
 
     def gather() -> dict[str, Any]:
@@ -370,23 +372,24 @@ async def _root(_request: web.Request) -> web.Response:
     return _redirect("/console/")
 
 
-def add_console_routes(router: web.UrlDispatcher) -> None:
-    """The console's pages and its stylesheet."""
-    router.add_get("/console", _root, name="console_root")
-    router.add_get("/console/", overview, name="console")
-    router.add_get("/console/login", login_page, name="console_login_page")
-    router.add_post("/console/login", login, name="console_login")
-    router.add_post("/console/logout", logout, name="console_logout")
-    router.add_get("/console/language", language, name="console_language")
-    router.add_post("/console/verify", verify, name="console_verify")
-    router.add_get("/console/events", events, name="console_events")
-    router.add_get("/console/trail", trail, name="console_trail")
-    router.add_get("/console/problems", problems, name="console_problems")
-    router.add_static("/console/static/", str(resources.files("gateway.console").joinpath("static")),
-                      name="console_static")
+def add_console_routes(routes: Routes) -> None:
+    """The console's pages (an auditor's session: ``console``) and its stylesheet."""
+    anyone, signed_in = {PUBLIC}, {CONSOLE_ROLE}
+    routes.add("GET", "/console", _root, name="console_root", roles=anyone)
+    routes.add("GET", "/console/", overview, name="console", roles=signed_in)
+    routes.add("GET", "/console/login", login_page, name="console_login_page", roles=anyone)
+    routes.add("POST", "/console/login", login, name="console_login", roles=anyone)
+    routes.add("POST", "/console/logout", logout, name="console_logout", roles=signed_in)
+    routes.add("GET", "/console/language", language, name="console_language", roles=anyone)
+    routes.add("POST", "/console/verify", verify, name="console_verify", roles=signed_in)
+    routes.add("GET", "/console/events", events, name="console_events", roles=signed_in)
+    routes.add("GET", "/console/trail", trail, name="console_trail", roles=signed_in)
+    routes.add("GET", "/console/problems", problems, name="console_problems", roles=signed_in)
+    routes.static("/console/static/", str(resources.files("gateway.console").joinpath("static")),
+                  name="console_static")
 
 
-def install(app: web.Application, clock: Callable[[], float] = time.monotonic) -> None:
+def install(app: web.Application, routes: Routes, clock: Callable[[], float] = time.monotonic) -> None:
     """Give ``app`` its console: state, routes, and the hourly chain verification."""
     app[CONSOLE] = Console(TokenBook(app[CONFIG]), clock)
 
@@ -398,4 +401,4 @@ def install(app: web.Application, clock: Callable[[], float] = time.monotonic) -
         await app[CONSOLE].chain.stop()
 
     app.cleanup_ctx.append(monitor)
-    add_console_routes(app.router)
+    add_console_routes(routes)

@@ -43,7 +43,7 @@ _cursor_names = itertools.count(1)
 _PLANNING = "-c plan_cache_mode=force_custom_plan"
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1-7 as in SQLite (gateway.store.sqlite), in PostgreSQL's types: the same tables, the same
+    # 1-8 as in SQLite (gateway.store.sqlite), in PostgreSQL's types: the same tables, the same
     # columns in the same order. Times are ISO-8601 text compared byte by byte (COLLATE "C").
     """
     CREATE TABLE changes (
@@ -106,6 +106,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     CREATE TABLE turns (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
+    """,
+    """
+    CREATE TABLE nonces (connector TEXT NOT NULL, nonce TEXT NOT NULL, until DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (connector, nonce));
+    CREATE INDEX nonces_by_time ON nonces (until);
     """,
 )
 

@@ -1,7 +1,8 @@
 """Runs the blocking store on one worker thread, so the event loop never waits on the disk.
 
 Pushes are group-committed: while the store thread commits one transaction, the batches that
-arrive queue up, and the next transaction takes all of them — one fsync for many requests.
+arrive queue up, and the next transaction takes all of them — one fsync for many requests. The
+nonces of signed requests ride in the same transactions (``first_use``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gateway.store.model import Incoming, IngestOutcome, Quarantined, SourceMark
-from gateway.store.sql import Batch, SQLStore
+from gateway.store.sql import Batch, Nonce, SQLStore
 
 __all__ = ["StoreRunner"]
 
 T = TypeVar("T")
 Job = tuple[Batch, "asyncio.Future[list[IngestOutcome]]"]
+NonceJob = tuple[Nonce, "asyncio.Future[bool]"]
 _GROUP_RECORDS = 20_000  # at most this many records in one group commit
 
 
@@ -30,6 +32,7 @@ class StoreRunner:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supex-store")
         self._pending: list[Job] = []
+        self._nonces: list[NonceJob] = []
         self._guard = threading.Lock()
         self._draining = False
 
@@ -42,17 +45,29 @@ class StoreRunner:
                      rejected: list[Quarantined], mark: SourceMark | None = None) -> list[IngestOutcome]:
         """Store one batch, committed together with whatever other batches are waiting (a source's
         ``mark`` in the same transaction)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[IngestOutcome]] = loop.create_future()
+        future: asyncio.Future[list[IngestOutcome]] = asyncio.get_running_loop().create_future()
         with self._guard:
             self._pending.append(((connector, batch_id, incoming, rejected, mark), future))
+        self._wake()
+        return await future
+
+    async def first_use(self, connector: str, nonce: str, until: float) -> bool:
+        """Record a signed request's nonce in the store (kept until ``until``), committed with
+        whatever else is waiting; whether no gateway on the store had recorded it before."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        with self._guard:
+            self._nonces.append(((connector, nonce, until), future))
+        self._wake()
+        return await future
+
+    def _wake(self) -> None:
+        with self._guard:
             start = not self._draining
             self._draining = True
         if start:
-            self._executor.submit(self._drain, loop)
-        return await future
+            self._executor.submit(self._drain, asyncio.get_running_loop())
 
-    def _take(self) -> list[Job]:
+    def _take(self) -> tuple[list[Job], list[NonceJob]]:
         with self._guard:
             taken: list[Job] = []
             size = 0
@@ -60,20 +75,25 @@ class StoreRunner:
                 job = self._pending.pop(0)
                 taken.append(job)
                 size += len(job[0][2]) + len(job[0][3])
-            if not taken:
+            nonces, self._nonces = self._nonces, []
+            if not taken and not nonces:
                 self._draining = False
-            return taken
+            return taken, nonces
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        while jobs := self._take():
+        while True:
+            jobs, nonces = self._take()
+            if not jobs and not nonces:
+                return
+            waiting: list[asyncio.Future[Any]] = [f for _, f in jobs] + [f for _, f in nonces]
             try:
-                results = self.store.ingest_many([batch for batch, _ in jobs])
+                results, fresh = self.store.commit_group([batch for batch, _ in jobs], [n for n, _ in nonces])
             except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure
-                for _, future in jobs:
+                for future in waiting:
                     loop.call_soon_threadsafe(_settle, future, None, exc)
                 continue
-            for (_, future), outcomes in zip(jobs, results, strict=True):
-                loop.call_soon_threadsafe(_settle, future, outcomes, None)
+            for future, result in zip(waiting, [*results, *fresh], strict=True):
+                loop.call_soon_threadsafe(_settle, future, result, None)
 
     def close(self) -> None:
         """Finish pending calls and close the store."""
@@ -81,12 +101,10 @@ class StoreRunner:
         self.store.close()
 
 
-def _settle(future: asyncio.Future[list[IngestOutcome]], result: list[IngestOutcome] | None,
-            error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():
         return
     if error is not None:
         future.set_exception(error)
     else:
-        assert result is not None
         future.set_result(result)

@@ -53,13 +53,14 @@ from gateway.store.versions import decide
 from policy import Decision, Policy, Shared, local_today
 from policy.rules import LOCAL
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "LOG_COLUMNS", "Batch", "Clock", "Connection", "SQLStore", "Stretch", "WriterTimes",
-           "utc_now", "verify_stretch"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "LOG_COLUMNS", "Batch", "Clock", "Connection", "Nonce", "SQLStore", "Stretch",
+           "WriterTimes", "utc_now", "verify_stretch"]
 
 Clock = Callable[[], dt.datetime]
 # connector, batch id, to store, to quarantine, and where a fetched batch came from
 Batch = tuple[str, str, list[Incoming], list[Quarantined], SourceMark | None]
 Change = tuple[int, str, int, str, bytes]  # seq, producing connector, version, record type, payload
+Nonce = tuple[str, str, float]  # connector, nonce, until when (epoch seconds) a replay of it is possible
 LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 VOLUME_EVENTS = frozenset({"stored", "rejected", "delivered", "pulled"})
@@ -314,27 +315,57 @@ class SQLStore:
         the source's ``mark`` (cursor or file) saved with it."""
         return self.ingest_many([(connector, batch_id, incoming, rejected, mark)])[0]
 
-    def ingest_many(self, batches: list[Batch]) -> list[
-        list[IngestOutcome]
-    ]:
+    def ingest_many(self, batches: list[Batch]) -> list[list[IngestOutcome]]:
         """Store several batches in one transaction (group commit): one fsync for all of them."""
-        with self._transaction() as db:
-            at = self.now()
-            next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
-            writes = _Writes()
-            by_connector: dict[str, list[str]] = {}
-            for connector, _, incoming, _, _ in batches:
-                by_connector.setdefault(connector, []).extend(i.record_id for i in incoming)
-            for connector, record_ids in by_connector.items():  # what is stored of them, for every batch at once
-                self._current(db, connector, record_ids, writes.known.setdefault(connector, {}))
-            results = []
-            for batch in batches:
-                outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch, writes)
-                results.append(outcomes)
-            writes.store(db)
-            if self.policy is not None and writes.stored:
-                self._route(db, at, writes.stored, writes.entries)
-            self._append(db, writes.entries)
+        return self.commit_group(batches, [])[0]
+
+    def commit_group(self, batches: list[Batch], nonces: Sequence[Nonce]) -> tuple[list[list[IngestOutcome]],
+                                                                                   list[bool]]:
+        """In one transaction: record the signed requests' ``nonces`` (whether each is used for the
+        first time) and store the ``batches``."""
+        with self._transaction(serial=bool(batches)) as db:
+            fresh = self._first_uses(db, nonces)
+            return (self._ingest_in(db, batches) if batches else []), fresh
+
+    @staticmethod
+    def _first_uses(db: Connection, nonces: Sequence[Nonce]) -> list[bool]:
+        """Record each ``(connector, nonce, until)``; whether it was not recorded yet."""
+        new: set[tuple[str, str]] = set()
+        for start in range(0, len(nonces), 300):
+            chunk = nonces[start:start + 300]
+            values = ", ".join(["(?,?,?)"] * len(chunk))
+            rows = db.execute(f"INSERT INTO nonces (connector, nonce, until) VALUES {values} "
+                              "ON CONFLICT (connector, nonce) DO NOTHING RETURNING connector, nonce",
+                              [v for n in chunk for v in n]).fetchall()
+            new.update((r[0], r[1]) for r in rows)
+        fresh = []
+        for connector, nonce, _ in nonces:  # a nonce twice in one group is new once
+            fresh.append((connector, nonce) in new)
+            new.discard((connector, nonce))
+        return fresh
+
+    def forget_nonces(self, before: float) -> int:
+        """Drop the nonces whose window has passed (a replay of them is refused by its timestamp)."""
+        with self._transaction(serial=False) as db:
+            return int(db.execute("DELETE FROM nonces WHERE until < ?", (before,)).rowcount or 0)
+
+    def _ingest_in(self, db: Connection, batches: list[Batch]) -> list[list[IngestOutcome]]:
+        at = self.now()
+        next_seq = (db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0) + 1
+        writes = _Writes()
+        by_connector: dict[str, list[str]] = {}
+        for connector, _, incoming, _, _ in batches:
+            by_connector.setdefault(connector, []).extend(i.record_id for i in incoming)
+        for connector, record_ids in by_connector.items():  # what is stored of them, for every batch at once
+            self._current(db, connector, record_ids, writes.known.setdefault(connector, {}))
+        results = []
+        for batch in batches:
+            outcomes, next_seq = self._ingest_batch(db, at, next_seq, batch, writes)
+            results.append(outcomes)
+        writes.store(db)
+        if self.policy is not None and writes.stored:
+            self._route(db, at, writes.stored, writes.entries)
+        self._append(db, writes.entries)
         return results
 
     def _ingest_batch(self, db: Connection, at: str, next_seq: int, batch: Batch,

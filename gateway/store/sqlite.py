@@ -100,6 +100,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE turns (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 8: the nonces of signed requests seen within the timestamp window (until when, epoch seconds),
+    #    so that a replay is refused after a restart and at every gateway on the database
+    """
+    CREATE TABLE nonces (connector TEXT NOT NULL, nonce TEXT NOT NULL, until REAL NOT NULL,
+        PRIMARY KEY (connector, nonce)) WITHOUT ROWID;
+    CREATE INDEX nonces_by_time ON nonces (until);
+    """,
 )
 
 

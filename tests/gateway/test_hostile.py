@@ -5,6 +5,7 @@ mixed encodings, bodies far over the limit sent or declared, and clients that tr
 from __future__ import annotations
 
 import json
+import secrets
 import select
 import socket
 import threading
@@ -141,9 +142,13 @@ def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
         yield host, int(port)
 
 
-def _head(length: str, chunked: bool = False) -> bytes:
+def _head(length: str, chunked: bool = False, signed: bool = True) -> bytes:
+    """A push's head; ``signed``: with a connector's signature headers as far as they can be right
+    before the body is known (the key, the time, a fresh nonce), so that the body is read."""
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
-    return (f"POST /v1/records HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n{framing}\r\n"
+    claim = (f"X-Supex-Key: dr\r\nX-Supex-Timestamp: {int(time.time())}\r\nX-Supex-Nonce: {secrets.token_hex(16)}\r\n"
+             f"X-Supex-Signature: {'0' * 64}\r\n") if signed else ""
+    return (f"POST /v1/records HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n{claim}{framing}\r\n"
             "\r\n").encode()
 
 

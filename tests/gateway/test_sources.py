@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -460,3 +461,80 @@ async def test_one_gateway_on_a_database_reads_a_folder_the_others_stand_by(drop
     assert {c["id"]: c for c in body["connectors"]}["drop"]["source"]["standby"] is True
     sources.name = here
     assert await sources.my_turn(drop) is True and drop.status.standby is False
+
+
+# ---- file drop: a folder that others can write to ------------------------------------------------
+
+async def test_a_symlink_in_the_folder_is_not_followed(drops: TestClient[Any, Any], tmp_path: Path) -> None:
+    """``ln -s …/secrets.toml drop/x.csv``: the link is left where it is, its target neither read
+    nor moved, and nothing of it reaches the rejections (the attack served the file's lines)."""
+    client, drop = drops, _drop(drops)
+    secret = tmp_path / "outside" / "secrets.toml"
+    secret.parent.mkdir()
+    secret.write_text('api_password = "MARKER-OUTSIDE-7731"\n')
+    (drop.folder / "x.csv").symlink_to(secret)
+    (drop.folder / "fifo.csv").parent.mkdir(exist_ok=True)
+    os.mkfifo(drop.folder / "fifo.csv")  # a reader opening it would hang: it is never opened
+    (drop.folder / "sub.csv").mkdir()
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "results.csv")
+    (report,) = await _settle(drop)
+    assert report["file"] == "results.csv"
+    assert (drop.folder / "x.csv").is_symlink() and (drop.folder / "fifo.csv").exists()
+    assert secret.read_text() == 'api_password = "MARKER-OUTSIDE-7731"\n'
+    rejections = client.app[STORE].store.rejections("drop", 0, 1000)
+    assert "MARKER-OUTSIDE" not in json.dumps(rejections, ensure_ascii=False)
+    assert await drop.scan_once() == []  # and stay left on later looks
+
+
+@pytest.mark.parametrize("replaced", ["done", "failed"])
+async def test_done_or_failed_replaced_by_a_symlink_stops_the_source(drops: TestClient[Any, Any], tmp_path: Path,
+                                                                     replaced: str) -> None:
+    """A ``done/`` or ``failed/`` that is a symlink to another folder (a venv's site-packages): nothing
+    is read or moved until it is fixed, and the admin listing says why."""
+    client, drop = drops, _drop(drops)
+    elsewhere = tmp_path / "site-packages"
+    elsewhere.mkdir()
+    (drop.folder / replaced).symlink_to(elsewhere, target_is_directory=True)
+    (drop.folder / "evil.pth").write_text("import os\n")
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "results.csv")
+    assert await _settle(drop) == []
+    assert list(elsewhere.iterdir()) == [] and (drop.folder / "results.csv").exists() and _stored(client) == 0
+    assert "not a real folder" in (drop.status.last_error or "")
+    answer = await client.get("/v1/admin/connectors", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    listed = {c["id"]: c for c in (await answer.json())["connectors"]}
+    assert "not a real folder" in listed["drop"]["source"]["last_error"]
+    (drop.folder / replaced).unlink()  # fixed: the folder is read again
+    (report, _) = await _settle(drop)
+    assert report["file"] == "evil.pth" and report["status"] == "failed"
+    assert drop.status.last_error is not None and "not a real folder" not in drop.status.last_error
+
+
+async def test_a_symlink_planted_where_a_report_goes_is_never_written_through(drops: TestClient[Any, Any],
+                                                                             tmp_path: Path) -> None:
+    drop = _drop(drops)
+    victims = {name: tmp_path / f"victim-{name}.txt" for name in ("done", "failed")}
+    for name, victim in victims.items():
+        victim.write_text("original\n")
+        (drop.folder / name).mkdir(exist_ok=True)
+    (drop.folder / "done" / "r.csv.report.json").symlink_to(victims["done"])
+    (drop.folder / "failed" / "q.csv.report.json").symlink_to(victims["failed"])
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / "r.csv")
+    (drop.folder / "q.csv").write_bytes("抽查任务编号,计划编号\n\"unterminated".encode("gb18030"))
+    reports = await _settle(drop)
+    assert sorted(r["status"] for r in reports) == ["done", "failed"]
+    assert all(v.read_text() == "original\n" for v in victims.values())
+    written = sorted(p.name for p in (drop.folder / "done").iterdir() if not p.is_symlink())
+    assert written[0] == "r.csv" and written[1].startswith("r.csv.") and written[1].endswith(".report.json")
+    assert oct((drop.folder / "done" / written[1]).stat().st_mode & 0o777) == oct(0o600)
+
+
+async def test_a_name_with_control_characters_is_moved_aside_unread(drops: TestClient[Any, Any]) -> None:
+    client, drop = drops, _drop(drops)
+    name = "results\x1b[2J\n.csv"
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / name)
+    (report,) = await _settle(drop)
+    assert report["status"] == "failed" and "control characters" in report["error"]
+    assert _stored(client) == 0 and not (drop.folder / name).exists()
+    moved = drop.folder / "failed" / report["moved_as"]
+    assert moved.read_bytes() == (SAMPLES / "results.gb18030.csv").read_bytes()
+    assert json.loads((moved.parent / f"{moved.name}.report.json").read_text())["file"] == repr(name)
