@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install  ## the gateway on the embedded SQLite store, with the example configuration
+	@mkdir -p -m 700 var
+	@test -f var/data.key || $(BIN)/supex keys generate --output var/data.key
 	$(BIN)/supex check-config config.example.toml
 	$(BIN)/supex serve --config config.example.toml
 

@@ -48,6 +48,7 @@ listen = "127.0.0.1:{port}"
 store = "{store}"
 log_hash = "sm3"
 max_body = "16MiB"
+allow_plaintext_at_rest = true  # generated test records, on a throwaway store
 
 [[connector]]
 id = "bench"

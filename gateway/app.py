@@ -47,6 +47,7 @@ from gateway.keys import json_response as _json
 from gateway.observability import Metrics, WriterCollector, new_id
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
+from gateway.safety import at_rest_warnings
 from gateway.security import (
     AuthError,
     ConnectorClaim,
@@ -59,6 +60,7 @@ from gateway.security import (
     header_text,
     verify_signature,
 )
+from gateway.serving import GUARD
 from gateway.sources import Sources
 from gateway.store import LogFilter, open_store
 from gateway.store.model import tally
@@ -74,6 +76,7 @@ NONCES = web.AppKey("nonces", NonceCache)
 LIMITER = web.AppKey("limiter", RateLimiter)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 TOKENS = web.AppKey("tokens", TokenBook)
+WARNINGS = web.AppKey("warnings", list[str])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -108,6 +111,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
              ms=round(elapsed * 1000, 2), caller=identity.name if identity else None)
     response.headers["X-Request-Id"] = request_id
     structlog.contextvars.unbind_contextvars("request_id")
+    if GUARD in request.app:
+        request.app[GUARD].answered(request.transport)
     return response
 
 
@@ -416,9 +421,10 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """Liveness."""
-    return _json({"status": "ok"})
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness, and the settings an operator chose that leave data less safe (if any)."""
+    warnings = request.app[WARNINGS]
+    return _json({"status": "ok", **({"warnings": warnings} if warnings else {})})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -486,9 +492,6 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         store = runner.store
         store.check_keys()
         app[METRICS].registry.register(WriterCollector(lambda: (store.writer.waited, store.writer.held)))
-        if store.cipher is None:
-            log.warning("no_data_key", hint="important and core payloads are stored in plaintext: set data_key_env "
-                        "or data_key_file (docs/security.md)")
         await runner.call(lambda: store.set_policy(config.policy(store.runtime_rules(), store.connector_states())))
         task = asyncio.create_task(_housekeeping(app))
         mappings: dict[str, CompiledMapping] = app[MAPPINGS]
@@ -554,6 +557,7 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     app[THROTTLE] = FailureThrottle(clock=monotonic_clock)
     app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
                                 if c.max_requests_per_second}, monotonic_clock)
+    app[WARNINGS] = at_rest_warnings(config)
     app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
     app[MAPPINGS] = {c.id: resolve_mapping(name, config.base_dir) for c in config.connector
                      if (name := c.mapping_name)}

@@ -175,7 +175,9 @@ def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "the key ring that data_key_env or data_key_file names: base64 keys, the current one first.")
     inner = p.add_subparsers(dest="keys_command", metavar="{generate,status,rotate}", required=True)
     generate = inner.add_parser("generate", help="print a new random data key (base64 of 32 bytes)",
-                                description="Print a new random data key, to put first in the key ring.")
+                                description="Print a new random data key, to put first in the key ring, or write "
+                                "it to a new key file (mode 0600; an existing file is never overwritten).")
+    generate.add_argument("--output", type=Path, metavar="FILE", help="write the key to this new file instead")
     generate.set_defaults(command="keys generate")
     status = inner.add_parser("status", help="how many payloads each key seals",
                               description="Count the sealed payloads by key id, and important or core payloads "

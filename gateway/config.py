@@ -75,6 +75,17 @@ class GatewayConfig(_Strict):
     # how long a push delivery claimed by one gateway is left alone by the others sharing its
     # database (a gateway that dies holding claims has them taken over once this has passed)
     delivery_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # connections: a request's headers must have come within header_timeout_seconds of the
+    # connection opening (or of the previous answer on it), a kept-alive connection is closed after
+    # keepalive_timeout_seconds without a request, and one client address holds at most
+    # max_connections_per_address connections at once
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    max_connections_per_address: int = Field(default=128, ge=1, le=100_000)
+    # knowingly serving with payloads in plaintext at rest, or with the published demonstration
+    # secrets and tokens (docs/security.md): refused unless said here
+    allow_plaintext_at_rest: bool = False
+    allow_demo_secrets: bool = False
 
     @field_validator("delivery_max_age")
     @classmethod

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
+import structlog
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,6 +30,8 @@ from gateway.encryption import DataCipher, generate_key
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
 from gateway.observability import configure_logging
+from gateway.safety import check_before_serving
+from gateway.serving import raise_open_files_limit, run_gateway
 from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, shown
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
@@ -39,12 +41,20 @@ __all__ = ["check_config", "connector_test", "deadletter_list", "deadletter_repl
            "keys_rotate", "keys_status", "log_checkpoint", "log_export", "log_query", "log_verify", "policy_explain",
            "push", "serve"]
 
+log = structlog.get_logger("supex.serve")
+
 
 
 def serve(args: argparse.Namespace) -> int:
     """``supex serve``: run the gateway until interrupted."""
+    os.umask(0o077)  # the store, its WAL, backups, reports and moved files: the gateway's user's alone
     config = load_config(args.config)
     configure_logging()
+    warnings = check_before_serving(config)
+    for warning in warnings:
+        log.warning("unsafe_setting", reason=warning)
+    soft, hard = raise_open_files_limit()
+    log.info("open_files_limit", soft=soft, hard=hard)
     app = create_app(config)
     # Long-lived caches (identifiers, regions, nonces) make full collections slow; collect the young
     # generations less often and keep what start-up built out of the collector's way.
@@ -53,8 +63,9 @@ def serve(args: argparse.Namespace) -> int:
     # The store thread needs the GIL back after each SQLite call; with the default 5 ms switch
     # interval a busy event loop starves it and commits queue up behind each other.
     sys.setswitchinterval(0.0005)
-    print(f"supex serving on http://{config.gateway.listen} (store {shown(config.gateway.store)})", file=sys.stderr)
-    web.run_app(app, host=config.gateway.host, port=config.gateway.port, access_log=None, print=None)
+    print(f"supex serving on http://{config.gateway.listen} (store {shown(config.gateway.store)}, open files up to "
+          f"{soft})", file=sys.stderr)
+    run_gateway(app, config.gateway)
     return EXIT_OK
 
 
@@ -367,9 +378,21 @@ def demo(args: argparse.Namespace) -> int:
 
 # ---- data keys --------------------------------------------------------------------------------
 
-def keys_generate(_args: argparse.Namespace) -> int:
-    """``supex keys generate``: a new random data key."""
-    print(generate_key())
+def keys_generate(args: argparse.Namespace) -> int:
+    """``supex keys generate``: a new random data key, printed or written to a new key file (0600)."""
+    if args.output is None:
+        print(generate_key())
+        return EXIT_OK
+    try:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"密钥文件已存在，未覆盖 / {args.output} exists and is left as it is: a key file is never "
+                          "overwritten (add a new key first in it to rotate; see supex keys rotate)") from None
+    except OSError as exc:
+        raise ConfigError(f"无法创建密钥文件 / cannot create {args.output}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(generate_key() + "\n")
+    print(f"data key written to {args.output} (mode 0600) / 数据密钥已写入", file=sys.stderr)
     return EXIT_OK
 
 

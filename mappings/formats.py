@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -33,8 +32,6 @@ __all__ = [
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 _CHUNK = 1 << 16
-_DOCTYPE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
-_ROOT_START = re.compile(rb"<[A-Za-z_]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,60 +270,49 @@ def _hardened_parser() -> etree.XMLParser:
                            huge_tree=False, remove_comments=True, remove_pis=True)
 
 
-def _refuse_doctype(head: bytes) -> None:
-    root = _ROOT_START.search(head)
-    prolog = head[: root.start()] if root else head
-    if _DOCTYPE.search(prolog):
-        raise SourceFormatError("XML with a DTD or entity declarations is refused (no DTDs, no entities)")
+_DTD_REFUSED = "XML with a DTD or entity declarations is refused (no DTDs, no entities)"
+
+
+def _has_dtd(tree: Any) -> bool:
+    """Whether the parsed document declared a DTD (internal or external): as the parser read it,
+    whatever the encoding, comments or length of the prolog — not as a pattern would guess."""
+    docinfo = tree.docinfo
+    return bool(docinfo.doctype) or docinfo.internalDTD is not None or docinfo.externalDTD is not None
 
 
 def parse_xml(data: bytes) -> Any:
     """One XML document or fragment, parsed with the hardened parser; DTDs are refused."""
-    _refuse_doctype(data[:_CHUNK])
     try:
-        return etree.fromstring(data, parser=_hardened_parser())
+        root = etree.fromstring(data, parser=_hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise SourceFormatError(f"malformed XML: {exc}") from None
+    if _has_dtd(root.getroottree()):
+        raise SourceFormatError(_DTD_REFUSED)
+    return root
 
 
 def read_xml(stream: IO[bytes], *, record_tag: str) -> Iterator[SourceItem]:
-    """Each ``record_tag`` element (Clark notation) of an XML document, streamed and freed after use."""
-    head = stream.read(_CHUNK)
-    try:
-        _refuse_doctype(head)
-    except SourceFormatError as exc:
-        yield SourceItem(0, "element 0", error=str(exc))
-        return
-    source = _Rewound(head, stream)
-    events = etree.iterparse(source, events=("end",), tag=record_tag, resolve_entities=False, no_network=True,
+    """Each ``record_tag`` element (Clark notation) of an XML document, streamed and freed after use.
+    A document that declares a DTD yields one error and nothing else: the prolog, where a DTD must
+    stand, has been parsed by the time the first record ends, and is checked before it is given."""
+    events = etree.iterparse(stream, events=("end",), tag=record_tag, resolve_entities=False, no_network=True,
                              load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
     index = 0
     try:
         for _event, element in events:
+            if index == 0 and _has_dtd(element.getroottree()):
+                yield SourceItem(0, "element 0", error=_DTD_REFUSED)
+                return
             yield SourceItem(index, f"element {index} (line {element.sourceline})", element)
             index += 1
             element.clear()  # free what was read: memory follows one record, not the file
             parent = element.getparent()
             while parent is not None and element.getprevious() is not None:
                 del parent[0]
+        if index == 0 and events.root is not None and _has_dtd(events.root.getroottree()):
+            yield SourceItem(0, "element 0", error=_DTD_REFUSED)
     except etree.XMLSyntaxError as exc:
         yield SourceItem(index, f"element {index}", error=f"malformed XML: {exc}; the rest of the file was not read")
-
-
-class _Rewound:
-    """A read-only stream that first returns the bytes already read for sniffing."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head, self._stream = head, stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._stream.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._stream.read(size)
 
 
 def write_xml(elements: list[Any], *, root_tag: str, nsmap: dict[str | None, str]) -> bytes:

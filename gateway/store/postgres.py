@@ -33,7 +33,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.encryption import DataCipher
 from gateway.exceptions import StoreUnavailableError
-from gateway.store.sql import DEFAULT_LEASE_SECONDS, Clock, SQLStore, Stretch, utc_now, verify_stretch
+from gateway.store.sql import (
+    DEFAULT_LEASE_SECONDS,
+    Clock,
+    SQLStore,
+    Stretch,
+    new_private_file,
+    utc_now,
+    verify_stretch,
+)
 
 __all__ = ["MIGRATIONS", "PostgresStore", "is_postgres_url", "redacted"]
 
@@ -297,18 +305,18 @@ class PostgresStore(SQLStore):
     def backup(self, target: Path) -> None:
         """``pg_dump --format=custom`` of the database (one snapshot, beside the writers), for
         ``pg_restore``; the password, if the URL has one, goes to pg_dump by its environment."""
-        if target.exists():
-            raise StoreUnavailableError(f"备份文件已存在 / {target} exists: name a new file")
         dump = shutil.which("pg_dump")
         if dump is None:
             raise StoreUnavailableError("找不到 pg_dump / pg_dump is not on PATH: install the PostgreSQL client "
                                         "tools of the server's major version")
+        new_private_file(target)  # pg_dump writes into it, keeping its mode
         parts = conninfo_to_dict(self.location)
         password = parts.pop("password", None)
         environment = {**os.environ, **({"PGPASSWORD": str(password)} if password else {})}
         done = subprocess.run([dump, "--format=custom", f"--file={target}", make_conninfo("", **parts)],  # noqa: S603
                               env=environment, capture_output=True, text=True, check=False)
         if done.returncode != 0:
+            target.unlink(missing_ok=True)
             raise StoreUnavailableError(f"pg_dump 失败 / pg_dump failed: {done.stderr.strip()[-500:]}")
 
     def close(self) -> None:

@@ -54,7 +54,7 @@ from policy import Decision, Policy, Shared, local_today
 from policy.rules import LOCAL
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "LOG_COLUMNS", "Batch", "Clock", "Connection", "Nonce", "SQLStore", "Stretch",
-           "WriterTimes", "utc_now", "verify_stretch"]
+           "WriterTimes", "new_private_file", "utc_now", "verify_stretch"]
 
 Clock = Callable[[], dt.datetime]
 # connector, batch id, to store, to quarantine, and where a fetched batch came from
@@ -64,6 +64,7 @@ Nonce = tuple[str, str, float]  # connector, nonce, until when (epoch seconds) a
 LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 VOLUME_EVENTS = frozenset({"stored", "rejected", "delivered", "pulled"})
+_QUARANTINED = b"SPXQ"  # a sealed quarantine row: its errors (length, JSON) and then its payload
 DEFAULT_LEASE_SECONDS = 60.0  # how long a claimed push delivery is another gateway's to leave alone
 
 
@@ -307,6 +308,19 @@ class SQLStore:
                                   reason=f"data keys rotated: {done} payloads sealed again under key "
                                          f"{cipher.current} ({cipher.algorithm})")])
 
+    def _quarantined(self, errors: list[dict[str, Any]], payload: bytes, batch_id: str,
+                     position: int) -> tuple[str, bytes, str | None]:
+        """A rejected record's errors and payload as stored. Sealed (as core data: nobody has checked
+        what it holds), its errors are sealed with it, and only their codes and paths stay readable:
+        a message may quote the offending value (a code, a USCC)."""
+        if self.cipher is None:
+            return orjson.dumps(errors).decode(), payload, None
+        readable = [{"path": e.get("path", ""), "code": e.get("code", "")} for e in errors]
+        details = orjson.dumps(errors)
+        sealed, key = self._sealed(_QUARANTINED + len(details).to_bytes(4, "big") + details + payload, "core",
+                                   _quarantine_binding(batch_id, position))
+        return orjson.dumps(readable).decode(), sealed, key
+
     # ---- ingest -------------------------------------------------------------------------------
 
     def ingest(self, connector: str, batch_id: str, incoming: list[Incoming], rejected: list[Quarantined],
@@ -398,8 +412,7 @@ class SQLStore:
             elif verdict.status == "rejected":
                 errors = [verdict.error] if verdict.error else []
                 quarantine.append((connector, batch_id, item.position, item.record_id, item.record_type, at,
-                                   orjson.dumps(errors).decode(),
-                                   *self._sealed(item.payload, "core", _quarantine_binding(batch_id, item.position))))
+                                   *self._quarantined(errors, item.payload, batch_id, item.position)))
                 entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         batch_id=batch_id, reason="version_conflict"))
@@ -414,8 +427,7 @@ class SQLStore:
         for bad in rejected:
             codes = sorted({e["code"] for e in bad.errors})
             quarantine.append((connector, batch_id, bad.position, bad.record_id, bad.record_type, at,
-                               orjson.dumps(bad.errors).decode(),
-                               *self._sealed(bad.payload, "core", _quarantine_binding(batch_id, bad.position))))
+                               *self._quarantined(bad.errors, bad.payload, batch_id, bad.position)))
             entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                     record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
                                     reason=",".join(codes)))
@@ -757,13 +769,17 @@ class SQLStore:
                 "WHERE connector = ? AND id > ? ORDER BY id LIMIT ?", (connector, after, limit)).fetchall()
         out = []
         for r in rows:
-            raw = self._opened(r[7], _quarantine_binding(r[1], r[2]))
+            raw, errors = self._opened(r[7], _quarantine_binding(r[1], r[2])), orjson.loads(r[6])
+            if raw.startswith(_QUARANTINED):  # the errors in full, sealed with the payload
+                size = int.from_bytes(raw[len(_QUARANTINED):len(_QUARANTINED) + 4], "big")
+                start = len(_QUARANTINED) + 4
+                errors, raw = orjson.loads(raw[start:start + size]), raw[start + size:]
             try:
                 payload: Any = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 payload = raw.decode("utf-8", errors="replace")
             out.append({"id": r[0], "batch_id": r[1], "index": r[2], "record_id": r[3], "record_type": r[4],
-                        "received_at": r[5], "errors": orjson.loads(r[6]), "record": payload})
+                        "received_at": r[5], "errors": errors, "record": payload})
         return out
 
     def log_entries(self, *, after: int = 0, where: LogFilter | None = None, limit: int | None = None) -> Iterator[
@@ -910,6 +926,15 @@ _UNDER_OTHER_KEYS = {
     "quarantine": "SELECT id, payload, batch_id, idx FROM quarantine WHERE id > ? "
                   "AND (key_id IS NULL OR key_id != ?) ORDER BY id LIMIT ?",
 }
+
+
+def new_private_file(target: Path) -> None:
+    """Create ``target`` empty and readable by this user alone (a backup is the whole store);
+    ``StoreUnavailableError`` if anything is there already (a file, or a link planted there)."""
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        raise StoreUnavailableError(f"备份文件已存在 / {target} exists: name a new file") from None
 
 
 @lru_cache(maxsize=64)

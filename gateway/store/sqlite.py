@@ -6,6 +6,7 @@ SQLite's write lock (``BEGIN IMMEDIATE``), so every write is serialised, as ``SQ
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,14 @@ from typing import ClassVar
 
 from gateway.encryption import DataCipher
 from gateway.exceptions import StoreUnavailableError
-from gateway.store.sql import DEFAULT_LEASE_SECONDS, Clock, SQLStore, Stretch, utc_now, verify_stretch
+from gateway.store.sql import (
+    DEFAULT_LEASE_SECONDS,
+    Clock,
+    SQLStore,
+    Stretch,
+    utc_now,
+    verify_stretch,
+)
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -134,7 +142,7 @@ class SQLiteStore(SQLStore):
                  cipher: DataCipher | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         super().__init__(path, log_hash=log_hash, clock=clock, cipher=cipher, lease_seconds=lease_seconds)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(path))
         self.path = path
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -198,10 +206,14 @@ class SQLiteStore(SQLStore):
     def backup(self, target: Path) -> None:
         """A copy of the database as of one moment (``VACUUM INTO``: one read transaction, beside the
         writer), ready to be opened as it is."""
-        if target.exists():
+        if os.path.lexists(target):
             raise StoreUnavailableError(f"备份文件已存在 / {target} exists: name a new file")
-        with self._reading() as db:
-            db.execute("VACUUM INTO ?", (str(target),))
+        private = os.umask(0o077)  # SQLite creates the copy itself: readable by this user alone
+        try:
+            with self._reading() as db:
+                db.execute("VACUUM INTO ?", (str(target),))
+        finally:
+            os.umask(private)
 
     def close(self) -> None:
         """Checkpoint what remains and close the database."""
@@ -209,6 +221,16 @@ class SQLiteStore(SQLStore):
             if self.path != ":memory:":
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file readable by the gateway's user alone (its folder 0700 if new);
+    SQLite gives its WAL and shared-memory files the database's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
 
 
 def _verify_stretch_at(path: str, algorithm: str, first: int, last: int) -> Stretch:

@@ -32,6 +32,7 @@ log_hash = "sm3"
 max_body = "256KiB"
 max_records = 50
 prepare_processes = 0
+allow_plaintext_at_rest = true  # test records, on a throwaway store
 
 [[auditor]]
 name = "sec"

@@ -64,6 +64,7 @@ def test_a_backup_taken_while_writing_restores_and_verifies(
     printed = capsys.readouterr().out
     checkpoint = re.search(r"--checkpoint (\d+:[0-9a-f]{64})", printed)
     assert checkpoint is not None and archive.stat().st_size > 0
+    assert archive.stat().st_mode & 0o777 == 0o600  # the whole store: its user's alone
     assert main(["backup", "--config", str(config), str(archive)]) == 1  # never overwritten
 
     name = f"supex_restored_{uuid.uuid4().hex[:8]}"

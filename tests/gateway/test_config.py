@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,21 +14,45 @@ from gateway.cli import main
 from gateway.config import load_config, parse_size
 from gateway.exceptions import ConfigError
 from gateway.observability import new_id, redact
+from gateway.safety import DEMO_SECRETS, DEMO_TOKENS, check_before_serving
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()}
 
 
-def test_the_example_configuration_loads() -> None:
-    """config.example.toml is valid, with its secrets file beside it."""
-    config = load_config(ROOT / "config.example.toml", environ={})
+def _example(tmp_path: Path) -> Path:
+    """config.example.toml and its secrets file in a folder of their own, with the data key file
+    ``make run`` creates on first start."""
+    for name in ("config.example.toml", "secrets.example.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "var").mkdir()
+    assert main(["keys", "generate", "--output", str(tmp_path / "var" / "data.key")]) == 0
+    return tmp_path / "config.example.toml"
+
+
+def test_the_example_configuration_loads(tmp_path: Path) -> None:
+    """config.example.toml is valid, with its secrets file beside it and a data key."""
+    config = load_config(_example(tmp_path), environ={})
     assert [c.id for c in config.connector] == ["amr", "internet-plus", "enforcement", "double-random",
                                                 "double-random-files", "jinan", "hotline"]
     assert [r.id for r in config.sharing] == ["clue-to-amr"]
     assert config.connectors()["enforcement"].mapping_name == "enforcement_oversight.penalty"
     assert config.gateway.max_body == 16 * 1024 * 1024
-    assert config.store_path() == str(ROOT / "var" / "supex.db")
+    assert config.store_path() == str(tmp_path / "var" / "supex.db")
+    assert config.data_cipher is not None and config.gateway.allow_demo_secrets
+    assert (tmp_path / "var" / "data.key").stat().st_mode & 0o777 == 0o600
+    assert check_before_serving(config)[0].startswith("演示密钥")  # it serves, saying it is a demonstration
+
+
+def test_the_demonstration_credentials_are_those_the_examples_publish() -> None:
+    """The values ``supex serve`` refuses are exactly the example files' (they cannot drift apart)."""
+    published = tomllib.loads((ROOT / "secrets.example.toml").read_text(encoding="utf-8"))
+    assert set(published.values()) == DEMO_SECRETS
+    tokens = re.findall(r"token_sha256 = \"([0-9a-f]{64})\"\s*#\s*(\S+)",
+                        (ROOT / "config.example.toml").read_text(encoding="utf-8"))
+    assert {token for _, token in tokens} == DEMO_TOKENS
+    assert all(hashlib.sha256(token.encode()).hexdigest() == digest for digest, token in tokens)
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -114,6 +114,23 @@ def test_quarantined_payloads_are_sealed_too_and_given_back_to_their_producer(ba
     assert MARKER.encode() not in _at_rest(backend)
 
 
+def test_the_errors_of_a_sealed_rejection_are_sealed_but_their_codes_and_paths(backend: Backend) -> None:
+    """A message may quote the offending value (here a USCC): at rest only the code and the path are
+    readable; the producer gets the whole error back."""
+    store = _store(backend, KEY_A)
+    bad = _important(1)
+    bad["data"]["subject"]["cert_no"] = "91370102MA3C4GXX0A"
+    _push(store, bad)
+    (rejected,) = store.rejections("amr", 0, 10)
+    (error,) = [e for e in rejected["errors"] if e["code"] == "uscc_checksum"]
+    assert "91370102MA3C4GXX0A" in error["message"]
+    store.close()
+    (stored,) = backend.rows("SELECT errors FROM quarantine")
+    assert "91370102MA3C4GXX0A" not in stored[0] and json.loads(stored[0]) == [
+        {"path": e["path"], "code": e["code"]} for e in rejected["errors"]]
+    assert b"91370102MA3C4GXX0A" not in _at_rest(backend)
+
+
 def test_a_payload_moved_to_another_row_does_not_open(backend: Backend) -> None:
     store = _store(backend, KEY_A)
     _push(store, _important(1), _important(2))

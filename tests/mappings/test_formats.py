@@ -120,11 +120,31 @@ def test_xml_records_are_streamed() -> None:
     '<!DOCTYPE x SYSTEM "http://127.0.0.1:9/x.dtd"><XZCF_LIST/>',
 ])
 def test_dtds_and_entities_are_refused(doc: str) -> None:
-    """Billion laughs, external entities and external DTDs are refused before parsing."""
+    """Billion laughs, external entities and external DTDs are refused, no record given."""
     (item,) = read_xml(io.BytesIO(doc.encode()), record_tag=TAG)
     assert "DTD" in (item.error or "")
     with pytest.raises(SourceFormatError):
         parse_xml(doc.encode())
+
+
+_DTD = '<!DOCTYPE XZCF_LIST [<!ENTITY hidden "declared">]>'
+
+
+@pytest.mark.parametrize(("name", "doc"), [
+    ("after a comment holding '<a'", ('<?xml version="1.0"?><!-- <a -->' + _DTD + XML.split("?>", 1)[1]).encode()),
+    ("behind a 70 KB prolog", ('<?xml version="1.0"?><!-- ' + "x" * 70_000 + " -->" + _DTD
+                               + XML.split("?>", 1)[1]).encode()),
+    ("in UTF-16", ('<?xml version="1.0" encoding="UTF-16"?>' + _DTD + XML.split("?>", 1)[1]).encode("utf-16")),
+    ("in a document without records", ('<?xml version="1.0"?>' + _DTD + "<XZCF_LIST/>").encode()),
+])
+def test_a_dtd_is_refused_however_it_is_hidden(name: str, doc: bytes) -> None:
+    """Decided from what the parser read (the document's DTD), not by a pattern over the bytes:
+    the three ways past the pattern that an attacker used, and a document with nothing else."""
+    assert name
+    items = list(read_xml(io.BytesIO(doc), record_tag=TAG))
+    assert len(items) == 1 and "DTD" in (items[0].error or "")
+    with pytest.raises(SourceFormatError, match="DTD"):
+        parse_xml(doc)
 
 
 def test_undeclared_entities_and_broken_xml_are_errors() -> None:

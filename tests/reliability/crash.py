@@ -87,6 +87,7 @@ log_hash = "sm3"
 max_records = {batch}
 prepare_processes = 0
 delivery_lease_seconds = 30
+allow_plaintext_at_rest = true  # test records, on a throwaway store
 
 [[auditor]]
 name = "sec"
