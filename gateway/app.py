@@ -81,6 +81,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
+class ParameterError(ValueError):
+    """A query parameter that is not what its endpoint takes (400 ``bad_parameter``)."""
+
+
 # ---- middlewares ------------------------------------------------------------------------------
 
 @web.middleware
@@ -93,6 +97,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route.name or "unknown"
     try:
         response = await handler(request)
+    except ParameterError as exc:
+        response = error(400, "bad_parameter", str(exc))
     except web.HTTPException as exc:
         response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
     except StoreUnavailableError as exc:
@@ -223,6 +229,8 @@ def _refused(request: web.Request, exc: AuthError) -> web.Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     response = error(exc.status, exc.code, exc.message, headers)
     response.force_close()
+    if GUARD in request.app:
+        request.app[GUARD].cut_off(request.transport)
     return response
 
 
@@ -239,7 +247,8 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int = 
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
-        raise web.HTTPBadRequest(reason=f"Bad parameter {name}: a whole number from {low} to {high}")
+        raise ParameterError(f"参数 {name} 应为 {low} 到 {high} 的整数 / the {name} parameter must be a whole number "
+                             f"from {low} to {high}, in ASCII digits")
     return int(raw)
 
 
@@ -371,7 +380,8 @@ def _text_param(request: web.Request, name: str, limit: int = 200) -> str | None
     raw = request.query.get(name)
     if raw is not None and (len(raw) > limit or not raw.isprintable() or "\ufffd" in raw
                             or any("\ud800" <= c <= "\udfff" for c in raw)):
-        raise web.HTTPBadRequest(reason=f"Bad parameter {name}: at most {limit} printable characters of valid UTF-8")
+        raise ParameterError(f"参数 {name} 应为不超过 {limit} 个可打印字符的 UTF-8 文本 / the {name} parameter must be "
+                             f"at most {limit} printable characters of valid UTF-8")
     return raw
 
 

@@ -52,6 +52,13 @@ class ConnectionGuard:
         """A protocol factory for ``loop.create_server`` wrapping ``make``'s protocols."""
         return lambda: _Guarded(self, make)
 
+    def cut_off(self, transport: Any) -> None:
+        """A caller refused by its credentials: read nothing more from it, and close the connection
+        once its answer has had a moment to leave (what it still sends is never taken in)."""
+        guarded = self._guarded.get(transport)
+        if guarded is not None:
+            guarded.cut_off()
+
     def answered(self, transport: Any) -> None:
         """A request on ``transport`` was answered: the next one's headers are timed from now (the
         idle time a kept-alive connection may wait, then the time to send them)."""
@@ -96,6 +103,14 @@ class _Guarded(asyncio.Protocol):
             self._timer.cancel()
         self._tail = b""
         self._timer = asyncio.get_running_loop().call_later(seconds, self._too_slow)
+
+    def cut_off(self) -> None:
+        """Stop reading, and close in a second (the answer goes out first)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(1.0, self._transport.close)
 
     def _too_slow(self) -> None:
         self._timer = None

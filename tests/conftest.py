@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 from hypothesis import settings
 
+from gateway.keys import CONFIG
+from gateway.serving import start_gateway
 from schemas import Validator
 from tests.backends import Backend, Databases, backend_for, postgres_unavailable
 
@@ -31,17 +33,17 @@ IDENTIFIERS: dict[str, list[str]] = json.loads((DATA / "identifiers.json").read_
 @contextlib.contextmanager
 def served_in_thread(app: web.Application) -> Iterator[str]:
     """``app`` served on a free loopback port from a thread and event loop of its own (for callers
-    that run their own: a command, a browser), its base URL given; stopped afterwards."""
+    that run their own: a command, a browser), behind the connection guard ``supex serve`` has, its
+    base URL given; stopped afterwards."""
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    runner: web.AppRunner | None = None
     ready: list[str] = []
     started = threading.Event()
 
     def serve() -> None:
+        nonlocal runner
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
+        runner, _ = loop.run_until_complete(start_gateway(app, app[CONFIG].gateway, "127.0.0.1", 0))
         ready.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
         started.set()
         loop.run_forever()
@@ -52,6 +54,7 @@ def served_in_thread(app: web.Application) -> Iterator[str]:
     try:
         yield ready[0]
     finally:
+        assert runner is not None
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
