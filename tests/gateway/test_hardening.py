@@ -192,8 +192,10 @@ def test_an_unexpected_failure_logs_its_traceback(capsys: pytest.CaptureFixture[
 
 UNAUTHENTICATED = [
     ("no credentials", b""),
-    ("an unknown key", b"X-Supex-Key: nobody\r\nX-Supex-Timestamp: %d\r\nX-Supex-Nonce: %s\r\nX-Supex-Signature: 00\r\n"),
-    ("a stale timestamp", b"X-Supex-Key: amr\r\nX-Supex-Timestamp: 1000\r\nX-Supex-Nonce: %s\r\nX-Supex-Signature: 0\r\n"),
+    ("an unknown key", b"X-Supex-Key: nobody\r\nX-Supex-Timestamp: %d\r\nX-Supex-Nonce: %s\r\n"
+                       b"X-Supex-Signature: 00\r\n"),
+    ("a stale timestamp", b"X-Supex-Key: amr\r\nX-Supex-Timestamp: 1000\r\nX-Supex-Nonce: %s\r\n"
+                          b"X-Supex-Signature: 0\r\n"),
     ("a wrong bearer token", b"Authorization: Bearer wrong-token\r\n"),
 ]
 
@@ -215,11 +217,21 @@ def test_an_unauthenticated_push_is_answered_before_its_body_and_cut_off(served:
         answer = connection.recv(65536)
         assert answer.startswith(b"HTTP/1.1 401"), what
         connection.settimeout(5)
-        with pytest.raises(OSError):  # the gateway closed: sending more fails, or nothing more comes
-            for _ in range(64):
-                connection.sendall(b" " * 65536)
-                if not connection.recv(1):
-                    raise ConnectionResetError
+        assert _cut_off(connection)
+
+
+def _cut_off(connection: socket.socket) -> bool:
+    """Whether the gateway closed the connection: sending more fails, or the end of it comes."""
+    try:
+        for _ in range(64):
+            connection.sendall(b" " * 65536)
+            if not connection.recv(1):
+                return True
+    except TimeoutError:  # still open, only silent
+        return False
+    except OSError:
+        return True
+    return False
 
 
 def test_twenty_unauthenticated_bodies_leave_memory_where_it_was(served: tuple[str, int]) -> None:
@@ -443,7 +455,7 @@ def test_an_app_with_a_route_that_declares_no_roles_refuses_to_start(config: Con
         routes.router.add_get("/v1/forgotten", forgotten, name="forgotten")
 
     monkeypatch.setattr(app_module, "_add_routes", with_a_forgotten_route)
-    with pytest.raises(ValueError, match="without declared roles.*/v1/forgotten"):
+    with pytest.raises(ValueError, match=r"without declared roles.*/v1/forgotten"):
         create_app(config)
 
 
