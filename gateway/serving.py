@@ -77,6 +77,7 @@ class _Guarded(asyncio.Protocol):
         self._address = ""
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes of an unfinished head, to find its end across reads
+        self._cut = False  # refused: being closed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -99,6 +100,8 @@ class _Guarded(asyncio.Protocol):
 
     def arm(self, seconds: float) -> None:
         """Close the connection unless a request's head has come within ``seconds``."""
+        if self._cut:
+            return
         if self._timer is not None:
             self._timer.cancel()
         self._tail = b""
@@ -107,6 +110,7 @@ class _Guarded(asyncio.Protocol):
     def cut_off(self) -> None:
         """Stop reading, and close in a second (the answer goes out first)."""
         if self._transport is not None and not self._transport.is_closing():
+            self._cut = True
             self._transport.pause_reading()
             if self._timer is not None:
                 self._timer.cancel()
@@ -119,6 +123,10 @@ class _Guarded(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._cut:  # refused: nothing more is taken in (aiohttp may have resumed reading)
+            if self._transport is not None:
+                self._transport.pause_reading()
+            return
         if self._timer is not None:
             seen = self._tail + data
             if _END_OF_HEAD in seen:

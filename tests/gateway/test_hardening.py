@@ -243,7 +243,7 @@ def test_twenty_unauthenticated_bodies_leave_memory_where_it_was(served: tuple[s
         for connection in connections:
             connection.setblocking(False)
             connection.send(_unauthenticated_head(b"", 15 * 2**20))
-        sent, deadline = 0, time.monotonic() + 10
+        sent, deadline = 0, time.monotonic() + 5
         chunk = b" " * 65536
         while connections and time.monotonic() < deadline:
             _, writable, _ = select.select([], connections, [], 0.5)
@@ -257,7 +257,8 @@ def test_twenty_unauthenticated_bodies_leave_memory_where_it_was(served: tuple[s
         for connection in connections:
             connection.close()
     assert psutil.Process().memory_info().rss - before < 16 * 2**20
-    assert sent < 20 * 15 * 2**20  # the gateway stopped taking the bodies
+    # each cut off within a second or so, having sent no more than the sockets' kernel buffers take
+    assert not connections and sent < 20 * 8 * 2**20, sent
 
 
 # ---- slow and idle clients -----------------------------------------------------------------------------
