@@ -26,7 +26,7 @@ from gateway.access import ACCESS, CONSOLE, PUBLIC, Routes, check_declared
 from gateway.admin import add_admin_routes
 from gateway.config import Config, resolve_mapping
 from gateway.delivery import Deliverer
-from gateway.exceptions import ReadLimitError, StoreUnavailableError
+from gateway.exceptions import ReadLimitError, ReplayError, StoreUnavailableError
 from gateway.exchange_log import LogEntry
 from gateway.ingest import BodyError, RecordPreparer
 from gateway.keys import (
@@ -65,6 +65,7 @@ from gateway.sources import Sources
 from gateway.store import LogFilter, open_store
 from gateway.store.model import tally
 from gateway.store.runner import StoreRunner
+from gateway.store.sql import Nonce
 from mappings import CompiledMapping
 from schemas import load_schema_set
 
@@ -77,6 +78,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 TOKENS = web.AppKey("tokens", TokenBook)
 WARNINGS = web.AppKey("warnings", list[str])
+NONCE = web.RequestKey("nonce", tuple[str, str, float])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -171,7 +173,7 @@ async def _credentialed(request: web.Request, handler: Handler, roles: frozenset
         if claim is not None:
             identity = verify_signature(claim, request.method, request.raw_path, body,
                                         app[CONFIG].secrets[claim.connector.id])
-            await _first_use(app, claim)
+            request[NONCE] = await _first_use(app, claim, stored_by_handler=request.match_info.route.name == "push")
             wait = math.ceil(app[LIMITER].wait_needed(identity.name))
             if wait > 0:
                 app[METRICS].refusals.labels("429").inc()
@@ -212,13 +214,16 @@ def _claimed(request: web.Request) -> tuple[Identity, ConnectorClaim | None]:
     return Identity("connector", claim.connector.id, claim.connector), claim
 
 
-async def _first_use(app: web.Application, claim: ConnectorClaim) -> None:
+async def _first_use(app: web.Application, claim: ConnectorClaim, *, stored_by_handler: bool) -> Nonce:
     """Refuse a nonce used before: at this gateway (kept in memory), or at any gateway on the
-    store since its timestamp's window opened (kept in the store, across restarts)."""
+    store since its timestamp's window opened (kept in the store, across restarts). A push records
+    its nonce in the transaction that stores its batch (one commit, not two); everything else here."""
     key, nonce = claim.connector.id, claim.nonce
     until = int(claim.timestamp) + app[CONFIG].gateway.clock_skew_seconds + 1
-    if not app[NONCES].first_use(key, nonce) or not await app[STORE].first_use(key, nonce, until):
+    if not app[NONCES].first_use(key, nonce) or not (stored_by_handler or await app[STORE].first_use(key, nonce,
+                                                                                                     until)):
         raise AuthError(401, "unauthorized", "随机数已使用（重放）/ nonce already used (replay)")
+    return key, nonce, until
 
 
 def _refused(request: web.Request, exc: AuthError) -> web.Response:
@@ -274,7 +279,11 @@ async def push(request: web.Request) -> web.Response:
     started = time.perf_counter()
     # committed on the store thread together with whatever else is waiting (group commit): the
     # loop goes on serving while the disk syncs, and concurrent pushes share one fsync
-    outcomes = await store.ingest(connector.id, batch_id, prepared.incoming, prepared.rejected)
+    try:
+        outcomes = await store.ingest(connector.id, batch_id, prepared.incoming, prepared.rejected,
+                                      nonce=request[NONCE])
+    except ReplayError as exc:  # its nonce recorded by another gateway meanwhile, or before a restart
+        return _refused(request, AuthError(401, "unauthorized", str(exc)))
     app[METRICS].commit.observe(time.perf_counter() - started)
     if DELIVERER in app:
         app[DELIVERER].wake()
@@ -476,9 +485,11 @@ async def follow_config_changes(app: web.Application, seen: int) -> int:
     return latest
 
 
-async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: int = 10) -> None:
-    """Checkpoint the WAL five times a second, beside the writer, so that no backlog builds up; and
-    every two seconds take up rules and connector states changed at another gateway."""
+async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: int = 10,
+                        forget_every: int = 300) -> None:
+    """Checkpoint the WAL five times a second, beside the writer, so that no backlog builds up;
+    every two seconds take up rules and connector states changed at another gateway; and every
+    minute forget the nonces whose window has passed."""
     runner = app[STORE]
     loop = asyncio.get_running_loop()
     seen = await runner.call(runner.store.last_config_change)
@@ -488,6 +499,8 @@ async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: 
             await loop.run_in_executor(None, runner.store.checkpoint)
             if turn % follow_every == 0:
                 seen = await follow_config_changes(app, seen)
+            if turn % forget_every == 0:
+                await runner.call(runner.store.forget_nonces, app[CLOCK]())
         except Exception as exc:  # noqa: BLE001 - retried at the next turn
             log.warning("housekeeping_failed", reason=str(exc))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import ConfigurationError, FatalError, InputError, RetriableError
 
-__all__ = ["ConfigError", "DataKeyError", "LogIntegrityError", "ReadLimitError", "SourceError",
+__all__ = ["ConfigError", "DataKeyError", "LogIntegrityError", "ReadLimitError", "ReplayError", "SourceError",
            "SourceUnavailableError", "StoreUnavailableError"]
 
 
@@ -27,6 +27,10 @@ class ReadLimitError(RetriableError):
         super().__init__(f"今日读取次数已达上限 {per_day} / the agreement allows {per_day} inbox reads a day; "
                          f"retry after {retry_after} s")
         self.per_day, self.retry_after = per_day, retry_after
+
+
+class ReplayError(InputError):
+    """A signed request's nonce was used before, at this gateway or another on the same store."""
 
 
 class SourceError(InputError):

@@ -261,9 +261,12 @@ class PostgresStore(SQLStore):
                                         f"{_reason(exc)}") from exc
 
     @contextmanager
-    def _connection(self, *, serial: bool = False, streaming: bool = False) -> Iterator[_Connection]:
+    def _connection(self, *, serial: bool = False, streaming: bool = False,
+                    durable: bool = True) -> Iterator[_Connection]:
         try:
             with self.writer.timing() as taken, self._pool.connection() as connection:  # committed at the end
+                if not durable:  # visible to every gateway at once; on disk a moment later
+                    connection.execute("SELECT set_config('synchronous_commit', 'off', true)")
                 if serial:
                     # the commit lets the writer go without waiting for the disk; the disk is waited for
                     # below, once the next gateway may already be writing
@@ -290,8 +293,8 @@ class PostgresStore(SQLStore):
             finally:
                 connection.autocommit = False
 
-    def _transaction(self, serial: bool = True) -> Any:
-        return self._connection(serial=serial)
+    def _transaction(self, serial: bool = True, durable: bool = True) -> Any:
+        return self._connection(serial=serial, durable=durable)
 
     def _query(self) -> Any:
         return self._connection()

@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from gateway.exceptions import ReplayError
 from gateway.store.model import Incoming, IngestOutcome, Quarantined, SourceMark
 from gateway.store.sql import Batch, Nonce, SQLStore
 
 __all__ = ["StoreRunner"]
 
 T = TypeVar("T")
-Job = tuple[Batch, "asyncio.Future[list[IngestOutcome]]"]
+Job = tuple[Batch, Nonce | None, "asyncio.Future[list[IngestOutcome] | None]"]
 NonceJob = tuple[Nonce, "asyncio.Future[bool]"]
 _GROUP_RECORDS = 20_000  # at most this many records in one group commit
 
@@ -42,14 +43,19 @@ class StoreRunner:
         return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))
 
     async def ingest(self, connector: str, batch_id: str, incoming: list[Incoming],
-                     rejected: list[Quarantined], mark: SourceMark | None = None) -> list[IngestOutcome]:
+                     rejected: list[Quarantined], mark: SourceMark | None = None, *,
+                     nonce: Nonce | None = None) -> list[IngestOutcome]:
         """Store one batch, committed together with whatever other batches are waiting (a source's
-        ``mark`` in the same transaction)."""
-        future: asyncio.Future[list[IngestOutcome]] = asyncio.get_running_loop().create_future()
+        ``mark`` in the same transaction). With its request's ``nonce``, the nonce is recorded in
+        the same transaction and the batch stored only if it is new (``ReplayError`` otherwise)."""
+        future: asyncio.Future[list[IngestOutcome] | None] = asyncio.get_running_loop().create_future()
         with self._guard:
-            self._pending.append(((connector, batch_id, incoming, rejected, mark), future))
+            self._pending.append(((connector, batch_id, incoming, rejected, mark), nonce, future))
         self._wake()
-        return await future
+        outcomes = await future
+        if outcomes is None:
+            raise ReplayError("随机数已使用（重放）/ nonce already used (replay)")
+        return outcomes
 
     async def first_use(self, connector: str, nonce: str, until: float) -> bool:
         """Record a signed request's nonce in the store (kept until ``until``), committed with
@@ -85,9 +91,10 @@ class StoreRunner:
             jobs, nonces = self._take()
             if not jobs and not nonces:
                 return
-            waiting: list[asyncio.Future[Any]] = [f for _, f in jobs] + [f for _, f in nonces]
+            waiting: list[asyncio.Future[Any]] = [f for _, _, f in jobs] + [f for _, f in nonces]
             try:
-                results, fresh = self.store.commit_group([batch for batch, _ in jobs], [n for n, _ in nonces])
+                results, fresh = self.store.commit_group([(batch, nonce) for batch, nonce, _ in jobs],
+                                                         [n for n, _ in nonces])
             except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure
                 for future in waiting:
                     loop.call_soon_threadsafe(_settle, future, None, exc)

@@ -9,7 +9,8 @@ connections and its migrations:
   PostgreSQL advisory lock), so that the log is one chain and seqs are in commit order: a
   consumer's cursor never passes a version that is yet to commit.
 - ``_transaction(serial=False)`` for a write that touches only its own rows: claiming push
-  deliveries, where rows another gateway holds are skipped (``FOR UPDATE SKIP LOCKED``).
+  deliveries, where rows another gateway holds are skipped (``FOR UPDATE SKIP LOCKED``);
+  ``durable=False`` for one that need not wait for the disk (the nonces of signed requests).
 - ``_query()`` and ``_reading()`` for reads, the latter beside the writer.
 
 Statements use ``?`` placeholders and standard ``ON CONFLICT`` upserts; the methods are plain
@@ -166,7 +167,7 @@ class SQLStore:
 
     # ---- what a backend provides ----------------------------------------------------------------
 
-    def _transaction(self, serial: bool = True) -> AbstractContextManager[Connection]:
+    def _transaction(self, serial: bool = True, durable: bool = True) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     def _query(self) -> AbstractContextManager[Connection]:
@@ -331,15 +332,25 @@ class SQLStore:
 
     def ingest_many(self, batches: list[Batch]) -> list[list[IngestOutcome]]:
         """Store several batches in one transaction (group commit): one fsync for all of them."""
-        return self.commit_group(batches, [])[0]
+        stored = self.commit_group([(batch, None) for batch in batches], [])[0]
+        return [outcomes for outcomes in stored if outcomes is not None]
 
-    def commit_group(self, batches: list[Batch], nonces: Sequence[Nonce]) -> tuple[list[list[IngestOutcome]],
-                                                                                   list[bool]]:
+    def commit_group(self, batches: Sequence[tuple[Batch, Nonce | None]], nonces: Sequence[Nonce]) -> tuple[
+        list[list[IngestOutcome] | None], list[bool]
+    ]:
         """In one transaction: record the signed requests' ``nonces`` (whether each is used for the
-        first time) and store the ``batches``."""
-        with self._transaction(serial=bool(batches)) as db:
-            fresh = self._first_uses(db, nonces)
-            return (self._ingest_in(db, batches) if batches else []), fresh
+        first time), and store the ``batches`` — one that came with its request's nonce only if that
+        is new (``None`` in its place otherwise: a replay, nothing stored). Nonces alone are
+        committed without waiting for the disk: at once visible to every gateway on the store and
+        kept across a restart, they could be lost only with the machine (or the database server)
+        crashing within the moment after."""
+        with self._transaction(serial=bool(batches), durable=bool(batches)) as db:
+            fresh = self._first_uses(db, [*nonces, *(n for _, n in batches if n is not None)])
+            own = iter(fresh[len(nonces):])
+            admitted = [nonce is None or next(own) for _, nonce in batches]
+            taken = [batch for (batch, _), ok in zip(batches, admitted, strict=True) if ok]
+            stored = iter(self._ingest_in(db, taken) if taken else [])
+            return [next(stored) if ok else None for ok in admitted], fresh[:len(nonces)]
 
     @staticmethod
     def _first_uses(db: Connection, nonces: Sequence[Nonce]) -> list[bool]:
@@ -360,7 +371,7 @@ class SQLStore:
 
     def forget_nonces(self, before: float) -> int:
         """Drop the nonces whose window has passed (a replay of them is refused by its timestamp)."""
-        with self._transaction(serial=False) as db:
+        with self._transaction(serial=False, durable=False) as db:
             return int(db.execute("DELETE FROM nonces WHERE until < ?", (before,)).rowcount or 0)
 
     def _ingest_in(self, db: Connection, batches: list[Batch]) -> list[list[IngestOutcome]]:

@@ -157,10 +157,13 @@ class SQLiteStore(SQLStore):
             raise StoreUnavailableError(f"无法打开存储 / cannot open the store {path}: {exc}") from exc
 
     @contextmanager
-    def _transaction(self, serial: bool = True) -> Iterator[sqlite3.Connection]:
-        # every write is serial here: SQLite has one writer
+    def _transaction(self, serial: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        # every write is serial here: SQLite has one writer; one that need not be durable commits to
+        # the WAL without waiting for the disk (it survives the process, not the machine, crashing)
         with self._lock, self.writer.timing() as taken:
             try:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 taken()
                 yield self._db
@@ -173,6 +176,9 @@ class SQLiteStore(SQLStore):
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def _query(self) -> Iterator[sqlite3.Connection]:

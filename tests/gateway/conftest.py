@@ -90,6 +90,14 @@ identifiers = "lenient"
 """
 
 
+def config_in(folder: Path, store: str = "sqlite:///supex.db", extra: str = "") -> Config:
+    """The test configuration written in ``folder``, with another ``store`` and more ``[gateway]``
+    lines if given, secrets from the environment."""
+    text = CONFIG_TEXT.replace('store = "sqlite:///supex.db"', f'store = "{store}"{extra}')
+    (folder / "supex.toml").write_text(text, encoding="utf-8")
+    return load_config(folder / "supex.toml", environ={f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()})
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     """The test configuration, secrets from the environment."""

@@ -20,27 +20,23 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.signing import sign, signature_headers
 from gateway import app as app_module
 from gateway.access import ACCESS, CONSOLE, PUBLIC
 from gateway.app import create_app
-from gateway.config import Config, load_config
+from gateway.config import Config
+from gateway.keys import STORE
 from gateway.observability import configure_logging
 from gateway.security import FailureThrottle
 from gateway.serving import ConnectionGuard, raise_open_files_limit, start_gateway
 from tests.backends import Backend
 from tests.conftest import SAMPLES, served_in_thread
-from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
+from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, SECRETS, Signed, config_in, inspection
 
-ENV = {f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()}
 Client = Callable[[Any], Awaitable[TestClient[Any, Any]]]
-
-
-def _config(folder: Path, store: str = "sqlite:///supex.db", extra: str = "") -> Config:
-    text = CONFIG_TEXT.replace('store = "sqlite:///supex.db"', f'store = "{store}"{extra}')
-    (folder / "supex.toml").write_text(text, encoding="utf-8")
-    return load_config(folder / "supex.toml", environ=ENV)
 
 
 # ---- replays: nonces kept in the store -------------------------------------------------------------
@@ -49,7 +45,7 @@ async def test_a_request_replayed_after_a_restart_or_at_another_gateway_is_refus
         backend: Backend, tmp_path: Path, aiohttp_client: Client) -> None:
     """The nonce of a signed request is kept in the store for its timestamp's window: the same
     request sent again to the gateway started anew, or to another gateway on the database, is 401."""
-    config = _config(tmp_path, backend.setting)
+    config = config_in(tmp_path, backend.setting)
     path = "/v1/inbox?limit=10"
     headers = signature_headers("jinan", SECRETS["jinan"], "GET", path, b"", now=lambda: NOW)
     first = await aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
@@ -61,6 +57,24 @@ async def test_a_request_replayed_after_a_restart_or_at_another_gateway_is_refus
     assert answer.status == 401 and "replay" in (await answer.json())["error"]["message"]
     fresh = signature_headers("jinan", SECRETS["jinan"], "GET", path, b"", now=lambda: NOW)
     assert (await other.get(path, headers=fresh)).status == 200  # a new nonce is served
+
+
+async def test_a_push_replayed_at_another_gateway_is_refused_and_stores_nothing(
+        backend: Backend, tmp_path: Path, aiohttp_client: Client) -> None:
+    """A push's nonce is recorded in the transaction that stores its batch: the replay, at a
+    gateway that has not seen it, is refused there, with nothing stored or logged as received."""
+    config = config_in(tmp_path, backend.setting)
+    body = json.dumps([inspection(1)]).encode()
+    headers = {**signature_headers("amr", SECRETS["amr"], "POST", "/v1/records", body, now=lambda: NOW),
+               "Content-Type": "application/json"}
+    first = await aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
+    other = await aiohttp_client(create_app(config, clock=lambda: NOW, deliver=False))
+    assert (await first.post("/v1/records", data=body, headers=headers)).status == 200
+    answer = await other.post("/v1/records", data=body, headers=headers)
+    assert answer.status == 401 and "replay" in (await answer.json())["error"]["message"]
+    store = first.app[STORE].store
+    assert store.counts()["records"] == 1
+    assert [e.event for e in store.log_entries()].count("received") == 1
 
 
 def test_nonces_are_forgotten_once_their_window_has_passed(backend: Backend) -> None:
@@ -77,7 +91,7 @@ def test_nonces_are_forgotten_once_their_window_has_passed(backend: Backend) -> 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """A gateway on a loopback port, its clock the real one (the raw requests sign with it)."""
-    with served_in_thread(create_app(_config(tmp_path), deliver=False)) as url:
+    with served_in_thread(create_app(config_in(tmp_path), deliver=False)) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
@@ -156,6 +170,22 @@ def test_a_hostile_query_parameter_is_a_400(served: tuple[str, int], target: str
 def test_a_hostile_ack_cursor_is_a_400(served: tuple[str, int], body: bytes) -> None:
     status, answer, _ = _exchange(served, _signed_head("POST", "/v1/inbox/ack", body), body)
     assert status == 400 and answer["error"]["code"] == "malformed"
+
+
+_HEADER_BYTES = st.binary(max_size=300).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"").strip())
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.sampled_from(["X_Supex_Key", "X_Supex_Timestamp", "X_Supex_Nonce", "X_Supex_Signature",
+                             "X_Supex_Algorithm", "Authorization", "X_Request_Id", "Content_Type"]),
+       value=_HEADER_BYTES, query=st.binary(max_size=40))
+def test_any_bytes_in_any_header_or_parameter_never_give_a_5xx(served: tuple[str, int], name: str, value: bytes,
+                                                               query: bytes) -> None:
+    """Beyond the table: arbitrary bytes in each header the gateway reads, and in a parameter."""
+    target = "/v1/inbox?limit=" + "".join(f"%{b:02X}" for b in query)
+    status, _, _ = _exchange(served, _signed_head("GET", target, **{name: value}))
+    assert status < 500
 
 
 def test_an_ack_cursor_given_as_digits_is_taken(served: tuple[str, int]) -> None:
@@ -275,7 +305,7 @@ async def test_half_open_connections_are_capped_and_timed_out_and_a_new_client_i
     """300 connections from one address that send half a header and wait: past the address's cap
     they are closed as they open, the others once the header timeout passes, and a client from
     another address is served throughout."""
-    config = _config(tmp_path, extra="\nheader_timeout_seconds = 1\nmax_connections_per_address = 50")
+    config = config_in(tmp_path, extra="\nheader_timeout_seconds = 1\nmax_connections_per_address = 50")
     app = create_app(config, deliver=False)
     runner, site = await start_gateway(app, config.gateway, "127.0.0.1", 0)
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -314,7 +344,7 @@ async def test_half_open_connections_are_capped_and_timed_out_and_a_new_client_i
 async def test_a_request_whose_head_comes_in_time_is_not_cut_off(tmp_path: Path) -> None:
     """The header timeout is for the head only: a head sent in pieces within it is answered, and a
     kept-alive connection may send its next request after an answer."""
-    config = _config(tmp_path, extra="\nheader_timeout_seconds = 2")
+    config = config_in(tmp_path, extra="\nheader_timeout_seconds = 2")
     app = create_app(config, deliver=False)
     runner, site = await start_gateway(app, config.gateway, "127.0.0.1", 0)
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

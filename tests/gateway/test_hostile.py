@@ -19,25 +19,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.config import Config, load_config
 from tests.backends import Backend
 from tests.conftest import SAMPLES, served_in_thread
-from tests.gateway.conftest import AUDITOR_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
-
-ENV = {f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()}
-
-
-def _config(folder: Path, store: str = "sqlite:///supex.db", extra: str = "") -> Config:
-    text = CONFIG_TEXT.replace('store = "sqlite:///supex.db"', f'store = "{store}"{extra}')
-    (folder / "supex.toml").write_text(text, encoding="utf-8")
-    return load_config(folder / "supex.toml", environ=ENV)
+from tests.gateway.conftest import AUDITOR_TOKEN, NOW, Signed, config_in, inspection
 
 
 @pytest.fixture
 async def hostile(backend: Backend, tmp_path: Path,
                   aiohttp_client: Callable[[Any], Awaitable[TestClient[Any, Any]]]) -> Signed:
     """A gateway on either store."""
-    return Signed(await aiohttp_client(create_app(_config(tmp_path, backend.setting), clock=lambda: NOW)))
+    return Signed(await aiohttp_client(create_app(config_in(tmp_path, backend.setting), clock=lambda: NOW)))
 
 
 async def _still_serving(gw: Signed) -> None:
@@ -136,7 +127,7 @@ async def test_a_utf8_row_in_a_gb18030_csv_is_refused_not_stored_garbled(hostile
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """A gateway on a loopback port (max_body 256 KiB, bodies due within half a second)."""
-    app = create_app(_config(tmp_path, extra="\nread_timeout_seconds = 0.5"))
+    app = create_app(config_in(tmp_path, extra="\nread_timeout_seconds = 0.5"))
     with served_in_thread(app) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
