@@ -50,6 +50,7 @@ from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.safety import at_rest_warnings
 from gateway.security import (
     AuthError,
+    BodyBudget,
     ConnectorClaim,
     FailureThrottle,
     Identity,
@@ -57,6 +58,7 @@ from gateway.security import (
     RateLimiter,
     TokenBook,
     claim_connector,
+    client_key,
     header_text,
     verify_signature,
 )
@@ -78,7 +80,8 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 TOKENS = web.AppKey("tokens", TokenBook)
 WARNINGS = web.AppKey("warnings", list[str])
-NONCE = web.RequestKey("nonce", tuple[str, str, float])
+BODIES = web.AppKey("bodies", BodyBudget)
+NONCE: web.RequestKey[Nonce] = web.RequestKey("nonce")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -124,16 +127,21 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
+async def _read_body(request: web.Request, limit: int, seconds: float, budget: BodyBudget) -> bytes:
     """The body, refused as soon as it is known to be over ``limit`` bytes (413: by its declared
-    length before a byte is read), or when it has not all come within ``seconds`` (408: a client
-    trickling it in holds nothing for long)."""
+    length before a byte is read), when it has not all come within ``seconds`` (408: a client
+    trickling it in holds nothing for long), or when its client has more bodies in flight than
+    its ``budget`` allows (429)."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(413, "body_too_large", f"请求体超过 {limit} 字节 / the body exceeds {limit} bytes")
-    chunks, size = [], 0
+    chunks, size, client = [], 0, client_key(request.remote)
     try:
         async with asyncio.timeout(seconds):
             async for chunk in request.content.iter_chunked(1 << 16):
+                if not budget.take(client, len(chunk)):
+                    raise BodyError(429, "too_many_bodies", f"同时发送的请求体超过 {budget.per_client} 字节 / this "
+                                    f"client is sending more than {budget.per_client} bytes of bodies at once: "
+                                    "retry after the others")
                 size += len(chunk)
                 if size > limit:
                     raise BodyError(413, "body_too_large", f"请求体超过 {limit} 字节 / the body exceeds {limit} bytes")
@@ -141,6 +149,11 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
     except TimeoutError:
         raise BodyError(408, "body_timeout", f"请求体未在 {seconds:g} 秒内送达 / the body did not arrive within "
                         f"{seconds:g} s") from None
+    except ConnectionError:  # the client went away mid-body: nobody to answer, nothing to log as a fault
+        raise BodyError(400, "body_incomplete", "请求体未送完，连接已断开 / the connection closed before the body "
+                        "had come") from None
+    finally:
+        budget.give_back(client, size)
     return b"".join(chunks)
 
 
@@ -169,7 +182,7 @@ async def _credentialed(request: web.Request, handler: Handler, roles: frozenset
         if identity.role not in roles:
             raise AuthError(403, "forbidden", f"角色 {identity.role} 无权访问 / the {identity.role} role may not use "
                             "this endpoint")
-        body = await _read_body(request, config.max_body, config.read_timeout_seconds)
+        body = await _read_body(request, config.max_body, config.read_timeout_seconds, app[BODIES])
         if claim is not None:
             identity = verify_signature(claim, request.method, request.raw_path, body,
                                         app[CONFIG].secrets[claim.connector.id])
@@ -182,7 +195,7 @@ async def _credentialed(request: web.Request, handler: Handler, roles: frozenset
     except AuthError as exc:
         return _refused(request, exc)
     except BodyError as exc:
-        return error(exc.status, exc.code, exc.message)
+        return error(exc.status, exc.code, exc.message, {"Retry-After": "1"} if exc.status == 429 else None)
     request[IDENTITY], request[BODY] = identity, body
     return await handler(request)
 
@@ -193,7 +206,7 @@ def _claimed(request: web.Request) -> tuple[Identity, ConnectorClaim | None]:
     app = request.app
     authorization = request.headers.get("Authorization")
     if authorization is not None:
-        address, throttle = request.remote or "unknown", app[THROTTLE]
+        address, throttle = client_key(request.remote), app[THROTTLE]
         wait = throttle.wait(address)
         if wait:
             raise AuthError(429, "too_many_failures", f"认证失败次数过多，请 {wait} 秒后再试 / too many failed "
@@ -578,6 +591,7 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     app[NONCES] = NonceCache(config.gateway.clock_skew_seconds, clock)
     app[TOKENS] = TokenBook(config)
     app[THROTTLE] = FailureThrottle(clock=monotonic_clock)
+    app[BODIES] = BodyBudget(2 * config.gateway.max_body)
     app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
                                 if c.max_requests_per_second}, monotonic_clock)
     app[WARNINGS] = at_rest_warnings(config)

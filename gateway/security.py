@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import time
@@ -28,8 +29,8 @@ from connectors.signing import (
 )
 from gateway.config import Config, ConnectorConfig
 
-__all__ = ["AuthError", "ConnectorClaim", "FailureThrottle", "Identity", "NonceCache", "RateLimiter", "TokenBook",
-           "claim_connector", "header_text", "verify_signature"]
+__all__ = ["AuthError", "BodyBudget", "ConnectorClaim", "FailureThrottle", "Identity", "NonceCache", "RateLimiter",
+           "TokenBook", "claim_connector", "client_key", "header_text", "verify_signature"]
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")  # ASCII without controls
 _NONCE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,128}")
@@ -159,6 +160,49 @@ class FailureThrottle:
     def succeeded(self, address: str) -> None:
         """An address that knew the secret is not a guesser."""
         self._failures.pop(("address", address), None)
+
+
+def client_key(address: str | None) -> str:
+    """Whom a connection, a body or a failure is counted against: an IPv4 address, or the /64 of
+    an IPv6 one (one host is given a whole /64, and could otherwise count as millions)."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class BodyBudget:
+    """Bytes of request bodies being read, by client. A body is read before its signature can be
+    checked (the signature covers it), so a caller claiming a connector's key with a made-up
+    signature could make the gateway hold bodies: a client may have at most ``per_client`` bytes
+    of bodies in flight at once, however many connections it opens."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self._held: dict[str, int] = {}
+
+    def take(self, client: str, size: int) -> bool:
+        """Count ``size`` more bytes against ``client``; False (nothing counted) if over its budget."""
+        held = self._held.get(client, 0) + size
+        if held > self.per_client:
+            return False
+        self._held[client] = held
+        return True
+
+    def give_back(self, client: str, size: int) -> None:
+        """The body is read (or dropped): its bytes no longer count."""
+        left = self._held.get(client, 0) - size
+        if left > 0:
+            self._held[client] = left
+        else:
+            self._held.pop(client, None)
 
 
 class TokenBook:

@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import GatewayConfig
+from gateway.security import client_key
 
 __all__ = ["ConnectionGuard", "GuardedSite", "raise_open_files_limit", "run_gateway"]
 
@@ -82,7 +83,7 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
-        self._address = str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
+        self._address = client_key(str(peer[0])) if isinstance(peer, tuple) and peer else "unix"
         guard = self._guard
         if guard.open[self._address] >= guard.per_address:
             guard.refused += 1

@@ -29,7 +29,7 @@ from gateway.access import PUBLIC, Routes
 from gateway.console.i18n import LANGUAGES, words
 from gateway.exchange_log import EVENTS, ChainCheck, LogEntry
 from gateway.keys import CONFIG, METRICS, STORE, THROTTLE
-from gateway.security import TokenBook
+from gateway.security import TokenBook, client_key
 from gateway.store.model import LogFilter
 from policy import local_today
 
@@ -221,7 +221,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     and over all addresses (the same throttle as bearer tokens on the API)."""
     console, throttle = request.app[CONSOLE], request.app[THROTTLE]
     t = words(_lang(request))
-    address = request.remote or "unknown"
+    address = client_key(request.remote)
     wait = throttle.wait(address)
     if wait:
         log.warning("console_login_throttled", address=address)

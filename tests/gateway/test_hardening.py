@@ -30,7 +30,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.keys import STORE
 from gateway.observability import configure_logging
-from gateway.security import FailureThrottle
+from gateway.security import BodyBudget, FailureThrottle, client_key
 from gateway.serving import ConnectionGuard, raise_open_files_limit, start_gateway
 from tests.backends import Backend
 from tests.conftest import SAMPLES, served_in_thread
@@ -517,3 +517,40 @@ def test_inspection_records_reach_their_consumer_after_all_this(served: tuple[st
     assert status == 200 and answer["accepted"] == 1
     status, answer, _ = _exchange(served, _signed_head("GET", "/v1/inbox?limit=5"))
     assert status == 200 and [r["record_id"] for r in answer["records"]] == ["in-1"]
+
+
+# ---- bodies read before their signature can be checked ------------------------------------------------
+
+def test_a_client_has_only_so_many_bytes_of_bodies_in_flight() -> None:
+    budget = BodyBudget(100)
+    assert budget.take("a", 60) and not budget.take("a", 50) and budget.take("b", 90)
+    budget.give_back("a", 60)
+    assert budget.take("a", 100) and not budget.take("a", 1)
+
+
+@pytest.mark.parametrize(("address", "key"), [("10.1.2.3", "10.1.2.3"), ("::ffff:10.1.2.3", "10.1.2.3"),
+                                              ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+                                              ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"), (None, "unknown")])
+def test_an_ipv6_client_counts_as_its_slash_64(address: str | None, key: str) -> None:
+    assert client_key(address) == key
+
+
+def test_forged_signatures_cannot_make_the_gateway_hold_bodies(served: tuple[str, int]) -> None:
+    """A caller that knows a connector's key (not a secret) passes the header checks with a
+    made-up signature, and its body is read before the signature can be checked: one client's
+    bodies in flight are capped at twice max_body, the next answered 429 at once."""
+    limit = 256 * 1024  # the tests' max_body
+    connections: list[socket.socket] = []
+    try:
+        for _ in range(3):
+            connection = socket.create_connection(served, timeout=10)
+            connection.sendall(_signed_head("POST", "/v1/records").replace(b"Content-Length: 0",
+                                                                            b"Content-Length: %d" % limit)
+                               + b" " * (limit - 1000))  # most of it, then nothing: held until read_timeout
+            connections.append(connection)
+        readable, _, _ = select.select(connections, [], [], 5)
+        answers = [c.recv(4096) for c in readable]
+    finally:
+        for connection in connections:
+            connection.close()
+    assert len(answers) == 1 and answers[0].startswith(b"HTTP/1.1 429") and b"too_many_bodies" in answers[0]
