@@ -85,6 +85,7 @@ NONCE: web.RequestKey[Nonce] = web.RequestKey("nonce")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("supex.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_STORE_THEIR_NONCE = frozenset({"push"})  # handlers that record the nonce in their own transaction
 
 class ParameterError(ValueError):
     """A query parameter that is not what its endpoint takes (400 ``bad_parameter``)."""
@@ -186,7 +187,8 @@ async def _credentialed(request: web.Request, handler: Handler, roles: frozenset
         if claim is not None:
             identity = verify_signature(claim, request.method, request.raw_path, body,
                                         app[CONFIG].secrets[claim.connector.id])
-            request[NONCE] = await _first_use(app, claim, stored_by_handler=request.match_info.route.name == "push")
+            request[NONCE] = await _first_use(app, claim,
+                                              stored_by_handler=request.match_info.route.name in _STORE_THEIR_NONCE)
             wait = math.ceil(app[LIMITER].wait_needed(identity.name))
             if wait > 0:
                 app[METRICS].refusals.labels("429").inc()

@@ -6,7 +6,7 @@
   ``/healthz``.
 - Demonstration credentials: the secrets of ``secrets.example.toml`` and the tokens of
   ``config.example.toml`` are public; a gateway holding one serves only with
-  ``allow_demo_secrets = true`` (or as ``supex demo``).
+  ``allow_demo_secrets = true`` (``supex demo`` makes secrets of its own).
 - A secrets file that others than the gateway's user may read is a warning.
 """
 
@@ -42,7 +42,7 @@ def at_rest_warnings(config: Config) -> list[str]:
             f"{', '.join(producers)} are stored in plaintext (allow_plaintext_at_rest = true)"]
 
 
-def check_before_serving(config: Config, *, demo: bool = False) -> list[str]:
+def check_before_serving(config: Config) -> list[str]:
     """Refuse (``ConfigError``) what the gateway must not serve with; the warnings to give."""
     gateway = config.gateway
     warnings = at_rest_warnings(config)
@@ -58,7 +58,7 @@ def check_before_serving(config: Config, *, demo: bool = False) -> list[str]:
     holders += [f"{role} {holder.name!r}" for role, holders_of_role in (("auditor", config.auditor),
                                                                       ("admin", config.admin))
                 for holder in holders_of_role if holder.token_sha256.lower() in demo_hashes]
-    if holders and not (demo or gateway.allow_demo_secrets):
+    if holders and not gateway.allow_demo_secrets:
         raise ConfigError(
             f"使用了演示密钥，拒绝启动 / {', '.join(holders)} holds a demonstration secret or token (published with "
             "supex, so anyone can sign as it): give it a secret of its own, or, for a demonstration only, set "

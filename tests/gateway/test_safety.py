@@ -73,7 +73,6 @@ def test_demonstration_credentials_are_refused_naming_who_holds_one(tmp_path: Pa
         check_before_serving(config)
     allowed = _load(tmp_path, text.replace("[gateway]\n", "[gateway]\nallow_demo_secrets = true\n"), **environ)
     assert any(expected in w for w in check_before_serving(allowed))
-    assert any(expected in w for w in check_before_serving(config, demo=True))
 
 
 def test_a_secrets_file_others_may_read_is_a_warning(tmp_path: Path) -> None:
