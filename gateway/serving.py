@@ -1,11 +1,13 @@
 """The gateway on its socket: connections a slow or greedy client cannot use up.
 
 aiohttp answers the requests; beneath it, ``ConnectionGuard`` wraps each connection's protocol:
-a client address holds at most ``max_connections_per_address`` connections at once (more are
-closed as they open), and a request's headers must have come within ``header_timeout_seconds``
-of the connection opening or of the previous answer (a client sending half a header and waiting
-is cut off). aiohttp itself closes a kept-alive connection idle for ``keepalive_timeout_seconds``.
-At start the gateway raises its open-files limit to the most it may, and says so.
+a client address holds at most ``max_connections_per_address`` connections at once, and all
+clients together leave the gateway 256 of its open files (more are closed as they open); a
+request's headers must have come within ``header_timeout_seconds`` of the connection opening or
+of the previous answer (a client sending half a header and waiting is cut off); and a caller
+refused by its credentials is read no further. aiohttp itself closes a kept-alive connection idle
+for ``keepalive_timeout_seconds``. At start the gateway raises its open-files limit to the most it
+may, and says so.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ def raise_open_files_limit() -> tuple[int, int]:
 class ConnectionGuard:
     """Counts connections by client address and times the arrival of each request's headers."""
 
-    def __init__(self, *, per_address: int, header_timeout: float, keepalive_timeout: float) -> None:
+    def __init__(self, *, per_address: int, header_timeout: float, keepalive_timeout: float,
+                 total: int | None = None) -> None:
         self.per_address, self.header_timeout, self.keepalive_timeout = per_address, header_timeout, keepalive_timeout
+        # connections at most, from everyone: files the gateway itself needs (its store, dropped files,
+        # its own requests to push consumers and polled systems) are never crowded out by clients
+        self.total = total if total is not None else max(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 256)
         self.open: Counter[str] = Counter()
         self.refused = self.timed_out = 0
         self._guarded: dict[Any, _Guarded] = {}
@@ -85,11 +91,12 @@ class _Guarded(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._address = client_key(str(peer[0])) if isinstance(peer, tuple) and peer else "unix"
         guard = self._guard
-        if guard.open[self._address] >= guard.per_address:
+        if guard.open[self._address] >= guard.per_address or guard.open.total() >= guard.total:
             guard.refused += 1
             if guard.refused in (1, 10) or guard.refused % 1000 == 0:
-                log.warning("connections_refused", address=self._address, limit=guard.per_address,
-                            refused=guard.refused, hint="max_connections_per_address")
+                log.warning("connections_refused", address=self._address, refused=guard.refused,
+                            per_address=guard.per_address, total=guard.total,
+                            hint="max_connections_per_address, or the open-files limit")
             transport.abort()
             return
         guard.open[self._address] += 1

@@ -47,6 +47,7 @@ FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "appli
 _UNFINISHED = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp")  # still being written
 _MAX_FILE_RECORDS = 1_000_000
 _MAX_CURSOR = 1000
+_LONGEST_NAME = 200  # bytes of a moved file's name, leaving room for an id and ".report.json" (255 at most)
 
 
 @dataclass
@@ -399,6 +400,9 @@ class _Targets:
             stat = os.fstat(file.fileno())
             if not S_ISREG(stat.st_mode):
                 raise SourceError("不是普通文件 / not a regular file")
+            if stat.st_nlink > 1:  # a hard link to a file elsewhere: whose content it is, is not known
+                raise SourceError("文件有其他硬链接，未读取 / the file has other hard links (a link to a file "
+                                  "elsewhere?): not read")
             if stat.st_size > limit:
                 raise SourceError(f"文件过大 / the file has {stat.st_size} bytes, more than max_file ({limit})")
             return file.read(limit + 1)[:limit]
@@ -408,9 +412,10 @@ class _Targets:
         which is created, never written over."""
         folder = self._to[to]
         target = as_name or name
-        if _exists(target, folder):
-            stem, dot, suffix = target.rpartition(".")
-            target = f"{stem}.{new_id()}.{suffix}" if dot and stem else f"{target}.{new_id()}"
+        if _exists(target, folder) or len(os.fsencode(target)) > _LONGEST_NAME:
+            suffix = Path(target).suffix if len(os.fsencode(Path(target).suffix)) < 20 else ""
+            stem = target.removesuffix(suffix) if len(os.fsencode(target)) <= _LONGEST_NAME else "renamed"
+            target = f"{stem}.{new_id()}{suffix}"
         os.rename(name, target, src_dir_fd=self.folder, dst_dir_fd=folder)
         data = orjson.dumps(report, option=orjson.OPT_INDENT_2)
         for report_name in (f"{target}.report.json", f"{target}.{new_id()}.report.json"):

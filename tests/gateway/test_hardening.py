@@ -554,3 +554,23 @@ def test_forged_signatures_cannot_make_the_gateway_hold_bodies(served: tuple[str
         for connection in connections:
             connection.close()
     assert len(answers) == 1 and answers[0].startswith(b"HTTP/1.1 429") and b"too_many_bodies" in answers[0]
+
+
+async def test_clients_together_never_take_the_files_the_gateway_needs() -> None:
+    """However many addresses they come from, connections beyond the total are closed as they open."""
+    guard = ConnectionGuard(per_address=10, header_timeout=5, keepalive_timeout=5, total=3)
+    server = await asyncio.get_running_loop().create_server(guard.factory(asyncio.Protocol), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = []
+    try:
+        for n in range(2, 7):  # five addresses, one connection each
+            clients.append(await asyncio.get_running_loop().run_in_executor(None, _client_from, f"127.0.0.{n}", port))
+        deadline = time.monotonic() + 5
+        while guard.refused < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert guard.open.total() == 3 and guard.refused == 2
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+        await server.wait_closed()

@@ -538,3 +538,24 @@ async def test_a_name_with_control_characters_is_moved_aside_unread(drops: TestC
     moved = drop.folder / "failed" / report["moved_as"]
     assert moved.read_bytes() == (SAMPLES / "results.gb18030.csv").read_bytes()
     assert json.loads((moved.parent / f"{moved.name}.report.json").read_text())["file"] == repr(name)
+
+
+async def test_a_hard_link_to_a_file_elsewhere_is_not_read(drops: TestClient[Any, Any], tmp_path: Path) -> None:
+    client, drop = drops, _drop(drops)
+    elsewhere = tmp_path / "elsewhere.csv"
+    shutil.copy(SAMPLES / "results.gb18030.csv", elsewhere)
+    os.link(elsewhere, drop.folder / "linked.csv")
+    (report,) = await _settle(drop)
+    assert report["status"] == "failed" and "hard links" in report["error"] and _stored(client) == 0
+    assert elsewhere.read_bytes() == (SAMPLES / "results.gb18030.csv").read_bytes()
+
+
+async def test_a_name_too_long_for_its_report_is_moved_under_a_shorter_one(drops: TestClient[Any, Any]) -> None:
+    drop = _drop(drops)
+    name = "结果" * 40 + ".csv"  # 244 bytes: no room left for ".report.json"
+    shutil.copy(SAMPLES / "results.gb18030.csv", drop.folder / name)
+    (report,) = await _settle(drop)
+    assert report["status"] == "done" and report["file"] == name
+    (moved,) = [p for p in (drop.folder / "done").iterdir() if not p.name.endswith(".report.json")]
+    assert moved.name.startswith("renamed.") and moved.suffix == ".csv"
+    assert json.loads((moved.parent / f"{moved.name}.report.json").read_text())["file"] == name
