@@ -29,7 +29,12 @@ CODES: Final[dict[str, tuple[str, str]]] = {
         "统一社会信用代码 {value} 校验位错误",
         "unified social credit code {value} fails its check character",
     ),
-    "id_checksum": ("居民身份证号码校验失败", "resident identity card number fails its check digit or birth date"),
+    "id_checksum": ("居民身份证号码校验位错误", "resident identity card number fails its check digit (or is not 17 "
+                    "digits and a check character)"),
+    "id_birth_date": ("居民身份证号码中的出生日期无效", "the birth date in the resident identity card number is not "
+                      "a real date, or is in the future"),
+    "id_region": ("居民身份证号码的地址码不存在", "the birthplace code of the resident identity card number never "
+                  "existed in GB/T 2260"),
     "region_unknown": ("行政区划代码 {value} 不存在", "region code {value} does not exist in GB/T 2260"),
     "region_historical": (
         "行政区划代码 {value} 已撤销（{name}）",

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from stdnum import numdb
 from stdnum.cn import ric, uscc
+from stdnum.exceptions import ValidationError
 
 from schemas.issues import Issue, issue, pointer
 from schemas.registry import COMMON_ID, RecordTypeInfo
 
-__all__ = ["Clock", "IdentifierPolicy", "RecordChecks", "region_status", "system_clock"]
+__all__ = ["Clock", "IdentifierPolicy", "RecordChecks", "region_status", "ric_problem", "system_clock"]
 
 IdentifierPolicy = Literal["strict", "lenient"]
 Clock = Callable[[], dt.datetime]
@@ -46,8 +47,28 @@ def _uscc_ok(code: str) -> bool:
 
 
 @lru_cache(maxsize=65536)
-def _ric_ok(number: str) -> bool:
-    return bool(ric.is_valid(number))
+def ric_problem(number: str, today: dt.date | None = None) -> str | None:
+    """What is wrong with a resident identity card number as it was issued (``None``: nothing):
+    ``id_checksum`` (form or check digit), ``id_birth_date`` (not a real date, or after ``today``)
+    or ``id_region`` (a birthplace code that never existed).
+
+    A number carries the code its county had when the number was issued, which may be later than
+    the birth (a person born in 1972 in what became 历下区, 370102, in 1983, holds 370102…1972…), so
+    the code is not held against the birth year: it only has to exist or have existed. python-stdnum
+    gives the check digit, the birth date and the table of codes."""
+    if len(number) != 18 or not number[:17].isdigit() or not number.isascii():
+        return "id_checksum"
+    if ric.calc_check_digit(number) != number[-1].upper():
+        return "id_checksum"
+    try:
+        born = ric.get_birth_date(number)
+    except ValidationError:
+        return "id_birth_date"
+    if born > (today or dt.datetime.now(dt.UTC).date()) or born.year < 1850:
+        return "id_birth_date"
+    if region_status(number[:6]) is None:
+        return "id_region"
+    return None
 
 
 @lru_cache(maxsize=8192)
@@ -185,8 +206,8 @@ class RecordChecks:
             if len(code) == 18 and not _uscc_ok(code):
                 checksum_sink.append(issue(pointer(at), "uscc_checksum", value=code))
         elif kind == "ric":
-            if not _ric_ok(value):
-                checksum_sink.append(issue(pointer(at), "id_checksum"))
+            if problem := ric_problem(value):
+                checksum_sink.append(issue(pointer(at), problem))
         elif kind == "region":
             status = region_status(value)
             if status is None:
@@ -198,8 +219,8 @@ class RecordChecks:
             if isinstance(cert_no, str):
                 if cert_type == "001" and not _uscc_ok(cert_no):
                     checksum_sink.append(issue(pointer((*at, "cert_no")), "uscc_checksum", value=cert_no))
-                elif cert_type == "111" and not _ric_ok(cert_no):
-                    checksum_sink.append(issue(pointer((*at, "cert_no")), "id_checksum"))
+                elif cert_type == "111" and (problem := ric_problem(cert_no)):
+                    checksum_sink.append(issue(pointer((*at, "cert_no")), problem))
 
     def _times(self, record: Mapping[str, Any], now: dt.datetime, errors: list[Issue],
                warnings: list[Issue]) -> None:

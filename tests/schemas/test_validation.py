@@ -6,9 +6,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from stdnum.cn import ric
 
 from schemas import Validator
-from schemas.semantic import region_status
+from schemas.semantic import region_status, ric_problem
 from tests.conftest import IDENTIFIERS, VALID_RECORDS, fixed_clock
 
 
@@ -191,3 +192,41 @@ def test_subject_certificates_are_checked_by_their_type(validator: Validator, re
     assert validator.validate(rec).ok
     rec["data"]["subject"]["cert_type"] = "001"
     assert ("/data/subject/cert_no", "uscc_checksum") in _codes(validator, rec)
+
+
+def _issued(prefix: str, born: str, sequence: str = "123") -> str:
+    """A resident ID number with its check digit right (python-stdnum computes it)."""
+    body = prefix + born + sequence
+    return body + ric.calc_check_digit(body + "0")
+
+
+# As issued: the birthplace code is the one the county had when the number was issued, which may be
+# years after the birth; it must exist or have existed, not have existed at the birth.
+ID_CASES = [
+    ("born 1978 in what became 芝罘区 (370602, 1983-)", _issued("370602", "19780315"), None),
+    ("born 1972 in what became 历下区 (370102, 1983-)", _issued("370102", "19720101"), None),
+    ("born 1975 in what became 历城区 (370112, 1987-)", _issued("370112", "19750620"), None),
+    ("a code no longer in force: 章丘市 (370181, 1992-2016)", _issued("370181", "19950101"), None),
+    ("a code in force since before the birth", _issued("110101", "19900101"), None),
+    ("check character X", next(n for s in range(100, 999) if (n := _issued("110101", "19850101", str(s)))[-1] == "X"),
+     None),
+    ("a lower-case x", next(n for s in range(100, 999) if (n := _issued("110101", "19850101", str(s)))[-1] == "X")
+     .lower(), None),
+    ("a wrong check digit", _issued("370102", "19720101")[:-1] + ("0" if _issued("370102", "19720101")[-1] != "0"
+                                                                   else "1"), "id_checksum"),
+    ("February 30th", _issued("370102", "19720230"), "id_birth_date"),
+    ("born in the future", _issued("370102", "20990101"), "id_birth_date"),
+    ("a birthplace code that never existed", _issued("999999", "19800101"), "id_region"),
+    ("a code within a province that never existed", _issued("379999", "19800101"), "id_region"),
+]
+
+
+@pytest.mark.parametrize(("case", "number", "code"), ID_CASES, ids=[c[0] for c in ID_CASES])
+def test_resident_id_numbers_are_judged_as_they_are_issued(validator: Validator, record: Any, case: str,
+                                                           number: str, code: str | None) -> None:
+    """Each fault its own code, and the people born before their county's code existed accepted."""
+    assert ric_problem(number) == code, case
+    rec = record("clue")
+    rec["data"]["reporter"]["id_no"] = number
+    codes = {c for p, c in _codes(validator, rec) if p == "/data/reporter/id_no"}
+    assert codes == ({code} if code else set())
