@@ -73,7 +73,7 @@ def _components() -> dict[str, Any]:
                 "records": {"type": "array", "items": _ref("Record")}, "next": {"type": "string"}}},
             "LogEntry": entry,
             "SharingRule": {"type": "object", "required": ["id", "record_types", "consumers", "purpose"],
-                            "description": "A sharing rule as in [[sharing]] of the configuration (SPEC §8)",
+                            "description": "A sharing rule as in [[sharing]] of the configuration (docs/gateway.md)",
                             "properties": {"id": {"type": "string"},
                                            "record_types": {"type": "array", "items": {"type": "string"}},
                                            "consumers": {"type": "array", "items": {"type": "string"}},
