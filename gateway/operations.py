@@ -33,6 +33,7 @@ from gateway.observability import configure_logging
 from gateway.safety import check_before_serving
 from gateway.serving import raise_open_files_limit, run_gateway
 from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, shown
+from gateway.store.sql import create_private
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from mappings.formats import read_json
 from policy import local_today
@@ -384,7 +385,7 @@ def keys_generate(args: argparse.Namespace) -> int:
         print(generate_key())
         return EXIT_OK
     try:
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = create_private(args.output)
     except FileExistsError:
         raise ConfigError(f"密钥文件已存在，未覆盖 / {args.output} exists and is left as it is: a key file is never "
                           "overwritten (add a new key first in it to rotate; see supex keys rotate)") from None

@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import stat
-from pathlib import Path
 
 from gateway.config import Config
 from gateway.exceptions import ConfigError
@@ -29,17 +29,27 @@ DEMO_SECRETS = frozenset({
 DEMO_TOKENS = frozenset({"demo-auditor-token-change-me", "demo-admin-token-change-me"})
 
 
-def _is_demonstration(value: str) -> bool:
-    return value in DEMO_SECRETS or value in DEMO_TOKENS or "change-me" in value.lower()
+def _producers(config: Config) -> list[str]:
+    return [c.id for c in config.connector if c.produces]
 
 
 def at_rest_warnings(config: Config) -> list[str]:
     """Why payloads this configuration stores may be readable at rest (empty: they are not)."""
-    producers = [c.id for c in config.connector if c.produces]
+    producers = _producers(config)
     if config.data_cipher is not None or not producers:
         return []
     return [f"未配置数据密钥：重要和核心数据将以明文存储 / no data key: important and core payloads from "
             f"{', '.join(producers)} are stored in plaintext (allow_plaintext_at_rest = true)"]
+
+
+def _demonstration_holders(config: Config) -> list[str]:
+    """Who holds a published demonstration secret or token."""
+    demo_digests = {hashlib.sha256(token.encode()).hexdigest() for token in DEMO_TOKENS}
+    holders = [f"connector {cid!r}" for cid, secret in config.secrets.items()
+               if secret in DEMO_SECRETS or "change-me" in secret.lower()]
+    for role, people in (("auditor", config.auditor), ("admin", config.admin)):
+        holders += [f"{role} {person.name!r}" for person in people if person.token_sha256.lower() in demo_digests]
+    return holders
 
 
 def check_before_serving(config: Config) -> list[str]:
@@ -47,17 +57,12 @@ def check_before_serving(config: Config) -> list[str]:
     gateway = config.gateway
     warnings = at_rest_warnings(config)
     if warnings and not gateway.allow_plaintext_at_rest:
-        producers = ", ".join(c.id for c in config.connector if c.produces)
         raise ConfigError(
-            f"未配置数据密钥，拒绝启动 / no data key is configured while connectors ({producers}) produce records that "
-            "may be important or core data, which would be stored in plaintext: set data_key_env or data_key_file "
-            "(supex keys generate --output FILE makes a key file), or, knowingly, allow_plaintext_at_rest = true in "
-            "[gateway]")
-    holders = [f"connector {cid!r}" for cid, secret in config.secrets.items() if _is_demonstration(secret)]
-    demo_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in DEMO_TOKENS}
-    holders += [f"{role} {holder.name!r}" for role, holders_of_role in (("auditor", config.auditor),
-                                                                      ("admin", config.admin))
-                for holder in holders_of_role if holder.token_sha256.lower() in demo_hashes]
+            f"未配置数据密钥，拒绝启动 / no data key is configured while connectors ({', '.join(_producers(config))}) "
+            "produce records that may be important or core data, which would be stored in plaintext: set "
+            "data_key_env or data_key_file (supex keys generate --output FILE makes a key file), or, knowingly, "
+            "allow_plaintext_at_rest = true in [gateway]")
+    holders = _demonstration_holders(config)
     if holders and not gateway.allow_demo_secrets:
         raise ConfigError(
             f"使用了演示密钥，拒绝启动 / {', '.join(holders)} holds a demonstration secret or token (published with "
@@ -67,15 +72,8 @@ def check_before_serving(config: Config) -> list[str]:
         warnings.append(f"演示密钥 / demonstration credentials in use ({', '.join(holders)}): for demonstrations only")
     if gateway.secrets_file:
         path = config.base_dir / gateway.secrets_file
-        mode = _mode(path)
-        if mode is not None and mode & 0o077:
-            warnings.append(f"密钥文件可被其他用户读取 / the secrets file {path} is readable by others (mode "
-                            f"{mode:04o}): chmod 600 it")
+        with contextlib.suppress(OSError):
+            if (mode := stat.S_IMODE(path.stat().st_mode)) & 0o077:
+                warnings.append(f"密钥文件可被其他用户读取 / the secrets file {path} is readable by others (mode "
+                                f"{mode:04o}): chmod 600 it")
     return warnings
-
-
-def _mode(path: Path) -> int | None:
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return None

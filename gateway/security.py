@@ -113,22 +113,22 @@ class RateLimiter:
 
 
 class FailureThrottle:
-    """Failed attempts at a secret (a bearer token, a console sign-in) slowed per address and per
-    account: past ``allowed`` failures within ``window`` seconds, each further attempt waits twice
-    as long as the one before (1 s, 2 s, 4 s … at most ``longest``). A success clears its address.
+    """Failed attempts at a secret (a bearer token, a console sign-in) slowed per address and over
+    all addresses together (a token names no account to count them by): past ``per_address``
+    failures of one address, or ``overall`` of all, within ``window`` seconds, each further attempt
+    waits twice as long as the one before (1 s, 2 s, 4 s … at most ``longest``). A success clears
+    its address."""
 
-    Bearer tokens name no account, so all of them are one account (``TOKENS``): guessing from many
-    addresses is slowed too, at its own, higher, allowance."""
-
-    TOKENS = "bearer-tokens"
-
-    def __init__(self, *, per_address: int = 10, per_account: int = 100, window: float = 300.0,
+    def __init__(self, *, per_address: int = 10, overall: int = 100, window: float = 300.0,
                  longest: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._allowed = {"address": per_address, "account": per_account}
+        self._per_address, self._overall = per_address, overall
         self._window, self._longest, self._clock = window, longest, clock
-        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._failures: dict[str | None, list[float]] = {}  # by address; None: all of them
 
-    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+    def _allowed(self, key: str | None) -> int:
+        return self._overall if key is None else self._per_address
+
+    def _recent(self, key: str | None, now: float) -> list[float]:
         times = [t for t in self._failures.get(key, ()) if t > now - self._window]
         if times:
             self._failures[key] = times
@@ -136,30 +136,32 @@ class FailureThrottle:
             self._failures.pop(key, None)
         return times
 
-    def wait(self, address: str, account: str = TOKENS) -> int:
-        """Seconds before ``address`` may try ``account`` again (0: now)."""
+    def wait(self, address: str) -> int:
+        """Seconds before ``address`` may try again (0: now)."""
         now = self._clock()
         longest = 0.0
-        for kind, value in (("address", address), ("account", account)):
-            times = self._recent((kind, value), now)
-            over = len(times) - self._allowed[kind]
+        for key in (address, None):
+            times = self._recent(key, now)
+            over = len(times) - self._allowed(key)
             if over >= 0:
                 delay = min(self._longest, 2.0 ** min(over, 30))
                 longest = max(longest, times[-1] + delay - now)
         return math.ceil(longest) if longest > 0 else 0
 
-    def failed(self, address: str, account: str = TOKENS) -> None:
-        """Count a failure of ``address`` at ``account``."""
+    def failed(self, address: str) -> None:
+        """Count a failure of ``address``."""
         now = self._clock()
-        for key in (("address", address), ("account", account)):
-            self._failures.setdefault(key, []).append(now)
+        for key in (address, None):
+            times = self._failures.setdefault(key, [])
+            times.append(now)
+            del times[:-(self._allowed(key) + 32)]  # enough to reach the longest wait; no more is kept
         if len(self._failures) > 100_000:  # forget the quiet ones: memory stays bounded under a spray
             for key in list(self._failures):
                 self._recent(key, now)
 
     def succeeded(self, address: str) -> None:
         """An address that knew the secret is not a guesser."""
-        self._failures.pop(("address", address), None)
+        self._failures.pop(address, None)
 
 
 def client_key(address: str | None) -> str:

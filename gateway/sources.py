@@ -274,7 +274,6 @@ class FileDrop(_Source):
             raise
         seen: dict[str, tuple[int, int]] = {}
         settled: list[str] = []
-        unsafe: list[str] = []
         for entry in sorted(entries, key=lambda e: e.name):
             if not _finished(entry.name) or entry.name in ("done", "failed"):
                 continue
@@ -287,9 +286,9 @@ class FileDrop(_Source):
                 continue
             seen[entry.name] = (stat.st_size, stat.st_mtime_ns)
             if self._seen.get(entry.name) == seen[entry.name]:
-                (unsafe if _unsafe_name(entry.name) else settled).append(entry.name)
+                settled.append(entry.name)
         self._seen = seen
-        reports = [self._refuse_name(targets, name) for name in unsafe]
+        reports = []
         for name in settled:
             reports.append(await self._take(targets, name))
             self._seen.pop(name, None)
@@ -302,31 +301,29 @@ class FileDrop(_Source):
             log.warning("file_drop_ignored", connector=self.connector.id, file=repr(name), kind=what,
                         hint="only regular files directly in the folder are taken; it is left where it is")
 
-    def _refuse_name(self, targets: _Targets, name: str) -> dict[str, Any]:
-        safe = f"unsafe-name-{new_id()}"
-        report = {"file": repr(name), "status": "failed", "moved_as": safe,
-                  "error": "文件名含控制字符，未读取 / the file name holds control characters: not read, moved under a "
-                           "safe name"}
-        targets.move(name, "failed", report, safe)
-        self.status.files["failed"] += 1
-        log.warning("file_failed", connector=self.connector.id, file=repr(name), reason=report["error"])
-        return report
-
     async def _take(self, targets: _Targets, name: str) -> dict[str, Any]:
-        """Ingest one file as a unit and move it to ``done/`` or ``failed/``; its report."""
+        """Ingest one file as a unit and move it to ``done/`` or ``failed/``; its report. A name with
+        control characters is not read, and is moved under a safe one (reports and logs quote it)."""
+        unsafe = _unsafe_name(name)
         try:
+            if unsafe:
+                raise SourceError("文件名含控制字符，未读取 / the file name holds control characters: not read, moved "
+                                  "under a safe name")
             data = await asyncio.get_running_loop().run_in_executor(None, targets.read, name, self.connector.max_file)
             report = await self._ingest(name, data)
         except SourceError as exc:
+            shown = repr(name) if unsafe else name
             store = self.runner.store
             entry = LogEntry("rejected", store.now(), connector=self.connector.id, source=self.connector.id,
-                             reason=f"file {name}: {exc}")
+                             reason=f"file {shown}: {exc}")
             await self.runner.call(store.append_log, [entry])
-            report = {"file": name, "status": "failed", "error": str(exc)}
-            targets.move(name, "failed", report)
+            report = {"file": shown, "status": "failed", "error": str(exc)}
+            if unsafe:
+                report["moved_as"] = f"unsafe-name-{new_id()}"
+            targets.move(name, "failed", report, report.get("moved_as"))
             self.status.files["failed"] += 1
-            self.status.last_error = f"{name}: {exc}"
-            log.warning("file_failed", connector=self.connector.id, file=name, reason=str(exc))
+            self.status.last_error = f"{shown}: {exc}"
+            log.warning("file_failed", connector=self.connector.id, file=shown, reason=str(exc))
             return report
         targets.move(name, "done", report)
         self.status.files["done"] += 1
@@ -405,7 +402,10 @@ class _Targets:
                                   "elsewhere?): not read")
             if stat.st_size > limit:
                 raise SourceError(f"文件过大 / the file has {stat.st_size} bytes, more than max_file ({limit})")
-            return file.read(limit + 1)[:limit]
+            data = file.read(limit + 1)
+            if len(data) > limit:  # it grew while being read
+                raise SourceError(f"文件过大 / the file grew past max_file ({limit} bytes) while being read")
+            return data
 
     def move(self, name: str, to: str, report: dict[str, Any], as_name: str | None = None) -> None:
         """Move ``name`` into ``to`` (under a new name if one is there) with its report beside it,

@@ -38,7 +38,7 @@ from gateway.store.sql import (
     Clock,
     SQLStore,
     Stretch,
-    new_private_file,
+    new_backup_file,
     utc_now,
     verify_stretch,
 )
@@ -312,7 +312,7 @@ class PostgresStore(SQLStore):
         if dump is None:
             raise StoreUnavailableError("找不到 pg_dump / pg_dump is not on PATH: install the PostgreSQL client "
                                         "tools of the server's major version")
-        new_private_file(target)  # pg_dump writes into it, keeping its mode
+        new_backup_file(target)  # pg_dump writes into it, keeping its mode
         parts = conninfo_to_dict(self.location)
         password = parts.pop("password", None)
         environment = {**os.environ, **({"PGPASSWORD": str(password)} if password else {})}

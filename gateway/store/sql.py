@@ -55,7 +55,7 @@ from policy import Decision, Policy, Shared, local_today
 from policy.rules import LOCAL
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "LOG_COLUMNS", "Batch", "Clock", "Connection", "Nonce", "SQLStore", "Stretch",
-           "WriterTimes", "new_private_file", "utc_now", "verify_stretch"]
+           "WriterTimes", "create_private", "new_backup_file", "utc_now", "verify_stretch"]
 
 Clock = Callable[[], dt.datetime]
 # connector, batch id, to store, to quarantine, and where a fetched batch came from
@@ -939,11 +939,16 @@ _UNDER_OTHER_KEYS = {
 }
 
 
-def new_private_file(target: Path) -> None:
-    """Create ``target`` empty and readable by this user alone (a backup is the whole store);
-    ``StoreUnavailableError`` if anything is there already (a file, or a link planted there)."""
+def create_private(path: Path) -> int:
+    """Create ``path`` new, for writing, readable by this user alone (a store, a backup, a key);
+    its descriptor. ``FileExistsError`` if anything is there already, a link planted there too."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def new_backup_file(target: Path) -> None:
+    """Create ``target`` empty for a backup to be written into; ``StoreUnavailableError`` if it exists."""
     try:
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.close(create_private(target))
     except FileExistsError:
         raise StoreUnavailableError(f"备份文件已存在 / {target} exists: name a new file") from None
 

@@ -6,6 +6,7 @@ SQLite's write lock (``BEGIN IMMEDIATE``), so every write is serialised, as ``SQ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from gateway.store.sql import (
     Clock,
     SQLStore,
     Stretch,
+    create_private,
     utc_now,
     verify_stretch,
 )
@@ -233,10 +235,8 @@ def _private_file(path: Path) -> None:
     """Create the database file readable by the gateway's user alone (its folder 0700 if new);
     SQLite gives its WAL and shared-memory files the database's mode."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return
+    with contextlib.suppress(FileExistsError):
+        os.close(create_private(path))
 
 
 def _verify_stretch_at(path: str, algorithm: str, first: int, last: int) -> Stretch:

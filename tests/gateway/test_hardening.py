@@ -389,7 +389,7 @@ async def test_wrong_bearer_tokens_are_throttled_with_retry_after(gw: Signed) ->
 
 def test_the_throttle_grows_per_address_and_slows_many_addresses_too() -> None:
     now = [0.0]
-    throttle = FailureThrottle(per_address=3, per_account=10, clock=lambda: now[0])
+    throttle = FailureThrottle(per_address=3, overall=10, clock=lambda: now[0])
     for _ in range(3):
         assert throttle.wait("10.0.0.1") == 0
         throttle.failed("10.0.0.1")
