@@ -5,9 +5,13 @@ connector's team must be sure of: its signatures are accepted and forged ones re
 records map and validate, re-pushing is idempotent, versions and deletes behave, a full batch
 goes through, its format's encoding and XML edge cases are handled, and deliveries reach it.
 
-The records it pushes are real records of the connector's types with ids ``conntest-<run>-…``:
-they are stored and routed like any other, so run the suite against a test gateway or before the
-connector's consumers go live.
+Every record it pushes, the mapping's examples too, has an id of its own run,
+``conntest-<run>-…``: it never changes a record it did not create. Those records are stored and
+routed like any other and are left in the store (the suite says how many, under which ids), so
+run it against a test gateway or before the connector's consumers go live.
+
+A check ends ``pass``, ``fail``, ``skip`` (it does not apply to this connector: a consumer's
+delivery check for a producer) or ``not run`` (it applies, but could not be run: the suite fails).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import copy
 import csv
 import io
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from lxml import etree
 from yarl import URL
 
 from connectors.signing import signature_headers
@@ -35,9 +41,9 @@ from mappings.formats import parse_xml
 from mappings.pipeline import CONTENT_TYPES, write_rows
 from schemas import Validator, example_record
 
-__all__ = ["CheckResult", "ConnectorSuite"]
+__all__ = ["FAIL", "NOT_RUN", "PASS", "SKIP", "CheckResult", "ConnectorSuite"]
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+PASS, FAIL, SKIP, NOT_RUN = "pass", "fail", "skip", "not run"
 _XXE = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
         b"<r><a>&x;</a></r>")
 _LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
@@ -49,7 +55,7 @@ class CheckResult:
     """One row of the suite's table."""
 
     name: str
-    outcome: str  # pass | fail | skip
+    outcome: str  # pass | fail | skip | not run
     detail: str
 
     def as_dict(self) -> dict[str, str]:
@@ -68,7 +74,13 @@ def _fail(detail: str) -> _Outcome:
 
 
 def _skip(detail: str) -> _Outcome:
+    """The check does not apply to this connector."""
     return _Outcome(SKIP, detail)
+
+
+def _not_run(detail: str) -> _Outcome:
+    """The check applies to this connector but could not be run."""
+    return _Outcome(NOT_RUN, detail)
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,7 @@ class ConnectorSuite:
         self._session: aiohttp.ClientSession | None = None
         self._counter = 0
         self._lifecycle: dict[str, Any] | None = None  # the record the version checks go on with
+        self.left: set[str] = set()  # ids of the records this run stored
 
     # ---- running ----------------------------------------------------------------------------------
 
@@ -164,6 +177,8 @@ class ConnectorSuite:
         answer, _ = await self._call("POST", "/v1/records", body, content_type=content_type)
         if answer.status != 200 or not isinstance(answer.body, dict):
             raise _fail(f"推送被拒 / the push was refused: {answer.message()}")
+        self.left.update(r["record_id"] for r in answer.body.get("results", [])
+                         if r.get("status") == "accepted" and isinstance(r.get("record_id"), str))
         return answer.body
 
     # ---- records ----------------------------------------------------------------------------------
@@ -202,8 +217,8 @@ class ConnectorSuite:
                 return b"\n".join(orjson.dumps(r) for r in records), "application/x-ndjson"
             return orjson.dumps(records), CONTENT_TYPES["json"]
         if not mapping.reversible:
-            raise _skip(f"映射 {mapping.name} 不可逆，无法生成测试记录 / the mapping {mapping.name} is not "
-                        "reversible, so no test records can be written in the connector's JSON")
+            raise _not_run(f"映射 {mapping.name} 不可逆，无法生成测试记录 / the mapping {mapping.name} is not "
+                           "reversible, so no test records can be written in the connector's JSON")
         rows = []
         for record in records:
             row, problems = mapping.from_standard(record)
@@ -287,13 +302,36 @@ class ConnectorSuite:
         mapping = self.mapping
         if mapping is None:
             raise _skip("连接器以标准记录推送（见后续检查）/ the connector pushes standard records (checked below)")
-        sources = [e.source for e in mapping.definition.example if e.errors is None]
+        sources = self._example_sources()
+        if mapping.format == "xlsx":
+            raise _not_run("xlsx 样例无法写成工作簿 / xlsx examples cannot be written as a workbook here: push a "
+                           "sample export with supex push")
         body = _source_body(mapping, sources)
         answer = await self._push(body, CONTENT_TYPES[mapping.format])
         bad = [r for r in answer["results"] if r["status"] not in ("accepted", "duplicate")]
         if bad:
             raise _fail(f"{len(bad)} of {len(sources)} not taken: {bad[0].get('errors') or bad[0]['status']}")
         return f"{len(sources)} records as {mapping.format.upper()}"
+
+    def _example_sources(self) -> list[Any]:
+        """The mapping's example sources (those that must map), each under an id of this run."""
+        mapping = self.mapping
+        assert mapping is not None
+        sources = []
+        for example in mapping.definition.example:
+            if example.errors is not None:
+                continue
+            self._counter += 1
+            new_id = f"conntest-{self.run_id}-{self._counter}"
+            source = _with_record_id(mapping, example.source, new_id)
+            if source is None:
+                raise _not_run(f"示例 {example.name!r} 的记录编号无法改写 / the record id of example {example.name!r} "
+                               "cannot be set to a test id (its record_id rule is not a plain read), so it is not "
+                               "pushed: that would change a real record")
+            sources.append(source)
+        if not sources:
+            raise _not_run(f"映射 {mapping.name} 没有示例 / the mapping {mapping.name} has no examples to push")
+        return sources
 
     async def repush_idempotent(self) -> str:
         """A record pushed twice is stored once: the second push answers ``duplicate``."""
@@ -308,9 +346,10 @@ class ConnectorSuite:
         return f"{record['record_id']}: accepted, then duplicate"
 
     def _kept(self) -> dict[str, Any]:
+        self._record_type()
         record = self._lifecycle
         if record is None:
-            raise _skip("需要前一项检查通过 / needs the idempotency check to pass first")
+            raise _not_run("需要前一项检查通过 / needs the idempotency check to pass first")
         return copy.deepcopy(record)
 
     async def higher_version_applies(self) -> str:
@@ -400,8 +439,7 @@ class ConnectorSuite:
                     raise _fail(f"XML with an {name} should be refused with 400, got {answer_.status}")
                 done.append(f"XML {name} refused")
         if self.mapping is not None and self.mapping.format == "csv":
-            sources = [e.source for e in self.mapping.definition.example if e.errors is None]
-            text = _source_body(self.mapping, sources).decode("utf-8")
+            text = _source_body(self.mapping, self._example_sources()).decode("utf-8")
             for encoding, data in (("GB18030", text.encode("gb18030")), ("UTF-8 BOM", text.encode("utf-8-sig"))):
                 answer = await self._push(data, "text/csv")
                 if any(r["status"] not in ("accepted", "duplicate") for r in answer["results"]):
@@ -469,8 +507,37 @@ def _touch(record: dict[str, Any], text: str = "changed") -> None:
             return
     subject = data.get("subject")
     if not (isinstance(subject, dict) and isinstance(subject.get("name"), str)):
-        raise _skip("记录没有可改动的文字字段 / the record has no free-text field to change")
+        raise _not_run("记录没有可改动的文字字段 / the record has no free-text field to change")
     subject["name"] = f"{subject['name']}（{text}）"
+
+
+def _with_record_id(mapping: CompiledMapping, source: Any, record_id: str) -> Any:
+    """An example's source with its record id set to ``record_id`` where the mapping reads the id
+    with a plain ``from`` (a key, a column, a child element); ``None`` where it cannot be set."""
+    rule = mapping.definition.fields.get("record_id")
+    path = rule if isinstance(rule, str) else getattr(rule, "from_", None)
+    if not isinstance(path, str):
+        return None
+    if mapping.format == "xml":
+        element = parse_xml(str(source).encode())
+        found = element.find(mapping.clark(path)) if re.fullmatch(r"(\w+:)?[\w.-]+", path) else None
+        if found is None:
+            return None
+        found.text = record_id
+        changed: Any = etree.tostring(element, encoding="unicode")
+    elif isinstance(source, dict):
+        changed = copy.deepcopy(source)
+        *parents, last = path.split(".") if mapping.format == "json" else [path]
+        target = changed
+        for key in parents:
+            target = target.get(key) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            return None
+        target[last] = record_id
+    else:
+        return None
+    mapped, _ = mapping.to_standard(parse_xml(changed.encode()) if mapping.format == "xml" else changed)
+    return changed if mapped.get("record_id") == record_id else None
 
 
 def _source_body(mapping: CompiledMapping, sources: list[Any]) -> bytes:

@@ -6,6 +6,7 @@ Each command returns its exit code; ``gateway.cli`` owns parsing and the error b
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -17,8 +18,8 @@ import orjson
 from rich.progress import Progress
 
 from gateway.config import resolve_mapping
-from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
-from mappings import CompiledMapping, MappedRecord, builtin_names, map_stream, run_examples
+from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
+from mappings import CompiledMapping, MappedRecord, SourceFormatError, builtin_names, map_stream, run_examples
 from mappings.formats import read_json
 from mappings.pipeline import write_rows
 from schemas import Issue, Validator, Verdict, load_schema_set
@@ -33,9 +34,10 @@ _PROGRESS_EVERY = 2000
 # ---- input files and progress ---------------------------------------------------------------
 
 @contextmanager
-def _opened(name: str) -> Iterator[IO[bytes]]:
+def _opened(name: str, *, whole: bool = False) -> Iterator[IO[bytes]]:
+    """The named file (``-``: standard input, read whole first where ``whole`` says the reader must seek)."""
     if name == "-":
-        yield sys.stdin.buffer
+        yield io.BytesIO(sys.stdin.buffer.read()) if whole else sys.stdin.buffer
         return
     with Path(name).open("rb", buffering=1 << 16) as stream:
         yield stream
@@ -150,17 +152,20 @@ def _report(args: argparse.Namespace, name: str, index: int, *, where: str, reco
 # ---- map ------------------------------------------------------------------------------------
 
 def map_files(args: argparse.Namespace) -> int:
-    """``supex map``: source files to standard NDJSON (or back with ``--reverse``)."""
+    """``supex map``: source files to standard NDJSON (or back with ``--reverse``). A file the mapping
+    cannot read at all (missing, another format, a header without a mapped column) is named on
+    standard error and the command exits 2; the other files are still mapped."""
     mapping = resolve_mapping(args.mapping)
     if args.reverse:
         return _map_reverse(mapping, args.files)
     validator = Validator(identifiers="lenient" if args.lenient else "strict") if args.validate else None
     tally = _Tally()
+    refused = 0
     write = sys.stdout.buffer.write
     with progress_bar() as bar:
         for name in args.files:
             try:
-                with _opened(name) as stream:
+                with _opened(name, whole=mapping.format == "xlsx") as stream:
                     mapped: Iterator[MappedRecord] = map_stream(mapping, validator, stream)
                     for result in _track(bar, name, stream, mapped):
                         tally.add(result.verdict)
@@ -169,12 +174,18 @@ def map_files(args: argparse.Namespace) -> int:
                         if not result.verdict.ok or result.verdict.warnings:
                             heading = _describe(name, result.index, result.where, result.record_id)
                             _print_issues(heading, result.verdict, sys.stderr)
+            except SourceFormatError as exc:
+                refused += 1
+                print(f"supex: {name}: 映射 {mapping.name} 无法读取此文件 / the mapping {mapping.name} cannot read "
+                      f"this file: {exc}", file=sys.stderr)
             except OSError as exc:
-                verdict = _unreadable(name, exc)
-                tally.add(verdict)
-                _print_issues(_describe(name, 0, "file", None), verdict, sys.stderr)
+                refused += 1
+                print(f"supex: {name}: 无法读取 / cannot read: {exc.strerror or exc}", file=sys.stderr)
     sys.stdout.flush()
     print(tally.summary("records mapped"), file=sys.stderr)
+    if refused:
+        print(f"supex: {refused} file(s) not read / {refused} 个文件未能读取", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if tally.invalid == 0 else EXIT_INVALID
 
 

@@ -18,12 +18,12 @@ from lxml import etree
 from gateway.config import ConnectorConfig
 from gateway.exchange_log import content_digest
 from gateway.store.model import Incoming, Quarantined
-from mappings import CompiledMapping, map_record
-from mappings.formats import SourceItem, read_csv, read_xml
+from mappings import CompiledMapping, SourceFormatError, map_record, read_source
+from mappings.formats import SourceItem
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.issues import issue
 
-__all__ = ["BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
+__all__ = ["CONTENT_KINDS", "XLSX_TYPE", "BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
 
 _GATEWAY_FIELDS = ("source", "received_at", "seq", "digest")
 
@@ -39,16 +39,23 @@ class BodyError(Exception):
         return BodyError, (self.status, self.code, self.message)  # raised in a worker process, re-raised here
 
 
+CONTENT_KINDS = {
+    "application/json": "json", "application/x-ndjson": "ndjson", "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson", "application/xml": "xml", "text/xml": "xml", "text/csv": "csv",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.ms-excel": "xlsx", "application/vnd.oasis.opendocument.spreadsheet": "xlsx",
+}
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 def content_kind(content_type: str) -> str:
-    """``json``, ``ndjson``, ``xml`` or ``csv`` from a Content-Type header; else 415."""
+    """``json``, ``ndjson``, ``xml``, ``csv`` or ``xlsx`` (any workbook) from a Content-Type header; else 415."""
     main = content_type.split(";", 1)[0].strip().lower()
-    kinds = {"application/json": "json", "application/x-ndjson": "ndjson", "application/ndjson": "ndjson",
-             "application/jsonl": "ndjson", "application/xml": "xml", "text/xml": "xml", "text/csv": "csv"}
-    if main not in kinds:
+    if main not in CONTENT_KINDS:
         raise BodyError(415, "unsupported_media_type",
                         f"不支持的内容类型 / unsupported content type {main or '(none)'!r}: use application/json, "
-                        "application/x-ndjson, or the connector's own XML or CSV")
-    return kinds[main]
+                        "application/x-ndjson, or the connector's own XML, CSV or spreadsheet")
+    return CONTENT_KINDS[main]
 
 
 def record_digest(record: dict[str, Any], algorithm: str) -> str:
@@ -81,21 +88,29 @@ def _json_items(body: bytes, kind: str) -> list[Any]:
 
 
 def _source_items(body: bytes, kind: str, mapping: CompiledMapping | None) -> Iterator[SourceItem]:
-    """The body's records, read one at a time (XML elements are freed after use)."""
+    """The body's records, read one at a time (XML elements are freed after use): through the
+    connector's mapping where the body is in its format, else as standard JSON records."""
+    if mapping is not None:
+        return _refusing_whole(read_source(mapping, io.BytesIO(body)))
     if kind in ("json", "ndjson"):
         return (SourceItem(n, f"record {n}", value) for n, value in enumerate(_json_items(body, kind)))
-    if mapping is None:
-        raise BodyError(415, "unsupported_media_type",
-                        f"此连接器不以 {kind.upper()} 报送 / this connector does not push {kind.upper()}: "
-                        "its mapping is for another format")
-    if kind == "xml":
-        return read_xml(io.BytesIO(body), record_tag=mapping.record_tag)
-    return read_csv(io.BytesIO(body), encodings=mapping.options.encodings, delimiter=mapping.options.delimiter)
+    raise BodyError(415, "unsupported_media_type",
+                    f"此连接器不以 {kind.upper()} 报送 / this connector does not push {kind.upper()}: "
+                    "its mapping is for another format")
+
+
+def _refusing_whole(items: Iterator[SourceItem]) -> Iterator[SourceItem]:
+    """``items``, with a file the mapping cannot read refused as a whole body."""
+    try:
+        yield from items
+    except SourceFormatError as exc:
+        raise BodyError(400, "malformed", f"无法按映射读取 / cannot be read by the connector's mapping: {exc}") \
+            from None
 
 
 def _whole_body_error(item: SourceItem, kind: str) -> bool:
-    """XML cannot be read past an error, and a CSV without a readable header has no rows."""
-    return item.error is not None and (kind == "xml" or (kind == "csv" and item.where == "line 1"))
+    """XML cannot be read past an error, and a JSON body is valid JSON or refused whole."""
+    return item.error is not None and kind != "csv"
 
 
 @dataclass(frozen=True)

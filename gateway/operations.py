@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import structlog
@@ -22,19 +22,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from connectors import GatewayRefusedError, SupexClient
-from gateway.acceptance import CheckResult, run_suite, suite_for
+from gateway.acceptance import FAIL, NOT_RUN, PASS, SKIP, CheckResult, run_suite, suite_for
 from gateway.app import create_app
-from gateway.config import Config, load_config
+from gateway.config import Config, load_config, resolve_mapping
 from gateway.demo import run_demo
 from gateway.encryption import DataCipher, generate_key
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
+from gateway.ingest import XLSX_TYPE
 from gateway.observability import configure_logging
 from gateway.safety import check_before_serving
 from gateway.serving import raise_open_files_limit, run_gateway
 from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, shown
 from gateway.store.sql import create_private
-from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
+from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
 from mappings.formats import read_json
 from policy import local_today
 
@@ -206,24 +207,72 @@ def log_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _content_type(path: str) -> str | None:
-    suffix = Path(path).suffix.lower()
-    return {".xml": "application/xml", ".csv": "text/csv"}.get(suffix)
+_PUSH_TYPES = {".xml": "application/xml", ".csv": "text/csv", ".xlsx": XLSX_TYPE, ".xlsm": XLSX_TYPE,
+               ".xls": XLSX_TYPE, ".ods": XLSX_TYPE, ".json": "application/json", ".ndjson": "application/x-ndjson",
+               ".jsonl": "application/x-ndjson"}
 
 
-async def _push(args: argparse.Namespace, url: str, secret: str) -> dict[str, int]:
+class _Unpushable(Exception):  # noqa: N818 - a file refused before or by the gateway: exit 2, the others go on
+    pass
+
+
+def _push_type(name: str) -> str:
+    content_type = _PUSH_TYPES.get(Path(name).suffix.lower())
+    if content_type is None:
+        raise _Unpushable(f"无法从扩展名判断格式 / cannot tell the format from the name {Path(name).name!r}: use "
+                          f"{', '.join(_PUSH_TYPES)}")
+    return content_type
+
+
+def _standard_records(name: str, stream: IO[bytes], bad: list[str]) -> Iterator[Any]:
+    """The file's standard records; a record that is not JSON is noted in ``bad``, and a file with
+    nothing readable at its start is refused."""
+    for item in read_json(stream):
+        if item.error is None:
+            yield item.value
+        elif item.index == 0:
+            raise _Unpushable(f"不是 JSON 标准记录 / not JSON standard records: {item.where}: {item.error}")
+        else:
+            bad.append(f"{name}: {item.where}: {item.error}")
+
+
+async def _push_file(client: SupexClient, name: str, whole: bool, batch_size: int) -> list[dict[str, Any]]:
+    content_type = _push_type(name)
+    path = Path(name)
+    if not path.is_file():
+        raise _Unpushable("文件不存在 / no such file" if not path.exists() else "不是普通文件 / not a regular file")
+    try:
+        if whole or content_type not in ("application/json", "application/x-ndjson"):
+            return [await client.push_body(path.read_bytes(), content_type)]
+        bad: list[str] = []
+        with path.open("rb") as stream:
+            answers = [a async for a in client.push_all(_standard_records(name, stream, bad), batch_size)]
+        for problem in bad:
+            print(f"{problem}: not pushed", file=sys.stderr)
+        if bad:
+            answers.append({"rejected": len(bad)})
+        return answers
+    except GatewayRefusedError as exc:
+        if exc.status in (400, 413, 415):  # the file itself: not what the connector's mapping reads
+            raise _Unpushable(f"网关拒收此文件 / the gateway refused this file: {exc}") from None
+        raise
+    except OSError as exc:
+        raise _Unpushable(f"无法读取 / cannot read: {exc.strerror or exc}") from None
+
+
+async def _push(args: argparse.Namespace, url: str, secret: str, whole_json: bool) -> tuple[dict[str, int], int]:
     totals = {"accepted": 0, "duplicates": 0, "stale": 0, "rejected": 0}
+    refused = 0
     async with SupexClient(url, args.connector, secret) as client:
         with progress_bar() as progress:
             task = progress.add_task("pushing", total=None)
             for name in args.files:
-                kind = _content_type(name)
-                if kind:
-                    answers = [await client.push_body(Path(name).read_bytes(), kind)]
-                else:
-                    with Path(name).open("rb") as stream:
-                        items = (i.value for i in read_json(stream) if i.error is None)
-                        answers = [a async for a in client.push_all(items, args.batch_size)]
+                try:
+                    answers = await _push_file(client, name, whole_json, args.batch_size)
+                except _Unpushable as exc:
+                    print(f"supex: {name}: {exc}", file=sys.stderr)
+                    refused += 1
+                    continue
                 for answer in answers:
                     for key in totals:
                         totals[key] += int(answer.get(key, 0))
@@ -233,29 +282,37 @@ async def _push(args: argparse.Namespace, url: str, secret: str) -> dict[str, in
                             print(f"{name}: record {result.get('index')} id={result.get('record_id')}: rejected "
                                   f"({codes})", file=sys.stderr)
                     progress.update(task, advance=len(answer.get("results", [])))
-    return totals
+    return totals, refused
 
 
 def push(args: argparse.Namespace) -> int:
-    """``supex push``: sign and push files as a connector, with a progress bar and a summary."""
+    """``supex push``: sign and push files as a connector, with a progress bar and a summary. A file
+    that cannot be pushed (missing, of no known format, refused whole) is named and exits 2."""
     url, secret = args.url, os.environ.get("SUPEX_SECRET_" + args.connector.upper().replace("-", "_"))
+    whole_json = False
     if args.config:
         config = load_config(args.config, secrets_of=[args.connector])
         if args.connector not in config.secrets:
             raise ConfigError(f"配置中没有连接器 / no connector {args.connector!r} in {args.config}")
         secret = config.secrets[args.connector]
         url = url or f"http://{config.gateway.listen}"
+        mapping_name = config.connectors()[args.connector].mapping_name
+        # a connector whose mapping reads JSON pushes its JSON files as they are: pages, envelopes and all
+        whole_json = mapping_name is not None and resolve_mapping(mapping_name, config.base_dir).format == "json"
     if not secret or not url:
         raise ConfigError("需要 --config，或 --url 加 SUPEX_SECRET_<ID> / "
                           "give --config, or --url and SUPEX_SECRET_<ID>")
     try:
-        totals = asyncio.run(_push(args, url, secret))
+        totals, refused = asyncio.run(_push(args, url, secret, whole_json))
     except GatewayRefusedError as exc:
         print(f"supex: the gateway refused the push: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(f"accepted {totals['accepted']}, duplicates {totals['duplicates']}, stale {totals['stale']}, "
           f"rejected {totals['rejected']} / 接收 {totals['accepted']}，重复 {totals['duplicates']}，"
           f"过期 {totals['stale']}，拒收 {totals['rejected']}")
+    if refused:
+        print(f"supex: {refused} file(s) not pushed / {refused} 个文件未推送", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if totals["rejected"] == 0 else EXIT_INVALID
 
 
@@ -346,10 +403,12 @@ def deadletter_replay(args: argparse.Namespace) -> int:
 # ---- connectors -------------------------------------------------------------------------------
 
 def connector_test(args: argparse.Namespace) -> int:
-    """``supex connector test``: the acceptance suite as a table of pass, fail and skip with reasons."""
+    """``supex connector test``: the acceptance suite as a table with reasons. Exit 1 if a check
+    failed, or applies to the connector and could not be run."""
     suite = suite_for(args.config, args.connector, args.url)
     console = Console(highlight=False)
-    marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}
+    marks = {PASS: "[green]PASS[/green]", FAIL: "[red]FAIL[/red]", SKIP: "[dim]SKIP[/dim]",
+             NOT_RUN: "[yellow]NOT RUN[/yellow]"}
 
     def show(result: CheckResult) -> None:
         if args.json:
@@ -359,16 +418,24 @@ def connector_test(args: argparse.Namespace) -> int:
         console.print(f"connector {suite.connector.id} ({suite.connector.kind}) against {suite.url}, "
                       f"run {suite.run_id}")
     results = run_suite(suite, show)
-    failed = [r for r in results if r.outcome == "fail"]
-    if not args.json:
+    counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in marks}
+    left = sorted(suite.left)
+    if args.json:
+        print(json.dumps({"run": suite.run_id, "left": left}, ensure_ascii=False))
+    else:
         table = Table("check / 检查", "result / 结果", "detail / 说明", show_lines=False)
         for result in results:
             table.add_row(result.name, marks[result.outcome], escape(result.detail))
         console.print(table)
-        passed = sum(r.outcome == "pass" for r in results)
-        console.print(f"{passed} passed, {len(failed)} failed, {len(results) - passed - len(failed)} skipped / "
-                      f"通过 {passed}，失败 {len(failed)}")
-    return EXIT_INVALID if failed else EXIT_OK
+        console.print(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[NOT_RUN]} not run, {counts[SKIP]} not "
+                      f"applicable / 通过 {counts[PASS]}，失败 {counts[FAIL]}，未能运行 {counts[NOT_RUN]}")
+        for result in results:
+            if result.outcome == NOT_RUN:
+                console.print(f"  not run: {result.name}: {escape(result.detail)}")
+        if left:
+            console.print(f"left in the store / 留在网关中: {len(left)} test records, ids conntest-{suite.run_id}-… "
+                          "(stored and routed like any other; no record of the connector's own was changed)")
+    return EXIT_INVALID if counts[FAIL] or counts[NOT_RUN] else EXIT_OK
 
 
 def demo(args: argparse.Namespace) -> int:

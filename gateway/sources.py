@@ -30,7 +30,7 @@ from connectors.signing import signature_headers
 from gateway.config import Config, ConnectorConfig
 from gateway.exceptions import ConfigError, SourceError, SourceUnavailableError
 from gateway.exchange_log import LogEntry
-from gateway.ingest import BodyError, Prepared, RecordPreparer
+from gateway.ingest import XLSX_TYPE, BodyError, Prepared, RecordPreparer
 from gateway.observability import new_id
 from gateway.store.model import IngestOutcome, SourceMark, tally
 from gateway.store.runner import StoreRunner
@@ -43,7 +43,8 @@ log = structlog.get_logger("supex.sources")
 
 Sleep = Callable[[float], Awaitable[None]]
 FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "application/x-ndjson",
-              ".jsonl": "application/x-ndjson", ".xml": "application/xml"}
+              ".jsonl": "application/x-ndjson", ".xml": "application/xml", ".xlsx": XLSX_TYPE, ".xlsm": XLSX_TYPE,
+              ".xls": XLSX_TYPE, ".ods": XLSX_TYPE}
 _UNFINISHED = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp")  # still being written
 _MAX_FILE_RECORDS = 1_000_000
 _MAX_CURSOR = 1000
@@ -342,7 +343,7 @@ class FileDrop(_Source):
         if content_type is None:
             raise SourceError(f"不支持的文件类型 / unsupported file type {Path(name).suffix or '(none)'!r}: "
                                f"use {', '.join(FILE_TYPES)}")
-        if content_type != "text/csv":
+        if content_type in ("application/json", "application/x-ndjson", "application/xml"):
             data = data.removeprefix(b"\xef\xbb\xbf")
         if not data.strip():
             raise SourceError("空文件 / the file is empty")

@@ -40,7 +40,7 @@ def builtin_names() -> list[str]:
 
 def compile_text(text: str, *, source: str = "") -> CompiledMapping:
     """Check and compile a mapping file's text; errors name the file, key and line."""
-    return compile_mapping(load_definition(text, source=source), source=source)
+    return compile_mapping(load_definition(text, source=source), source=source, text=text)
 
 
 @cache

@@ -14,7 +14,7 @@ from typing import Any
 from mappings.definitions import Rule
 from mappings.exceptions import ValueMappingError
 from mappings.transforms import halfwidth
-from schemas.issues import Issue, issue
+from schemas.issues import Issue
 
 __all__ = ["Assembled", "assemble"]
 
@@ -57,7 +57,7 @@ def assemble(fields: list[tuple[str, Rule, Callable[[Any], Any]]], *, nested: bo
     """One function ``source -> (target dict, issues)`` doing what ``fields`` say, in their order."""
     writer = _Writer(nested)
     names: dict[str, Any] = {"MISSING": missing, "HALFWIDTH": halfwidth, "ValueMappingError": ValueMappingError,
-                             "BASE": base, "issue": issue}
+                             "BASE": base}
     body = writer.lines
     for n, (target, rule, run) in enumerate(fields):
         read = inline_read(rule.from_) if rule.from_ is not None and rule.model_fields_set <= _INLINE_KEYS else None
@@ -75,7 +75,7 @@ def assemble(fields: list[tuple[str, Rule, Callable[[Any], Any]]], *, nested: bo
             "try:",
             f"    v = RULE{n}(src)",
             "except ValueMappingError as exc:",
-            f"    problems.append(issue(PATH{n}, 'mapping', detail=str(exc)))",
+            f"    problems.extend(exc.issues(PATH{n}))",
             "else:",
             "    if v is not MISSING:",
         ]

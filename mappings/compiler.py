@@ -7,6 +7,7 @@ value errors are collected, not raised, so that all of them are reported togethe
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -17,8 +18,8 @@ from lxml import etree
 
 from mappings import transforms
 from mappings.assembly import assemble
-from mappings.definitions import Condition, FieldRules, MappingFile, Rule
-from mappings.exceptions import MappingDefinitionError, ValueMappingError
+from mappings.definitions import Condition, FieldRules, MappingFile, Rule, key_line
+from mappings.exceptions import ItemsMappingError, MappingDefinitionError, SourceFormatError, ValueMappingError
 from schemas import Issue, SchemaSet, load_schema_set
 from schemas.issues import issue, pointer
 
@@ -28,6 +29,7 @@ MISSING: Final = object()
 Getter = Callable[[Any], Any]
 Step = Callable[[Any], Any]
 _WILDCARD = "[*]"
+_TABULAR = ("csv", "xlsx")
 
 
 # ---- reading source values -------------------------------------------------------------
@@ -58,30 +60,86 @@ def _dotted_getter(path: str) -> Getter:
     return lambda row: walk(row, 0)
 
 
+def _json_items(path: str) -> Callable[[Any], list[Any]]:
+    """The items of the JSON list at ``path``; one object (or value) there is a list of one."""
+    get = _dotted_getter(path)
+
+    def items(row: Any) -> list[Any]:
+        value = get(row)
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
+
+    return items
+
+
 def _column_getter(column: str) -> Getter:
     return lambda row: row.get(column)
 
 
-def _xml_getter(path: str, namespaces: Mapping[str, str]) -> Getter:
+_XPATH1_FUNCTIONS = frozenset({
+    "last", "position", "count", "id", "local-name", "namespace-uri", "name", "string", "concat", "starts-with",
+    "contains", "substring-before", "substring-after", "substring", "string-length", "normalize-space",
+    "translate", "boolean", "not", "true", "false", "lang", "number", "sum", "floor", "ceiling", "round",
+})
+_NODE_TESTS = frozenset({"node", "text", "comment", "processing-instruction"})
+_CALL = re.compile(r"(?<![\w.:$@-])([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)\s*\(")
+_LITERAL = re.compile(r"\"[^\"]*\"|'[^']*'")
+
+
+def _check_xpath1(path: str) -> None:
+    """Refuse a function XPath 1.0 does not have (``string-join``, ``fn:…``, extension functions)."""
+    for name in _CALL.findall(_LITERAL.sub("''", path)):
+        if name not in _XPATH1_FUNCTIONS and name not in _NODE_TESTS:
+            raise MappingDefinitionError(
+                f"{path!r}: {name}() 不是 XPath 1.0 函数 / {name}() is not an XPath 1.0 function (only XPath 1.0 "
+                "is supported: concat(), normalize-space(), substring-before()…)")
+
+
+def _xml_nodes(path: str, namespaces: Mapping[str, str]) -> Callable[[Any], list[Any]]:
+    """Every node (or the one value) ``path`` selects relative to a record element."""
     simple = re.fullmatch(r"(?:(\w+):)?([\w.-]+)", path)
     if simple:
         prefix, local = simple.groups()
         if prefix and prefix not in namespaces:
             raise MappingDefinitionError(f"未声明的命名空间前缀 / undeclared namespace prefix {prefix!r} in {path!r}")
         tag = f"{{{namespaces[prefix]}}}{local}" if prefix else local
-        return lambda element: element.findtext(tag)
+        return lambda element: element.findall(tag)
+    _check_xpath1(path)
     try:
         xpath = etree.XPath(path, namespaces=dict(namespaces), smart_strings=False)
     except etree.XPathSyntaxError as exc:
         raise MappingDefinitionError(f"XPath 语法错误 / bad XPath {path!r}: {exc}") from None
 
-    def get(element: Any) -> Any:
-        found = xpath(element)
+    def nodes(element: Any) -> list[Any]:
+        try:
+            found = xpath(element)
+        except etree.XPathError as exc:
+            raise ValueMappingError(f"XPath {path!r} 无法求值 / cannot be evaluated: {exc}") from None
         if isinstance(found, list):
-            if not found:
-                return None
-            found = found[0]
-        return found.text if isinstance(found, etree._Element) else found
+            return found
+        return [found]
+
+    return nodes
+
+
+def _node_text(node: Any) -> Any:
+    return (node.text or "") if isinstance(node, etree._Element) else node
+
+
+def _xml_getter(path: str, namespaces: Mapping[str, str]) -> Getter:
+    """The one value ``path`` selects; several nodes where one value is expected is an error, never
+    the first of them."""
+    nodes = _xml_nodes(path, namespaces)
+
+    def get(element: Any) -> Any:
+        found = nodes(element)
+        if not found:
+            return None
+        if len(found) > 1:
+            raise ValueMappingError(f"{path!r} 选中了 {len(found)} 个节点 / selects {len(found)} nodes where one "
+                                    "value is expected: map them as a list with each, or select one ([1])")
+        return _node_text(found[0])
 
     return get
 
@@ -102,11 +160,27 @@ class _Context:
     """What compiling one direction of one mapping needs to know."""
 
     def __init__(self, getter: Callable[[str], Getter], tables: Mapping[str, Mapping[str, str]],
-                 schemas: SchemaSet, timezone: str) -> None:
-        self.getter = getter
+                 schemas: SchemaSet, timezone: str, *, nodes: Callable[[str], Callable[[Any], list[Any]]] | None = None,
+                 inline_read: Callable[[str], str | None] = lambda _path: None, xml: bool = False) -> None:
+        self._getter = getter
+        self.xml = xml
+        self.nodes = nodes
+        self.inline_read = inline_read
         self.tables = tables
         self.schemas = schemas
         self.tz = transforms.parse_timezone(timezone)
+        self.paths: list[str] = []  # every source path the rules read, in order (a CSV's columns)
+
+    def getter(self, path: str) -> Getter:
+        """A reader of ``path``, noted among the paths the rules read."""
+        self.paths.append(path)
+        return self._getter(path)
+
+    def within(self) -> _Context:
+        """The context of a list rule's own rules: the same, with paths relative to each item."""
+        inner = copy.copy(self)
+        inner.paths = []
+        return inner
 
     def table(self, name: str, *, invert: bool = False) -> Mapping[str, str]:
         if name not in self.tables:
@@ -143,6 +217,9 @@ def _conversion(rule: Rule, ctx: _Context) -> Step | None:
         raise MappingDefinitionError("format 只用于 as = \"datetime\" 或 \"date\" / format needs as = datetime or date")
     if kind is None:
         return None
+    if rule.epoch is not None:
+        epoch, as_date = rule.epoch, kind == "date"
+        return lambda v: transforms.from_epoch(v, epoch, tz, date=as_date)
     if kind in ("datetime", "date") and rule.format:
         pattern = rule.format
         return lambda v: transforms.format_time(v, pattern, tz)
@@ -221,9 +298,22 @@ def _splitter(rule: Rule) -> Step | None:
     return split
 
 
+def _full_match(pattern: str) -> re.Pattern[str]:
+    """``matches`` holds where the pattern matches the whole value. A pattern anchored at one end
+    only (``^[0-9]{4}``) reads like a search and would match nothing: it is refused, not obeyed."""
+    if pattern.startswith("^") != (pattern.endswith("$") and not pattern.endswith("\\$")):
+        raise MappingDefinitionError(
+            f"matches {pattern!r}: 匹配的是整个值 / matches tests the whole value, so a pattern anchored at one end "
+            "only matches nothing it seems to: write it for the whole value (^[0-9]{4}.*) or drop ^ and $")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise MappingDefinitionError(f"正则表达式错误 / bad regular expression {pattern!r}: {exc}") from None
+
+
 def _condition(cond: Condition, ctx: _Context) -> Callable[[Any], bool]:
     get = ctx.getter(cond.path)
-    regex = re.compile(cond.matches) if cond.matches else None
+    regex = _full_match(cond.matches) if cond.matches else None
     wanted = [_key(v) for v in cond.in_] if cond.in_ is not None else None
 
     def holds(source: Any) -> bool:
@@ -249,6 +339,8 @@ def _source(rule: Rule, ctx: _Context) -> Getter:
         return lambda _src: const
     if rule.zip is not None:
         return _zipper(rule, ctx)
+    if rule.each is not None:
+        return _each_values(rule.each, ctx)
     if rule.first is not None:
         options = [compile_rule(r, ctx) for r in rule.first]
 
@@ -263,6 +355,45 @@ def _source(rule: Rule, ctx: _Context) -> Getter:
     assert rule.parts is not None  # guaranteed by Rule._one_source
     parts = [compile_rule(r, ctx) for r in rule.parts]
     return lambda src: [("" if v is MISSING else _key(v)) for v in (p(src) for p in parts)]
+
+
+def _each_values(path: str, ctx: _Context) -> Callable[[Any], list[Any]]:
+    """The repeated nodes (XML) or items (a JSON list; one object counts as a list of one) at ``path``."""
+    if ctx.nodes is None:
+        raise MappingDefinitionError("each 只用于 JSON 和 XML / each applies to JSON and XML sources")
+    return ctx.nodes(path)
+
+
+def _each_objects(rule: Rule, ctx: _Context) -> Getter:
+    """``each`` with ``fields``: every node or item mapped to an object by its own rules, nested at
+    any depth; the items' issues come back at their paths within the list."""
+    assert rule.each is not None
+    assert rule.fields is not None
+    items = _each_values(rule.each, ctx)
+    inner = ctx.within()
+    compiled = _compile_fields(rule.fields, inner)
+    build = assemble(compiled, nested=True, base={}, inline_read=inner.inline_read,
+                     error_path=lambda t: pointer(t.split(".")), missing=MISSING)
+    holds = _condition(rule.when, ctx) if rule.when else None
+    fallback = rule.default if "default" in rule.model_fields_set else MISSING
+    needs_object = not ctx.xml
+
+    def run(src: Any) -> Any:
+        if holds is not None and not holds(src):
+            return fallback
+        out, problems = [], []
+        for n, item in enumerate(items(src)):
+            if needs_object and not isinstance(item, dict):
+                problems.append(issue(f"/{n}", "not_object"))
+                continue
+            made, issues = build(item)
+            out.append(made)
+            problems += [Issue(f"/{n}{p.path}", p.code, p.message) for p in issues]
+        if problems:
+            raise ItemsMappingError(problems)
+        return out or fallback
+
+    return run
 
 
 def _zipper(rule: Rule, ctx: _Context) -> Getter:
@@ -291,6 +422,8 @@ def _zipper(rule: Rule, ctx: _Context) -> Getter:
 
 def compile_rule(rule: Rule, ctx: _Context) -> Getter:
     """One rule as a function of a source record, returning ``MISSING`` when it yields nothing."""
+    if rule.fields is not None:
+        return _each_objects(rule, ctx)
     get = _source(rule, ctx)
     holds = _condition(rule.when, ctx) if rule.when else None
     clean = _cleaner(rule)
@@ -385,14 +518,14 @@ def _normalise(rules: str | Rule | list[Rule]) -> Rule:
     return rules
 
 
-def _compile_fields(fields: FieldRules, ctx: _Context) -> list[tuple[str, Rule, Getter]]:
+def _compile_fields(fields: FieldRules, ctx: _Context, section: str = "fields") -> list[tuple[str, Rule, Getter]]:
     compiled = []
     for target, rules in fields.items():
         rule = _normalise(rules)
         try:
             compiled.append((target, rule, compile_rule(rule, ctx)))
         except MappingDefinitionError as exc:
-            raise MappingDefinitionError(f"[{target}] {exc}") from None
+            raise MappingDefinitionError(f"[{target}] {exc.message}", loc=(section, target)) from None
     return compiled
 
 
@@ -416,40 +549,60 @@ class CompiledMapping:
         if self.record_type not in schemas.types:
             known = ", ".join(schemas.record_types)
             raise MappingDefinitionError(f"未知的记录类型 / unknown record type {self.record_type!r} (known: {known})")
-        namespaces = definition.source.namespaces
-        forward_getter: Callable[[str], Getter] = {
-            "json": _dotted_getter,
-            "csv": _column_getter,
-            "xml": lambda path: _xml_getter(path, namespaces),
-        }[self.format]
-        forward = _Context(forward_getter, definition.tables, schemas, header.timezone)
+        forward = self._forward_context(definition, schemas)
         self._forward_fields = _compile_fields(definition.fields, forward)
+        self.columns = tuple(dict.fromkeys(forward.paths)) if self.format in _TABULAR else ()
         self._forward = assemble(self._forward_fields, nested=True, base={"record_type": self.record_type},
-                                 inline_read=self._source_read, error_path=lambda t: pointer(t.split(".")),
+                                 inline_read=forward.inline_read, error_path=lambda t: pointer(t.split(".")),
                                  missing=MISSING)
         self._reverse_fields: list[tuple[str, Rule, Getter]] = []
         if header.reversible:
             if not definition.reverse:
                 raise MappingDefinitionError("reversible = true 需要 [reverse] / a reversible mapping needs [reverse]")
-            backward = _Context(_dotted_getter, definition.tables, schemas, header.timezone)
-            self._reverse_fields = _compile_fields(definition.reverse, backward)
+            if self.format == "xlsx":
+                raise MappingDefinitionError("xlsx 映射不可逆 / an xlsx mapping cannot be reversible (write CSV "
+                                             "instead)")
+            backward = _Context(_dotted_getter, definition.tables, schemas, header.timezone, inline_read=_inline_key)
+            self._reverse_fields = _compile_fields(definition.reverse, backward, "reverse")
             self._reverse = assemble(self._reverse_fields, nested=self.format == "json", base={},
                                      inline_read=_inline_key, error_path=lambda t: "/" + t, missing=MISSING)
             if self.format == "xml":
-                self._xml_tags = {name: self._clark(name) for name, _, _ in self._reverse_fields}
+                self._xml_tags = {name: self.clark(name) for name, _, _ in self._reverse_fields}
+        if self.format == "xml":
+            _ = self.record_path  # checked now, not at the first file
 
-    def _source_read(self, path: str) -> str | None:
-        if self.format != "xml":
-            return _inline_key(path) if self.format == "json" else f"src.get({path!r})"
-        simple = re.fullmatch(r"(?:(\w+):)?([\w.-]+)", path)
-        if not simple:
-            return None
-        prefix, local = simple.groups()
-        namespace = self.options.namespaces.get(prefix or "")
-        tag = f"{{{namespace}}}{local}" if prefix and namespace else local
-        return f"src.findtext({tag!r})"
+    def _forward_context(self, definition: MappingFile, schemas: SchemaSet) -> _Context:
+        header = definition.mapping
+        if self.format == "json":
+            return _Context(_dotted_getter, definition.tables, schemas, header.timezone, nodes=_json_items,
+                            inline_read=_inline_key)
+        if self.format == "xml":
+            namespaces = definition.source.namespaces
+            # XML reads are never written inline: each must check that it selects one node only
+            return _Context(lambda path: _xml_getter(path, namespaces), definition.tables, schemas, header.timezone,
+                            nodes=lambda path: _xml_nodes(path, namespaces), xml=True)
+        return _Context(_column_getter, definition.tables, schemas, header.timezone,
+                        inline_read=lambda path: f"src.get({path!r})")
 
-    def _clark(self, name: str) -> str:
+    def check_header(self, header: list[str]) -> None:
+        """Refuse a table whose header does not hold every column the mapping reads, or holds one
+        of them several times (unless read as ``名称#2``): one error for the file, naming the column."""
+        present = set(header)
+        for column in self.columns:
+            if column in present:
+                continue
+            repeated = [h for h in header if h.startswith(column + "#") and h[len(column) + 1:].isdigit()]
+            if repeated:
+                raise SourceFormatError(
+                    f"表头中 {column!r} 出现 {len(repeated)} 次 / the header holds {column!r} {len(repeated)} times: "
+                    f"read one of them as {' or '.join(repr(r) for r in repeated)}, or name it by its group with "
+                    "header_rows")
+            shown = ", ".join(h for h in header if h) or "(none)"
+            raise SourceFormatError(f"表头中没有映射的列 {column!r} / the mapped column {column!r} is not in the "
+                                    f"header; the header has: {shown}")
+
+    def clark(self, name: str) -> str:
+        """A prefixed element name (``x:CF``) in Clark notation, by ``[source] namespaces``."""
         prefix, _, local = name.rpartition(":")
         if not prefix:
             return local
@@ -485,26 +638,62 @@ class CompiledMapping:
     @property
     def record_tag(self) -> str:
         """The Clark-notation tag of one record element (XML mappings)."""
-        return self._clark(self.options.record or "record")
+        return self.record_path[-1]
+
+    @property
+    def record_path(self) -> tuple[str, ...]:
+        """The Clark-notation tags from the outermost named element to the record element (XML
+        mappings): ``record = "x:Body/x:Items/x:Item"``; a leading ``/`` starts at the root (``""``)."""
+        path = self.options.record or "record"
+        steps = path.strip("/").split("/")
+        if any(not step for step in steps):
+            raise MappingDefinitionError(f"[source] record {path!r}: 路径中有空步 / an empty step in the path")
+        return ("",) * path.startswith("/") + tuple(self.clark(step) for step in steps)
+
+    def records_of(self, document: Any, where: str) -> list[Any]:
+        """The records of one JSON document at ``[source] record``; ``SourceFormatError`` if there are none."""
+        path = self.options.record
+        if path is None:
+            return document if isinstance(document, list) else [document]
+        value = _dotted_getter(path)(document)
+        if isinstance(value, list):
+            return value
+        found = "nothing" if value is None else f"a {type(value).__name__}"
+        raise SourceFormatError(f"{where}: [source] record {path!r} 处没有记录列表 / holds no list of records "
+                                f"(found {found})")
+
+    def check_envelope(self, document: Any, where: str) -> None:
+        """Refuse a page whose envelope says it failed (``code`` not 0), with the page's own message."""
+        envelope = self.options.envelope
+        assert envelope is not None
+        value = _dotted_getter(envelope.path)(document)
+        wanted = [envelope.equals] if envelope.in_ is None else envelope.in_
+        if value is not None and _key(value) in {_key(w) for w in wanted}:
+            return
+        said = _dotted_getter(envelope.message)(document) if envelope.message else None
+        raise SourceFormatError(f"{where}: 信封检查未通过 / the envelope check failed: {envelope.path} = {value!r}"
+                                + (f", {envelope.message}: {said}" if said is not None else ""))
 
     @property
     def root_tag(self) -> str:
         """The Clark-notation tag of the document's root element (XML mappings)."""
-        return self._clark(self.options.root or "records")
+        return self.clark(self.options.root or "records")
 
     @property
     def nsmap(self) -> dict[str | None, str]:
         """The namespace map of written XML: the record's own namespace as the default."""
         names = self.options.namespaces
-        prefixes = set((self.options.record or "").split(":")[:-1])
+        prefixes = set((self.options.record or "").rsplit("/", 1)[-1].split(":")[:-1])
         return {(None if p in prefixes else p): uri for p, uri in names.items()}
 
 
-def compile_mapping(definition: MappingFile, *, source: str = "", schemas: SchemaSet | None = None) -> CompiledMapping:
-    """Compile a checked definition; raises ``MappingDefinitionError`` naming the bad rule."""
+def compile_mapping(definition: MappingFile, *, source: str = "", text: str = "",
+                    schemas: SchemaSet | None = None) -> CompiledMapping:
+    """Compile a checked definition; raises ``MappingDefinitionError`` naming the bad rule (and,
+    given the file's ``text``, its line)."""
     try:
         return CompiledMapping(definition, schemas=schemas)
     except MappingDefinitionError as exc:
-        if source and not exc.source:
-            raise MappingDefinitionError(str(exc), source=source) from None
-        raise
+        line = key_line(text, exc.loc) if text and exc.loc else None
+        raise MappingDefinitionError(exc.message, source=source or exc.source, line=line or exc.line,
+                                     loc=exc.loc) from None

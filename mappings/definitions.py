@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mappings.exceptions import MappingDefinitionError
 
 __all__ = [
+    "FORMAT_KEYS",
     "Condition",
+    "Envelope",
     "Example",
     "MappingFile",
     "MappingHeader",
@@ -45,6 +47,8 @@ class Rule(_Strict):
     """How one target value is made: a source, then the transforms in their documented order."""
 
     from_: str | None = Field(default=None, alias="from")
+    each: str | None = None
+    fields: dict[str, str | Rule | list[Rule]] | None = None
     const: Any = None
     zip: dict[str, str] | None = None
     parts: list[Rule] | None = None
@@ -59,6 +63,7 @@ class Rule(_Strict):
     code_of: str | None = None
     label_of: str | None = None
     as_: Conversion | None = Field(default=None, alias="as")
+    epoch: Literal["s", "ms", "excel"] | None = None
     scale: str | None = None
     places: int | None = Field(default=None, ge=0, le=12)
     format: str | None = None
@@ -67,10 +72,14 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Rule:
-        given = [k for k in ("from_", "const", "zip", "parts", "first") if k in self.model_fields_set]
+        given = [k for k in ("from_", "each", "const", "zip", "parts", "first") if k in self.model_fields_set]
         if len(given) != 1:
             names = ", ".join(k.rstrip("_") for k in given) or "none"
-            raise ValueError(f"a rule needs exactly one of from, const, zip, parts, first (given: {names})")
+            raise ValueError(f"a rule needs exactly one of from, each, const, zip, parts, first (given: {names})")
+        if self.fields is not None and self.each is None:
+            raise ValueError("fields needs each (the repeated elements or items to map)")
+        if self.epoch is not None and self.as_ not in ("datetime", "date"):
+            raise ValueError('epoch needs as = "datetime" or "date"')
         if self.parts is not None and self.join is None:
             raise ValueError("parts needs join (the separator between the parts)")
         return self
@@ -83,19 +92,47 @@ class MappingHeader(_Strict):
     title: str = ""
     description: str = ""
     record_type: str
-    format: Literal["json", "xml", "csv"]
+    format: Literal["json", "xml", "csv", "xlsx"]
     reversible: bool = False
     timezone: str = "+08:00"
 
 
-class SourceOptions(_Strict):
-    """Format details: XML namespaces and element names, CSV encodings and delimiter."""
+class Envelope(_Strict):
+    """The check a page's envelope must pass (``code == 0``), else the whole page is refused."""
 
+    path: str
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Envelope:
+        if (self.equals is None) == (self.in_ is None):
+            raise ValueError("an envelope check needs exactly one of equals, in")
+        return self
+
+
+class SourceOptions(_Strict):
+    """Where a format's records are and how to read them; ``FORMAT_KEYS`` says which apply where."""
+
+    record: str | None = None
+    envelope: Envelope | None = None
     namespaces: dict[str, str] = Field(default_factory=dict)
     root: str | None = None
-    record: str | None = None
     encodings: list[str] = Field(default_factory=lambda: ["utf-8", "gb18030"])
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    sheet: str | int = 1
+    skip_rows: int = Field(default=0, ge=0, le=1000)
+    header_rows: int = Field(default=1, ge=1, le=10)
+    header_join: str = Field(default="/", min_length=1)
+
+
+FORMAT_KEYS: dict[str, frozenset[str]] = {
+    "json": frozenset({"record", "envelope"}),
+    "xml": frozenset({"record", "namespaces", "root"}),
+    "csv": frozenset({"encodings", "delimiter", "skip_rows", "header_rows", "header_join"}),
+    "xlsx": frozenset({"sheet", "skip_rows", "header_rows", "header_join"}),
+}
 
 
 class Example(_Strict):
@@ -121,12 +158,17 @@ class MappingFile(_Strict):
     example: list[Example] = Field(default_factory=list)
 
 
+def _shape(part: Any) -> bool:
+    """Whether a pydantic error location part names a shape tried (``Rule``, ``list[Rule]``), not a key."""
+    return isinstance(part, str) and (part in ("str", "Rule") or "[" in part)
+
+
 def key_line(text: str, loc: tuple[Any, ...]) -> int | None:
     """The 1-based line of the TOML key at ``loc`` (a pydantic error location), found in order."""
     lines = text.splitlines()
     start = 0
     found = None
-    for part in (p for p in loc if isinstance(p, str) and p not in ("str", "Rule", "list[Rule]")):
+    for part in (p for p in loc if isinstance(p, str) and not _shape(p)):
         key = re.escape(part.rstrip("_") if part in ("from_", "as_", "in_") else part)
         pattern = re.compile(rf"""(^|[\s{{,.\[])("{key}"|'{key}'|{key})\s*(=|\]|\.)""")
         for number in range(start, len(lines)):
@@ -138,7 +180,7 @@ def key_line(text: str, loc: tuple[Any, ...]) -> int | None:
 
 def _describe(error: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     loc = tuple(error["loc"])
-    path = ".".join(str(p).rstrip("_") for p in loc if p not in ("str", "Rule", "list[Rule]"))
+    path = ".".join(str(p).rstrip("_") for p in loc if not _shape(p))
     if error["type"] == "extra_forbidden":
         return f"未知的键 / unknown key {path!r}", loc
     if error["type"] == "missing":
@@ -153,7 +195,7 @@ def load_definition(text: str, *, source: str = "") -> MappingFile:
     except tomllib.TOMLDecodeError as exc:
         raise MappingDefinitionError(f"TOML 语法错误 / TOML syntax error: {exc}", source=source) from None
     try:
-        return MappingFile.model_validate(raw)
+        definition = MappingFile.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
         # a union of rule shapes reports each alternative: keep the most telling one
@@ -161,3 +203,10 @@ def load_definition(text: str, *, source: str = "") -> MappingFile:
         errors.sort(key=lambda e: (e["type"] != "extra_forbidden", e["type"] in shape_only, -len(e["loc"])))
         message, loc = _describe(dict(errors[0]))
         raise MappingDefinitionError(message, source=source, line=key_line(text, loc)) from None
+    fmt = definition.mapping.format
+    for key in sorted(definition.source.model_fields_set - FORMAT_KEYS[fmt]):
+        where = sorted(f for f, keys in FORMAT_KEYS.items() if key in keys)
+        raise MappingDefinitionError(f"[source] {key} 不适用于 {fmt} 格式 / [source] {key} does not apply to format "
+                                     f"{fmt} (it is for {', '.join(where)})", source=source,
+                                     line=key_line(text, ("source", key)))
+    return definition

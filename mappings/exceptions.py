@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from schemas.exceptions import ConfigurationError, InputError
+from schemas.issues import Issue, issue
 
-__all__ = ["MappingDefinitionError", "SourceFormatError", "UnknownMappingError", "ValueMappingError"]
+__all__ = ["ItemsMappingError", "MappingDefinitionError", "SourceFormatError", "UnknownMappingError",
+           "ValueMappingError"]
 
 
 class MappingDefinitionError(ConfigurationError):
     """A mapping file is malformed: an unknown key, a bad rule, a missing table."""
 
-    def __init__(self, message: str, *, source: str = "", line: int | None = None) -> None:
+    def __init__(self, message: str, *, source: str = "", line: int | None = None,
+                 loc: tuple[str, ...] = ()) -> None:
         where = f"{source}:{line}: " if source and line else (f"{source}: " if source else "")
         super().__init__(where + message)
         self.source = source
         self.line = line
+        self.message = message
+        self.loc = loc  # the keys of the rule at fault, to find its line
 
 
 class UnknownMappingError(ConfigurationError):
@@ -27,3 +32,19 @@ class SourceFormatError(InputError):
 
 class ValueMappingError(InputError):
     """One value of one source record cannot be mapped (an unknown code, a malformed date)."""
+
+    def issues(self, path: str) -> list[Issue]:
+        """The record's issues this error stands for, at the target ``path``."""
+        return [issue(path, "mapping", detail=str(self))]
+
+
+class ItemsMappingError(ValueMappingError):
+    """Items of a list rule (``each``) whose own rules failed: their issues, at paths within the list."""
+
+    def __init__(self, problems: list[Issue]) -> None:
+        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.problems = problems
+
+    def issues(self, path: str) -> list[Issue]:
+        """Each item's issue, its path under ``path`` (``/data/inspectors`` + ``/1/name``)."""
+        return [Issue(path + p.path, p.code, p.message) for p in self.problems]

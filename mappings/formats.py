@@ -1,6 +1,7 @@
 """Source formats decoded from byte streams the caller has opened: JSON (a document, an array
-or NDJSON), CSV (UTF-8, UTF-8 with BOM, GB18030) and XML (hardened: no DTD, no entities, no
-network). Everything is streamed: memory follows the largest record, not the file.
+or NDJSON), CSV (UTF-8, UTF-8 with BOM, GB18030), spreadsheets (.xlsx, .xls, .ods) and XML
+(hardened: no DTD, no entities, no network). JSON, CSV and XML are streamed: memory follows the
+largest record, not the file; a spreadsheet's sheet is held whole while it is read.
 
 A problem with one record becomes a ``SourceItem`` with an ``error``; the others go on. Where a
 format cannot be resynchronised (a broken JSON array or XML document) the last item says so.
@@ -10,23 +11,29 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
+import python_calamine
 from lxml import etree
 
 from mappings.exceptions import SourceFormatError
 
 __all__ = [
     "MAX_RECORD_BYTES",
+    "HeaderCheck",
     "SourceItem",
+    "column_names",
     "parse_xml",
     "read_csv",
     "read_json",
+    "read_sheet",
     "read_xml",
+    "refuse_binary",
     "write_xml",
 ]
 
@@ -220,24 +227,91 @@ def _is_utf8(line: bytes) -> bool:
     return True
 
 
-def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -> Iterator[SourceItem]:
-    """Rows of a CSV file with a header line, as dicts; the encoding is detected from the start."""
-    head = stream.read(_CHUNK)
+def column_names(rows: list[list[str]], join: str) -> list[str]:
+    """The names of a header of one or more rows: each column's cells joined top to bottom, a
+    blank upper cell taking the cell on its left (as merged cells do), blank and repeated parts
+    left out (``被许可人`` over ``名称`` → ``被许可人/名称``). A name that several columns share is
+    given as ``名称#1``, ``名称#2``…, so that reading it by the plain name is refused, not guessed."""
+    width = max((len(r) for r in rows), default=0)
+    filled: list[list[str]] = []
+    for depth, row in enumerate(rows):
+        cells = [str(c).strip() for c in row] + [""] * (width - len(row))
+        if depth < len(rows) - 1:  # a merged upper cell spans the blanks to its right
+            for n in range(1, width):
+                if not cells[n] and cells[n - 1]:
+                    cells[n] = cells[n - 1]
+        filled.append(cells)
+    names = []
+    for n in range(width):
+        parts: list[str] = []
+        for row in filled:
+            if row[n] and (not parts or parts[-1] != row[n]):
+                parts.append(row[n])
+        names.append(join.join(parts))
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if counts[name] > 1 and name:
+            seen[name] = seen.get(name, 0) + 1
+            out.append(f"{name}#{seen[name]}")
+        else:
+            out.append(name)
+    return out
+
+
+HeaderCheck = Callable[[list[str]], None]
+
+_BINARY_KINDS = ((b"PK\x03\x04", "a ZIP archive (an .xlsx workbook?)"),
+                 (b"\xd0\xcf\x11\xe0", "an OLE document (an .xls workbook?)"), (b"%PDF", "a PDF document"))
+
+
+def refuse_binary(head: bytes, expected: str) -> None:
+    """Raise ``SourceFormatError`` where ``head`` is plainly not text: a workbook, a PDF, NUL bytes."""
+    for magic, kind in _BINARY_KINDS:
+        if head.startswith(magic):
+            raise SourceFormatError(f"这是{kind.split(' (')[0]}而不是 {expected} / this is {kind}, not {expected}")
+    if b"\x00" in head[:4096]:
+        raise SourceFormatError(f"含有 NUL 字节的二进制文件不是 {expected} / a binary file (NUL bytes) is not "
+                                f"{expected}")
+
+
+def _csv_header(reader: Any, count: int, problems: dict[int, str]) -> list[list[str]]:
+    """The first ``count`` rows of a CSV file (title and header rows), readable or refused."""
+    lines = []
     try:
-        encoding = _detect_encoding(head, encodings)
-    except SourceFormatError as exc:
-        yield SourceItem(0, "line 1", error=str(exc))
-        return
+        for _ in range(count):
+            lines.append(next(reader))
+    except StopIteration:
+        if not lines:
+            raise SourceFormatError("空文件 / empty file: no header line") from None
+        raise SourceFormatError(f"文件没有表头 / no header: the file ends within its first {count} lines") from None
+    except csv.Error as exc:
+        raise SourceFormatError(f"表头无法解析 / malformed CSV header: line {reader.line_num}: {exc}") from None
+    damaged = [n for n in problems if n <= reader.line_num]
+    if damaged:
+        raise SourceFormatError(f"表头无法解析 / the header cannot be read: line {damaged[0]}: {problems[damaged[0]]}")
+    return lines
+
+
+def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",", skip_rows: int = 0,
+             header_rows: int = 1, header_join: str = "/", check_header: HeaderCheck | None = None
+             ) -> Iterator[SourceItem]:
+    """Rows of a CSV file as dicts keyed by the header's column names (see ``column_names``), after
+    ``skip_rows`` title lines; the encoding is detected from the start. A file that cannot be read
+    as such (not text, no header, a header ``check_header`` refuses) raises ``SourceFormatError``
+    before any row: the whole file is refused. A bad row is an item with an error; the rest go on."""
+    head = stream.read(_CHUNK)
+    refuse_binary(head, "CSV")
+    encoding = _detect_encoding(head, encodings)
     problems: dict[int, str] = {}  # by line number: why that line cannot be read as the file's text
     reader = csv.reader(_text_lines(stream, head, encoding, problems), delimiter=delimiter, strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        yield SourceItem(0, "line 1", error="empty file: no header line")
-        return
-    except csv.Error as exc:
-        yield SourceItem(0, "line 1", error=f"malformed CSV header: {exc}")
-        return
+    header_lines = _csv_header(reader, skip_rows + header_rows, problems)
+    header = column_names(header_lines[skip_rows:], header_join)
+    if check_header is not None:
+        check_header(header)
     index, last_line = 0, reader.line_num
     while True:
         try:
@@ -252,14 +326,83 @@ def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",") -
         if not row or all(not cell.strip() for cell in row):
             last_line = reader.line_num
             continue
-        damaged = [problems[n] for n in sorted(problems) if last_line < n <= reader.line_num]
+        damage = [problems[n] for n in sorted(problems) if last_line < n <= reader.line_num]
         last_line = reader.line_num
-        if damaged:
-            yield SourceItem(index, where, error=damaged[0])
+        if damage:
+            yield SourceItem(index, where, error=damage[0])
         elif len(row) != len(header):
             yield SourceItem(index, where, error=f"row has {len(row)} fields, the header has {len(header)}")
         else:
             yield SourceItem(index, where, dict(zip(header, row, strict=True)))
+        index += 1
+
+
+# ---- spreadsheets ---------------------------------------------------------------------------
+
+def _cell_text(value: Any) -> str:
+    """A spreadsheet cell as the text a CSV export would hold: ``2026-03-05`` for a date cell,
+    ``1200`` for a whole number, ``0.35`` for a fraction, ``true`` for a boolean."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+def _open_sheet(stream: IO[bytes], sheet: str | int) -> Any:
+    try:
+        workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
+    except python_calamine.CalamineError as exc:
+        raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook (.xlsx, .xls, .ods): {exc}") from None
+    names = workbook.sheet_names
+    if isinstance(sheet, int) and not 1 <= sheet <= len(names):
+        raise SourceFormatError(f"工作簿只有 {len(names)} 个工作表 / the workbook has {len(names)} sheets, not a "
+                                f"sheet {sheet}")
+    if isinstance(sheet, str) and sheet not in names:
+        raise SourceFormatError(f"没有工作表 {sheet!r} / no sheet {sheet!r} (sheets: {', '.join(names)})")
+    try:
+        return workbook.get_sheet_by_index(sheet - 1) if isinstance(sheet, int) else workbook.get_sheet_by_name(sheet)
+    except python_calamine.CalamineError as exc:  # a damaged sheet
+        raise SourceFormatError(f"工作表无法读取 / the sheet cannot be read: {exc}") from None
+
+
+def read_sheet(stream: IO[bytes], *, sheet: str | int = 1, skip_rows: int = 0, header_rows: int = 1,
+               header_join: str = "/", check_header: HeaderCheck | None = None) -> Iterator[SourceItem]:
+    """Rows of one sheet of a workbook (.xlsx, .xlsm, .xls, .ods; python-calamine tells them apart)
+    as dicts, read as ``read_csv`` reads a CSV file: ``skip_rows`` title rows, then ``header_rows``
+    header rows. ``sheet`` is a name or a 1-based position. Date cells become ``YYYY-MM-DD`` (or
+    ``YYYY-MM-DD HH:MM:SS``) text. A file that is not a workbook, a missing sheet or a refused
+    header raises ``SourceFormatError``: the whole file is refused."""
+    table = _open_sheet(stream, sheet)
+    first_row = table.start[0] + 1 if table.start else 1
+    rows = iter(table.iter_rows())
+    header_lines = []
+    for _ in range(skip_rows + header_rows):
+        line = next(rows, None)
+        if line is None:
+            raise SourceFormatError(f"工作表没有表头 / no header: the sheet ends within its first "
+                                    f"{skip_rows + header_rows} rows")
+        header_lines.append([_cell_text(c) for c in line])
+    header = column_names(header_lines[skip_rows:], header_join)
+    if check_header is not None:
+        check_header(header)
+    width = len(header)
+    index = 0
+    for number, line in enumerate(rows, first_row + skip_rows + header_rows):
+        cells = [_cell_text(c) for c in line]
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            yield SourceItem(index, f"row {number}", error=f"row has values beyond the header's {width} columns")
+        else:
+            cells += [""] * (width - len(cells))
+            yield SourceItem(index, f"row {number}", dict(zip(header, cells, strict=False)))
         index += 1
 
 
@@ -291,15 +434,32 @@ def parse_xml(data: bytes) -> Any:
     return root
 
 
-def read_xml(stream: IO[bytes], *, record_tag: str) -> Iterator[SourceItem]:
-    """Each ``record_tag`` element (Clark notation) of an XML document, streamed and freed after use.
-    A document that declares a DTD yields one error and nothing else: the prolog, where a DTD must
-    stand, has been parsed by the time the first record ends, and is checked before it is given."""
+def _within(element: Any, ancestors: tuple[str, ...]) -> bool:
+    """Whether ``element``'s nearest ancestors are ``ancestors`` (outermost first; a leading ``""``
+    requires the outermost of them to be the document's root)."""
+    parent = element.getparent()
+    for tag in reversed(ancestors):
+        if tag == "":
+            return parent is None
+        if parent is None or parent.tag != tag:
+            return False
+        parent = parent.getparent()
+    return True
+
+
+def read_xml(stream: IO[bytes], *, record_path: tuple[str, ...]) -> Iterator[SourceItem]:
+    """Each record element of an XML document, streamed and freed after use: elements whose tag is
+    the last of ``record_path`` (Clark notation) at any depth, within the elements the path names
+    before it. A document that declares a DTD yields one error and nothing else: the prolog, where
+    a DTD must stand, has been parsed by the time the first record ends, and is checked first."""
+    *ancestors, record_tag = record_path
     events = etree.iterparse(stream, events=("end",), tag=record_tag, resolve_entities=False, no_network=True,
                              load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
     index = 0
     try:
         for _event, element in events:
+            if ancestors and not _within(element, tuple(ancestors)):
+                continue
             if index == 0 and _has_dtd(element.getroottree()):
                 yield SourceItem(0, "element 0", error=_DTD_REFUSED)
                 return

@@ -16,7 +16,7 @@ from lxml import etree
 
 from mappings.compiler import CompiledMapping
 from mappings.exceptions import SourceFormatError
-from mappings.formats import SourceItem, parse_xml, read_csv, read_json, read_xml
+from mappings.formats import SourceItem, parse_xml, read_csv, read_json, read_sheet, read_xml
 from schemas import Issue, Validator, Verdict
 from schemas.issues import issue
 
@@ -43,20 +43,49 @@ class MappedRecord:
 
 
 def read_source(mapping: CompiledMapping, stream: IO[bytes]) -> Iterator[SourceItem]:
-    """Decode ``stream`` in the mapping's source format."""
+    """Decode ``stream`` in the mapping's source format: the records where ``[source] record`` says
+    they are. ``SourceFormatError`` (raised while iterating) refuses the whole file: it is not
+    what the mapping reads (another format, a header without a mapped column, a refused envelope)."""
     options = mapping.options
     if mapping.format == "csv":
-        return read_csv(stream, encodings=options.encodings, delimiter=options.delimiter)
+        return read_csv(stream, encodings=options.encodings, delimiter=options.delimiter, skip_rows=options.skip_rows,
+                        header_rows=options.header_rows, header_join=options.header_join,
+                        check_header=mapping.check_header)
+    if mapping.format == "xlsx":
+        return read_sheet(stream, sheet=options.sheet, skip_rows=options.skip_rows, header_rows=options.header_rows,
+                          header_join=options.header_join, check_header=mapping.check_header)
     if mapping.format == "xml":
-        return read_xml(stream, record_tag=mapping.record_tag)
-    return _json_rows(read_json(stream))
+        return read_xml(stream, record_path=mapping.record_path)
+    if options.record is None and options.envelope is None:
+        return _json_rows(read_json(stream))
+    return _json_records(read_json(stream), mapping)
+
+
+def _json_records(items: Iterator[SourceItem], mapping: CompiledMapping) -> Iterator[SourceItem]:
+    """The records of each JSON document (or NDJSON line) at ``[source] record``, once its envelope
+    check holds. A document whose check fails, or without a list there, refuses the file."""
+    options = mapping.options
+    index = 0
+    for item in items:
+        if item.error is not None:
+            yield SourceItem(index, item.where, error=item.error)
+            index += 1
+            continue
+        if options.envelope is not None:
+            mapping.check_envelope(item.value, item.where)
+        rows = mapping.records_of(item.value, item.where)
+        for n, row in enumerate(rows):
+            yield SourceItem(index, f"{item.where}, item {n}" if item.where.startswith("line") else f"record {n}",
+                             row)
+            index += 1
 
 
 def _json_rows(items: Iterator[SourceItem]) -> Iterator[SourceItem]:
-    """A JSON document that is one object holding a list is read as that list of rows."""
+    """A JSON document that is an object with a ``records`` list, or with one member only that is a
+    list, is read as that list of rows (without ``[source] record``)."""
     for item in items:
-        if item.index == 0 and isinstance(item.value, dict) and len(item.value) == 1:
-            (rows,) = item.value.values()
+        if item.index == 0 and isinstance(item.value, dict) and (len(item.value) == 1 or "records" in item.value):
+            rows = item.value["records"] if "records" in item.value else next(iter(item.value.values()))
             if isinstance(rows, list):
                 yield from (SourceItem(n, f"record {n}", row) for n, row in enumerate(rows))
                 continue

@@ -14,6 +14,7 @@ from mappings.exceptions import ValueMappingError
 
 __all__ = [
     "format_time",
+    "from_epoch",
     "halfwidth",
     "parse_timezone",
     "to_bool",
@@ -84,6 +85,36 @@ def to_datetime(value: Any, tz: dt.tzinfo) -> str:
 @lru_cache(maxsize=4096)
 def _rfc3339(text: str, tz: dt.tzinfo) -> str:
     return _parse_moment(text, tz)[0].isoformat()
+
+
+_EPOCHS = {"s": (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), 1), "ms": (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), 1000)}
+_EXCEL_EPOCH = dt.datetime(1899, 12, 30)  # day 60 is the 1900-02-29 Excel believes in; serials after it are right
+
+
+def from_epoch(value: Any, epoch: str, tz: dt.tzinfo, *, date: bool = False) -> str:
+    """A time given as a count since an epoch: Unix seconds (``s``) or milliseconds (``ms``), shown
+    in ``tz``; or an Excel serial day number (``excel``, 45356 = 2024-03-05), taken in ``tz``."""
+    text = halfwidth(str(value)).strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueMappingError(f"不是时间戳 / not a number of {_EPOCH_NAMES[epoch]}: {text!r}") from None
+    if not number.is_finite():
+        raise ValueMappingError(f"不是时间戳 / not a number of {_EPOCH_NAMES[epoch]}: {text!r}")
+    try:
+        if epoch == "excel":
+            if number < 61:
+                raise ValueMappingError(f"Excel 日期序号须大于 60 / an Excel date serial before 1900-03-01: {text!r}")
+            moment = (_EXCEL_EPOCH + dt.timedelta(days=float(number))).replace(tzinfo=tz)
+        else:
+            start, per_second = _EPOCHS[epoch]
+            moment = (start + dt.timedelta(seconds=float(number / per_second))).astimezone(tz)
+    except (OverflowError, ValueError):
+        raise ValueMappingError(f"时间戳超出范围 / {text!r} {_EPOCH_NAMES[epoch]} is out of range") from None
+    return moment.date().isoformat() if date else moment.isoformat()
+
+
+_EPOCH_NAMES = {"s": "seconds since 1970", "ms": "milliseconds since 1970", "excel": "Excel serial days"}
 
 
 def to_date(value: Any, tz: dt.tzinfo) -> str:

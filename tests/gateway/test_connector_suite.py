@@ -12,10 +12,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from connectors.testing import InternetPlusSimulator
-from gateway.acceptance import ConnectorSuite
+from gateway.acceptance import ConnectorSuite, _not_run, _with_record_id
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
+from mappings import compile_text
 from tests.conftest import served_in_thread
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS, endpoints
 
@@ -120,7 +121,7 @@ async def test_a_wrong_secret_fails_every_signed_check_with_a_hint(gateway: Any)
     signed = results["a signed request is accepted"]
     assert signed.outcome == "fail" and "SUPEX_SECRET_AMR" in signed.detail
     assert results["re-pushing is idempotent"].outcome == "fail"
-    assert results["a higher version applies"].outcome == "skip"
+    assert results["a higher version applies"].outcome == "not run"  # it applies, but needs the record pushed
 
 
 async def test_an_unreachable_gateway_fails_instead_of_crashing(gateway: Any) -> None:
@@ -157,3 +158,52 @@ def test_the_command_names_an_unknown_connector(served: tuple[Path, str], capsys
     path, url = served
     assert main(["connector", "test", "nobody", "--config", str(path), "--url", url]) == 2
     assert "no connector 'nobody'" in capsys.readouterr().err
+
+
+# ---- safe against a live gateway -----------------------------------------------------------------------
+
+
+async def test_the_suite_pushes_the_examples_under_its_own_ids_and_changes_no_earlier_record(gateway: Any) -> None:
+    """The mapping's examples (a penalty and a delete of another) are pushed as conntest-<run>-… records:
+    the connector's own records of those ids stay as they were, and every record left is the run's."""
+    config, url, _ = gateway
+    suite = ConnectorSuite(config, "eo", url, run_id="safe")
+    example = suite.mapping.definition.example[0] if suite.mapping else None
+    assert example is not None and "11370000FE1KM2U90Y-CF-00000" in str(example.source)
+    results = {r.name.split(" / ")[1]: r for r in await suite.run()}
+    assert results["samples in the connector's format are accepted"].outcome == "pass"
+    assert suite.left and all(rid.startswith("conntest-safe-") for rid in suite.left)
+    assert "11370000FE1KM2U90Y-CF-00000" not in suite.left and "1137000081D905EA9B-CF-00009" not in suite.left
+
+
+def test_an_example_whose_id_cannot_be_rewritten_is_not_pushed() -> None:
+    """Where the record id is not a plain read, the example is not pushed under its real id: not run."""
+    mapping = compile_text("""
+[mapping]
+name = "t.composed"
+record_type = "inspection"
+format = "json"
+[fields]
+record_id = { parts = [{ from = "a" }, { from = "b" }], join = "-" }
+""")
+    assert _with_record_id(mapping, {"a": "X", "b": "1"}, "conntest-r-1") is None
+    plain = compile_text('[mapping]\nname = "t.plain"\nrecord_type = "inspection"\nformat = "json"\n'
+                         '[fields]\nrecord_id = "head.id"\n')
+    assert _with_record_id(plain, {"head": {"id": "REAL-1"}}, "conntest-r-1") == {"head": {"id": "conntest-r-1"}}
+
+
+def test_a_check_that_applies_but_cannot_run_fails_the_command(
+        served: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A producer whose idempotency check fails leaves the version checks unable to run: they are listed
+    as not run, with why, and the command exits 1 even if nothing else failed."""
+    path, url = served
+    monkeypatch.setenv("SUPEX_SECRET_AMR", SUITE_SECRETS["amr"])
+
+    async def refuse(self: ConnectorSuite) -> str:
+        raise _not_run("needs a record")
+
+    monkeypatch.setattr(ConnectorSuite, "higher_version_applies", refuse)
+    assert main(["connector", "test", "amr", "--config", str(path), "--url", url]) == 1
+    out = capsys.readouterr().out
+    assert "1 not run" in out and "not run: " in out and "needs a record" in out
+    assert "left in the store" in out and "no record of the connector's own was changed" in out

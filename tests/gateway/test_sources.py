@@ -145,13 +145,20 @@ async def test_a_crash_after_the_commit_and_before_the_move_is_finished_later(dr
     assert (drop.folder / "done/results.csv").exists()
 
 
+_HEADER = (SAMPLES / "results.gb18030.csv").read_bytes().splitlines()[0]
+
+
 @pytest.mark.parametrize(("name", "content", "reason"), [
     ("empty.csv", b"", "empty"),
     ("blank.json", b"  \n", "empty"),
-    ("truncated.csv", "抽查任务编号,计划编号\n\"unterminated".encode("gb18030"), "line 2"),
+    ("truncated.csv", _HEADER + "\n\"unterminated".encode("gb18030"), "line 2"),
+    ("short-header.csv", "抽查任务编号,计划编号\n1,2\n".encode("gb18030"),
+     "the mapped column '检查日期' is not in the header"),
+    ("workbook.csv", b"PK\x03\x04\x14\x00", "a ZIP archive (an .xlsx workbook?), not CSV"),
     ("notes.docx", b"PK\x03\x04", "unsupported file type '.docx'"),
     ("not-text.csv", b"\x80\x80\x80,\xff\n1,2\n", "not in any of the encodings utf-8, gb18030"),
-    ("bad-bytes-inside.csv", b"a,b\n1,2\n\xff\x80,3\n", "line 3: bytes not valid"),
+    ("bad-bytes-inside.csv", _HEADER + b"\n\xff\x80" + b"," * _HEADER.count(b",") + b"\n",
+     "line 2: bytes not valid"),
 ])
 async def test_a_file_that_cannot_be_taken_whole_goes_to_failed_with_the_reason(
         drops: TestClient[Any, Any], name: str, content: bytes, reason: str) -> None:
