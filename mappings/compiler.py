@@ -340,7 +340,8 @@ def _source(rule: Rule, ctx: _Context) -> Getter:
     if rule.zip is not None:
         return _zipper(rule, ctx)
     if rule.each is not None:
-        return _each_values(rule.each, ctx)
+        values = _each_values(rule.each, ctx)
+        return lambda src: [_node_text(n) for n in values(src)]
     if rule.first is not None:
         options = [compile_rule(r, ctx) for r in rule.first]
 

@@ -96,6 +96,23 @@ def test_map_reports_refused_xml_and_exits_1(capsys: pytest.CaptureFixture[str],
     assert code == 1 and out == "" and "DTD" in err
 
 
+def test_map_refuses_a_file_its_mapping_cannot_read_and_exits_2(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A missing file, and a CSV without a mapped column: one message each naming what is wrong,
+    no records, no traceback; the readable file beside them is still mapped."""
+    header, *rows = (SAMPLES / "results.utf8bom.csv").read_text(encoding="utf-8-sig").splitlines()
+    cut = [c for c in header.split(",") if c != "统一社会信用代码"]
+    short = _write(tmp_path, "short.csv", "\n".join([",".join(cut), *rows]))
+    code, out, err = _run(capsys, "map", "--mapping", "double_random.result", "--validate", str(tmp_path / "no.csv"),
+                          short, str(SAMPLES / "results.utf8bom.csv"))
+    assert code == 2
+    assert len(out.splitlines()) == len([r for r in rows if r.strip()])  # the sample only: nothing of the others
+    assert f"{tmp_path / 'no.csv'}: 无法读取 / cannot read: No such file or directory" in err
+    (named,) = [line for line in err.splitlines() if "统一社会信用代码" in line]
+    assert "the mapped column '统一社会信用代码' is not in the header" in named
+    assert "required" not in err and "2 file(s) not read" in err
+
+
 def test_map_reverse_writes_xml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """--reverse turns standard records into a 双公示 XML document."""
     path = _write(tmp_path, "p.ndjson", json.dumps(VALID_RECORDS["penalty"], ensure_ascii=False))

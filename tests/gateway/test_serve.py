@@ -156,6 +156,23 @@ def test_log_query_export_and_push_exit_codes(served: Served, tmp_path: Path) ->
     assert entries[1]["prev_hash"] == entries[0]["hash"]
 
 
+def test_push_names_each_file_it_could_not_push_and_exits_2(served: Served, tmp_path: Path) -> None:
+    """A workbook for a CSV connector, a missing file and a file of no known format are each named on
+    standard error; the readable file beside them is still pushed; the command exits 2."""
+    workbook = tmp_path / "export.xlsx"
+    workbook.write_bytes(b"PK\x03\x04 a workbook")
+    notes = tmp_path / "export.txt"
+    notes.write_text("抽查任务编号\n", encoding="utf-8")
+    pushed = served.supex("push", "--connector", "dr", "--config", str(served.config), str(workbook),
+                          str(tmp_path / "nosuch.csv"), str(notes), str(SAMPLES / "results.gb18030.csv"))
+    assert pushed.returncode == 2, pushed.stderr
+    assert "Traceback" not in pushed.stderr
+    assert f"{workbook}: 网关拒收此文件 / the gateway refused this file: 415" in pushed.stderr
+    assert "nosuch.csv: 文件不存在 / no such file" in pushed.stderr
+    assert "cannot tell the format from the name 'export.txt'" in pushed.stderr
+    assert "accepted 12" in pushed.stdout and "3 file(s) not pushed" in pushed.stderr
+
+
 def test_check_config_fails_with_the_key_and_line(tmp_path: Path) -> None:
     """An unknown key makes check-config exit 2 naming the key and its line."""
     config = tmp_path / "bad.toml"
