@@ -91,7 +91,7 @@ def test_a_json_record_path_and_its_envelope_check() -> None:
 
 def test_a_record_path_that_holds_no_list_refuses_the_document() -> None:
     mapping = _mapping("json", 'record_id = "id"', 'record = "data.rows"')
-    with pytest.raises(SourceFormatError, match="'data.rows' .*holds no list of records \\(found nothing\\)"):
+    with pytest.raises(SourceFormatError, match=r"'data.rows' .*holds no list of records \(found nothing\)"):
         _mapped(mapping, orjson.dumps(PAGE))
 
 
@@ -120,7 +120,8 @@ INSPECTION_XML = """<JCXX><JCBH>JC-1</JCBH>
 def test_repeated_elements_map_to_a_list_of_objects_nested_at_any_depth() -> None:
     fields = '''record_id = "JCBH"
 "data.inspectors" = { each = "JCRY", fields = { name = "string(@XM)", cert_no = "string(@ZH)" } }
-"data.findings" = { each = "YH", fields = { description = "MS", level = "DJ", "rectification.deadline" = { from = "ZG/QX", as = "date" } } }
+"data.findings" = { each = "YH", fields = { description = "MS", level = "DJ", "rectification.deadline" = \
+{ from = "ZG/QX", as = "date" } } }
 "data.levels" = { each = "YH/DJ" }'''
     (row,) = _mapped(_mapping("xml", fields, 'record = "JCXX"'), INSPECTION_XML.encode())
     assert row.verdict.ok and row.record is not None
@@ -132,7 +133,8 @@ def test_repeated_elements_map_to_a_list_of_objects_nested_at_any_depth() -> Non
 
 
 def test_an_items_error_is_reported_at_its_place_in_the_list() -> None:
-    fields = 'record_id = "JCBH"\n"data.findings" = { each = "YH", fields = { deadline = { from = "ZG/QX", as = "date" } } }'
+    fields = ('record_id = "JCBH"\n'
+              '"data.findings" = { each = "YH", fields = { deadline = { from = "ZG/QX", as = "date" } } }')
     bad = INSPECTION_XML.replace("2024年03月10日", "2024年02月30日")
     (row,) = _mapped(_mapping("xml", fields, 'record = "JCXX"'), bad.encode())
     (problem,) = row.verdict.errors
@@ -183,7 +185,8 @@ def test_epoch_seconds_milliseconds_and_excel_serials(epoch: str, value: str, as
 def test_matches_is_a_full_match_and_a_one_sided_anchor_is_refused() -> None:
     fields = 'record_id = "id"\n"data.category" = {{ from = "kind", when = {{ path = "year", matches = "{}" }} }}'
     full = _mapping("json", fields.format("[0-9]{4}"))
-    rows = _mapped(full, orjson.dumps([{"id": "A", "year": "2024", "kind": "k"}, {"id": "B", "year": "2024-03", "kind": "k"}]))
+    rows = _mapped(full, orjson.dumps([{"id": "A", "year": "2024", "kind": "k"},
+                                       {"id": "B", "year": "2024-03", "kind": "k"}]))
     assert [("category" in (r.record or {}).get("data", {})) for r in rows] == [True, False]
     search = _mapping("json", fields.format("[0-9]{4}.*"))
     assert "category" in (_mapped(search, orjson.dumps([{"id": "B", "year": "2024-03", "kind": "k"}]))[0].record
