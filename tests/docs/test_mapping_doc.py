@@ -17,7 +17,7 @@ BLOCKS = [b for b in TOML_BLOCKS if b.startswith("[mapping]")]
 
 def test_the_document_has_examples() -> None:
     """There is an example for each source format."""
-    assert len(BLOCKS) == 3
+    assert len(BLOCKS) == 4
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[re.search(r'name = "(.*?)"', b).group(1) for b in BLOCKS])  # type: ignore[union-attr]
