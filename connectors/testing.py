@@ -34,6 +34,7 @@ __all__ = [
     "DoubleRandomSimulator",
     "EnforcementOversightSimulator",
     "InternetPlusSimulator",
+    "PagedApiSimulator",
     "Received",
     "SystemSimulator",
     "simulator_for",
@@ -280,6 +281,51 @@ class DoubleRandomSimulator(SystemSimulator):
     kind = "double_random"
     fmt = "csv"
     encoding = "gb18030"
+
+
+class PagedApiSimulator(SystemSimulator):
+    """A department's paged JSON API as provincial systems write them: ``GET /records?pageNo=P&pageSize=S``
+    (and ``updateTimeStart=T`` for what changed after ``T``), answering ``{"code": 0, "msg": "成功",
+    "data": {"total": N, "pageNo": P, "pageSize": S, "list": [...], "next": "/records?pageNo=P+1…"}}``,
+    rows in ``updateTime`` order (``offset=O`` reads from row ``O`` instead of by page).
+    ``fail_page(P)`` makes page ``P`` answer ``code`` 500 with a message; ``misreport_total(N)``
+    reports a total that is not the number of rows."""
+
+    def __init__(self, connector_id: str, secret: str, *, rows: Iterable[dict[str, Any]] = (),
+                 clock: Callable[[], float] = time.time, watermark: str = "updateTime") -> None:
+        super().__init__(connector_id, secret, rows=rows, clock=clock)
+        self.watermark = watermark
+        self._failing: set[int] = set()
+        self._total: int | None = None
+
+    def fail_page(self, page: int) -> None:
+        """Answer page ``page`` with ``{"code": 500, "msg": "数据库连接超时"}``."""
+        self._failing.add(page)
+
+    def misreport_total(self, total: int | None) -> None:
+        """Report ``total`` instead of the number of rows (``None``: the truth)."""
+        self._total = total
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        problem = self._signed(request, b"")
+        if problem is not None:
+            return web.json_response({"code": 401, "msg": problem}, status=401)
+        if (answer := await self._misbehave()) is not None:
+            return answer
+        self.polls.append(dict(request.query))
+        page, size = int(request.query.get("pageNo", "1")), int(request.query.get("pageSize", "20"))
+        if page in self._failing:
+            return web.json_response({"code": 500, "msg": "数据库连接超时", "data": None})
+        after = request.query.get("updateTimeStart")
+        rows = sorted((r for r in self.rows if after is None or int(r[self.watermark]) > int(after)),
+                      key=lambda r: int(r[self.watermark]))
+        start = int(request.query["offset"]) if "offset" in request.query else (page - 1) * size
+        chosen = rows[start:start + size]
+        total = len(rows) if self._total is None else self._total
+        data: dict[str, Any] = {"total": total, "pageNo": page, "pageSize": size, "list": chosen}
+        if start + size < len(rows):
+            data["next"] = f"/records?pageNo={page + 1}&pageSize={size}"
+        return web.json_response({"code": 0, "msg": "成功", "data": data})
 
 
 def simulator_for(kind: str) -> type[SystemSimulator]:

@@ -44,7 +44,7 @@ from gateway.keys import (
     error,
 )
 from gateway.keys import json_response as _json
-from gateway.observability import Metrics, WriterCollector, new_id
+from gateway.observability import Metrics, SourceCollector, WriterCollector, new_id
 from gateway.openapi import openapi_document
 from gateway.preparing import INLINE_BELOW, PreparePool
 from gateway.safety import at_rest_warnings
@@ -537,6 +537,7 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         app[DELIVERER] = deliverer
         sources = Sources(config, runner, app[PREPARER], mappings, clock=app[CLOCK])
         app[SOURCES] = sources
+        app[METRICS].registry.register(SourceCollector(sources.status))
         if deliver:
             await deliverer.start()
             sources.start()

@@ -179,7 +179,15 @@ class ConnectorConfig(_Strict):
     max_file: int = 256 * 1024**2
     poll_url: str | None = None  # polled sources: the system's API the gateway reads
     poll_every: str = "1m"
+    poll_paging: Literal["cursor", "page", "offset", "link"] = "cursor"  # how the next page is asked for
     poll_cursor: str = "since"  # the query parameter that carries the cursor
+    poll_page_param: str | None = None  # page: the page-number parameter ("page"); offset: the offset ("offset")
+    poll_first_page: int = Field(default=1, ge=0)
+    poll_size_param: str = "limit"  # the parameter that carries the page size (poll_limit)
+    poll_next: str = "next"  # JSON path of the next cursor (cursor) or the next page's address (link)
+    poll_total: str | None = None  # JSON path of the total the system reports, checked at the round's end
+    poll_watermark_param: str | None = None  # incremental reads: the parameter that carries the watermark…
+    poll_watermark_field: str | None = None  # …the largest value of this record field seen so far
     poll_limit: int = Field(default=500, ge=1, le=10_000)
     poll_max_pages: int = Field(default=100, ge=1)  # pages one round reads at most
     poll_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -222,6 +230,12 @@ class ConnectorConfig(_Strict):
             raise ValueError(f"watch_dir: a {self.kind} connector does not drop files (file_drop or double_random do)")
         if self.poll_url and "poll" not in sources:
             raise ValueError(f"poll_url: a {self.kind} connector cannot be polled")
+        if (self.poll_watermark_param is None) != (self.poll_watermark_field is None):
+            raise ValueError("poll_watermark_param and poll_watermark_field go together: the parameter sent, and "
+                             "the record field whose largest value it carries")
+        if self.poll_watermark_param and self.poll_paging == "cursor":
+            raise ValueError("a watermark is for poll_paging = \"page\", \"offset\" or \"link\" (a cursor is "
+                             "its own watermark)")
         if sources == {"file"} and not self.watch_dir:
             raise ValueError(f"kind = \"{self.kind}\" needs a watch_dir")
         return self

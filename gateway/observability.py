@@ -83,6 +83,25 @@ class WriterCollector:
                                   "writer: its busy fraction bounds what more gateways can add", value=held)
 
 
+class SourceCollector:
+    """Each polled system's and watched folder's failed rounds and rejected records, read when scraped."""
+
+    def __init__(self, statuses: Callable[[], dict[str, Any]]) -> None:
+        self._statuses = statuses
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The counters as they stand, a sample a source."""
+        failed = CounterMetricFamily("supex_source_failed_rounds", "Rounds of a polled source that failed: a page "
+                                     "refused, the system unreachable, or every record rejected", labels=["connector"])
+        rejected = CounterMetricFamily("supex_source_rejected_records", "Records read from a source and rejected "
+                                       "(quarantined)", labels=["connector"])
+        for connector, status in sorted(self._statuses().items()):
+            failed.add_metric([connector], getattr(status, "failed_rounds", 0))
+            rejected.add_metric([connector], getattr(status, "rejected", 0))
+        yield failed
+        yield rejected
+
+
 class Metrics:
     """The gateway's Prometheus metrics in a registry of their own."""
 
