@@ -598,7 +598,8 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
     app[LIMITER] = RateLimiter({c.id: c.max_requests_per_second for c in config.connector
                                 if c.max_requests_per_second}, monotonic_clock)
     app[WARNINGS] = at_rest_warnings(config)
-    app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records)
+    app[PREPARER] = RecordPreparer(log_hash=config.gateway.log_hash, max_records=config.gateway.max_records,
+                                    extra_regions=config.gateway.extra_region_codes)
     app[MAPPINGS] = {c.id: resolve_mapping(name, config.base_dir) for c in config.connector
                      if (name := c.mapping_name)}
     app.cleanup_ctx.append(_store_context(store, deliver))

@@ -30,6 +30,7 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    help="accept identifiers failing their check character, with a warning")
     p.add_argument("--json", action="store_true", help="one JSON report a record on standard output")
     p.add_argument("--quiet", "-q", action="store_true", help="report invalid records only")
+    p.add_argument("--config", metavar="FILE", help="admit the extra region codes of this gateway configuration")
     p.set_defaults(command="validate")
 
 
@@ -44,6 +45,7 @@ def _add_map(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lenient", action="store_true",
                    help="accept identifiers failing their check character, with a warning")
     p.add_argument("--reverse", action="store_true", help="standard records in, the source format out")
+    p.add_argument("--config", metavar="FILE", help="validate admitting the extra region codes of this configuration")
     p.set_defaults(command="map")
 
 

@@ -17,7 +17,7 @@ from typing import IO, Any
 import orjson
 from rich.progress import Progress
 
-from gateway.config import resolve_mapping
+from gateway.config import load_config, resolve_mapping
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
 from mappings import CompiledMapping, MappedRecord, SourceFormatError, builtin_names, map_stream, run_examples
 from mappings.formats import read_json
@@ -91,6 +91,11 @@ def _unreadable(name: str, exc: OSError) -> Verdict:
     return Verdict((issue("", "malformed", detail=f"cannot read {name}: {exc.strerror or exc}"),))
 
 
+def _extra_regions(args: argparse.Namespace) -> dict[str, str]:
+    """The extra region codes of ``--config``, where given."""
+    return load_config(args.config, need_secrets=False).gateway.extra_region_codes if args.config else {}
+
+
 # ---- validate -------------------------------------------------------------------------------
 
 def _with_type(value: Any, record_type: str | None) -> tuple[Any, list[Issue]]:
@@ -109,7 +114,8 @@ def validate(args: argparse.Namespace) -> int:
     schema_set = load_schema_set()
     if args.record_type is not None:
         schema_set.schema(args.record_type)
-    validator = Validator(schema_set, identifiers="lenient" if args.lenient else "strict")
+    validator = Validator(schema_set, identifiers="lenient" if args.lenient else "strict",
+                          extra_regions=_extra_regions(args))
     tally = _Tally()
     out = sys.stdout
     with progress_bar() as bar:
@@ -158,7 +164,8 @@ def map_files(args: argparse.Namespace) -> int:
     mapping = resolve_mapping(args.mapping)
     if args.reverse:
         return _map_reverse(mapping, args.files)
-    validator = Validator(identifiers="lenient" if args.lenient else "strict") if args.validate else None
+    validator = Validator(identifiers="lenient" if args.lenient else "strict",
+                          extra_regions=_extra_regions(args)) if args.validate else None
     tally = _Tally()
     refused = 0
     write = sys.stdout.buffer.write

@@ -24,6 +24,7 @@ from mappings.definitions import key_line
 from mappings.exceptions import MappingDefinitionError
 from policy import Policy, PolicyDefinitionError, SharingRule, parse_duration
 from policy.rules import known_record_types
+from schemas.semantic import region_status
 
 __all__ = [
     "AdminConfig",
@@ -86,6 +87,20 @@ class GatewayConfig(_Strict):
     # secrets and tokens (docs/security.md): refused unless said here
     allow_plaintext_at_rest: bool = False
     allow_demo_secrets: bool = False
+    # region codes beyond GB/T 2260 that records may carry (统计用区划代码 function zones): code → name
+    extra_region_codes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra_region_codes")
+    @classmethod
+    def _extra_regions(cls, value: dict[str, str]) -> dict[str, str]:
+        for code, name in value.items():
+            if not re.fullmatch(r"\d{6}", code) or not name.strip():
+                raise ValueError(f"extra_region_codes: {code!r} = {name!r} must be a six-digit code and its name")
+            if (known := region_status(code)) is not None:
+                raise ValueError(f"extra_region_codes: {code} is a GB/T 2260 code already ({known[0]})")
+            if region_status(code[:4] + "00") is None:
+                raise ValueError(f"extra_region_codes: {code}: its city {code[:4]}00 is not a GB/T 2260 code")
+        return value
 
     @field_validator("delivery_max_age")
     @classmethod

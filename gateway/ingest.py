@@ -135,10 +135,11 @@ def printable(value: object) -> str | None:
 class RecordPreparer:
     """Turns a connector's request body into ``Prepared`` records; pure apart from the clock's time."""
 
-    def __init__(self, *, log_hash: str, max_records: int) -> None:
+    def __init__(self, *, log_hash: str, max_records: int, extra_regions: dict[str, str] | None = None) -> None:
         self.log_hash = log_hash
         self.max_records = max_records
-        self.validators = {"strict": Validator(identifiers="strict"), "lenient": Validator(identifiers="lenient")}
+        self.validators = {policy: Validator(identifiers=policy, extra_regions=extra_regions)
+                           for policy in ("strict", "lenient")}
         self.defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
 
     def prepare(self, connector: ConnectorConfig, mapping: CompiledMapping | None, body: bytes, content_type: str,

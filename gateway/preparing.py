@@ -22,10 +22,12 @@ INLINE_BELOW = 64 * 1024  # smaller bodies are prepared in place: a process hop 
 _state: tuple[RecordPreparer, dict[str, ConnectorConfig], dict[str, CompiledMapping]] | None = None
 
 
-def _start(connectors: list[ConnectorConfig], base_dir: Path, log_hash: str, max_records: int) -> None:
+def _start(connectors: list[ConnectorConfig], base_dir: Path, log_hash: str, max_records: int,
+           extra_regions: dict[str, str]) -> None:
     global _state  # noqa: PLW0603 - one worker process, one preparer: its whole reason to exist
     mappings = {c.id: resolve_mapping(name, base_dir) for c in connectors if (name := c.mapping_name)}
-    _state = (RecordPreparer(log_hash=log_hash, max_records=max_records), {c.id: c for c in connectors}, mappings)
+    preparer = RecordPreparer(log_hash=log_hash, max_records=max_records, extra_regions=extra_regions)
+    _state = (preparer, {c.id: c for c in connectors}, mappings)
 
 
 def _prepare(connector_id: str, body: bytes, content_type: str, received_at: str) -> Prepared:
@@ -44,7 +46,8 @@ class PreparePool:
     def __init__(self, config: Config, processes: int) -> None:
         self._pool = ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-            initargs=(list(config.connector), config.base_dir, config.gateway.log_hash, config.gateway.max_records),
+            initargs=(list(config.connector), config.base_dir, config.gateway.log_hash, config.gateway.max_records,
+                      config.gateway.extra_region_codes),
         )
 
     async def warm_up(self) -> None:

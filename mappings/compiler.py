@@ -22,6 +22,7 @@ from mappings.definitions import Condition, FieldRules, MappingFile, Rule, key_l
 from mappings.exceptions import ItemsMappingError, MappingDefinitionError, SourceFormatError, ValueMappingError
 from schemas import Issue, SchemaSet, load_schema_set
 from schemas.issues import issue, pointer
+from schemas.regions import RegionNameError, code_of_name
 
 __all__ = ["MISSING", "CompiledMapping", "compile_mapping"]
 
@@ -425,6 +426,8 @@ def compile_rule(rule: Rule, ctx: _Context) -> Getter:
     """One rule as a function of a source record, returning ``MISSING`` when it yields nothing."""
     if rule.fields is not None:
         return _each_objects(rule, ctx)
+    if rule.region_name is not None:
+        return _region_rule(rule, ctx)
     get = _source(rule, ctx)
     holds = _condition(rule.when, ctx) if rule.when else None
     clean = _cleaner(rule)
@@ -464,6 +467,35 @@ def compile_rule(rule: Rule, ctx: _Context) -> Getter:
         return value
 
     return run
+
+
+def _region_rule(rule: Rule, ctx: _Context) -> Getter:
+    """The rule's value (a county's or city's name) as its GB/T 2260 code, within the province or
+    city of ``region_name``; a name that is not exactly one region is an error, never a guess."""
+    assert rule.region_name is not None
+    name_of = compile_rule(rule.model_copy(update={"region_name": None}), ctx)
+    where = rule.region_name
+    within_of = compile_rule(Rule.model_validate({"from": where.within}), ctx) if where.within else None
+
+    def run(src: Any) -> Any:
+        name = name_of(src)
+        if name is MISSING or not isinstance(name, str):
+            return name
+        within = where.within_code
+        if within_of is not None:
+            found = within_of(src)
+            within = None if found is MISSING else _key(found)
+        try:
+            return _region_code(name, within)
+        except RegionNameError as exc:
+            raise ValueMappingError(str(exc)) from None
+
+    return run
+
+
+@lru_cache(maxsize=4096)
+def _region_code(name: str, within: str | None) -> str:
+    return code_of_name(name, within)
 
 
 def _compose(steps: list[Step]) -> Step | None:

@@ -20,6 +20,7 @@ __all__ = [
     "Example",
     "MappingFile",
     "MappingHeader",
+    "RegionName",
     "Rule",
     "SourceOptions",
     "key_line",
@@ -43,6 +44,14 @@ class Condition(_Strict):
     present: bool | None = None
 
 
+class RegionName(_Strict):
+    """A region's name to its GB/T 2260 code, within the province or city another field names
+    (``within``, a source path) or a fixed one (``within_code``)."""
+
+    within: str | None = None
+    within_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+
+
 class Rule(_Strict):
     """How one target value is made: a source, then the transforms in their documented order."""
 
@@ -62,6 +71,7 @@ class Rule(_Strict):
     invert: bool = False
     code_of: str | None = None
     label_of: str | None = None
+    region_name: RegionName | None = None
     as_: Conversion | None = Field(default=None, alias="as")
     epoch: Literal["s", "ms", "excel"] | None = None
     scale: str | None = None

@@ -167,9 +167,8 @@ class RecordChecks:
         self._event_times = (("occurred_at",), *(("data", f) for f in info.event_times))
         self._time_order = tuple((("data", a), ("data", b)) for a, b in info.time_order)
 
-    def run(self, record: Mapping[str, Any], *, identifiers: IdentifierPolicy, now: dt.datetime) -> tuple[
-        list[Issue], list[Issue]
-    ]:
+    def run(self, record: Mapping[str, Any], *, identifiers: IdentifierPolicy, now: dt.datetime,
+            extra_regions: frozenset[str] = frozenset()) -> tuple[list[Issue], list[Issue]]:
         """Return ``(errors, warnings)`` of ``record``; structural problems are the schema's to report."""
         errors: list[Issue] = []
         warnings: list[Issue] = []
@@ -178,12 +177,13 @@ class RecordChecks:
             if plain:
                 value = _plain(record, parts)
                 if value is not None and (kind == "subject" or isinstance(value, str)):
-                    self._field(kind, parts, value, errors=errors, warnings=warnings, checksum_sink=checksum_sink)
+                    self._field(kind, parts, value, errors=errors, warnings=warnings, checksum_sink=checksum_sink,
+                                extra_regions=extra_regions)
                 continue
             for at, value in _values(record, parts):
                 if isinstance(value, str) or kind == "subject":
                     self._field(kind, at, value, errors=errors, warnings=warnings,
-                                checksum_sink=checksum_sink)
+                                checksum_sink=checksum_sink, extra_regions=extra_regions)
         self._times(record, now, errors, warnings)
         inspectors = record.get("data", {}).get("inspectors") if isinstance(record.get("data"), dict) else None
         if isinstance(inspectors, list):
@@ -200,7 +200,7 @@ class RecordChecks:
 
     @staticmethod
     def _field(kind: str, at: tuple[Any, ...], value: Any, *, errors: list[Issue], warnings: list[Issue],
-               checksum_sink: list[Issue]) -> None:
+               checksum_sink: list[Issue], extra_regions: frozenset[str]) -> None:
         if kind in ("uscc", "item_check"):
             code = value[:18]
             if len(code) == 18 and not _uscc_ok(code):
@@ -210,9 +210,9 @@ class RecordChecks:
                 checksum_sink.append(issue(pointer(at), problem))
         elif kind == "region":
             status = region_status(value)
-            if status is None:
+            if status is None and value not in extra_regions:
                 errors.append(issue(pointer(at), "region_unknown", value=value))
-            elif not status[1]:
+            elif status is not None and not status[1]:
                 warnings.append(issue(pointer(at), "region_historical", value=value, name=status[0]))
         elif kind == "subject" and isinstance(value, dict):
             cert_type, cert_no = value.get("cert_type"), value.get("cert_no")

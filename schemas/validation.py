@@ -108,9 +108,10 @@ class Validator:
     """Validates standard records of every type; build once, use for many records."""
 
     def __init__(self, schemas: SchemaSet | None = None, *, identifiers: IdentifierPolicy = "strict",
-                 clock: Clock = system_clock) -> None:
+                 clock: Clock = system_clock, extra_regions: Mapping[str, str] | None = None) -> None:
         self.schemas = schemas or load_schema_set()
         self.identifiers: IdentifierPolicy = identifiers
+        self.extra_regions = frozenset(extra_regions or ())  # codes admitted beyond GB/T 2260
         self._clock = clock
         shared = self.schemas.shared_resources()
         registry: referencing.Registry[Any] = referencing.Registry().with_resources(
@@ -132,7 +133,7 @@ class Validator:
             return Verdict((issue("/record_type", "unknown_type", value=_show(record_type)),))
         schema_ok = checker.fast.is_valid(record)
         errors, warnings = checker.semantic.run(
-            record, identifiers=identifiers or self.identifiers, now=self._clock()
+            record, identifiers=identifiers or self.identifiers, now=self._clock(), extra_regions=self.extra_regions
         )
         if schema_ok:
             return Verdict(tuple(errors), tuple(warnings)) if errors or warnings else _VALID
