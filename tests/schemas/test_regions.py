@@ -78,8 +78,8 @@ def test_extra_region_codes_are_checked_in_the_configuration(tmp_path: Path, tab
 
 def test_validate_admits_the_configured_codes_with_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "supex.toml"
-    config.write_text(CONFIG_TEXT.replace("[gateway]\n", '[gateway]\nextra_region_codes = { "370171" = "济南高新区" }\n',
-                                          1), encoding="utf-8")
+    extra = '[gateway]\nextra_region_codes = { "370171" = "济南高新区" }\n'
+    config.write_text(CONFIG_TEXT.replace("[gateway]\n", extra, 1), encoding="utf-8")
     records = tmp_path / "r.json"
     records.write_text(json.dumps([_with_region("370171")], ensure_ascii=False), encoding="utf-8")
     assert main(["validate", str(records)]) == 1
