@@ -247,11 +247,12 @@ def mapping_test(args: argparse.Namespace) -> int:
 def schemas_list(args: argparse.Namespace) -> int:
     """``supex schemas list``: the record types with their titles and default sharing."""
     schema_set = load_schema_set()
-    rows = [{"type": t.name, "title": t.title, "sharing": t.sharing, "description": t.description}
-            for t in schema_set.types.values()]
+    rows = [{"type": t.name, "title": t.title, "sharing": t.sharing, "description": t.description,
+             "version": schema_set.version} for t in schema_set.types.values()]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
         return EXIT_OK
+    print(f"标准接口 / standard interface {schema_set.version} (v1 records stay valid)")
     for row in rows:
         print(f"{row['type']:22} {row['title']:10}\t{row['sharing']:14} {row['description']}")
     return EXIT_OK

@@ -17,7 +17,7 @@ from policy.exceptions import PolicyDefinitionError
 __all__ = ["COMPOUND_SURNAMES", "MASK_NAMES", "Mask", "compile_mask", "mask_address", "mask_name"]
 
 Mask = Callable[[Any], Any]
-MASK_NAMES = ("id_no", "phone", "name", "address", "keep:N:M")
+MASK_NAMES = ("id_no", "phone", "name", "address", "keep:N:M", "clear")  # clear: lifts a default mask
 
 # 复姓 of the 百家姓 and those common today: a name starting with one keeps both characters
 COMPOUND_SURNAMES = frozenset((

@@ -106,11 +106,11 @@ def known_record_types(names: list[str]) -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def data_paths(record_type: str) -> frozenset[str]:
-    """Every dotted path below ``data`` of a record type, arrays looked through."""
+def _data_fields(record_type: str) -> dict[str, Mapping[str, Any]]:
+    """Every dotted path below ``data`` of a record type (arrays looked through), with its schema."""
     schema_set = load_schema_set()
     common = schema_set.common["$defs"]
-    paths: set[str] = set()
+    fields: dict[str, Mapping[str, Any]] = {}
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:
         ref = node.get("$ref", "")
@@ -120,11 +120,22 @@ def data_paths(record_type: str) -> frozenset[str]:
             walk(node["items"], prefix)
         for name, sub in node.get("properties", {}).items():
             path = f"{prefix}.{name}" if prefix else name
-            paths.add(path)
+            fields[path] = sub
             walk(sub, path)
 
     walk(schema_set.schemas[record_type]["properties"]["data"], "")
-    return frozenset(paths)
+    return fields
+
+
+def data_paths(record_type: str) -> frozenset[str]:
+    """Every dotted path below ``data`` of a record type, arrays looked through."""
+    return frozenset(_data_fields(record_type))
+
+
+def default_masks(record_type: str) -> dict[str, str]:
+    """The masks every rule applies unless it says otherwise: the schema's personal data
+    (``x-mask``), such as a subject's representative's name and certificate number."""
+    return {path: node["x-mask"] for path, node in _data_fields(record_type).items() if "x-mask" in node}
 
 
 def _tree(paths: Iterable[str]) -> Tree:
@@ -207,8 +218,10 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
         if path not in paths:
             raise PolicyDefinitionError(f"共享规则 {rule.id} 的字段路径 {path} 不存在 / sharing rule {rule.id!r}: no "
                                         f"field {path!r} under data of {', '.join(rule.record_types)}")
+    defaults = {path: spec for t in rule.record_types for path, spec in default_masks(t).items()}
+    specs = rule.mask | {path: spec for path, spec in defaults.items() if path not in rule.mask}
     try:
-        masks = {path: compile_mask(spec) for path, spec in rule.mask.items()}
+        masks = {path: compile_mask(spec) for path, spec in specs.items() if spec != "clear"}
     except PolicyDefinitionError as exc:
         raise PolicyDefinitionError(f"共享规则 {rule.id} / sharing rule {rule.id!r}: {exc}") from None
     when = rule.when
@@ -216,7 +229,7 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
     return CompiledRule(
         rule=rule, region_prefixes=_one_or_many(when.region_prefix), matter_prefixes=_one_or_many(when.matter_prefix),
         subject_kinds=_one_or_many(when.subject_kind), grades=_one_or_many(when.grade),
-        fields=_tree(rule.fields) if rule.fields is not None else None, masks=masks, mask_tree=_tree(rule.mask),
+        fields=_tree(rule.fields) if rule.fields is not None else None, masks=masks, mask_tree=_tree(masks),
         specificity=specificity, deliver_within=parse_duration(rule.deliver_within)
         if rule.deliver_within else None,
         always=rule.enabled and not rule.valid_from and not rule.valid_until and specificity == 0,

@@ -29,7 +29,8 @@ Clock = Callable[[], dt.datetime]
 _ANY = "[]"
 _FUTURE_SLACK = dt.timedelta(days=1)
 _USCC_FORM = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}")
-_CHECKED_DEFS = {"uscc": "uscc", "region_code": "region", "item_check_code": "item_check", "subject": "subject"}
+_CHECKED_DEFS = {"uscc": "uscc", "region_code": "region", "item_check_code": "item_check", "subject": "subject",
+                 "person": "subject"}  # a subject and a person: their certificate number by its type
 
 
 def system_clock() -> dt.datetime:
@@ -98,7 +99,8 @@ def _derive(node: Mapping[str, Any], parts: tuple[str, ...], common: Mapping[str
         name = ref.rsplit("/", 1)[-1]
         if name in _CHECKED_DEFS:
             yield _FieldCheck(_CHECKED_DEFS[name], parts)
-            return
+            if name != "subject":  # a subject holds a person (its representative) to check too
+                return
         node = common["$defs"][name]
     if node.get("type") == "array":
         yield from _derive(node["items"], (*parts, _ANY), common)
