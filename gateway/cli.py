@@ -91,6 +91,23 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
     p.add_argument("--batch-size", type=int, default=500, metavar="N")
     p.set_defaults(command="push")
+    p = sub.add_parser("pull", help="a consumer's inbox as NDJSON (or its own format), acknowledging what was written",
+                       description="Read the connector's inbox from its last acknowledged cursor and write the records "
+                       "to standard output: NDJSON standard records, or with --format own the connector's own format "
+                       "through its reversible mapping. With --ack, each page is acknowledged once written and "
+                       "flushed (an XML or CSV document: once all of it is), so nothing unwritten is ever "
+                       "acknowledged. With --follow, wait for more instead of stopping at the end.")
+    p.add_argument("--connector", required=True, metavar="ID")
+    p.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the secret, address and mapping)")
+    p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
+    p.add_argument("--ack", action="store_true", help="acknowledge what was written")
+    p.add_argument("--follow", action="store_true", help="keep reading as records arrive (Ctrl-C to stop)")
+    p.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="with --follow: wait between polls")
+    p.add_argument("--format", choices=("ndjson", "own"), default="ndjson",
+                   help="ndjson standard records (default), or the connector's own format")
+    p.add_argument("--limit", type=int, default=500, choices=range(1, 1001), metavar="N",
+                   help="records a page (1-1000)")
+    p.set_defaults(command="pull")
 
 
 def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -248,6 +265,7 @@ def _commands() -> dict[str, Command]:
         "serve": operations.serve,
         "check-config": operations.check_config,
         "push": operations.push,
+        "pull": operations.pull,
         "log verify": operations.log_verify,
         "log checkpoint": operations.log_checkpoint,
         "log query": operations.log_query,

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +36,9 @@ from gateway.serving import raise_open_files_limit, run_gateway
 from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, shown
 from gateway.store.sql import create_private
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
+from mappings import CompiledMapping
 from mappings.formats import read_json
+from mappings.pipeline import write_rows
 from policy import local_today
 
 __all__ = ["check_config", "connector_test", "deadletter_list", "deadletter_replay", "demo", "keys_generate",
@@ -285,23 +287,36 @@ async def _push(args: argparse.Namespace, url: str, secret: str, whole_json: boo
     return totals, refused
 
 
-def push(args: argparse.Namespace) -> int:
-    """``supex push``: sign and push files as a connector, with a progress bar and a summary. A file
-    that cannot be pushed (missing, of no known format, refused whole) is named and exits 2."""
+def _credentials(args: argparse.Namespace) -> tuple[str, str, Config | None]:
+    """The gateway's address and the connector's secret: from ``--config``, or ``--url`` and the environment."""
     url, secret = args.url, os.environ.get("SUPEX_SECRET_" + args.connector.upper().replace("-", "_"))
-    whole_json = False
+    config = None
     if args.config:
         config = load_config(args.config, secrets_of=[args.connector])
         if args.connector not in config.secrets:
             raise ConfigError(f"配置中没有连接器 / no connector {args.connector!r} in {args.config}")
         secret = config.secrets[args.connector]
         url = url or f"http://{config.gateway.listen}"
-        mapping_name = config.connectors()[args.connector].mapping_name
-        # a connector whose mapping reads JSON pushes its JSON files as they are: pages, envelopes and all
-        whole_json = mapping_name is not None and resolve_mapping(mapping_name, config.base_dir).format == "json"
     if not secret or not url:
         raise ConfigError("需要 --config，或 --url 加 SUPEX_SECRET_<ID> / "
                           "give --config, or --url and SUPEX_SECRET_<ID>")
+    return url, secret, config
+
+
+def _connector_mapping(config: Config | None, connector: str) -> CompiledMapping | None:
+    if config is None:
+        return None
+    name = config.connectors()[connector].mapping_name
+    return resolve_mapping(name, config.base_dir) if name else None
+
+
+def push(args: argparse.Namespace) -> int:
+    """``supex push``: sign and push files as a connector, with a progress bar and a summary. A file
+    that cannot be pushed (missing, of no known format, refused whole) is named and exits 2."""
+    url, secret, config = _credentials(args)
+    mapping = _connector_mapping(config, args.connector)
+    # a connector whose mapping reads JSON pushes its JSON files as they are: pages, envelopes and all
+    whole_json = mapping is not None and mapping.format == "json"
     try:
         totals, refused = asyncio.run(_push(args, url, secret, whole_json))
     except GatewayRefusedError as exc:
@@ -314,6 +329,80 @@ def push(args: argparse.Namespace) -> int:
         print(f"supex: {refused} file(s) not pushed / {refused} 个文件未推送", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if totals["rejected"] == 0 else EXIT_INVALID
+
+
+class _Unwritable(Exception):  # noqa: N818 - a record the connector's own format cannot hold: stop, unacknowledged
+    pass
+
+
+def _own_rows(mapping: CompiledMapping, records: list[dict[str, Any]]) -> list[Any]:
+    rows = []
+    for record in records:
+        row, problems = mapping.from_standard(record)
+        if problems:
+            raise _Unwritable(f"{record.get('record_id')}: {problems[0].path} {problems[0].message}")
+        rows.append(row)
+    return rows
+
+
+async def _pull(args: argparse.Namespace, url: str, secret: str, mapping: CompiledMapping | None,
+                out: IO[bytes], *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> int:
+    """Pages of the inbox written to ``out``; each acknowledged (with ``--ack``) once written and
+    flushed. An own format other than JSON is written as one document at the end, then acknowledged."""
+    written, after, held, last = 0, None, [], None
+    async with SupexClient(url, args.connector, secret) as client:
+        while True:
+            page = await client.inbox(after, args.limit)
+            records, cursor = page["records"], page["next"]
+            if records:
+                if mapping is None:
+                    out.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+                elif mapping.format == "json":
+                    write_rows(mapping, _own_rows(mapping, records), out, lines=True)
+                else:
+                    held += _own_rows(mapping, records)
+                out.flush()
+                written += len(records)
+                if args.ack and (mapping is None or mapping.format == "json"):
+                    await client.ack(cursor)
+                after = last = cursor
+            elif args.follow:
+                await sleep(args.every)
+            else:
+                break
+        if held and mapping is not None:
+            write_rows(mapping, held, out)
+            out.flush()
+            if args.ack and last is not None:
+                await client.ack(last)
+    return written
+
+
+def pull(args: argparse.Namespace) -> int:
+    """``supex pull``: the connector's inbox as NDJSON on standard output (or in its own format),
+    acknowledging with ``--ack`` only what was written."""
+    url, secret, config = _credentials(args)
+    mapping = None
+    if args.format == "own":
+        mapping = _connector_mapping(config, args.connector)
+        if mapping is None or not mapping.reversible:
+            raise ConfigError(f"--format own 需要连接器的可逆映射 / --format own needs the connector's reversible "
+                              f"mapping (and --config): {args.connector} has {mapping.name if mapping else 'none'}")
+        if args.follow and mapping.format != "json":
+            raise ConfigError(f"--follow 不能写 {mapping.format.upper()} 文档 / --follow cannot write one "
+                              f"{mapping.format.upper()} document: use --format ndjson")
+    try:
+        written = asyncio.run(_pull(args, url, secret, mapping, sys.stdout.buffer))
+    except _Unwritable as exc:
+        print(f"supex: 无法以连接器格式写出 / cannot write in the connector's format, nothing more acknowledged: {exc}",
+              file=sys.stderr)
+        return EXIT_INVALID
+    except GatewayRefusedError as exc:
+        print(f"supex: the gateway refused: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{written} records{' acknowledged' if args.ack else ' (not acknowledged: use --ack)'} / "
+          f"{written} 条记录", file=sys.stderr)
+    return EXIT_OK
 
 
 # ---- policy and dead letters ------------------------------------------------------------------

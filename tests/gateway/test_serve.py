@@ -173,6 +173,19 @@ def test_push_names_each_file_it_could_not_push_and_exits_2(served: Served, tmp_
     assert "accepted 12" in pushed.stdout and "3 file(s) not pushed" in pushed.stderr
 
 
+def test_pull_writes_the_inbox_as_ndjson_and_acknowledges_only_with_ack(served: Served) -> None:
+    pushed = served.supex("push", "--connector", "dr", "--config", str(served.config),
+                          str(SAMPLES / "results.gb18030.csv"))
+    assert pushed.returncode == 0, pushed.stderr
+    pull = ("pull", "--connector", "jinan", "--config", str(served.config))
+    first = served.supex(*pull)
+    ids = [json.loads(line)["record_id"] for line in first.stdout.splitlines()]
+    assert first.returncode == 0 and len(ids) == 4 and "not acknowledged" in first.stderr
+    assert [json.loads(line)["record_id"] for line in served.supex(*pull, "--ack").stdout.splitlines()] == ids
+    after = served.supex(*pull)
+    assert after.returncode == 0 and after.stdout == "" and "0 records" in after.stderr
+
+
 def test_check_config_fails_with_the_key_and_line(tmp_path: Path) -> None:
     """An unknown key makes check-config exit 2 naming the key and its line."""
     config = tmp_path / "bad.toml"
