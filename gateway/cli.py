@@ -51,12 +51,25 @@ def _add_map(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _add_mapping(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("mapping", help="work with mapping files", description="Work with mapping files.")
-    inner = p.add_subparsers(dest="mapping_command", metavar="{test}", required=True)
+    inner = p.add_subparsers(dest="mapping_command", metavar="{test,draft}", required=True)
     t = inner.add_parser("test", help="run the examples a mapping carries",
                          description="Run each example of the mappings: the source maps to the expected standard "
                          "record, the record is valid, and reversible mappings map it back unchanged.")
     t.add_argument("mappings", nargs="*", metavar="NAME|FILE", help="mappings to test (default: every built-in one)")
     t.set_defaults(command="mapping test")
+    d = inner.add_parser("draft", help="draft a mapping file from a sample export",
+                         description="Read a sample export, list its fields with example values and the standard "
+                         "field each one plainly is (统一社会信用代码 → data.subject.cert_no…), and write a commented "
+                         "mapping file with the sample's first record as its example, for the team to finish. Fields "
+                         "whose names do not make their meaning clear are left as comments, never guessed.")
+    d.add_argument("sample", metavar="SAMPLE", help="a sample export")
+    d.add_argument("--format", required=True, choices=("json", "xml", "csv", "xlsx"), help="the sample's format")
+    d.add_argument("--type", dest="record_type", required=True, metavar="T", help="the standard record type")
+    d.add_argument("--name", help="the mapping's name (default: draft.<the sample's name>)")
+    d.add_argument("--skip-rows", type=int, default=0, metavar="N", help="CSV/xlsx: title rows above the header")
+    d.add_argument("--header-rows", type=int, default=1, metavar="N", help="CSV/xlsx: rows of the header")
+    d.add_argument("--output", type=Path, metavar="FILE", help="write the draft to this new file (default: stdout)")
+    d.set_defaults(command="mapping draft")
 
 
 def _add_schemas(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -260,6 +273,7 @@ def _commands() -> dict[str, Command]:
         "validate": commands.validate,
         "map": commands.map_files,
         "mapping test": commands.mapping_test,
+        "mapping draft": commands.mapping_draft,
         "schemas list": commands.schemas_list,
         "schemas show": commands.schemas_show,
         "serve": operations.serve,

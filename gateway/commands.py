@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,15 +19,17 @@ import orjson
 from rich.progress import Progress
 
 from gateway.config import load_config, resolve_mapping
+from gateway.exceptions import ConfigError
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
 from mappings import CompiledMapping, MappedRecord, SourceFormatError, builtin_names, map_stream, run_examples
+from mappings.draft import draft_mapping, read_sample, sample_bytes
 from mappings.formats import read_json
 from mappings.pipeline import write_rows
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.exceptions import UnknownRecordTypeError
 from schemas.issues import issue
 
-__all__ = ["map_files", "mapping_test", "schemas_list", "schemas_show", "validate"]
+__all__ = ["map_files", "mapping_draft", "mapping_test", "schemas_list", "schemas_show", "validate"]
 
 _PROGRESS_EVERY = 2000
 
@@ -242,6 +245,37 @@ def mapping_test(args: argparse.Namespace) -> int:
             failed += not outcome.ok
     print(f"examples: {passed} passed, {failed} failed / 示例：通过 {passed}，失败 {failed}")
     return EXIT_OK if failed == 0 else EXIT_INVALID
+
+
+def mapping_draft(args: argparse.Namespace) -> int:
+    """``supex mapping draft``: a commented mapping file from a sample export, its fields listed."""
+    load_schema_set().schema(args.record_type)
+    try:
+        with _opened(args.sample, whole=True) as stream:
+            shape = read_sample(args.format, sample_bytes(stream), skip_rows=args.skip_rows,
+                                header_rows=args.header_rows)
+    except OSError as exc:
+        raise ConfigError(f"无法读取样例 / cannot read the sample {args.sample}: {exc.strerror or exc}") from None
+    except SourceFormatError as exc:
+        raise ConfigError(f"{args.sample}: {exc}") from None
+    stem = re.sub(r"[^a-z0-9_]+", "_", Path(args.sample).stem.lower()).strip("_") or "sample"
+    text = draft_mapping(shape, name=args.name or f"draft.{stem}", record_type=args.record_type,
+                         sample=Path(args.sample).name)
+    for field in shape.fields:
+        guess = f"→ {field.target}" if field.target else ("→ a list (each)" if field.rule else "→ ?")
+        print(f"  {field.path:40} {guess:38} e.g. {str(field.example)[:40]}", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        with args.output.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        raise ConfigError(f"{args.output} 已存在，未覆盖 / {args.output} exists: not overwritten") from None
+    guessed = sum(f.target is not None for f in shape.fields)
+    print(f"draft written to {args.output}: {guessed} of {len(shape.fields)} fields guessed / 已写出草稿",
+          file=sys.stderr)
+    return EXIT_OK
 
 
 def schemas_list(args: argparse.Namespace) -> int:
