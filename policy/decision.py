@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Mapping
+from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 from policy.exceptions import PolicyDefinitionError
-from policy.rules import LOCAL, CompiledRule, SharingRule, Tree, compile_rule
+from policy.masks import compile_mask
+from policy.rules import LOCAL, CompiledRule, SharingRule, Tree, compile_rule, default_masks, path_tree
 from schemas import load_schema_set
 
 __all__ = ["ENVELOPE", "Decision", "Party", "Policy", "Route", "Shared", "local_today"]
@@ -238,8 +240,13 @@ class Policy:
     def share(record: Mapping[str, Any], decision: Decision) -> Shared:
         """What the consumer receives: the envelope, and ``data`` through the rule's fields and masks."""
         rule = decision.compiled
-        if rule is None:
-            return Shared(dict(record), (), (), ())
+        if rule is None:  # shared without a rule: whole, but for the personal data masked by default
+            masks, tree = _default_shaping(str(record.get("record_type")))
+            if not masks or not isinstance(record.get("data"), dict):
+                return Shared(dict(record), (), (), ())
+            hidden: list[str] = []
+            data = _mask(record["data"], tree, "", masks, hidden)
+            return Shared({**record, "data": data}, (), tuple(dict.fromkeys(hidden)), ())
         fields: list[str] = []
         masked: list[str] = []
         omitted: list[str] = []
@@ -252,6 +259,15 @@ class Policy:
         shared["data"] = data
         return Shared(shared, tuple(dict.fromkeys(fields)), tuple(dict.fromkeys(masked)),
                       tuple(dict.fromkeys(omitted)))
+
+
+@lru_cache(maxsize=64)
+def _default_shaping(record_type: str) -> tuple[dict[str, Any], Tree]:
+    """The masks a record type's personal data gets where no rule says otherwise, and their tree."""
+    if record_type not in load_schema_set().record_types:
+        return {}, {}
+    masks = {path: compile_mask(spec) for path, spec in default_masks(record_type).items()}
+    return masks, path_tree(masks)
 
 
 def _select(value: Any, tree: Tree, path: str, fields: list[str], omitted: list[str]) -> Any:

@@ -138,7 +138,8 @@ def default_masks(record_type: str) -> dict[str, str]:
     return {path: node["x-mask"] for path, node in _data_fields(record_type).items() if "x-mask" in node}
 
 
-def _tree(paths: Iterable[str]) -> Tree:
+def path_tree(paths: Iterable[str]) -> Tree:
+    """Dotted paths as a tree of their parts, ``None`` at each path's end."""
     tree: Tree = {}
     for path in paths:
         node = tree
@@ -229,7 +230,8 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
     return CompiledRule(
         rule=rule, region_prefixes=_one_or_many(when.region_prefix), matter_prefixes=_one_or_many(when.matter_prefix),
         subject_kinds=_one_or_many(when.subject_kind), grades=_one_or_many(when.grade),
-        fields=_tree(rule.fields) if rule.fields is not None else None, masks=masks, mask_tree=_tree(masks),
+        fields=path_tree(rule.fields) if rule.fields is not None else None, masks=masks,
+        mask_tree=path_tree(masks),
         specificity=specificity, deliver_within=parse_duration(rule.deliver_within)
         if rule.deliver_within else None,
         always=rule.enabled and not rule.valid_from and not rule.valid_until and specificity == 0,
