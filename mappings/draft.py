@@ -48,7 +48,8 @@ _NAMES: dict[str, str] = {
     "有效期自": "data.valid_from", "有效期起": "data.valid_from", "有效期至": "data.valid_to",
     "有效期止": "data.valid_to", "许可状态": "data.status",
     "处罚决定书文号": "data.decision_no", "决定书文号": "data.decision_no", "罚款金额": "data.fine_amount",
-    "处罚决定日期": "data.decided_at", "处罚机关": "data.implementing_org.name",
+    "处罚决定日期": "data.decided_at", "决定日期": "data.decided_at", "decidetime": "data.decided_at",
+    "decidedate": "data.decided_at", "处罚机关": "data.implementing_org.name", "decisionno": "data.decision_no",
     "检查部门代码": "data.implementing_org.code", "检查机关代码": "data.implementing_org.code",
     "实施机关代码": "data.implementing_org.code", "是否公示": "data.public",
     # the field names of the 双公示 exchange standard
