@@ -99,15 +99,15 @@ def _normal(name: str) -> str:
 
 
 def _target(path: str) -> str | None:
-    name = path.rsplit(".", 1)[-1].rsplit(":", maxsplit=1)[-1].removeprefix("string(@").removesuffix(")")
-    if name in _NAMES or _normal(name) in _NAMES:
-        return _NAMES.get(name) or _NAMES[_normal(name)]
+    """The standard field a source field plainly is: by its group and name under a two-row header
+    (``许可机关/名称``), else by its own name (a key, a column, an element or attribute)."""
     group, _, leaf = path.rpartition("/")
-    if group and group.rsplit("/", 1)[-1] in _GROUPS and leaf in _LEAVES:
-        base = _GROUPS[group.rsplit("/", 1)[-1]]
-        part = _LEAVES[leaf]
+    group = group.rsplit("/", 1)[-1]
+    if group in _GROUPS and leaf in _LEAVES:
+        base, part = _GROUPS[group], _LEAVES[leaf]
         return f"{base}.{'code' if part == 'cert_no' and 'org' in base else part}"
-    return None
+    name = re.split(r"[./@:]", path.removesuffix(")"))[-1]
+    return _NAMES.get(name) or _NAMES.get(_normal(name))
 
 
 def _time_rule(path: str, kind: str, text: str) -> dict[str, Any]:
@@ -205,12 +205,18 @@ def _xml_shape(stream: IO[bytes]) -> SampleShape:
     for name, count in seen.items():
         child = record.find(f"{{{namespace}}}{name}" if namespace else name)
         assert child is not None
-        if count > 1 or len(child) or child.attrib:
-            inner = {**{a: f"string(@{a})" for a in child.attrib},
-                     **{etree.QName(c).localname: prefix + etree.QName(c).localname for c in child
-                        if isinstance(c.tag, str)}}
+        inner = {**{a: f"string(@{a})" for a in child.attrib},
+                 **{etree.QName(c).localname: prefix + etree.QName(c).localname for c in child
+                    if isinstance(c.tag, str)}}
+        if count > 1:  # a list: each of them an object of its own fields
             fields.append(DraftField(prefix + name, etree.tostring(child, encoding="unicode")[:80], None,
                                      {"each": prefix + name, "fields": inner}))
+        elif inner:  # one element holding fields: each read through it
+            for key, path in inner.items():
+                value = child.get(key) if path.startswith("string(@") else child.findtext(
+                    f"{{{namespace}}}{key}" if namespace else key)
+                through = f"string({prefix}{name}/@{key})" if path.startswith("string(@") else f"{prefix}{name}/{path}"
+                fields.append(DraftField(through, value))
         else:
             fields.append(DraftField(prefix + name, child.text))
     return SampleShape("xml", source, fields, etree.tostring(record, encoding="unicode"))
