@@ -6,11 +6,11 @@ Exit codes: 0 everything valid, 1 some record or input is invalid, 2 usage or co
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway import commands, operations
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from schemas.exceptions import ConfigurationError, SupexError
 
@@ -268,39 +268,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _commands() -> dict[str, Command]:
-    return {
-        "validate": commands.validate,
-        "map": commands.map_files,
-        "mapping test": commands.mapping_test,
-        "mapping draft": commands.mapping_draft,
-        "schemas list": commands.schemas_list,
-        "schemas show": commands.schemas_show,
-        "serve": operations.serve,
-        "check-config": operations.check_config,
-        "push": operations.push,
-        "pull": operations.pull,
-        "log verify": operations.log_verify,
-        "log checkpoint": operations.log_checkpoint,
-        "log query": operations.log_query,
-        "log export": operations.log_export,
-        "policy explain": operations.policy_explain,
-        "deadletter list": operations.deadletter_list,
-        "deadletter replay": operations.deadletter_replay,
-        "connector test": operations.connector_test,
-        "demo": operations.demo,
-        "keys generate": operations.keys_generate,
-        "keys status": operations.keys_status,
-        "keys rotate": operations.keys_rotate,
-        "backup": operations.backup,
-    }
+def _command(name: str) -> Command:
+    """The function of a command, its module imported only now: a command loads what it uses."""
+    module, _, function = _COMMANDS[name].partition(":")
+    found: Command = getattr(importlib.import_module(f"gateway.{module}"), function)
+    return found
+
+
+_COMMANDS = {
+    "validate": "commands:validate",
+    "map": "commands:map_files",
+    "mapping test": "commands:mapping_test",
+    "mapping draft": "commands:mapping_draft",
+    "schemas list": "commands:schemas_list",
+    "schemas show": "commands:schemas_show",
+    "serve": "operations:serve",
+    "check-config": "operations:check_config",
+    "push": "operations:push",
+    "pull": "operations:pull",
+    "log verify": "operations:log_verify",
+    "log checkpoint": "operations:log_checkpoint",
+    "log query": "operations:log_query",
+    "log export": "operations:log_export",
+    "policy explain": "operations:policy_explain",
+    "deadletter list": "operations:deadletter_list",
+    "deadletter replay": "operations:deadletter_replay",
+    "connector test": "operations:connector_test",
+    "demo": "operations:demo",
+    "keys generate": "operations:keys_generate",
+    "keys status": "operations:keys_status",
+    "keys rotate": "operations:keys_rotate",
+    "backup": "operations:backup",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return _commands()[args.command](args)
+        return _command(args.command)(args)
     except ConfigurationError as exc:
         print(f"supex: {exc}", file=sys.stderr)
         return EXIT_USAGE

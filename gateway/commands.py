@@ -13,21 +13,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from rich.progress import Progress
 
 from gateway.config import load_config, resolve_mapping
 from gateway.exceptions import ConfigError
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
 from mappings import CompiledMapping, MappedRecord, SourceFormatError, builtin_names, map_stream, run_examples
-from mappings.draft import draft_mapping, read_sample, sample_bytes
 from mappings.formats import read_json
 from mappings.pipeline import write_rows
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.exceptions import UnknownRecordTypeError
 from schemas.issues import issue
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["map_files", "mapping_draft", "mapping_test", "schemas_list", "schemas_show", "validate"]
 
@@ -249,6 +250,8 @@ def mapping_test(args: argparse.Namespace) -> int:
 
 def mapping_draft(args: argparse.Namespace) -> int:
     """``supex mapping draft``: a commented mapping file from a sample export, its fields listed."""
+    from mappings.draft import draft_mapping, read_sample, sample_bytes  # noqa: PLC0415 - tomlkit for this only
+
     load_schema_set().schema(args.record_type)
     try:
         with _opened(args.sample, whole=True) as stream:

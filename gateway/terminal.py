@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "progress_bar"]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # all valid / some record or input invalid / usage or configuration
 
 
+class _NoBar:
+    """The progress bar where standard error is no terminal: nothing shown, and rich not loaded."""
+
+    disable = True
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *_args: Any, **_kwargs: Any) -> int:
+        return 0
+
+    def update(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
 def progress_bar() -> Progress:
     """A progress bar on standard error, shown only when that is a terminal (never in pipes or logs)."""
+    if not sys.stderr.isatty():
+        return _NoBar()  # type: ignore[return-value]  # the part of Progress the commands use
+    from rich.console import Console  # noqa: PLC0415 - only for a terminal
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+                    console=Console(stderr=True), transient=True)

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -356,8 +357,12 @@ def _cell_text(value: Any) -> str:
 
 
 def _open_sheet(stream: IO[bytes], sheet: str | int) -> Any:
+    path = getattr(stream, "name", None)  # a file on disk is read by calamine itself: less memory held
     try:
-        workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
+        if isinstance(path, str) and Path(path).is_file():
+            workbook = python_calamine.CalamineWorkbook.from_path(path)
+        else:
+            workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
     except python_calamine.CalamineError as exc:
         raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook (.xlsx, .xls, .ods): {exc}") from None
     names = workbook.sheet_names

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
-import referencing
+
+if TYPE_CHECKING:
+    import jsonschema
 
 from schemas.issues import Issue, issue, pointer
 from schemas.registry import SchemaSet, load_schema_set
@@ -59,15 +61,24 @@ _VALID = Verdict()
 class _TypeValidator:
     """Both schema stages and the semantic checks of one record type."""
 
-    def __init__(self, name: str, schemas: SchemaSet, registry: referencing.Registry[Any],
-                 rs_registry: jsonschema_rs.Registry) -> None:
-        schema = schemas.schema(name)
+    def __init__(self, name: str, schemas: SchemaSet, rs_registry: jsonschema_rs.Registry) -> None:
+        schema = self.schema = schemas.schema(name)
+        self.schemas = schemas
         self.fast = jsonschema_rs.Draft202012Validator(dict(schema), registry=rs_registry, validate_formats=True)
-        self.full = jsonschema.Draft202012Validator(
-            schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-        )
         self.semantic = RecordChecks(schemas.info(name), schema, schemas.common)
         self.top_level = frozenset(schemas.envelope["properties"]) | frozenset(schema["properties"])
+
+    @cached_property
+    def full(self) -> Any:
+        """The stage that names every error, made when a record of the type first fails the fast one
+        (jsonschema is imported only then: a run of valid records never loads it)."""
+        import jsonschema  # noqa: PLC0415 - deferred on purpose
+        import referencing  # noqa: PLC0415
+
+        registry: Any = referencing.Registry().with_resources(
+            (uri, referencing.Resource.from_contents(doc)) for uri, doc in self.schemas.shared_resources())
+        return jsonschema.Draft202012Validator(self.schema, registry=registry,
+                                               format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
     def schema_issues(self, record: Mapping[str, Any]) -> list[Issue]:
         found: dict[tuple[str, str], Issue] = {}
@@ -114,11 +125,8 @@ class Validator:
         self.extra_regions = frozenset(extra_regions or ())  # codes admitted beyond GB/T 2260
         self._clock = clock
         shared = self.schemas.shared_resources()
-        registry: referencing.Registry[Any] = referencing.Registry().with_resources(
-            (uri, referencing.Resource.from_contents(doc)) for uri, doc in shared
-        )
         rs_registry = jsonschema_rs.Registry([(uri, dict(doc)) for uri, doc in shared])
-        self._types = {name: _TypeValidator(name, self.schemas, registry, rs_registry)
+        self._types = {name: _TypeValidator(name, self.schemas, rs_registry)
                        for name in self.schemas.record_types}
 
     def validate(self, record: Any, *, identifiers: IdentifierPolicy | None = None) -> Verdict:
