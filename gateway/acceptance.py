@@ -37,8 +37,9 @@ from connectors.signing import signature_headers
 from gateway.config import Config, ConnectorConfig, load_config, resolve_mapping
 from gateway.exceptions import ConfigError
 from mappings import CompiledMapping, run_examples
+from mappings.exceptions import ValueMappingError
 from mappings.formats import parse_xml
-from mappings.pipeline import CONTENT_TYPES, write_rows
+from mappings.pipeline import CONTENT_TYPES, reverse_all, write_rows
 from schemas import Validator, example_record
 
 __all__ = ["FAIL", "NOT_RUN", "PASS", "SKIP", "CheckResult", "ConnectorSuite"]
@@ -219,12 +220,10 @@ class ConnectorSuite:
         if not mapping.reversible:
             raise _not_run(f"映射 {mapping.name} 不可逆，无法生成测试记录 / the mapping {mapping.name} is not "
                            "reversible, so no test records can be written in the connector's JSON")
-        rows = []
-        for record in records:
-            row, problems = mapping.from_standard(record)
-            if problems:
-                raise _fail(f"{mapping.name} cannot write the test record: {problems[0].message}")
-            rows.append(row)
+        try:
+            rows = reverse_all(mapping, records)
+        except ValueMappingError as exc:
+            raise _fail(f"{mapping.name} cannot write the test record: {exc}") from None
         out = io.BytesIO()
         write_rows(mapping, rows, out, lines=lines)
         return out.getvalue(), "application/x-ndjson" if lines else CONTENT_TYPES["json"]

@@ -37,8 +37,9 @@ from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, show
 from gateway.store.sql import create_private
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
 from mappings import CompiledMapping
+from mappings.exceptions import ValueMappingError
 from mappings.formats import read_json
-from mappings.pipeline import write_rows
+from mappings.pipeline import reverse_all, write_rows
 from policy import local_today
 
 __all__ = ["check_config", "connector_test", "deadletter_list", "deadletter_replay", "demo", "keys_generate",
@@ -331,20 +332,6 @@ def push(args: argparse.Namespace) -> int:
     return EXIT_OK if totals["rejected"] == 0 else EXIT_INVALID
 
 
-class _Unwritable(Exception):  # noqa: N818 - a record the connector's own format cannot hold: stop, unacknowledged
-    pass
-
-
-def _own_rows(mapping: CompiledMapping, records: list[dict[str, Any]]) -> list[Any]:
-    rows = []
-    for record in records:
-        row, problems = mapping.from_standard(record)
-        if problems:
-            raise _Unwritable(f"{record.get('record_id')}: {problems[0].path} {problems[0].message}")
-        rows.append(row)
-    return rows
-
-
 async def _pull(args: argparse.Namespace, url: str, secret: str, mapping: CompiledMapping | None,
                 out: IO[bytes], *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> int:
     """Pages of the inbox written to ``out``; each acknowledged (with ``--ack``) once written and
@@ -358,9 +345,9 @@ async def _pull(args: argparse.Namespace, url: str, secret: str, mapping: Compil
                 if mapping is None:
                     out.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
                 elif mapping.format == "json":
-                    write_rows(mapping, _own_rows(mapping, records), out, lines=True)
+                    write_rows(mapping, reverse_all(mapping, records), out, lines=True)
                 else:
-                    held += _own_rows(mapping, records)
+                    held += reverse_all(mapping, records)
                 out.flush()
                 written += len(records)
                 if args.ack and (mapping is None or mapping.format == "json"):
@@ -393,7 +380,7 @@ def pull(args: argparse.Namespace) -> int:
                               f"{mapping.format.upper()} document: use --format ndjson")
     try:
         written = asyncio.run(_pull(args, url, secret, mapping, sys.stdout.buffer))
-    except _Unwritable as exc:
+    except ValueMappingError as exc:  # a record the connector's own format cannot hold: nothing more acknowledged
         print(f"supex: 无法以连接器格式写出 / cannot write in the connector's format, nothing more acknowledged: {exc}",
               file=sys.stderr)
         return EXIT_INVALID

@@ -15,13 +15,13 @@ import orjson
 from lxml import etree
 
 from mappings.compiler import CompiledMapping
-from mappings.exceptions import SourceFormatError
+from mappings.exceptions import SourceFormatError, ValueMappingError
 from mappings.formats import SourceItem, parse_xml, read_csv, read_json, read_sheet, read_xml
 from schemas import Issue, Validator, Verdict
 from schemas.issues import issue
 
 __all__ = ["CONTENT_TYPES", "ExampleOutcome", "MappedRecord", "map_record", "map_stream", "read_source",
-           "run_examples", "write_rows"]
+           "reverse_all", "run_examples", "write_rows"]
 
 CONTENT_TYPES = {"json": "application/json", "xml": "application/xml", "csv": "text/csv; charset=utf-8"}
 
@@ -192,6 +192,18 @@ def _round_trip(mapping: CompiledMapping, record: dict[str, Any]) -> list[str]:
     return [f"round trip: {p.path} {p.code}" for p in found] + [
         f"round trip {d}" for d in _differences(record, again)
     ]
+
+
+def reverse_all(mapping: CompiledMapping, records: Iterable[dict[str, Any]]) -> list[Any]:
+    """Standard records mapped back to the source format, all of them or ``ValueMappingError``
+    naming the first that cannot be (its id, the path and why)."""
+    rows = []
+    for record in records:
+        row, problems = mapping.from_standard(record)
+        if problems:
+            raise ValueMappingError(f"{record.get('record_id')}: {problems[0].path} {problems[0].message}")
+        rows.append(row)
+    return rows
 
 
 def write_rows(mapping: CompiledMapping, rows: Iterable[Any], out: IO[bytes], *, lines: bool = False) -> int:

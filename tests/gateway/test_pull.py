@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway import operations
-from mappings import builtin_mapping
+from mappings import ValueMappingError, builtin_mapping
 from tests.conftest import VALID_RECORDS
 
 
@@ -73,7 +73,7 @@ async def test_a_record_the_own_format_cannot_hold_stops_before_it_is_acknowledg
 
     monkeypatch.setattr(operations, "SupexClient", Broken)
     out = io.BytesIO()
-    with pytest.raises(operations._Unwritable):
+    with pytest.raises(ValueMappingError, match="CF_FKJE"):
         await operations._pull(_args(), "http://gw", "secret", mapping, out)
     assert _Inbox.last.acked == [] and out.getvalue() == b""  # no half document, nothing acknowledged
 
