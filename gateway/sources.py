@@ -35,6 +35,7 @@ from gateway.observability import new_id
 from gateway.store.model import IngestOutcome, SourceMark, tally
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping, SourceFormatError
+from mappings.compiler import dotted_value
 from policy import parse_duration
 
 __all__ = ["FILE_TYPES", "FileDrop", "SourcePoller", "SourceStatus", "Sources"]
@@ -256,13 +257,13 @@ class SourcePoller(_Source):
         field_ = self.connector.poll_watermark_field
         if field_ is None:
             return []
-        return [v for v in (_dotted(row, field_) for row in self._rows(document)) if v is not None]
+        return [v for v in (dotted_value(row, field_) for row in self._rows(document)) if v is not None]
 
     def _total(self, document: Any) -> int | None:
         path = self.connector.poll_total
         if path is None:
             return None
-        value = _dotted(document, path)
+        value = dotted_value(document, path)
         if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
             raise SourceError(f"系统未给出总数 / {path} of the page is {value!r}, not a count of records")
         return int(value)
@@ -313,7 +314,7 @@ class SourcePoller(_Source):
                             "(a login or error page?)")
         document = _json_document(body) if main == "application/json" else None
         if after is None and document is not None:
-            found = _dotted(document, self.connector.poll_next)
+            found = dotted_value(document, self.connector.poll_next)
             after = None if found is None else str(found)
         if after is None and link is not None:
             after = str(link.get("url"))
@@ -327,12 +328,6 @@ def _json_document(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None  # the preparer says what is wrong with it
-
-
-def _dotted(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def _latest(current: str | None, values: list[Any]) -> str | None:

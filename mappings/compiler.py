@@ -24,7 +24,7 @@ from schemas import Issue, SchemaSet, load_schema_set
 from schemas.issues import issue, pointer
 from schemas.regions import RegionNameError, code_of_name
 
-__all__ = ["MISSING", "CompiledMapping", "compile_mapping"]
+__all__ = ["MISSING", "CompiledMapping", "compile_mapping", "dotted_value"]
 
 MISSING: Final = object()
 Getter = Callable[[Any], Any]
@@ -59,6 +59,11 @@ def _dotted_getter(path: str) -> Getter:
         key = parts[0]
         return lambda row: row.get(key) if isinstance(row, dict) else None
     return lambda row: walk(row, 0)
+
+
+def dotted_value(value: Any, path: str) -> Any:
+    """The value at a dotted path of nested dicts (``data.total``), ``None`` where there is none."""
+    return _dotted_getter(path)(value)
 
 
 def _json_items(path: str) -> Callable[[Any], list[Any]]:
@@ -688,7 +693,7 @@ class CompiledMapping:
         path = self.options.record
         if path is None:
             return document if isinstance(document, list) else [document]
-        value = _dotted_getter(path)(document)
+        value = dotted_value(document, path)
         if isinstance(value, list):
             return value
         found = "nothing" if value is None else f"a {type(value).__name__}"
@@ -699,11 +704,11 @@ class CompiledMapping:
         """Refuse a page whose envelope says it failed (``code`` not 0), with the page's own message."""
         envelope = self.options.envelope
         assert envelope is not None
-        value = _dotted_getter(envelope.path)(document)
+        value = dotted_value(document, envelope.path)
         wanted = [envelope.equals] if envelope.in_ is None else envelope.in_
         if value is not None and _key(value) in {_key(w) for w in wanted}:
             return
-        said = _dotted_getter(envelope.message)(document) if envelope.message else None
+        said = dotted_value(document, envelope.message) if envelope.message else None
         raise SourceFormatError(f"{where}: 信封检查未通过 / the envelope check failed: {envelope.path} = {value!r}"
                                 + (f", {envelope.message}: {said}" if said is not None else ""))
 

@@ -16,6 +16,7 @@ from typing import IO, Any
 import tomlkit
 from lxml import etree
 
+from mappings.compiler import dotted_value
 from mappings.exceptions import SourceFormatError
 from mappings.formats import MAX_RECORD_BYTES, parse_xml, read_csv, read_json, read_sheet
 
@@ -161,7 +162,7 @@ def _json_shape(stream: IO[bytes]) -> SampleShape:
         rows = document
     else:
         path = _records_path(document)
-        rows = _dotted(document, path) if path else [document]
+        rows = dotted_value(document, path) if path else [document]
         if path:
             source["record"] = path
         code = document.get("code") if isinstance(document, dict) else None
@@ -176,12 +177,6 @@ def _json_shape(stream: IO[bytes]) -> SampleShape:
         else:
             fields.append(DraftField(path, value))
     return SampleShape("json", source, fields, record)
-
-
-def _dotted(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def _xml_shape(stream: IO[bytes]) -> SampleShape:
