@@ -400,13 +400,14 @@ def read_sheet(stream: IO[bytes], *, sheet: str | int = 1, skip_rows: int = 0, h
     width = len(header)
     index = 0
     for number, line in enumerate(rows, first_row + skip_rows + header_rows):
-        cells = [_cell_text(c) for c in line]
-        if not any(c.strip() for c in cells):
+        cells = [c if c.__class__ is str else _cell_text(c) for c in line]  # most cells are text already
+        if not "".join(cells).strip():
             continue
-        if len(cells) > width and any(c.strip() for c in cells[width:]):
+        if len(cells) > width and "".join(cells[width:]).strip():
             yield SourceItem(index, f"row {number}", error=f"row has values beyond the header's {width} columns")
         else:
-            cells += [""] * (width - len(cells))
+            if len(cells) < width:
+                cells += [""] * (width - len(cells))
             yield SourceItem(index, f"row {number}", dict(zip(header, cells, strict=False)))
         index += 1
 
