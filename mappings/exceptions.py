@@ -27,7 +27,9 @@ class UnknownMappingError(ConfigurationError):
 
 
 class SourceFormatError(InputError):
-    """A source file or record cannot be decoded: bad JSON, XML, CSV or encoding, or a refused DTD."""
+    """A source file or record cannot be decoded: bad JSON, XML, CSV, a workbook, an encoding, a refused
+    DTD; raised while a file is read, it refuses the whole file (a header without a mapped column,
+    a failed envelope check, a document without a list at its record path)."""
 
 
 class ValueMappingError(InputError):

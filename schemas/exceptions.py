@@ -9,7 +9,7 @@ because ``schemas`` is the package every other one imports::
     │   ├── MappingDefinitionError       (mappings)
     │   └── UnknownMappingError          (mappings)
     ├── InputError           this input is malformed; other inputs go on
-    │   └── SourceFormatError            (mappings: JSON, XML, CSV, encodings, DTDs)
+    │   └── SourceFormatError            (mappings: JSON, XML, CSV, workbooks, encodings, DTDs, headers)
     ├── RetriableError       a resource is unavailable now; the same call may succeed later
     └── FatalError           an invariant is broken; stop and investigate
 
