@@ -36,9 +36,10 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _add_map(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("map", help="map source files to standard records (NDJSON on standard output)",
-                       description="Map files in a system's own format (JSON, XML, CSV, spreadsheets) to standard records, "
-                       "written as NDJSON to standard output; problems go to standard error. With --reverse, "
-                       "standard records (NDJSON) are mapped back to the source format.")
+                       description="Map files in a system's own format (JSON, XML, CSV, spreadsheets) to standard "
+                       "records, written as NDJSON to standard output; problems go to standard error. A file the "
+                       "mapping cannot read at all is named and the command exits 2. With --reverse, standard "
+                       "records (NDJSON) are mapped back to the source format.")
     p.add_argument("files", nargs="+", metavar="FILE", help="source files ('-' for standard input)")
     p.add_argument("--mapping", required=True, metavar="NAME|FILE", help="a built-in mapping name or a mapping file")
     p.add_argument("--validate", action="store_true", help="validate each mapped record; invalid ones are not written")
@@ -97,8 +98,8 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(command="check-config")
     p = sub.add_parser("push", help="push files to a gateway as a connector (signed, with retries)",
                        description="Push standard records (JSON, JSON array, NDJSON) in batches, or a file in the "
-                       "connector's own format (.xml, .csv, .xlsx, .xls, .ods; .json too where its mapping reads JSON), signed "
-                       "as the connector. A file that cannot be pushed (missing, of no known format, refused whole by "
+                       "connector's own format (.xml, .csv, .xlsx, .xls, .ods; .json too where its mapping reads "
+                       "JSON), signed as the connector. A file that cannot be pushed (missing, of no known format, refused whole by "
                        "the gateway) is named and the command exits 2; the other files are still pushed.")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--connector", required=True, metavar="ID")
