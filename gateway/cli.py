@@ -99,8 +99,9 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("push", help="push files to a gateway as a connector (signed, with retries)",
                        description="Push standard records (JSON, JSON array, NDJSON) in batches, or a file in the "
                        "connector's own format (.xml, .csv, .xlsx, .xls, .ods; .json too where its mapping reads "
-                       "JSON), signed as the connector. A file that cannot be pushed (missing, of no known format, refused whole by "
-                       "the gateway) is named and the command exits 2; the other files are still pushed.")
+                       "JSON), signed as the connector. A file that cannot be pushed (missing, of no known format, "
+                       "refused whole by the gateway) is named and the command exits 2; the other files are still "
+                       "pushed.")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--connector", required=True, metavar="ID")
     p.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the secret and address)")
