@@ -13,6 +13,7 @@ import codecs
 import csv
 import datetime as dt
 import json
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from mappings.exceptions import SourceFormatError
 
 __all__ = [
     "MAX_RECORD_BYTES",
+    "MAX_UNPACKED",
     "HeaderCheck",
     "SourceItem",
     "column_names",
@@ -356,8 +358,32 @@ def _cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+MAX_UNPACKED = 256 * 1024 * 1024  # what a workbook may unpack to: a sheet is held whole while it is read
+
+
+def _refuse_bomb(stream: IO[bytes]) -> None:
+    """Refuse a workbook (a ZIP archive) that unpacks to more than ``MAX_UNPACKED`` bytes, before
+    any of it is unpacked: a small upload must not become gigabytes of cells."""
+    start = stream.tell()
+    if stream.read(4) != b"PK\x03\x04":
+        stream.seek(start)
+        return
+    stream.seek(start)
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook: {exc}") from None
+    finally:
+        stream.seek(start)
+    if unpacked > MAX_UNPACKED:
+        raise SourceFormatError(f"工作簿解压后过大 / the workbook unpacks to {unpacked:,} bytes, over "
+                                f"{MAX_UNPACKED:,}: export a sheet this large as CSV, which is streamed")
+
+
 def _open_sheet(stream: IO[bytes], sheet: str | int) -> Any:
     path = getattr(stream, "name", None)  # a file on disk is read by calamine itself: less memory held
+    _refuse_bomb(stream)
     try:
         if isinstance(path, str) and Path(path).is_file():
             workbook = python_calamine.CalamineWorkbook.from_path(path)

@@ -254,3 +254,11 @@ def test_validation_runs_on_spreadsheet_rows_like_any_other() -> None:
     mapping = _mapping("xlsx", 'record_id = "许可编号"', "skip_rows = 1\nheader_rows = 2")
     (first, _) = map_stream(mapping, Validator(), io.BytesIO(_workbook(LICENCE_SHEET)))
     assert not first.verdict.ok and {e.code for e in first.verdict.errors} >= {"required"}
+
+
+def test_a_workbook_that_unpacks_too_far_is_refused_before_it_is_unpacked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small upload must not become gigabytes of cells: the archive's sizes are checked first."""
+    monkeypatch.setattr("mappings.formats.MAX_UNPACKED", 10_000)
+    mapping = _mapping("xlsx", 'record_id = "许可编号"', "skip_rows = 1\nheader_rows = 2")
+    with pytest.raises(SourceFormatError, match=r"the workbook unpacks to [0-9,]+ bytes, over 10,000"):
+        _mapped(mapping, _workbook(LICENCE_SHEET))
