@@ -250,12 +250,12 @@ def mapping_test(args: argparse.Namespace) -> int:
 
 def mapping_draft(args: argparse.Namespace) -> int:
     """``supex mapping draft``: a commented mapping file from a sample export, its fields listed."""
-    from mappings.draft import draft_mapping, read_sample, sample_bytes  # noqa: PLC0415 - tomlkit for this only
+    from mappings.draft import draft_mapping, read_sample  # noqa: PLC0415 - tomlkit for this only
 
     load_schema_set().schema(args.record_type)
     try:
         with _opened(args.sample, whole=True) as stream:
-            shape = read_sample(args.format, sample_bytes(stream), skip_rows=args.skip_rows,
+            shape = read_sample(args.format, stream, skip_rows=args.skip_rows,
                                 header_rows=args.header_rows)
     except OSError as exc:
         raise ConfigError(f"无法读取样例 / cannot read the sample {args.sample}: {exc.strerror or exc}") from None

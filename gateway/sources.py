@@ -35,7 +35,7 @@ from gateway.observability import new_id
 from gateway.store.model import IngestOutcome, SourceMark, tally
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping, SourceFormatError
-from mappings.compiler import dotted_value
+from mappings.compiler import default_rows, dotted_value
 from policy import parse_duration
 
 __all__ = ["FILE_TYPES", "FileDrop", "SourcePoller", "SourceStatus", "Sources"]
@@ -244,14 +244,13 @@ class SourcePoller(_Source):
         return self.url.update_query({**query, self.connector.poll_size_param: str(self.connector.poll_limit)})
 
     def _rows(self, document: Any) -> list[Any]:
-        if self.mapping is not None and self.mapping.format == "json" and self.mapping.options.record:
-            try:
-                return self.mapping.records_of(document, "page")
-            except SourceFormatError:
-                return []  # the preparer refuses the page, saying why
-        if isinstance(document, dict) and isinstance(document.get("records"), list):
-            return list(document["records"])
-        return document if isinstance(document, list) else []
+        """A JSON page's records, where the connector's mapping finds them (the watermark's values)."""
+        if self.mapping is None or self.mapping.format != "json":
+            return default_rows(document)
+        try:
+            return self.mapping.records_of(document, "page")
+        except SourceFormatError:
+            return []  # the preparer refuses the page, saying why
 
     def _watermarks(self, document: Any) -> list[Any]:
         field_ = self.connector.poll_watermark_field

@@ -24,7 +24,7 @@ from schemas import Issue, SchemaSet, load_schema_set
 from schemas.issues import issue, pointer
 from schemas.regions import RegionNameError, code_of_name
 
-__all__ = ["MISSING", "CompiledMapping", "compile_mapping", "dotted_value"]
+__all__ = ["MISSING", "CompiledMapping", "compile_mapping", "default_rows", "dotted_value"]
 
 MISSING: Final = object()
 Getter = Callable[[Any], Any]
@@ -64,6 +64,19 @@ def _dotted_getter(path: str) -> Getter:
 def dotted_value(value: Any, path: str) -> Any:
     """The value at a dotted path of nested dicts (``data.total``), ``None`` where there is none."""
     return _dotted_getter(path)(value)
+
+
+def default_rows(document: Any) -> list[Any]:
+    """The records of a JSON document read without ``[source] record``: an array's items, an
+    object's ``records`` list, the list an object of one member holds; else the document itself."""
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        rows = document["records"] if "records" in document else (
+            next(iter(document.values())) if len(document) == 1 else None)
+        if isinstance(rows, list):
+            return rows
+    return [document]
 
 
 def _json_items(path: str) -> Callable[[Any], list[Any]]:
@@ -692,7 +705,7 @@ class CompiledMapping:
         """The records of one JSON document at ``[source] record``; ``SourceFormatError`` if there are none."""
         path = self.options.record
         if path is None:
-            return document if isinstance(document, list) else [document]
+            return default_rows(document)
         value = dotted_value(document, path)
         if isinstance(value, list):
             return value

@@ -6,7 +6,6 @@ those fields are listed as comments.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -323,8 +322,3 @@ def draft_mapping(shape: SampleShape, *, name: str, record_type: str, sample: st
     doc.add("example", example)
     text = tomlkit.dumps(doc)
     return text if isinstance(text, str) else str(text)
-
-
-def sample_bytes(stream: IO[bytes]) -> IO[bytes]:
-    """A sample as a seekable stream (a workbook reader needs to seek)."""
-    return io.BytesIO(stream.read())

@@ -14,7 +14,7 @@ from typing import IO, Any
 import orjson
 from lxml import etree
 
-from mappings.compiler import CompiledMapping
+from mappings.compiler import CompiledMapping, default_rows
 from mappings.exceptions import SourceFormatError, ValueMappingError
 from mappings.formats import SourceItem, parse_xml, read_csv, read_json, read_sheet, read_xml
 from schemas import Issue, Validator, Verdict
@@ -81,15 +81,13 @@ def _json_records(items: Iterator[SourceItem], mapping: CompiledMapping) -> Iter
 
 
 def _json_rows(items: Iterator[SourceItem]) -> Iterator[SourceItem]:
-    """A JSON document that is an object with a ``records`` list, or with one member only that is a
-    list, is read as that list of rows (without ``[source] record``)."""
+    """A JSON document that is an object holding its records (``default_rows``) is read as them."""
     for item in items:
-        if item.index == 0 and isinstance(item.value, dict) and (len(item.value) == 1 or "records" in item.value):
-            rows = item.value["records"] if "records" in item.value else next(iter(item.value.values()))
-            if isinstance(rows, list):
-                yield from (SourceItem(n, f"record {n}", row) for n, row in enumerate(rows))
-                continue
-        yield item
+        rows = default_rows(item.value) if item.index == 0 and isinstance(item.value, dict) else None
+        if rows is not None and not (len(rows) == 1 and rows[0] is item.value):
+            yield from (SourceItem(n, f"record {n}", row) for n, row in enumerate(rows))
+        else:
+            yield item
 
 
 def map_record(mapping: CompiledMapping, validator: Validator | None, source: Any) -> tuple[dict[str, Any], Verdict]:
