@@ -109,8 +109,9 @@ def _refusing_whole(items: Iterator[SourceItem]) -> Iterator[SourceItem]:
 
 
 def _whole_body_error(item: SourceItem, kind: str) -> bool:
-    """XML cannot be read past an error, and a JSON body is valid JSON or refused whole."""
-    return item.error is not None and kind != "csv"
+    """XML cannot be read past an error, and a JSON body is valid JSON or refused whole; a bad row of
+    a CSV file or a sheet is that row's problem only."""
+    return item.error is not None and kind in ("xml", "json", "ndjson")
 
 
 @dataclass(frozen=True)

@@ -232,17 +232,18 @@ def _is_utf8(line: bytes) -> bool:
 
 def column_names(rows: list[list[str]], join: str) -> list[str]:
     """The names of a header of one or more rows: each column's cells joined top to bottom, a
-    blank upper cell taking the cell on its left (as merged cells do), blank and repeated parts
-    left out (``被许可人`` over ``名称`` → ``被许可人/名称``). A name that several columns share is
-    given as ``名称#1``, ``名称#2``…, so that reading it by the plain name is refused, not guessed."""
+    blank upper cell above a named one taking the cell on its left (as merged cells do), blank and
+    repeated parts left out (``被许可人`` over ``名称`` → ``被许可人/名称``). A name that several
+    columns share is given as ``名称#1``, ``名称#2``…, so that reading it by the plain name is
+    refused, not guessed. A column blank all the way down has no name (``""``)."""
     width = max((len(r) for r in rows), default=0)
+    cells_of = [[str(c).strip() for c in row] + [""] * (width - len(row)) for row in rows]
     filled: list[list[str]] = []
-    for depth, row in enumerate(rows):
-        cells = [str(c).strip() for c in row] + [""] * (width - len(row))
-        if depth < len(rows) - 1:  # a merged upper cell spans the blanks to its right
-            for n in range(1, width):
-                if not cells[n] and cells[n - 1]:
-                    cells[n] = cells[n - 1]
+    for depth, cells in enumerate(cells_of):
+        below = cells_of[depth + 1:]
+        for n in range(1, width):  # a merged upper cell spans the blanks to its right that head a column
+            if not cells[n] and cells[n - 1] and any(row[n] for row in below):
+                cells[n] = cells[n - 1]
         filled.append(cells)
     names = []
     for n in range(width):
@@ -266,6 +267,14 @@ def column_names(rows: list[list[str]], join: str) -> list[str]:
 
 
 HeaderCheck = Callable[[list[str]], None]
+
+
+def _unheaded(cells: list[str], unnamed: list[int]) -> str | None:
+    """Why a row cannot be read whole: a value in a column the header does not name."""
+    lost = [n for n in unnamed if n < len(cells) and cells[n].strip()]
+    if not lost:
+        return None
+    return f"row has a value in column {lost[0] + 1}, which has no header (the value would be lost)"
 
 _BINARY_KINDS = ((b"PK\x03\x04", "a ZIP archive (an .xlsx workbook?)"),
                  (b"\xd0\xcf\x11\xe0", "an OLE document (an .xls workbook?)"), (b"%PDF", "a PDF document"))
@@ -315,6 +324,7 @@ def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",", s
     header = column_names(header_lines[skip_rows:], header_join)
     if check_header is not None:
         check_header(header)
+    unnamed = [n for n, name in enumerate(header) if not name]
     index, last_line = 0, reader.line_num
     while True:
         try:
@@ -335,6 +345,8 @@ def read_csv(stream: IO[bytes], *, encodings: list[str], delimiter: str = ",", s
             yield SourceItem(index, where, error=damage[0])
         elif len(row) != len(header):
             yield SourceItem(index, where, error=f"row has {len(row)} fields, the header has {len(header)}")
+        elif unnamed and (lost := _unheaded(row, unnamed)):
+            yield SourceItem(index, where, error=lost)
         else:
             yield SourceItem(index, where, dict(zip(header, row, strict=True)))
         index += 1
@@ -424,6 +436,7 @@ def read_sheet(stream: IO[bytes], *, sheet: str | int = 1, skip_rows: int = 0, h
     if check_header is not None:
         check_header(header)
     width = len(header)
+    unnamed = [n for n, name in enumerate(header) if not name]
     index = 0
     for number, line in enumerate(rows, first_row + skip_rows + header_rows):
         cells = [c if c.__class__ is str else _cell_text(c) for c in line]  # most cells are text already
@@ -431,6 +444,8 @@ def read_sheet(stream: IO[bytes], *, sheet: str | int = 1, skip_rows: int = 0, h
             continue
         if len(cells) > width and "".join(cells[width:]).strip():
             yield SourceItem(index, f"row {number}", error=f"row has values beyond the header's {width} columns")
+        elif unnamed and (lost := _unheaded(cells, unnamed)):
+            yield SourceItem(index, f"row {number}", error=lost)
         else:
             if len(cells) < width:
                 cells += [""] * (width - len(cells))

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -119,3 +120,20 @@ async def test_pushed_and_polled_exports_reach_a_consumer_as_the_golden_records(
             else:  # the representative is personal data: masked unless a sharing rule lifts it
                 person = got["data"]["subject"]["representative"]
                 assert person["name"].endswith("*") and "*" in person["cert_no"]
+
+
+async def test_a_bad_row_of_a_pushed_workbook_is_quarantined_and_the_others_stored(
+        tmp_path: Path, aiohttp_client: Client, tax_api: PagedApiSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for a CSV row: a row with a value under no header is that row's problem, not the file's."""
+    monkeypatch.setitem(SECRETS, "market", SECRET)
+    client = await aiohttp_client(create_app(_config(tmp_path, tax_api.url), clock=lambda: NOW, deliver=False))
+    book = openpyxl.load_workbook(SAMPLES / "market_licences.xlsx")
+    book.active.cell(row=5, column=12, value="多出的一列")
+    body = io.BytesIO()
+    book.save(body)
+    status, answer = await Signed(client).call(
+        "POST", "/v1/records", body.getvalue(), connector="market",
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    assert status == 200 and (answer["accepted"], answer["rejected"]) == (1, 2), answer
+    (beyond,) = [r for r in answer["results"] if r["index"] == 1]
+    assert beyond["status"] == "rejected" and "column 12, which has no header" in beyond["errors"][0]["message"]

@@ -262,3 +262,13 @@ def test_a_workbook_that_unpacks_too_far_is_refused_before_it_is_unpacked(monkey
     mapping = _mapping("xlsx", 'record_id = "许可编号"', "skip_rows = 1\nheader_rows = 2")
     with pytest.raises(SourceFormatError, match=r"the workbook unpacks to [0-9,]+ bytes, over 10,000"):
         _mapped(mapping, _workbook(LICENCE_SHEET))
+
+
+def test_trailing_blank_header_columns_inherit_nothing_and_their_values_are_not_lost() -> None:
+    """A blank upper cell takes its left neighbour's name only above a named column: columns blank
+    all the way down stay unnamed, and a value under them is that row's error, never dropped."""
+    assert column_names([["许可状态", "", ""], ["", "", ""]], "/") == ["许可状态", "", ""]
+    mapping = _mapping("csv", 'record_id = "编号"')
+    good, bad = _mapped(mapping, "编号,\nA,\nB,遗漏的值\n".encode())
+    assert good.verdict.ok
+    assert bad.record is None and "column 2, which has no header" in bad.verdict.errors[0].message
