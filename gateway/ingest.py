@@ -23,7 +23,7 @@ from mappings.formats import SourceItem
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.issues import issue
 
-__all__ = ["CONTENT_KINDS", "XLSX_TYPE", "BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
+__all__ = ["CONTENT_KINDS", "FILE_TYPES", "BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
 
 _GATEWAY_FIELDS = ("source", "received_at", "seq", "digest")
 
@@ -45,7 +45,11 @@ CONTENT_KINDS = {
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
     "application/vnd.ms-excel": "xlsx", "application/vnd.oasis.opendocument.spreadsheet": "xlsx",
 }
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# a file's content type by its name's ending: for dropped files and for `supex push`
+FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "application/x-ndjson",
+              ".jsonl": "application/x-ndjson", ".xml": "application/xml", ".xlsx": _XLSX, ".xlsm": _XLSX,
+              ".xls": _XLSX, ".ods": _XLSX}
 
 
 def content_kind(content_type: str) -> str:

@@ -29,7 +29,7 @@ from gateway.demo import run_demo
 from gateway.encryption import DataCipher, generate_key
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
-from gateway.ingest import XLSX_TYPE
+from gateway.ingest import FILE_TYPES
 from gateway.observability import configure_logging
 from gateway.safety import check_before_serving
 from gateway.serving import raise_open_files_limit, run_gateway
@@ -210,20 +210,15 @@ def log_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_PUSH_TYPES = {".xml": "application/xml", ".csv": "text/csv", ".xlsx": XLSX_TYPE, ".xlsm": XLSX_TYPE,
-               ".xls": XLSX_TYPE, ".ods": XLSX_TYPE, ".json": "application/json", ".ndjson": "application/x-ndjson",
-               ".jsonl": "application/x-ndjson"}
-
-
 class _Unpushable(Exception):  # noqa: N818 - a file refused before or by the gateway: exit 2, the others go on
     pass
 
 
 def _push_type(name: str) -> str:
-    content_type = _PUSH_TYPES.get(Path(name).suffix.lower())
+    content_type = FILE_TYPES.get(Path(name).suffix.lower())
     if content_type is None:
         raise _Unpushable(f"无法从扩展名判断格式 / cannot tell the format from the name {Path(name).name!r}: use "
-                          f"{', '.join(_PUSH_TYPES)}")
+                          f"{', '.join(FILE_TYPES)}")
     return content_type
 
 

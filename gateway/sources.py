@@ -30,7 +30,7 @@ from connectors.signing import signature_headers
 from gateway.config import Config, ConnectorConfig
 from gateway.exceptions import ConfigError, SourceError, SourceUnavailableError
 from gateway.exchange_log import LogEntry
-from gateway.ingest import XLSX_TYPE, BodyError, Prepared, RecordPreparer
+from gateway.ingest import FILE_TYPES, BodyError, Prepared, RecordPreparer
 from gateway.observability import new_id
 from gateway.store.model import IngestOutcome, SourceMark, tally
 from gateway.store.runner import StoreRunner
@@ -38,14 +38,11 @@ from mappings import CompiledMapping, SourceFormatError
 from mappings.compiler import default_rows, dotted_value
 from policy import parse_duration
 
-__all__ = ["FILE_TYPES", "FileDrop", "SourcePoller", "SourceStatus", "Sources"]
+__all__ = ["FileDrop", "SourcePoller", "SourceStatus", "Sources"]
 
 log = structlog.get_logger("supex.sources")
 
 Sleep = Callable[[float], Awaitable[None]]
-FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "application/x-ndjson",
-              ".jsonl": "application/x-ndjson", ".xml": "application/xml", ".xlsx": XLSX_TYPE, ".xlsm": XLSX_TYPE,
-              ".xls": XLSX_TYPE, ".ods": XLSX_TYPE}
 _UNFINISHED = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp")  # still being written
 _MAX_FILE_RECORDS = 1_000_000
 _MAX_CURSOR = 1000
