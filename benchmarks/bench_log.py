@@ -27,7 +27,7 @@ from pathlib import Path
 
 from _data import machine
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import load_config
 from gateway.exchange_log import LogEntry
 from gateway.store.sqlite import SQLiteStore
@@ -82,17 +82,17 @@ def build(path: Path, count: int) -> None:
                              reason="the consumer answered 503", **record)
         batch.append(entry)
         if len(batch) == 10_000:
-            store.append_log(batch)
+            store.log.append(batch)
             batch = []
     if batch:
-        store.append_log(batch)
+        store.log.append(batch)
     store.close()
 
 
 def verify(path: Path, processes: int | None) -> tuple[bool, int, float]:
     store = SQLiteStore(str(path), log_hash="sm3")
     started = time.perf_counter()
-    outcome = list(store.verify_log(processes=processes))[-1]
+    outcome = list(store.log.verify(processes=processes))[-1]
     seconds = time.perf_counter() - started
     store.close()
     return outcome.ok, outcome.entries, seconds

@@ -1,50 +1,24 @@
 """``SupexClient``: a connector's signed client of the gateway, with retries that honour Retry-After.
 
-``classify`` decides, purely from a status and a body, whether an answer is success, retriable
-or final; tenacity does the retrying, with the sleep injected so that tests assert the delays.
+Requests go through ``connectors.transport``: its ``classify`` decides whether an answer is
+success, retriable or final, and its ``retrying`` retries, with the sleep injected so that tests
+assert the delays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiohttp
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-from tenacity.wait import wait_base
 
-from connectors.exceptions import GatewayBusyError, GatewayRefusedError, GatewayUnreachableError
-from connectors.signing import signature_headers
+from connectors.exceptions import GatewayBusyError, GatewayRefusedError, GatewayUnreachableError, UnreachableError
+from connectors.transport import Sleep, classify, retry_after, retrying, send
 
 __all__ = ["SupexClient", "classify"]
-
-Sleep = Callable[[float], Awaitable[None]]
-
-
-def classify(status: int) -> str:
-    """``ok`` (2xx), ``retry`` (429, 502, 503, 504) or ``fatal`` (any other answer)."""
-    if 200 <= status < 300:
-        return "ok"
-    if status in (429, 502, 503, 504):
-        return "retry"
-    return "fatal"
-
-
-class _RetryAfter(wait_base):
-    """Wait what the gateway asked for; otherwise exponential backoff with jitter."""
-
-    def __init__(self, fallback: wait_base) -> None:
-        self.fallback = fallback
-
-    def __call__(self, retry_state: Any) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, GatewayBusyError) and error.retry_after is not None:
-            return float(min(error.retry_after, 60.0))
-        return float(self.fallback(retry_state))
 
 
 def _message(body: bytes) -> tuple[str, str]:
@@ -85,34 +59,23 @@ class SupexClient:
         return self._session
 
     async def _once(self, method: str, path: str, body: bytes, content_type: str) -> Any:
-        headers = signature_headers(self.connector, self._secret, method, path, body, algorithm=self.algorithm,
-                                    now=self._clock)
-        headers["Content-Type"] = content_type
         try:
-            async with self._http().request(method, self.url + path, data=body or None, headers=headers) as answer:
-                data = await answer.read()
-                verdict = classify(answer.status)
-                if verdict == "ok":
-                    return orjson.loads(data) if data else None
-                code, message = _message(data)
-                if verdict == "retry":
-                    retry_after = answer.headers.get("Retry-After", "")
-                    wait = float(retry_after) if retry_after.isdigit() else None
-                    raise GatewayBusyError(answer.status, message, wait)
-                raise GatewayRefusedError(answer.status, code, message)
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            answer = await send(self._http(), method, self.url + path, body, key=self.connector, secret=self._secret,
+                                content_type=content_type, algorithm=self.algorithm, clock=self._clock)
+        except UnreachableError as exc:
             raise GatewayUnreachableError(f"网关无法连接 / cannot reach the gateway at {self.url}: {exc}") from exc
+        verdict = classify(answer.status)
+        if verdict == "ok":
+            return orjson.loads(answer.body) if answer.body else None
+        code, message = _message(answer.body)
+        if verdict == "retry":
+            raise GatewayBusyError(answer.status, message, retry_after(answer))
+        raise GatewayRefusedError(answer.status, code, message)
 
     async def request(self, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> Any:
-        """One signed request, retried on 429, 503 and connection errors; the JSON answer."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=_RetryAfter(wait_exponential_jitter(multiplier=0.5, max=30)),
-            retry=retry_if_exception_type((GatewayBusyError, GatewayUnreachableError)),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        """One signed request, retried on 408, 429, 5xx answers that may pass and connection errors;
+        the JSON answer."""
+        async for attempt in retrying(self.attempts, sleep=self._sleep):
             with attempt:
                 return await self._once(method, path, body, content_type)
         raise AssertionError("unreachable")  # pragma: no cover

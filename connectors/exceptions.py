@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from schemas.exceptions import ConfigurationError, InputError, RetriableError
 
-__all__ = ["GatewayBusyError", "GatewayRefusedError", "GatewayUnreachableError", "UnknownKindError"]
+__all__ = ["GatewayBusyError", "GatewayRefusedError", "GatewayUnreachableError", "UnknownKindError",
+           "UnreachableError"]
+
+
+class UnreachableError(RetriableError):
+    """No answer from the other side of a request (connection refused, reset, timed out)."""
 
 
 class GatewayRefusedError(InputError):
@@ -23,7 +28,7 @@ class GatewayBusyError(RetriableError):
         self.status, self.retry_after = status, retry_after
 
 
-class GatewayUnreachableError(RetriableError):
+class GatewayUnreachableError(UnreachableError):
     """No answer from the gateway (connection refused, reset, timed out)."""
 
 

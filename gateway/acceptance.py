@@ -33,13 +33,16 @@ import orjson
 from lxml import etree
 from yarl import URL
 
+from connectors.exceptions import UnreachableError
 from connectors.signing import signature_headers
+from connectors.transport import send
 from gateway.config import Config, ConnectorConfig, load_config, resolve_mapping
 from gateway.exceptions import ConfigError
 from mappings import CompiledMapping, run_examples
 from mappings.exceptions import ValueMappingError
 from mappings.formats import parse_xml
-from mappings.pipeline import CONTENT_TYPES, reverse_all, write_rows
+from mappings.media import WRITTEN_AS
+from mappings.pipeline import reverse_all, write_rows
 from schemas import Validator, example_record
 
 __all__ = ["FAIL", "NOT_RUN", "PASS", "SKIP", "CheckResult", "ConnectorSuite"]
@@ -147,7 +150,7 @@ class ConnectorSuite:
                     result = CheckResult(name, PASS, await check())
                 except _Outcome as exc:
                     result = CheckResult(name, exc.outcome, exc.detail)
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                except (UnreachableError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                     result = CheckResult(name, FAIL, f"无法连接 / cannot connect: {type(exc).__name__} {exc}")
                 results.append(result)
                 if on_result is not None:
@@ -162,16 +165,16 @@ class ConnectorSuite:
                     secret: str | None = None, now: float | None = None,
                     headers: dict[str, str] | None = None) -> tuple[_Answer, dict[str, str]]:
         assert self._session is not None
+        url = URL(self.url + path)
         if headers is None:
-            headers = signature_headers(self.connector.id, secret or self.secret, method, path, body,
+            headers = signature_headers(self.connector.id, secret or self.secret, method, url.raw_path_qs, body,
                                         now=(lambda: now) if now is not None else self._clock)
-        sent = {**headers, "Content-Type": content_type}
-        async with self._session.request(method, self.url + path, data=body or None, headers=sent) as answer:
-            raw = await answer.read()
+        answer = await send(self._session, method, url, body, key=self.connector.id, secret=self.secret,
+                            content_type=content_type, headers=headers)
         try:
-            value: Any = orjson.loads(raw) if raw else None
+            value: Any = orjson.loads(answer.body) if answer.body else None
         except orjson.JSONDecodeError:
-            value = raw[:200].decode("utf-8", errors="replace")
+            value = answer.body[:200].decode("utf-8", errors="replace")
         return _Answer(answer.status, value), headers
 
     async def _push(self, body: bytes, content_type: str) -> dict[str, Any]:
@@ -216,7 +219,7 @@ class ConnectorSuite:
         if mapping is None or mapping.format != "json":
             if lines:
                 return b"\n".join(orjson.dumps(r) for r in records), "application/x-ndjson"
-            return orjson.dumps(records), CONTENT_TYPES["json"]
+            return orjson.dumps(records), WRITTEN_AS["json"]
         if not mapping.reversible:
             raise _not_run(f"映射 {mapping.name} 不可逆，无法生成测试记录 / the mapping {mapping.name} is not "
                            "reversible, so no test records can be written in the connector's JSON")
@@ -226,7 +229,7 @@ class ConnectorSuite:
             raise _fail(f"{mapping.name} cannot write the test record: {exc}") from None
         out = io.BytesIO()
         write_rows(mapping, rows, out, lines=lines)
-        return out.getvalue(), "application/x-ndjson" if lines else CONTENT_TYPES["json"]
+        return out.getvalue(), WRITTEN_AS["ndjson"] if lines else WRITTEN_AS["json"]
 
     async def _push_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         body, content_type = self._encode(records)
@@ -306,7 +309,7 @@ class ConnectorSuite:
             raise _not_run("xlsx 样例无法写成工作簿 / xlsx examples cannot be written as a workbook here: push a "
                            "sample export with supex push")
         body = _source_body(mapping, sources)
-        answer = await self._push(body, CONTENT_TYPES[mapping.format])
+        answer = await self._push(body, WRITTEN_AS[mapping.format])
         bad = [r for r in answer["results"] if r["status"] not in ("accepted", "duplicate")]
         if bad:
             raise _fail(f"{len(bad)} of {len(sources)} not taken: {bad[0].get('errors') or bad[0]['status']}")
@@ -485,16 +488,14 @@ class ConnectorSuite:
         if mapping is not None:
             write_rows(mapping, [], out)
         body = out.getvalue() or b"[]"
-        content_type = CONTENT_TYPES[mapping.format] if mapping is not None else CONTENT_TYPES["json"]
+        content_type = WRITTEN_AS[mapping.format] if mapping is not None else WRITTEN_AS["json"]
         url = URL(self.connector.endpoint)
-        headers = signature_headers(self.connector.id, secret, "POST", url.raw_path_qs, body, now=self._clock)
-        headers["Content-Type"] = content_type
         try:
-            async with self._session.post(url, data=body, headers=headers, allow_redirects=False,
-                                          timeout=aiohttp.ClientTimeout(total=10)) as answer:
-                return answer.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _fail(f"{url} unreachable: {type(exc).__name__} {exc}") from None
+            answer = await send(self._session, "POST", url, body, key=self.connector.id, secret=secret,
+                                content_type=content_type, timeout=10, clock=self._clock)
+        except UnreachableError as exc:
+            raise _fail(f"{url} unreachable: {exc}") from exc
+        return answer.status
 
 
 def _touch(record: dict[str, Any], text: str = "changed") -> None:

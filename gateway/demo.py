@@ -27,8 +27,8 @@ from rich.console import Console
 
 from connectors import SupexClient
 from connectors.testing import DepartmentSimulator, InternetPlusSimulator, SystemSimulator
-from gateway.app import create_app
 from gateway.config import load_config
+from gateway.http.app import create_app
 from schemas import example_record
 
 __all__ = ["DEMO_CONNECTORS", "run_demo"]

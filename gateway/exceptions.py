@@ -1,11 +1,16 @@
-"""Errors of the gateway family; see ``schemas.exceptions`` for the whole tree."""
+"""Errors of the gateway family; see ``schemas.exceptions`` for the whole tree.
+
+A request the gateway refuses raises a ``Refusal``: its ``status`` and ``code`` are the HTTP answer
+(``{"error": {"code", "message"}}``), written in one place, the ``observe`` middleware.
+"""
 
 from __future__ import annotations
 
-from schemas.exceptions import ConfigurationError, FatalError, InputError, RetriableError
+from schemas.exceptions import ConfigurationError, FatalError, InputError, Refusal, RetriableError
 
-__all__ = ["ConfigError", "DataKeyError", "LogIntegrityError", "ReadLimitError", "ReplayError", "SourceError",
-           "SourceUnavailableError", "StoreUnavailableError"]
+__all__ = ["AuthError", "BodyError", "ConfigError", "DataKeyError", "DeliveryFailedError", "LogIntegrityError",
+           "ParameterError", "ReadLimitError", "Refusal", "ReplayError", "SourceError", "SourceUnavailableError",
+           "StoreUnavailableError"]
 
 
 class ConfigError(ConfigurationError):
@@ -13,24 +18,15 @@ class ConfigError(ConfigurationError):
 
 
 class StoreUnavailableError(RetriableError):
-    """The store cannot commit now (locked, full, unreachable); the request may be retried."""
+    """The store cannot commit now (locked, full, unreachable); the request may be retried (503)."""
 
 
 class LogIntegrityError(FatalError):
     """The exchange log's hash chain is broken."""
 
 
-class ReadLimitError(RetriableError):
-    """A consumer has read its inbox as often today as its sharing agreement allows."""
-
-    def __init__(self, per_day: int, retry_after: int) -> None:
-        super().__init__(f"今日读取次数已达上限 {per_day} / the agreement allows {per_day} inbox reads a day; "
-                         f"retry after {retry_after} s")
-        self.per_day, self.retry_after = per_day, retry_after
-
-
-class ReplayError(InputError):
-    """A signed request's nonce was used before, at this gateway or another on the same store."""
+class DataKeyError(FatalError):
+    """A sealed payload cannot be opened: its key is not in the key ring, or it was altered."""
 
 
 class SourceError(InputError):
@@ -40,6 +36,50 @@ class SourceError(InputError):
 class SourceUnavailableError(RetriableError):
     """A polled system did not answer usefully now (timeout, refused connection, 5xx, 429)."""
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
-class DataKeyError(FatalError):
-    """A sealed payload cannot be opened: its key is not in the key ring, or it was altered."""
+
+class DeliveryFailedError(RetriableError):
+    """A consumer did not take a push. ``final``: its answer would be the same next time (a redirect,
+    a refusal), so the delivery is not tried again until an admin replays it."""
+
+    def __init__(self, message: str, *, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
+
+
+class BodyError(Refusal):
+    """The request body as a whole cannot be taken (nothing is stored)."""
+
+    def __reduce__(self) -> tuple[type[BodyError], tuple[int, str, str]]:
+        return BodyError, (self.status, self.code, self.message)  # raised in a worker process, re-raised here
+
+
+class AuthError(Refusal):
+    """A request's credentials are missing or wrong (401), of the wrong role (403), or tried too
+    often (429, ``retry_after`` seconds); the connection is closed after the answer."""
+
+
+class ParameterError(Refusal):
+    """A query parameter that is not what its endpoint takes (400 ``bad_parameter``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "bad_parameter", message)
+
+
+class ReplayError(AuthError):
+    """A signed request's nonce was used before, at this gateway or another on the same store (401)."""
+
+    def __init__(self, message: str = "随机数已使用（重放）/ nonce already used (replay)") -> None:
+        super().__init__(401, "unauthorized", message)
+
+
+class ReadLimitError(Refusal):
+    """A consumer has read its inbox as often today as its sharing agreement allows (429)."""
+
+    def __init__(self, per_day: int, retry_after: int) -> None:
+        super().__init__(429, "read_limit", f"今日读取次数已达上限 {per_day} / the agreement allows {per_day} inbox "
+                         f"reads a day; retry after {retry_after} s", retry_after=retry_after)
+        self.per_day = per_day

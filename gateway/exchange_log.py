@@ -2,11 +2,14 @@
 
 ``hash = H(prev_hash || canonical JSON of the entry)`` with H = SM3 or SHA-256. An entry holds
 metadata only: who, what type and id, which rule, which field paths, a digest — no payload values.
+``check_stretch`` is the one verifier of the chain: the store runs it over its rows (in worker
+processes for long logs), and ``verify_chain`` over entries in hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -14,17 +17,27 @@ import orjson
 from cryptography.hazmat.primitives import hashes
 
 if TYPE_CHECKING:
+    from gateway.store.model import Sharing
     from policy import Shared
 
 __all__ = [
     "EVENTS",
     "GENESIS",
     "HASHES",
+    "LOG_COLUMNS",
     "ChainCheck",
+    "Link",
     "LogEntry",
+    "Stretch",
     "against_checkpoint",
+    "audit_query",
     "chain_hash",
+    "check_stretch",
     "content_digest",
+    "delivered_entries",
+    "delivery_entry",
+    "joined",
+    "row_entry",
     "shared_digest",
     "verify_chain",
 ]
@@ -34,6 +47,8 @@ EVENTS = (
     "overdue", "dead_lettered", "replayed", "pulled", "acked", "config_changed", "audit_query",
 )
 GENESIS = "0" * 64
+LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
+               "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
 HASHES: dict[str, hashes.HashAlgorithm] = {"sm3": hashes.SM3(), "sha256": hashes.SHA256()}  # stateless: shared
 
 
@@ -133,25 +148,108 @@ def against_checkpoint(outcome: ChainCheck, checkpoint: tuple[int, str], hash_at
     return outcome
 
 
+class Stretch(NamedTuple):
+    """What verifying entries ``first`` … ``last`` found: how many hold before the first bad one (if
+    any), the first entry's ``prev_hash`` (its link is checked when stretches are joined) and the
+    last good hash."""
+
+    first: int
+    verified: int
+    first_prev: str | None
+    last_hash: str | None
+    bad_seq: int | None = None
+    bad_reason: str | None = None
+
+
+# (seq, prev_hash, hash, canonical JSON of the entry): what verifying one entry reads of it
+Link = tuple[int, str, str, bytes]
+
+
+def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int | None = None, *,
+                  recheck: Callable[[int], bool] | None = None) -> Stretch:
+    """The one verifier of the chain: entries ``first`` … ``last`` (to the end when ``None``), each
+    where it should be, linked to the one before and matching its hash. ``recheck(seq)`` is asked
+    before an entry is called changed, where the canonical bytes were built by other means than
+    ``LogEntry.canonical`` (a database's own JSON) and may differ from them without a change."""
+    count, expected, prev, first_prev = 0, first, None, None
+    new_hash, hash_algorithm = hashes.Hash, HASHES[algorithm]  # bound once: this loop is the whole cost
+    for seq, prev_hash, stored, canonical in links:
+        if seq != expected:
+            return Stretch(first, count, first_prev, prev, expected,
+                           f"seq {seq} where {expected} was expected (an entry removed or reordered)")
+        if prev is None:
+            first_prev = prev_hash
+        elif prev_hash != prev:
+            return Stretch(first, count, first_prev, prev, seq, "prev_hash does not match the previous entry's hash")
+        digest = new_hash(hash_algorithm)
+        digest.update(prev_hash.encode() + canonical)
+        if digest.finalize().hex() != stored and not (recheck is not None and recheck(seq)):
+            return Stretch(first, count, first_prev, prev, seq, "hash does not match the entry's content (changed)")
+        count, expected, prev = count + 1, expected + 1, stored
+    if last is not None and expected <= last:
+        return Stretch(first, count, first_prev, prev, expected, f"seq {expected} is missing (an entry removed)")
+    return Stretch(first, count, first_prev, prev)
+
+
+def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS) -> Iterator[ChainCheck]:
+    """The outcome of consecutive stretches, after each and last: each must start from the hash the
+    one before ended on (the first from ``prev_hash``)."""
+    verified, head = 0, prev_hash
+    for stretch in stretches:
+        if stretch.first_prev is not None and stretch.first_prev != head:
+            yield ChainCheck(False, verified, stretch.first, "prev_hash does not match the previous entry's hash",
+                             head)
+            return
+        if stretch.bad_seq is not None:
+            yield ChainCheck(False, verified + stretch.verified, stretch.bad_seq, stretch.bad_reason,
+                             stretch.last_hash or head)
+            return
+        verified, head = verified + stretch.verified, stretch.last_hash or head
+        yield ChainCheck(True, verified, None, None, head)
+    yield ChainCheck(True, verified, None, None, head)
+
+
 def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0,
                  prev_hash: str = GENESIS) -> Iterator[ChainCheck]:
-    """Check entries in order, yielding progress every 10,000 entries and the outcome last.
+    """Check entries in order (those after seq ``after``, chained from ``prev_hash``) with the one
+    verifier; the outcome last."""
+    links = ((e.seq, e.prev_hash, e.hash, e.canonical(e.seq)) for e in entries)
+    return joined([check_stretch(links, algorithm, after + 1)], prev_hash)
 
-    An entry is bad if its seq does not follow the previous one (deleted or reordered), its
-    prev_hash is not the previous hash, or its hash does not match its content (changed)."""
-    count, expected = 0, after + 1
-    for entry in entries:
-        problem = None
-        if entry.seq != expected:
-            problem = f"seq {entry.seq} where {expected} was expected (an entry removed or reordered)"
-        elif entry.prev_hash != prev_hash:
-            problem = "prev_hash does not match the previous entry's hash"
-        elif chain_hash(algorithm, prev_hash, entry) != entry.hash:
-            problem = "hash does not match the entry's content (changed)"
-        if problem:
-            yield ChainCheck(False, count, expected if entry.seq > expected else entry.seq, problem, prev_hash)
-            return
-        count, expected, prev_hash = count + 1, expected + 1, entry.hash
-        if count % 10_000 == 0:
-            yield ChainCheck(True, count, None, None, prev_hash)
-    yield ChainCheck(True, count, None, None, prev_hash)
+
+def row_entry(row: Sequence[Any]) -> LogEntry:
+    """An entry as a row of ``LOG_COLUMNS`` holds it (field lists comma-joined)."""
+    values = dict(zip(LOG_COLUMNS, row, strict=True))
+    values["fields"] = tuple(f for f in (values["fields"] or "").split(",") if f)
+    values["masked"] = tuple(f for f in (values["masked"] or "").split(",") if f)
+    return LogEntry(**values)
+
+
+def delivery_entry(event: str, at: str, consumer: str, record: Mapping[str, Any], **more: Any) -> LogEntry:
+    """An entry about ``record`` and one of its consumers: the consumer is the connector, the
+    record's producer the counterpart (and source)."""
+    producer = (record.get("source") or {}).get("connector")
+    return LogEntry(event, at, connector=consumer, counterpart=producer, source=producer,
+                    record_type=record.get("record_type"), record_id=record.get("record_id"),
+                    version=record.get("version"), **more)
+
+
+def delivered_entries(at: str, consumer: str, sharing: Sharing, *, due_by: str | None,
+                      now: dt.datetime) -> list[LogEntry]:
+    """What the log says of a record given to ``consumer``: ``delivered``, with the rule, purpose,
+    field paths shared and masked and the digest of what it received; and ``overdue`` besides when
+    that is later than the rule's ``deliver_within`` allowed (``due_by``)."""
+    shared, decision, record = sharing.shared, sharing.decision, sharing.record
+    assert shared is not None
+    omitted = f"omitted: {', '.join(shared.omitted)}"[:500] if shared.omitted else None
+    entries = [delivery_entry("delivered", at, consumer, record, rule=decision.rule, purpose=decision.purpose,
+                              fields=shared.fields, masked=shared.masked, digest=sharing.digest, reason=omitted)]
+    if due_by and now > dt.datetime.fromisoformat(due_by):
+        entries.append(delivery_entry("overdue", at, consumer, record, rule=decision.rule, reason=f"due by {due_by}"))
+    return entries
+
+
+
+def audit_query(at: str, by: str, what: str) -> LogEntry:
+    """The entry a query of the log leaves in it: who (``by``) asked what (at most 500 characters)."""
+    return LogEntry("audit_query", at, counterpart=by, reason=what[:500])

@@ -23,22 +23,23 @@ from rich.table import Table
 
 from connectors import GatewayRefusedError, SupexClient
 from gateway.acceptance import FAIL, NOT_RUN, PASS, SKIP, CheckResult, run_suite, suite_for
-from gateway.app import create_app
 from gateway.config import Config, load_config, resolve_mapping
 from gateway.demo import run_demo
 from gateway.encryption import DataCipher, generate_key
 from gateway.exceptions import ConfigError
-from gateway.exchange_log import ChainCheck, LogEntry, against_checkpoint
-from gateway.ingest import FILE_TYPES
+from gateway.exchange_log import ChainCheck, against_checkpoint, audit_query
+from gateway.flow.in_force import policy_in_store
+from gateway.http.app import create_app
+from gateway.http.serving import raise_open_files_limit, run_gateway
 from gateway.observability import configure_logging
 from gateway.safety import check_before_serving
-from gateway.serving import raise_open_files_limit, run_gateway
 from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store, shown
-from gateway.store.sql import create_private
+from gateway.store.base import create_private
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
 from mappings import CompiledMapping
 from mappings.exceptions import ValueMappingError
 from mappings.formats import read_json
+from mappings.media import FILE_TYPES
 from mappings.pipeline import reverse_all, write_rows
 from policy import local_today
 
@@ -103,15 +104,15 @@ def log_verify(args: argparse.Namespace) -> int:
     """``supex log verify``: recompute the whole hash chain; exit 1 naming the first bad entry."""
     store = _store(args)
     try:
-        total = store.log_head()[0]
+        total = store.log.head()[0]
         outcome = ChainCheck(True, 0)
         with progress_bar() as progress:
             task = progress.add_task("verifying", total=total)
-            for outcome in store.verify_log():
+            for outcome in store.log.verify():
                 progress.update(task, completed=outcome.entries)
         _audited(store, args, "log verify")
         if args.checkpoint:
-            outcome = against_checkpoint(outcome, args.checkpoint, store.hash_at(args.checkpoint[0]))
+            outcome = against_checkpoint(outcome, args.checkpoint, store.log.hash_at(args.checkpoint[0]))
     finally:
         store.close()
     if args.json:
@@ -129,7 +130,7 @@ def log_checkpoint(args: argparse.Namespace) -> int:
     """``supex log checkpoint``: print the head hash, to record outside the system."""
     store = _store(args)
     try:
-        seq, head = store.log_head()
+        seq, head = store.log.head()
     finally:
         store.close()
     print(json.dumps({"seq": seq, "hash": head, "algorithm": store.log_hash, "checkpoint": f"{seq}:{head}"}))
@@ -141,7 +142,7 @@ def backup(args: argparse.Namespace) -> int:
     checkpoint a restore of it verifies against."""
     store = _store(args)
     try:
-        seq, head = store.log_head()  # the copy holds at least this much of the log
+        seq, head = store.log.head()  # the copy holds at least this much of the log
         store.backup(args.target)
         _audited(store, args, f"backup to {args.target.name}")
     finally:
@@ -156,24 +157,22 @@ _FILTER_ARGS = ("since", "until", "connector", "counterpart", "record_type", "re
 
 
 def _filter(args: argparse.Namespace) -> LogFilter:
-    return LogFilter(since=args.since, until=args.until, connector=args.connector, counterpart=args.counterpart,
-                     record_type=args.record_type, record_id=args.record_id, event=args.event, rule=args.rule)
+    return LogFilter.of({name: getattr(args, name) for name in _FILTER_ARGS})
 
 
 def _audited(store: Any, args: argparse.Namespace, what: str) -> None:
     """The command's own ``audit_query`` entry: who ran which query, from the command line."""
     filters = " ".join(f"{k}={v}" for k, v in sorted(vars(args).items())
                        if k in _FILTER_ARGS and v is not None)
-    store.append_log([LogEntry("audit_query", store.now(), counterpart=f"cli:{getpass.getuser()}",
-                               reason=f"cli {what} {filters}".strip()[:500])])
+    store.log.append([audit_query(store.now(), f"cli:{getpass.getuser()}", f"cli {what} {filters}".strip())])
 
 
 def _streamed(store: Any, args: argparse.Namespace, what: str, limit: int | None = None) -> Iterator[Any]:
     """The entries a query selects, with a progress bar of how far through the log it has read."""
-    total = store.log_head()[0]
+    total = store.log.head()[0]
     with progress_bar() as progress:
         task = progress.add_task(what, total=total)
-        for n, entry in enumerate(store.log_entries(where=_filter(args), limit=limit), 1):
+        for n, entry in enumerate(store.log.entries(where=_filter(args), limit=limit), 1):
             if n % 1000 == 0:
                 progress.update(task, completed=entry.seq)
             yield entry
@@ -402,9 +401,9 @@ def policy_explain(args: argparse.Namespace) -> int:
         raise ConfigError(f"未知的连接器 / unknown connector {args.to!r} (known: {', '.join(config.connectors())})")
     store = _open_store(config, required=False)
     try:
-        policy = config.policy(store.runtime_rules(), store.connector_states()) if store else config.policy()
-        catalogue = store.matter_departments if store else (lambda _code: [])
-        producer = store.producer if store else (lambda _refers_to: None)
+        policy = policy_in_store(config, store) if store else config.policy()
+        catalogue = store.routing.matter_departments if store else (lambda _code: [])
+        producer = store.routing.producer if store else (lambda _refers_to: None)
         today = local_today(dt.datetime.now(dt.UTC))
         result = policy.explain(record, args.to, today, catalogue=catalogue, producer=producer)
     finally:
@@ -445,7 +444,7 @@ def deadletter_list(args: argparse.Namespace) -> int:
     """``supex deadletter list``: deliveries given up on."""
     store = _store(args)
     try:
-        rows = store.dead_letters(args.consumer, args.limit)
+        rows = store.outbox.dead_letters(args.consumer, args.limit)
     finally:
         store.close()
     if args.json:
@@ -464,7 +463,7 @@ def deadletter_replay(args: argparse.Namespace) -> int:
     """``supex deadletter replay``: send dead letters again (the running gateway picks them up)."""
     store = _store(args)
     try:
-        count = store.replay(args.consumer, args.seq or None, by="supex deadletter replay")
+        count = store.outbox.replay(args.consumer, args.seq or None, by="supex deadletter replay")
     finally:
         store.close()
     print(f"{count} 条已重新排队 / {count} deliveries queued again")
@@ -546,8 +545,8 @@ def keys_status(args: argparse.Namespace) -> int:
     """``supex keys status``: payloads by the key that seals them."""
     store = _keyed_store(args)
     try:
-        status = store.key_status()
-        cipher = store.cipher
+        status = store.sealed.key_status()
+        cipher = store.sealed.cipher
     finally:
         store.close()
     print(f"current key {cipher.current} ({cipher.algorithm}); keys in the ring: {', '.join(cipher.key_ids)}")
@@ -561,13 +560,13 @@ def keys_rotate(args: argparse.Namespace) -> int:
     """``supex keys rotate``: seal everything again under the current key, resumably, with a progress bar."""
     store = _keyed_store(args)
     try:
-        before = store.key_status()
-        current = store.cipher.current
+        before = store.sealed.key_status()
+        current = store.sealed.cipher.current
         total = sum(n for counts in before.values() for key, n in counts.items() if key != current)
         done = 0
         with progress_bar() as progress:
             task = progress.add_task("sealing again", total=total)
-            for done in store.rotate_keys(by="supex keys rotate", batch=args.batch):
+            for done in store.sealed.rotate_keys(by="supex keys rotate", batch=args.batch):
                 progress.update(task, completed=done)
     finally:
         store.close()

@@ -20,10 +20,9 @@ from mappings.formats import SourceItem, parse_xml, read_csv, read_json, read_sh
 from schemas import Issue, Validator, Verdict
 from schemas.issues import issue
 
-__all__ = ["CONTENT_TYPES", "ExampleOutcome", "MappedRecord", "map_record", "map_stream", "read_source",
+__all__ = ["ExampleOutcome", "MappedRecord", "map_record", "map_stream", "read_source",
            "reverse_all", "run_examples", "write_rows"]
 
-CONTENT_TYPES = {"json": "application/json", "xml": "application/xml", "csv": "text/csv; charset=utf-8"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from gateway.flow.sharing import share
 from gateway.store import SQLStore, open_store
+from gateway.store.model import InboxPage
+from policy import Policy, local_today
 
 ADMIN_URL = os.environ.get("SUPEX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -138,3 +141,11 @@ def backend_for(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Back
         yield Backend("postgresql", url)
     finally:
         databases.drop(url)
+
+
+def page(store: SQLStore, policy: Policy, consumer: str, after: int | None, limit: int) -> InboxPage:
+    """The next page of ``consumer``'s inbox, shared under ``policy`` as the gateway's inbox does."""
+    today = local_today(store.clock())
+    return store.inbox.page(consumer, after, limit, per_day=policy.read_limit(consumer),
+                            share=lambda record: share(policy, record, consumer, today, store.log_hash))
+

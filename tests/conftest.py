@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from hypothesis import settings
 
-from gateway.keys import CONFIG
-from gateway.serving import start_gateway
+from gateway.http.context import CONFIG
+from gateway.http.serving import start_gateway
 from schemas import Validator
 from tests.backends import Backend, Databases, backend_for, postgres_unavailable
 

@@ -1,11 +1,14 @@
 """The store behind one interface: records, quarantine, deliveries, consumer cursors and the exchange log.
 
 ``SQLiteStore`` is the embedded default (one WAL file, fsync on every commit); ``PostgresStore``
-lets several gateways share one database. Both run ``SQLStore``'s logic: everything a request
-needs happens in one transaction, including its exchange-log entries.
+lets several gateways share one database. Both run the same logic, one module a concern
+(``records``, ``routing``, ``outbox``, ``inbox``, ``runtime``, ``log``, ``sealed``; see
+``gateway.store.sql``): everything a request needs happens in one transaction, including its
+exchange-log entries.
 """
 
 from gateway.encryption import DataCipher
+from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, utc_now
 from gateway.store.model import (
     InboxPage,
     Incoming,
@@ -15,7 +18,7 @@ from gateway.store.model import (
     StoredRecord,
 )
 from gateway.store.postgres import PostgresStore, is_postgres_url, redacted
-from gateway.store.sql import DEFAULT_LEASE_SECONDS, Clock, SQLStore, utc_now
+from gateway.store.sql import SQLStore
 from gateway.store.sqlite import SQLiteStore
 
 __all__ = [

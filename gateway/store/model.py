@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "SourceMark", "StoredRecord",
-           "tally"]
+if TYPE_CHECKING:
+    from policy import Decision, Shared
+
+__all__ = ["Due", "InboxPage", "Incoming", "IngestOutcome", "LogFilter", "Quarantined", "Sharing", "SourceMark",
+           "StoredRecord", "tally"]
 
 
 class Incoming(NamedTuple):
@@ -98,6 +102,17 @@ class Due(NamedTuple):
     due_by: str | None
 
 
+class Sharing(NamedTuple):
+    """What one stored record is for one consumer under the policy in force: the decision, and if it
+    is allowed, the record as the consumer receives it (fields left out, masks applied) with the
+    digest of exactly that."""
+
+    record: dict[str, Any]  # as stored
+    decision: Decision
+    shared: Shared | None = None
+    digest: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class InboxPage:
     """One page of an inbox and the cursor after it."""
@@ -120,3 +135,11 @@ class LogFilter:
     event: str | None = None
     rule: str | None = None
     source: str | None = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, object]) -> LogFilter:
+        """The filter of whichever of its fields ``values`` names (a query, a form, a command's
+        options), each stripped; a blank one means any."""
+        given = {f.name: values.get(f.name) for f in fields(cls)}
+        return cls(**{name: text.strip() or None for name, value in given.items()
+                      if isinstance(text := value, str)})

@@ -33,15 +33,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.encryption import DataCipher
 from gateway.exceptions import StoreUnavailableError
-from gateway.store.sql import (
-    DEFAULT_LEASE_SECONDS,
-    Clock,
-    SQLStore,
-    Stretch,
-    new_backup_file,
-    utc_now,
-    verify_stretch,
-)
+from gateway.exchange_log import Stretch
+from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, new_backup_file, utc_now
+from gateway.store.log import verify_stretch
+from gateway.store.sql import SQLStore
 
 __all__ = ["MIGRATIONS", "PostgresStore", "is_postgres_url", "redacted"]
 
@@ -293,16 +288,16 @@ class PostgresStore(SQLStore):
             finally:
                 connection.autocommit = False
 
-    def _transaction(self, serial: bool = True, durable: bool = True) -> Any:
+    def transaction(self, serial: bool = True, durable: bool = True) -> Any:
         return self._connection(serial=serial, durable=durable)
 
-    def _query(self) -> Any:
+    def query(self) -> Any:
         return self._connection()
 
-    def _reading(self) -> Any:
+    def reading(self) -> Any:
         return self._connection(streaming=True)
 
-    def _verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
+    def verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
         return _verify_stretch_at
 
     def backup(self, target: Path) -> None:

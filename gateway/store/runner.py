@@ -12,16 +12,20 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.exceptions import ReplayError
 from gateway.store.model import Incoming, IngestOutcome, Quarantined, SourceMark
-from gateway.store.sql import Batch, Nonce, SQLStore
+from gateway.store.records import Batch, Nonce
+from gateway.store.sql import SQLStore
+
+if TYPE_CHECKING:
+    from policy import Policy
 
 __all__ = ["StoreRunner"]
 
 T = TypeVar("T")
-Job = tuple[Batch, Nonce | None, "asyncio.Future[list[IngestOutcome] | None]"]
+Job = tuple[Batch, Nonce | None, "Policy | None", "asyncio.Future[list[IngestOutcome] | None]"]
 NonceJob = tuple[Nonce, "asyncio.Future[bool]"]
 _GROUP_RECORDS = 20_000  # at most this many records in one group commit
 
@@ -44,13 +48,15 @@ class StoreRunner:
 
     async def ingest(self, connector: str, batch_id: str, incoming: list[Incoming],
                      rejected: list[Quarantined], mark: SourceMark | None = None, *,
-                     nonce: Nonce | None = None) -> list[IngestOutcome]:
+                     nonce: Nonce | None = None, policy: Policy | None = None) -> list[IngestOutcome]:
         """Store one batch, committed together with whatever other batches are waiting (a source's
-        ``mark`` in the same transaction). With its request's ``nonce``, the nonce is recorded in
-        the same transaction and the batch stored only if it is new (``ReplayError`` otherwise)."""
+        ``mark`` in the same transaction) and routed with ``policy``: a group is routed with the
+        policy of its latest batch, the one in force. With its request's ``nonce``, the nonce is
+        recorded in the same transaction and the batch stored only if it is new (``ReplayError``
+        otherwise)."""
         future: asyncio.Future[list[IngestOutcome] | None] = asyncio.get_running_loop().create_future()
         with self._guard:
-            self._pending.append(((connector, batch_id, incoming, rejected, mark), nonce, future))
+            self._pending.append(((connector, batch_id, incoming, rejected, mark), nonce, policy, future))
         self._wake()
         outcomes = await future
         if outcomes is None:
@@ -91,10 +97,11 @@ class StoreRunner:
             jobs, nonces = self._take()
             if not jobs and not nonces:
                 return
-            waiting: list[asyncio.Future[Any]] = [f for _, _, f in jobs] + [f for _, f in nonces]
+            waiting: list[asyncio.Future[Any]] = [f for *_, f in jobs] + [f for _, f in nonces]
+            policy = jobs[-1][2] if jobs else None
             try:
-                results, fresh = self.store.commit_group([(batch, nonce) for batch, nonce, _ in jobs],
-                                                         [n for n, _ in nonces])
+                results, fresh = self.store.records.commit_group([(batch, nonce) for batch, nonce, _, _ in jobs],
+                                                                 [n for n, _ in nonces], policy=policy)
             except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure
                 for future in waiting:
                     loop.call_soon_threadsafe(_settle, future, None, exc)

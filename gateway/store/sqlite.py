@@ -16,15 +16,10 @@ from typing import ClassVar
 
 from gateway.encryption import DataCipher
 from gateway.exceptions import StoreUnavailableError
-from gateway.store.sql import (
-    DEFAULT_LEASE_SECONDS,
-    Clock,
-    SQLStore,
-    Stretch,
-    create_private,
-    utc_now,
-    verify_stretch,
-)
+from gateway.exchange_log import Stretch
+from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, create_private, utc_now
+from gateway.store.log import verify_stretch
+from gateway.store.sql import SQLStore
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -159,7 +154,7 @@ class SQLiteStore(SQLStore):
             raise StoreUnavailableError(f"无法打开存储 / cannot open the store {path}: {exc}") from exc
 
     @contextmanager
-    def _transaction(self, serial: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, serial: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
         # every write is serial here: SQLite has one writer; one that need not be durable commits to
         # the WAL without waiting for the disk (it survives the process, not the machine, crashing)
         with self._lock, self.writer.timing() as taken:
@@ -183,12 +178,12 @@ class SQLiteStore(SQLStore):
                     self._db.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
-    def _query(self) -> Iterator[sqlite3.Connection]:
+    def query(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             yield self._db
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[sqlite3.Connection]:
         """A read-only connection of its own, so that the console never waits on the writer."""
         if self.path == ":memory:":
             yield self._db
@@ -199,7 +194,7 @@ class SQLiteStore(SQLStore):
         finally:
             db.close()
 
-    def _verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
+    def verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
         return None if self.path == ":memory:" else _verify_stretch_at
 
     def checkpoint(self) -> None:
@@ -218,7 +213,7 @@ class SQLiteStore(SQLStore):
             raise StoreUnavailableError(f"备份文件已存在 / {target} exists: name a new file")
         private = os.umask(0o077)  # SQLite creates the copy itself: readable by this user alone
         try:
-            with self._reading() as db:
+            with self.reading() as db:
                 db.execute("VACUUM INTO ?", (str(target),))
         finally:
             os.umask(private)

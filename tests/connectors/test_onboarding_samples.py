@@ -16,9 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import PagedApiSimulator
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import load_config, resolve_mapping
-from gateway.keys import SOURCES, STORE
+from gateway.http.context import SOURCES, STORE
 from mappings import map_stream
 from schemas import Validator
 from tests.conftest import SAMPLES

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.signing import signature_headers
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config, load_config
 from tests.conftest import VALID_RECORDS
 

@@ -44,7 +44,7 @@ def test_a_backup_taken_while_writing_restores_and_verifies(
     if backend.name == "postgresql" and not (shutil.which("pg_dump") and shutil.which("pg_restore")):
         pytest.skip("pg_dump and pg_restore (PostgreSQL's client tools) are not on PATH")
     store = backend.open(log_hash="sm3")
-    store.set_policy(Policy([AMR, JINAN], []))
+    store.routing.catch_up(Policy([AMR, JINAN], []))
     _ingest(store, *(inspection(n) for n in range(40)))
     config = _config(tmp_path, backend.setting, "supex.toml")
     writing = threading.Event()

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from connectors.testing import InternetPlusSimulator
 from gateway.acceptance import ConnectorSuite, _not_run, _with_record_id
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
 from mappings import compile_text

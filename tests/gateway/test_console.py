@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config
-from gateway.console import CONSOLE
-from gateway.keys import STORE
+from gateway.http.console import CONSOLE
+from gateway.http.context import STORE
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, Signed, inspection
 
 MARKER = "独有标记QK27"
@@ -187,7 +187,7 @@ async def test_every_look_is_itself_logged(console: Any) -> None:
     for path in ("/console/", "/console/events?event=stored", "/console/trail?record_id=in-1", "/console/problems"):
         await browser.get(path)
     store = browser.client.app[STORE].store
-    looks = [e for e in store.log_entries() if e.event == "audit_query"]
+    looks = [e for e in store.log.entries() if e.event == "audit_query"]
     assert [e.reason.split()[1] for e in looks] == ["overview", "overview", "events", "trail", "problems"]
     assert {e.counterpart for e in looks} == {"sec"}
 

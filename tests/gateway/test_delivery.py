@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
-from gateway.delivery import CircuitBreaker, schedule
-from gateway.keys import DELIVERER, STORE
+from gateway.flow.delivery import CircuitBreaker, schedule
+from gateway.http.context import DELIVERER, STORE
 from tests.conftest import SAMPLES
 from tests.gateway.conftest import ADMIN_TOKEN, NOW, SECRETS, Signed, endpoints, inspection
 
@@ -277,8 +277,8 @@ async def test_deadletter_commands_list_and_replay(tmp_path: Path, pushing: tupl
     assert [(d["consumer"], d["record_id"]) for d in listed] == [("gone", "in-1")]
     assert main(["deadletter", "replay", "--config", config, "--consumer", "gone"]) == 0
     assert "1 deliveries queued again" in capsys.readouterr().out
-    assert await app[STORE].call(app[STORE].store.dead_letters) == []
-    assert list(app[STORE].store.verify_log())[-1].ok  # two writers, one chain
+    assert await app[STORE].call(app[STORE].store.outbox.dead_letters) == []
+    assert list(app[STORE].store.log.verify())[-1].ok  # two writers, one chain
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])

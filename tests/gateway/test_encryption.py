@@ -13,23 +13,25 @@ from gateway.cli import main
 from gateway.config import ConnectorConfig
 from gateway.encryption import DataCipher, generate_key, is_sealed, load_key_ring, sm4_available
 from gateway.exceptions import ConfigError, DataKeyError
-from gateway.ingest import RecordPreparer
+from gateway.flow.prepare import RecordPreparer
 from gateway.store import SQLiteStore, SQLStore
 from policy import Policy
 from tests.backends import Backend
+from tests.backends import page as inbox_page
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS, inspection
 
 AMR = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
                       produces=["inspection"])
 JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939G", region_code="370100",
                         consumes=["inspection"])
+POLICY = Policy([AMR, JINAN], [])
 KEY_A, KEY_B = base64.b64decode(generate_key()), base64.b64decode(generate_key())
 MARKER = "绝密标记QX7Z9"
 
 
 def _store(backend: Backend, *keys: bytes) -> SQLStore:
     store = backend.open(cipher=DataCipher(keys) if keys else None)
-    store.set_policy(Policy([AMR, JINAN], []))
+    store.routing.catch_up(POLICY)
     return store
 
 
@@ -43,7 +45,8 @@ def _important(n: int, grade: str = "important") -> dict[str, Any]:
 def _push(store: SQLStore, *records: dict[str, Any]) -> list[Any]:
     prepared = RecordPreparer(log_hash="sha256", max_records=100).prepare(
         AMR, None, json.dumps(list(records), ensure_ascii=False).encode(), "application/json", store.now())
-    return store.ingest("amr", f"b-{records[0]['record_id']}", prepared.incoming, prepared.rejected)
+    return store.records.ingest("amr", f"b-{records[0]['record_id']}", prepared.incoming, prepared.rejected,
+                                policy=POLICY)
 
 
 def _at_rest(backend: Backend) -> bytes:
@@ -93,7 +96,7 @@ def test_important_and_core_payloads_are_not_on_disk_in_plaintext(backend: Backe
     store = _store(backend, KEY_A)
     outcomes = _push(store, _important(1), _important(2, "core"), _important(3, "general"))
     assert [o.status for o in outcomes] == ["accepted"] * 3
-    page = store.inbox("jinan", None, 10)
+    page = inbox_page(store, POLICY, "jinan", None, 10)
     assert [r.record["data"]["action_name"] for r in page.records] == [f"{MARKER}-{n}" for n in (1, 2, 3)]
     store.close()
     disk = _at_rest(backend)
@@ -108,7 +111,7 @@ def test_quarantined_payloads_are_sealed_too_and_given_back_to_their_producer(ba
     bad = _important(1)
     bad["data"]["subject"]["cert_no"] = "91370102MA3C4GXX0A"
     _push(store, bad)
-    (rejected,) = store.rejections("amr", 0, 10)
+    (rejected,) = store.records.rejections("amr", 0, 10)
     assert rejected["record"]["data"]["action_name"] == f"{MARKER}-1"
     store.close()
     assert MARKER.encode() not in _at_rest(backend)
@@ -121,7 +124,7 @@ def test_the_errors_of_a_sealed_rejection_are_sealed_but_their_codes_and_paths(b
     bad = _important(1)
     bad["data"]["subject"]["cert_no"] = "91370102MA3C4GXX0A"
     _push(store, bad)
-    (rejected,) = store.rejections("amr", 0, 10)
+    (rejected,) = store.records.rejections("amr", 0, 10)
     (error,) = [e for e in rejected["errors"] if e["code"] == "uscc_checksum"]
     assert "91370102MA3C4GXX0A" in error["message"]
     store.close()
@@ -137,16 +140,16 @@ def test_a_payload_moved_to_another_row_does_not_open(backend: Backend) -> None:
     store.close()
     backend.execute("UPDATE changes SET payload = (SELECT payload FROM changes WHERE seq = 1) WHERE seq = 2")
     with pytest.raises(DataKeyError, match="moved to another row"):
-        _store(backend, KEY_A).inbox("jinan", None, 10)
+        inbox_page(_store(backend, KEY_A), POLICY, "jinan", None, 10)
 
 
 def test_the_gateway_refuses_a_ring_without_the_keys_of_what_is_stored(backend: Backend) -> None:
     _push(_store(backend, KEY_A), _important(1))
     with pytest.raises(DataKeyError, match="does not hold"):
-        _store(backend, KEY_B).check_keys()
+        _store(backend, KEY_B).sealed.check_keys()
     with pytest.raises(DataKeyError, match="does not hold"):
-        _store(backend).check_keys()
-    _store(backend, KEY_B, KEY_A).check_keys()
+        _store(backend).sealed.check_keys()
+    _store(backend, KEY_B, KEY_A).sealed.check_keys()
 
 
 def test_rotation_seals_everything_under_the_new_key_and_resumes_after_a_crash(backend: Backend) -> None:
@@ -157,19 +160,19 @@ def test_rotation_seals_everything_under_the_new_key_and_resumes_after_a_crash(b
     _push(store, *(_important(n) for n in range(2, 6)))
     store.close()
     rotating = _store(backend, KEY_B, KEY_A)
-    new = rotating.cipher.current  # type: ignore[union-attr]
-    steps = rotating.rotate_keys(by="ops", batch=2)
+    new = rotating.sealed.cipher.current  # type: ignore[union-attr]
+    steps = rotating.sealed.rotate_keys(by="ops", batch=2)
     assert next(steps) == 2  # then the process dies
     rotating.close()
     again = _store(backend, KEY_B, KEY_A)
-    assert list(again.rotate_keys(by="ops", batch=2)) == [2, 3]  # only what was left
-    assert again.key_status()["changes"] == {new: 5}
-    rotated = [e for e in again.log_entries() if e.event == "config_changed"]
+    assert list(again.sealed.rotate_keys(by="ops", batch=2)) == [2, 3]  # only what was left
+    assert again.sealed.key_status()["changes"] == {new: 5}
+    rotated = [e for e in again.log.entries() if e.event == "config_changed"]
     assert rotated[-1].reason is not None and f"under key {new}" in rotated[-1].reason
     again.close()
     after = _store(backend, KEY_B)  # the old key can go
-    after.check_keys()
-    assert len(after.inbox("jinan", None, 10).records) == 5
+    after.sealed.check_keys()
+    assert len(inbox_page(after, POLICY, "jinan", None, 10).records) == 5
 
 
 def test_the_keys_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +183,7 @@ def test_the_keys_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     for connector, secret in SECRETS.items():
         monkeypatch.setenv(f"SUPEX_SECRET_{connector.upper()}", secret)
     store = SQLiteStore(str(tmp_path / "supex.db"), log_hash="sm3", cipher=DataCipher([KEY_A]))
-    store.set_policy(Policy([AMR, JINAN], []))
+    store.routing.catch_up(POLICY)
     _push(store, _important(1), _important(2))
     store.close()
     monkeypatch.setenv("SUPEX_DATA_KEY", f"{base64.b64encode(KEY_B).decode()},{base64.b64encode(KEY_A).decode()}")

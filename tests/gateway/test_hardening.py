@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.signing import sign, signature_headers
-from gateway import app as app_module
-from gateway.access import ACCESS, CONSOLE, PUBLIC
-from gateway.app import create_app
+from gateway.http import app as app_module
+from gateway.http.routes import ACCESS, CONSOLE, PUBLIC
+from gateway.http.app import create_app
 from gateway.config import Config
-from gateway.keys import STORE
+from gateway.http.context import STORE
 from gateway.observability import configure_logging
-from gateway.security import BodyBudget, FailureThrottle, client_key
-from gateway.serving import ConnectionGuard, raise_open_files_limit, start_gateway
+from gateway.http.security import BodyBudget, FailureThrottle, client_key
+from gateway.http.serving import ConnectionGuard, raise_open_files_limit, start_gateway
 from tests.backends import Backend
 from tests.conftest import SAMPLES, served_in_thread
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, SECRETS, Signed, config_in, inspection
@@ -74,15 +74,15 @@ async def test_a_push_replayed_at_another_gateway_is_refused_and_stores_nothing(
     assert answer.status == 401 and "replay" in (await answer.json())["error"]["message"]
     store = first.app[STORE].store
     assert store.counts()["records"] == 1
-    assert [e.event for e in store.log_entries()].count("received") == 1
+    assert [e.event for e in store.log.entries()].count("received") == 1
 
 
 def test_nonces_are_forgotten_once_their_window_has_passed(backend: Backend) -> None:
     store = backend.open()
-    assert store.commit_group([], [("amr", "n" * 16, NOW + 301), ("amr", "m" * 16, NOW + 10)])[1] == [True, True]
-    assert store.commit_group([], [("amr", "n" * 16, NOW + 301), ("jinan", "n" * 16, NOW + 301)])[1] == [False, True]
-    assert store.forget_nonces(NOW + 100) == 1  # only the one whose window closed
-    assert store.commit_group([], [("amr", "m" * 16, NOW + 400), ("amr", "n" * 16, NOW + 400)])[1] == [True, False]
+    assert store.records.commit_group([], [("amr", "n" * 16, NOW + 301), ("amr", "m" * 16, NOW + 10)])[1] == [True, True]
+    assert store.records.commit_group([], [("amr", "n" * 16, NOW + 301), ("jinan", "n" * 16, NOW + 301)])[1] == [False, True]
+    assert store.records.forget_nonces(NOW + 100) == 1  # only the one whose window closed
+    assert store.records.commit_group([], [("amr", "m" * 16, NOW + 400), ("amr", "n" * 16, NOW + 400)])[1] == [True, False]
     store.close()
 
 
@@ -476,16 +476,16 @@ async def test_every_route_admits_exactly_the_roles_of_the_matrix(gw: Signed) ->
 
 def test_an_app_with_a_route_that_declares_no_roles_refuses_to_start(config: Config,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    declared = app_module._add_routes
+    declared = app_module.install_routes
 
     async def forgotten(_request: web.Request) -> web.Response:
         return web.Response(text="open to anyone")
 
-    def with_a_forgotten_route(routes: Any) -> None:
-        declared(routes)
-        routes.router.add_get("/v1/forgotten", forgotten, name="forgotten")
+    def with_a_forgotten_route(app: web.Application, routes: Any) -> None:
+        declared(app, routes)
+        app.router.add_get("/v1/forgotten", forgotten, name="forgotten")
 
-    monkeypatch.setattr(app_module, "_add_routes", with_a_forgotten_route)
+    monkeypatch.setattr(app_module, "install_routes", with_a_forgotten_route)
     with pytest.raises(ValueError, match=r"without declared roles.*/v1/forgotten"):
         create_app(config)
 
@@ -496,7 +496,7 @@ def test_the_store_and_its_wal_are_created_for_the_gateway_user_alone(tmp_path: 
     previous = os.umask(0o022)  # an operator's usual umask
     try:
         store = Backend("sqlite", str(tmp_path / "var" / "s.db")).open()
-        store.ingest("amr", "b-1", [], [])
+        store.records.ingest("amr", "b-1", [], [])
         modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "var").iterdir()}
         store.close()
     finally:

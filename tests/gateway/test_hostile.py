@@ -18,7 +18,7 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from tests.backends import Backend
 from tests.conftest import SAMPLES, served_in_thread
 from tests.gateway.conftest import AUDITOR_TOKEN, NOW, Signed, config_in, inspection

@@ -18,7 +18,7 @@ from schemathesis.checks import (
 )
 
 from connectors.signing import signature_headers
-from gateway.openapi import openapi_document
+from gateway.http.openapi import openapi_document
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, SECRETS
 from tests.gateway.test_serve import Served
 

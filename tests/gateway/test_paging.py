@@ -12,11 +12,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import PagedApiSimulator
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import load_config
 from gateway.exceptions import ConfigError, SourceError
-from gateway.keys import SOURCES, STORE
-from gateway.sources import SourcePoller
+from gateway.http.context import SOURCES, STORE
+from gateway.flow.sources import SourcePoller
 from tests.gateway.conftest import CONFIG_TEXT, NOW, SECRETS
 
 SECRET = "secret-tax-0123456789abcdefgh"
@@ -133,7 +133,7 @@ async def test_a_page_whose_envelope_says_it_failed_is_refused_and_said(
         await poller.poll_once()
     assert "数据库连接超时" in (poller.status.last_error or "") and poller.status.failed_rounds == 1
     assert _stored(client) == 2  # page 1, stored before
-    assert client.app[STORE].store.source_mark("tax", "watermark") is None
+    assert client.app[STORE].store.records.source_mark("tax", "watermark") is None
     metrics = await (await client.get("/metrics")).text()
     assert 'supex_source_failed_rounds_total{connector="tax"} 1.0' in metrics
 

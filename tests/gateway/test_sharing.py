@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from connectors.signing import signature_headers
-from gateway.app import create_app, follow_config_changes
+from gateway.http.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
-from gateway.keys import DELIVERER, STORE
+from gateway.http.context import DELIVERER, IN_FORCE, STORE
 from gateway.store.runner import StoreRunner
 from tests.backends import Backend
 from tests.conftest import VALID_RECORDS
@@ -343,8 +343,8 @@ async def test_a_change_made_at_one_gateway_is_taken_up_by_the_others(tmp_path: 
     config = _load(tmp_path, _config_text({}, ""), backend)
     one, _ = await make(config)
     other, other_app = await make(config)
-    seen = await other_app[STORE].call(other_app[STORE].store.last_config_change)
+    seen = await other_app[STORE].call(other_app[STORE].store.runtime.last_change)
     assert (await one.call("POST", "/v1/admin/connectors/plain/disable", bearer=ADMIN_TOKEN))[0] == 200
     assert (await other.call("GET", "/v1/inbox", connector="plain"))[0] == 200  # not yet looked
-    assert await follow_config_changes(other_app, seen) > seen
+    assert await other_app[IN_FORCE].follow() > seen
     assert (await other.call("GET", "/v1/inbox", connector="plain"))[0] == 401

@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import DepartmentSimulator, EnforcementOversightSimulator, InternetPlusSimulator
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config, load_config
 from gateway.exceptions import ConfigError, SourceError
-from gateway.keys import SOURCES, STORE
-from gateway.sources import FileDrop, SourcePoller
+from gateway.http.context import SOURCES, STORE
+from gateway.flow.sources import FileDrop, SourcePoller
 from gateway.store.model import SourceMark
 from tests.conftest import SAMPLES
 from tests.gateway.conftest import ADMIN_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
@@ -111,7 +111,7 @@ async def test_a_gb18030_csv_is_taken_whole_and_moved_to_done_with_a_report(drop
     on_disk = json.loads((drop.folder / "done/results.csv.report.json").read_text(encoding="utf-8"))
     assert on_disk["batch_id"] == report["batch_id"] and len(on_disk["results"]) == 12
     assert _stored(client) == 12
-    received = [e for e in client.app[STORE].store.log_entries() if e.event == "received"]
+    received = [e for e in client.app[STORE].store.log.entries() if e.event == "received"]
     assert received[-1].reason == "12 records from file results.csv"
 
 
@@ -170,7 +170,7 @@ async def test_a_file_that_cannot_be_taken_whole_goes_to_failed_with_the_reason(
     assert _files(drop.folder) == [f"failed/{name}", f"failed/{name}.report.json"]
     assert _stored(client) == 0
     assert drop.status.files == {"done": 0, "failed": 1}
-    rejected = [e for e in client.app[STORE].store.log_entries() if e.event == "rejected"]
+    rejected = [e for e in client.app[STORE].store.log.entries() if e.event == "rejected"]
     assert rejected[-1].reason.startswith(f"file {name}: ")
 
 
@@ -312,7 +312,7 @@ class Polled:
         return await self.poller(connector).poll_once()
 
     def cursor(self, connector: str) -> str | None:
-        cursor: str | None = self.client.app[STORE].store.source_mark(connector, "cursor")
+        cursor: str | None = self.client.app[STORE].store.records.source_mark(connector, "cursor")
         return cursor
 
 
@@ -488,7 +488,7 @@ async def test_a_symlink_in_the_folder_is_not_followed(drops: TestClient[Any, An
     assert report["file"] == "results.csv"
     assert (drop.folder / "x.csv").is_symlink() and (drop.folder / "fifo.csv").exists()
     assert secret.read_text() == 'api_password = "MARKER-OUTSIDE-7731"\n'
-    rejections = client.app[STORE].store.rejections("drop", 0, 1000)
+    rejections = client.app[STORE].store.records.rejections("drop", 0, 1000)
     assert "MARKER-OUTSIDE" not in json.dumps(rejections, ensure_ascii=False)
     assert await drop.scan_once() == []  # and stay left on later looks
 

@@ -11,13 +11,14 @@ from cryptography.hazmat.primitives import hashes
 from gateway.config import ConnectorConfig
 from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
-from gateway.ingest import RecordPreparer
+from gateway.flow.prepare import RecordPreparer
 from gateway.store import PostgresStore, SQLStore
-from gateway.store import sql as sql_store
+from gateway.store import log as log_store
 from gateway.store import sqlite as sqlite_store
 from gateway.store.versions import decide
 from policy import Policy
 from tests.backends import Backend
+from tests.backends import page as inbox_page
 from tests.gateway.conftest import inspection
 
 
@@ -44,18 +45,21 @@ JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939
                         consumes=["inspection"])
 
 
+POLICY = Policy([AMR, JINAN], [])
+
+
 def _store(backend: Backend, *, routing: bool = True) -> SQLStore:
     store = backend.open()
     if routing:
-        store.set_policy(Policy([AMR, JINAN], []))
+        store.routing.catch_up(POLICY)
     return store
 
 
-def _ingest(store: SQLStore, *records: dict) -> list:
+def _ingest(store: SQLStore, *records: dict, policy: Policy | None = POLICY) -> list:
     connector = AMR
     prepared = RecordPreparer(log_hash="sha256", max_records=100).prepare(
         connector, None, json.dumps(list(records)).encode(), "application/json", store.now())
-    return store.ingest("amr", "batch-1", prepared.incoming, prepared.rejected)
+    return store.records.ingest("amr", "batch-1", prepared.incoming, prepared.rejected, policy=policy)
 
 
 def test_records_and_their_log_entries_survive_a_reopen(backend: Backend) -> None:
@@ -63,11 +67,11 @@ def test_records_and_their_log_entries_survive_a_reopen(backend: Backend) -> Non
     store = _store(backend)
     outcomes = _ingest(store, inspection(1), inspection(2))
     assert [o.status for o in outcomes] == ["accepted", "accepted"]
-    head = store.log_head()
+    head = store.log.head()
     store.close()
     again = _store(backend)
-    assert again.log_head() == head == (5, again.log_head()[1])  # received, 2 stored, 2 routed
-    page = again.inbox("jinan", None, 10)
+    assert again.log.head() == head == (5, again.log.head()[1])  # received, 2 stored, 2 routed
+    page = inbox_page(again, POLICY, "jinan", None, 10)
     assert [r.record_id for r in page.records] == ["in-1", "in-2"]
     assert again.schema_version == len(type(again).MIGRATIONS) == 8
 
@@ -75,46 +79,46 @@ def test_records_and_their_log_entries_survive_a_reopen(backend: Backend) -> Non
 def test_records_stored_without_a_policy_are_routed_when_one_is_set(backend: Backend) -> None:
     """Routing has a durable cursor: what was stored before routing ran is routed, once, later."""
     store = _store(backend, routing=False)
-    _ingest(store, inspection(1), inspection(2))
-    assert store.set_policy(Policy([AMR, JINAN], [])) == 2
-    assert store.set_policy(Policy([AMR, JINAN], [])) == 0
-    assert [r.record_id for r in store.inbox("jinan", None, 10).records] == ["in-1", "in-2"]
+    _ingest(store, inspection(1), inspection(2), policy=None)
+    assert store.routing.catch_up(Policy([AMR, JINAN], [])) == 2
+    assert store.routing.catch_up(Policy([AMR, JINAN], [])) == 0
+    assert [r.record_id for r in inbox_page(store, POLICY, "jinan", None, 10).records] == ["in-1", "in-2"]
 
 
 def test_a_failed_transaction_stores_nothing_and_keeps_the_chain(backend: Backend) -> None:
     """If the commit fails, neither the records nor the log entries remain, and the chain head is unchanged."""
     store = _store(backend)
     _ingest(store, inspection(1))
-    head = store.log_head()
+    head = store.log.head()
     backend.fail_log_appends(after_seq=3)
     with pytest.raises(StoreUnavailableError):
         _ingest(store, inspection(2))
     backend.heal_log_appends()
-    assert store.log_head() == head
+    assert store.log.head() == head
     assert store.counts()["records"] == 1
     _ingest(store, inspection(3))
-    assert list(store.verify_log())[-1].ok
+    assert list(store.log.verify())[-1].ok
 
 
 def test_the_inbox_cursor_and_acks(backend: Backend) -> None:
     """Pages continue from `after`; an ack moves the starting point, never backwards."""
     store = _store(backend)
     _ingest(store, *(inspection(n) for n in range(5)))
-    first = store.inbox("jinan", None, 2)
-    second = store.inbox("jinan", first.next, 2)
+    first = inbox_page(store, POLICY, "jinan", None, 2)
+    second = inbox_page(store, POLICY, "jinan", first.next, 2)
     assert [r.record_id for r in first.records + second.records] == ["in-0", "in-1", "in-2", "in-3"]
-    assert store.ack("jinan", second.next) == second.next
-    assert store.ack("jinan", 1) == second.next
-    assert [r.record_id for r in store.inbox("jinan", None, 10).records] == ["in-4"]
+    assert store.inbox.ack("jinan", second.next) == second.next
+    assert store.inbox.ack("jinan", 1) == second.next
+    assert [r.record_id for r in inbox_page(store, POLICY, "jinan", None, 10).records] == ["in-4"]
 
 
 def _tamper(backend: Backend, sql: str) -> int | None:
     store = _store(backend)
-    if store.log_head()[0] == 0:
+    if store.log.head()[0] == 0:
         _ingest(store, *(inspection(n) for n in range(4)))
     store.close()
     backend.execute(sql)
-    return list(_store(backend).verify_log())[-1].first_bad_seq
+    return list(_store(backend).log.verify())[-1].first_bad_seq
 
 
 def test_verify_names_a_changed_entry(backend: Backend) -> None:
@@ -148,10 +152,10 @@ def test_verifying_in_stretches_side_by_side_finds_what_one_pass_finds(
     _ingest(store, *(inspection(n) for n in range(4)))  # 9 entries: received, 4 stored, 4 routed
     store.close()
     backend.execute(sql)
-    serial = list(_store(backend).verify_log(processes=1))[-1]
-    monkeypatch.setattr(sql_store, "_VERIFY_STRETCH", 3)
-    monkeypatch.setattr(sql_store, "_PARALLEL_FROM", 0)
-    side_by_side = list(_store(backend).verify_log(processes=2))
+    serial = list(_store(backend).log.verify(processes=1))[-1]
+    monkeypatch.setattr(log_store, "_VERIFY_STRETCH", 3)
+    monkeypatch.setattr(log_store, "_PARALLEL_FROM", 0)
+    side_by_side = list(_store(backend).log.verify(processes=2))
     assert side_by_side[-1] == serial and serial.first_bad_seq == first_bad
     assert first_bad is not None or len(side_by_side) == 4  # progress after each of three stretches, the outcome
 
@@ -165,12 +169,12 @@ def test_entries_with_awkward_text_verify_and_their_changes_are_found(
         monkeypatch.setattr(sqlite_store.SQLiteStore, "CANONICAL_SQL", "'{}'")
     store = _store(backend, routing=False)
     awkward = ['line\nbreak', 'quote " and \\ backslash', "tab\tand\u0001control", "汉字 and 😀", "\u2028", ""]
-    store.append_log([LogEntry("config_changed", store.now(), reason=text, purpose=text, connector="amr",
+    store.log.append([LogEntry("config_changed", store.now(), reason=text, purpose=text, connector="amr",
                                fields=("a.b", "c"), masked=()) for text in awkward])
-    store.append_log([LogEntry("audit_query", store.now())])  # every field empty
-    assert list(store.verify_log(processes=1))[-1].ok
+    store.log.append([LogEntry("audit_query", store.now())])  # every field empty
+    assert list(store.log.verify(processes=1))[-1].ok
     backend.execute("UPDATE exchange_log SET reason = ? WHERE seq = 1", ("line\nbreaK",))
-    assert list(store.verify_log(processes=1))[-1].first_bad_seq == 1
+    assert list(store.log.verify(processes=1))[-1].first_bad_seq == 1
 
 
 def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
@@ -230,13 +234,14 @@ def test_the_chain_hash_is_the_documented_formula(algorithm: str) -> None:
 
 COUNTY = ConnectorConfig(id="county", name="z", department_code="11370000FE1KM2U90Y", region_code="370102",
                          consumes=["inspection"], delivery="push", endpoint="http://127.0.0.1:9/in")
+WITH_COUNTY = Policy([AMR, JINAN, COUNTY], [])
 
 
 def _gateways(backend: Backend, count: int = 2) -> list[SQLStore]:
     """``count`` stores on one database, as that many gateways hold them."""
     stores = [backend.open(lease_seconds=30) for _ in range(count)]
     for store in stores:
-        store.set_policy(Policy([AMR, JINAN, COUNTY], []))
+        store.routing.catch_up(WITH_COUNTY)
     return stores
 
 
@@ -249,7 +254,7 @@ def test_gateways_writing_at_once_keep_one_chain_and_store_each_record_once(back
     def write(k: int) -> None:
         for batch in range(4):
             first = k * 100 + batch * 20
-            _ingest(stores[k], *(inspection(n) for n in range(first, first + 20)), *shared)
+            _ingest(stores[k], *(inspection(n) for n in range(first, first + 20)), *shared, policy=WITH_COUNTY)
 
     threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
     for thread in threads:
@@ -258,8 +263,8 @@ def test_gateways_writing_at_once_keep_one_chain_and_store_each_record_once(back
         thread.join()
     assert backend.rows("SELECT count(*), count(DISTINCT record_id), max(seq) FROM changes") == [(250, 250, 250)]
     assert backend.rows("SELECT count(*) FROM exchange_log WHERE event = 'duplicate'") == [(110,)]
-    outcome = list(stores[0].verify_log())[-1]
-    assert outcome.ok and outcome.entries == stores[2].log_head()[0]
+    outcome = list(stores[0].log.verify())[-1]
+    assert outcome.ok and outcome.entries == stores[2].log.head()[0]
     for store in stores:
         store.close()
 
@@ -267,8 +272,8 @@ def test_gateways_writing_at_once_keep_one_chain_and_store_each_record_once(back
 def test_a_claimed_delivery_is_left_to_its_claimant_until_its_lease_runs_out(backend: Backend) -> None:
     """A gateway that claimed deliveries and died has them taken over when the lease ends, or at
     once by itself when it starts again."""
-    a, b = _gateways(backend)
-    _ingest(a, *(inspection(n) for n in range(4)))
+    a, b = (store.outbox for store in _gateways(backend))
+    _ingest(a.store, *(inspection(n) for n in range(4)), policy=WITH_COUNTY)
     now = 1_000.0
     claimed = a.due("county", now, 10, "gateway-a")
     assert [d.record["record_id"] for d in claimed] == ["in-0", "in-1", "in-2", "in-3"]
@@ -285,11 +290,11 @@ def test_a_claimed_delivery_is_left_to_its_claimant_until_its_lease_runs_out(bac
 def test_gateways_claiming_at_once_never_claim_the_same_delivery(backend: Backend) -> None:
     a, b = _gateways(backend)
     for first in range(0, 200, 50):
-        _ingest(a, *(inspection(n) for n in range(first, first + 50)))
+        _ingest(a, *(inspection(n) for n in range(first, first + 50)), policy=WITH_COUNTY)
     claims: dict[str, list[int]] = {"a": [], "b": []}
 
     def claim(name: str, store: SQLStore) -> None:
-        while taken := store.due("county", 1_000.0, 7, name):
+        while taken := store.outbox.due("county", 1_000.0, 7, name):
             claims[name].extend(d.seq for d in taken)
 
     threads = [threading.Thread(target=claim, args=(name, store)) for name, store in (("a", a), ("b", b))]
@@ -304,10 +309,10 @@ def test_gateways_claiming_at_once_never_claim_the_same_delivery(backend: Backen
 def test_an_inbox_goes_on_at_another_gateway(backend: Backend) -> None:
     """A consumer's cursor is the database's: acknowledged at one gateway, read at another."""
     a, b = _gateways(backend)
-    _ingest(a, *(inspection(n) for n in range(5)))
-    first = a.inbox("jinan", None, 2)
-    b.ack("jinan", first.next)
-    assert [r.record_id for r in b.inbox("jinan", None, 10).records] == ["in-2", "in-3", "in-4"]
+    _ingest(a, *(inspection(n) for n in range(5)), policy=WITH_COUNTY)
+    first = inbox_page(a, WITH_COUNTY, "jinan", None, 2)
+    b.inbox.ack("jinan", first.next)
+    assert [r.record_id for r in inbox_page(b, WITH_COUNTY, "jinan", None, 10).records] == ["in-2", "in-3", "in-4"]
 
 
 def test_an_unreachable_database_is_named_without_its_password() -> None:
@@ -331,13 +336,13 @@ def test_a_large_batch_of_updates_keeps_each_records_latest_version(backend: Bac
 
 def test_one_gateway_at_a_time_takes_a_turn(backend: Backend) -> None:
     a, b = _gateways(backend)
-    assert a.take_turn("source:x", "gw-a", 100.0, 60)
-    assert not b.take_turn("source:x", "gw-b", 150.0, 60)  # gw-a holds it until 160
-    assert a.take_turn("source:x", "gw-a", 150.0, 60)  # and renews it until 210
-    assert not b.take_turn("source:x", "gw-b", 209.0, 60)
-    assert b.take_turn("source:x", "gw-b", 211.0, 60)  # gw-a stopped renewing: gw-b takes over
-    assert not a.take_turn("source:x", "gw-a", 212.0, 60)
-    assert a.take_turn("source:y", "gw-a", 212.0, 60)  # another source, another turn
+    assert a.runtime.take_turn("source:x", "gw-a", 100.0, 60)
+    assert not b.runtime.take_turn("source:x", "gw-b", 150.0, 60)  # gw-a holds it until 160
+    assert a.runtime.take_turn("source:x", "gw-a", 150.0, 60)  # and renews it until 210
+    assert not b.runtime.take_turn("source:x", "gw-b", 209.0, 60)
+    assert b.runtime.take_turn("source:x", "gw-b", 211.0, 60)  # gw-a stopped renewing: gw-b takes over
+    assert not a.runtime.take_turn("source:x", "gw-a", 212.0, 60)
+    assert a.runtime.take_turn("source:y", "gw-a", 212.0, 60)  # another source, another turn
 
 
 def test_a_store_url_that_cannot_be_read_is_refused() -> None:

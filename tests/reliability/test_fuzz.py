@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.config import ConnectorConfig
-from gateway.ingest import BodyError, RecordPreparer
+from gateway.flow.prepare import BodyError, RecordPreparer
 from mappings import builtin_mapping, builtin_names
 from mappings.formats import parse_xml
 from mappings.pipeline import map_record

@@ -1,11 +1,13 @@
 """Push delivery (SPEC §4): the outbox worked off by one task per push consumer.
 
-Each round takes the consumer's due deliveries (oldest first, up to its batch size), decides and
-shapes each record again under the policy in force, writes them in the consumer's own format,
-and POSTs them signed with the consumer's secret. A failed delivery waits in the store for its
-next attempt, so that the schedule survives a restart: tenacity's strategies decide when
-(exponential backoff with jitter) and when to give up (``delivery_attempts`` tries or
-``delivery_max_age`` since the record arrived), after which it is a dead letter. A circuit
+Each round takes the consumer's due deliveries (oldest first, up to its batch size), shares each
+record again under the policy in force (``gateway.flow.sharing``, as the inbox does), writes them
+in the consumer's own format, and POSTs them signed with the consumer's secret
+(``connectors.transport``). A failed delivery waits in the store for its next attempt, so that the
+schedule survives a restart: tenacity's strategies decide when (exponential backoff with jitter)
+and when to give up (``delivery_attempts`` tries or ``delivery_max_age`` since the record
+arrived), after which it is a dead letter. An answer that would be the same next time (a
+redirect, a refusal: ``classify`` says ``fatal``) makes it a dead letter at once. A circuit
 breaker per consumer stops trying a consumer that keeps failing, and since every consumer has
 its own task and timeouts, a dead consumer never slows the others.
 """
@@ -19,32 +21,31 @@ import io
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
 import structlog
 from tenacity import RetryCallState, stop_after_attempt, stop_after_delay, wait_exponential_jitter
-from yarl import URL
 
-from connectors.signing import signature_headers
+from connectors.exceptions import UnreachableError
+from connectors.transport import classify, send
 from gateway.config import Config, ConnectorConfig, resolve_mapping
-from gateway.exchange_log import shared_digest
+from gateway.exceptions import DeliveryFailedError
+from gateway.flow.in_force import PolicyInForce
+from gateway.flow.sharing import Sharer
 from gateway.observability import Metrics
-from gateway.store.model import Due
+from gateway.store.model import Due, Sharing
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
-from mappings.pipeline import CONTENT_TYPES, write_rows
-from policy import Decision, Shared, local_today
-from schemas.exceptions import RetriableError
+from mappings.media import WRITTEN_AS
+from mappings.pipeline import write_rows
+from policy import local_today
 
-__all__ = ["CircuitBreaker", "Deliverer", "DeliveryFailedError"]
+__all__ = ["CircuitBreaker", "Deliverer", "schedule"]
 
 log = structlog.get_logger("supex.delivery")
 _BACKOFF = wait_exponential_jitter(initial=1, max=600, jitter=1)  # seconds before the next attempt
-
-
-class DeliveryFailedError(RetriableError):
-    """A consumer did not take a push: unreachable, too slow, an error status, or a redirect."""
 
 
 @dataclass
@@ -93,8 +94,8 @@ def _own_formats(consumer: ConnectorConfig, own: CompiledMapping | None, config:
     return formats
 
 
-def _one_format(sendable: list[tuple[Due, Decision, Shared]], formats: Mapping[str, CompiledMapping]) -> tuple[
-    CompiledMapping | None, list[tuple[Due, Decision, Shared]]
+def _one_format(sendable: list[tuple[Due, Sharing]], formats: Mapping[str, CompiledMapping]) -> tuple[
+    CompiledMapping | None, list[tuple[Due, Sharing]]
 ]:
     """The mapping of the first delivery's type (``None``: standard JSON) and the deliveries that go
     in that same format: one body has one format."""
@@ -102,23 +103,26 @@ def _one_format(sendable: list[tuple[Due, Decision, Shared]], formats: Mapping[s
     return first, [s for s in sendable if formats.get(s[0].record["record_type"]) is first]
 
 
-def _encode(mapping: CompiledMapping | None, sendable: list[tuple[Due, Decision, Shared]]) -> tuple[
-    bytes, str, list[Due]
-]:
+def _encode(mapping: CompiledMapping | None, sendable: list[tuple[Due, Sharing]]) -> tuple[bytes, str, list[Due]]:
     """One body of the shared records, written through ``mapping`` (standard JSON without one), and the
     deliveries it cannot express."""
     if mapping is None:
-        return orjson.dumps([shared.record for _, _, shared in sendable]), CONTENT_TYPES["json"], []
+        return orjson.dumps([_shared(sharing) for _, sharing in sendable]), WRITTEN_AS["json"], []
     rows, unmappable = [], []
-    for item, _, shared in sendable:
-        row, problems = mapping.from_standard(shared.record)
+    for item, sharing in sendable:
+        row, problems = mapping.from_standard(_shared(sharing))
         if problems:
             unmappable.append(item)
         else:
             rows.append(row)
     out = io.BytesIO()
     write_rows(mapping, rows, out)
-    return out.getvalue(), CONTENT_TYPES[mapping.format], unmappable
+    return out.getvalue(), WRITTEN_AS[mapping.format], unmappable
+
+
+def _shared(sharing: Sharing) -> dict[str, Any]:
+    assert sharing.shared is not None
+    return sharing.shared.record
 
 
 def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int, max_age: float) -> float | None:
@@ -134,9 +138,11 @@ def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int
 class Deliverer:
     """One delivery task per push consumer, woken when new deliveries are routed."""
 
-    def __init__(self, config: Config, runner: StoreRunner, metrics: Metrics, mappings: Mapping[str, CompiledMapping],
-                 *, clock: Callable[[], float] = time.time, session: aiohttp.ClientSession | None = None) -> None:
-        self.config, self.runner, self.metrics = config, runner, metrics
+    def __init__(self, config: Config, runner: StoreRunner, in_force: PolicyInForce, metrics: Metrics,
+                 mappings: Mapping[str, CompiledMapping], *, clock: Callable[[], float] = time.time,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.config, self.runner, self.in_force, self.metrics = config, runner, in_force, metrics
+        self.sharer = Sharer(in_force, runner)
         self._clock = clock
         self.consumers = {c.id: c for c in config.connector if c.delivery == "push" and c.enabled}
         # what each consumer takes in its own format, by record type (other types go as standard JSON)
@@ -152,7 +158,7 @@ class Deliverer:
 
     async def start(self) -> None:
         """Take back the claims a previous process here left, and start one task per push consumer."""
-        released = await self.runner.call(self.runner.store.release_claims, self.name)
+        released = await self.runner.call(self.runner.store.outbox.release_claims, self.name)
         if released:
             log.info("claims_released", claimant=self.name, count=released)
         self._tasks = [asyncio.create_task(self._run(c), name=f"deliver-{c}") for c in self.consumers]
@@ -192,34 +198,32 @@ class Deliverer:
         """Push one batch of due deliveries; returns how long to wait before the next round."""
         if (hold := self._hold(consumer_id)) > 0:
             return hold
-        consumer, breaker, store = self.consumers[consumer_id], self.breakers[consumer_id], self.runner.store
-        policy = store.policy
-        assert policy is not None
-        due = await self.runner.call(store.due, consumer_id, self._clock(), consumer.push_batch, self.name)
+        consumer, breaker, outbox = self.consumers[consumer_id], self.breakers[consumer_id], self.runner.store.outbox
+        due = await self.runner.call(outbox.due, consumer_id, self._clock(), consumer.push_batch, self.name)
         if not due:
-            next_at = await self.runner.call(store.next_due, consumer_id)
+            next_at = await self.runner.call(outbox.next_due, consumer_id)
             return 1.0 if next_at is None else min(1.0, max(0.05, next_at - self._clock()))
-        today = local_today(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
-        sendable: list[tuple[Due, Decision, Shared]] = []
+        share = self.sharer.for_consumer(consumer_id, local_today(dt.datetime.fromtimestamp(self._clock(), dt.UTC)))
+        sendable: list[tuple[Due, Sharing]] = []
         withheld: list[tuple[Due, str]] = []
         for item in due:
-            decision = policy.decide(item.record, consumer_id, today)
-            if decision.allowed:
-                sendable.append((item, decision, policy.share(item.record, decision)))
+            sharing = share(item.record)
+            if sharing.shared is not None:
+                sendable.append((item, sharing))
             else:
-                withheld.append((item, decision.reason))
+                withheld.append((item, sharing.decision.reason))
         if withheld:
-            await self.runner.call(store.withheld, consumer_id, withheld)
+            await self.runner.call(outbox.withheld, consumer_id, withheld)
         if not sendable:
             return 0.0
         mapping, this_round = _one_format(sendable, self.formats[consumer_id])
         if len(this_round) < len(sendable):  # the others go next round
-            chosen = {item.seq for item, _, _ in this_round}
-            await self.runner.call(store.release, consumer_id, [s[0] for s in sendable if s[0].seq not in chosen])
+            chosen = {item.seq for item, _ in this_round}
+            await self.runner.call(outbox.release, consumer_id, [s[0] for s in sendable if s[0].seq not in chosen])
             sendable = this_round
         body, content_type, unmappable = _encode(mapping, sendable)
         if unmappable:  # no retry can express these in the consumer's format
-            await self.runner.call(store.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "
+            await self.runner.call(outbox.failed, consumer_id, unmappable, "不能转换为接收方格式 / cannot be "
                                    "written in the consumer's format", self._clock(), True)
             written = {item.seq for item in unmappable}
             sendable = [s for s in sendable if s[0].seq not in written]
@@ -229,13 +233,11 @@ class Deliverer:
             await self._post(consumer, body, content_type)
         except DeliveryFailedError as exc:
             breaker.failed()
-            await self._failed(consumer, [s[0] for s in sendable], str(exc))
+            await self._failed(consumer, [s[0] for s in sendable], exc)
             self.metrics.deliveries.labels(consumer_id, "failed").inc(len(sendable))
             return breaker.wait() or 0.05
         breaker.succeeded()
-        algorithm = self.config.gateway.log_hash
-        done = [(item, decision, shared, shared_digest(algorithm, shared)) for item, decision, shared in sendable]
-        overdue = await self.runner.call(store.delivered, consumer_id, done)
+        overdue = await self.runner.call(outbox.delivered, consumer_id, sendable)
         self.metrics.deliveries.labels(consumer_id, "delivered").inc(len(sendable))
         if overdue:
             self.metrics.overdue.labels(consumer_id).inc(overdue)
@@ -244,45 +246,42 @@ class Deliverer:
     def _hold(self, consumer_id: str) -> float:
         """Seconds before a round may run: while the circuit is open (until it half-opens), or while
         the consumer is disabled at run time (its deliveries wait in the outbox)."""
-        policy = self.runner.store.policy
-        if policy is not None and not policy.parties[consumer_id].enabled:
+        if not self.in_force.enabled(consumer_id):
             return 1.0
         return self.breakers[consumer_id].wait()
 
-    async def _failed(self, consumer: ConnectorConfig, items: list[Due], error: str) -> None:
+    async def _failed(self, consumer: ConnectorConfig, items: list[Due], error: DeliveryFailedError) -> None:
         now = self._clock()
         gateway = self.config.gateway
         by_turn: dict[float | None, list[Due]] = {}
         for item in items:
             received = dt.datetime.fromisoformat(item.record["received_at"]).timestamp()
-            turn = schedule(item.attempts + 1, received, now, max_attempts=gateway.delivery_attempts,
-                            max_age=gateway.delivery_max_age_seconds)
+            turn = None if error.final else schedule(item.attempts + 1, received, now,
+                                                     max_attempts=gateway.delivery_attempts,
+                                                     max_age=gateway.delivery_max_age_seconds)
             by_turn.setdefault(turn, []).append(item)
-        store = self.runner.store
+        outbox = self.runner.store.outbox
         for turn, group in by_turn.items():
-            await self.runner.call(store.failed, consumer.id, group, error, now if turn is None else turn, turn is None)
+            await self.runner.call(outbox.failed, consumer.id, group, str(error), now if turn is None else turn,
+                                   turn is None)
             if turn is None:
-                log.warning("dead_lettered", consumer=consumer.id, count=len(group), reason=error)
+                log.warning("dead_lettered", consumer=consumer.id, count=len(group), reason=str(error))
 
     async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
         assert consumer.endpoint is not None
         if self._session is None:
             self._session = aiohttp.ClientSession()
         url = consumer.endpoint
-        headers = signature_headers(consumer.id, self.config.secrets[consumer.id], "POST", URL(url).raw_path_qs,
-                                    body, now=self._clock)
-        headers["Content-Type"] = content_type
-        timeout = aiohttp.ClientTimeout(total=consumer.push_timeout_seconds)
         try:
-            async with self._session.post(url, data=body, headers=headers, timeout=timeout,
-                                          allow_redirects=False) as answer:
-                await answer.read()
-                status = answer.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise DeliveryFailedError(f"无法送达 {url} / cannot deliver to {url}: "
-                                      f"{type(exc).__name__} {exc}".strip()) from None
-        if 300 <= status < 400:
-            raise DeliveryFailedError(f"接收方要求重定向 {status}，不予跟随 / the consumer answered {status} "
-                                      "(a redirect); pushes are not redirected")
-        if not 200 <= status < 300:
-            raise DeliveryFailedError(f"接收方拒收 / the consumer answered {status}")
+            answer = await send(self._session, "POST", url, body, key=consumer.id,
+                                secret=self.config.secrets[consumer.id], content_type=content_type,
+                                timeout=consumer.push_timeout_seconds, clock=self._clock)
+        except UnreachableError as exc:
+            raise DeliveryFailedError(f"无法送达 {url} / cannot deliver to {url}: {exc}") from exc
+        verdict = classify(answer.status)
+        if verdict == "ok":
+            return
+        if 300 <= answer.status < 400:
+            raise DeliveryFailedError(f"接收方要求重定向 {answer.status}，不予跟随 / the consumer answered "
+                                      f"{answer.status} (a redirect); pushes are not redirected", final=True)
+        raise DeliveryFailedError(f"接收方拒收 / the consumer answered {answer.status}", final=verdict == "fatal")

@@ -28,21 +28,13 @@ from connectors.signing import (
     signatures_match,
 )
 from gateway.config import Config, ConnectorConfig
+from gateway.exceptions import AuthError
 
-__all__ = ["AuthError", "BodyBudget", "ConnectorClaim", "FailureThrottle", "Identity", "NonceCache", "RateLimiter",
+__all__ = ["BodyBudget", "ConnectorClaim", "FailureThrottle", "Identity", "NonceCache", "RateLimiter",
            "TokenBook", "claim_connector", "client_key", "header_text", "verify_signature"]
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")  # ASCII without controls
 _NONCE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,128}")
-
-
-class AuthError(Exception):
-    """A request's credentials are missing or wrong (401), of the wrong role (403), or tried too
-    often (429, ``retry_after`` seconds)."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 @dataclass(frozen=True, slots=True)

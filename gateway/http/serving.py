@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.security import client_key
+from gateway.http.security import client_key
 
 __all__ = ["ConnectionGuard", "GuardedSite", "raise_open_files_limit", "run_gateway"]
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,16 +25,17 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from gateway.access import CONSOLE as CONSOLE_ROLE
-from gateway.access import PUBLIC, Routes
-from gateway.console.i18n import LANGUAGES, words
 from gateway.exchange_log import EVENTS, ChainCheck, LogEntry
-from gateway.keys import CONFIG, METRICS, STORE, THROTTLE
-from gateway.security import TokenBook, client_key
+from gateway.http.audit import audited
+from gateway.http.console.i18n import LANGUAGES, words
+from gateway.http.context import CONFIG, METRICS, STORE, THROTTLE
+from gateway.http.routes import CONSOLE as CONSOLE_ROLE
+from gateway.http.routes import PUBLIC, Route, route
+from gateway.http.security import TokenBook, client_key
 from gateway.store.model import LogFilter
 from policy import local_today
 
-__all__ = ["CONSOLE", "ChainMonitor", "Console", "add_console_routes", "admit", "install"]
+__all__ = ["CONSOLE", "ROUTES", "ChainMonitor", "Console", "admit", "install"]
 
 log = structlog.get_logger("supex.console")
 
@@ -72,7 +74,7 @@ class ChainMonitor:
     async def _verify(self, app: web.Application) -> None:
         store = app[STORE].store
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(None, lambda: list(store.verify_log())[-1])
+            outcome = await asyncio.get_running_loop().run_in_executor(None, lambda: list(store.log.verify())[-1])
             self.result, self.checked_at = outcome, store.now()
             if not outcome.ok:
                 log.error("chain_broken", first_bad_seq=outcome.first_bad_seq, reason=outcome.reason)
@@ -101,7 +103,7 @@ class Console:
         self.sessions: dict[str, Session] = {}
         self.chain = ChainMonitor()
         self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(resources.files("gateway.console").joinpath("templates"))),
+            loader=jinja2.FileSystemLoader(str(resources.files("gateway.http.console").joinpath("templates"))),
             autoescape=True, undefined=jinja2.StrictUndefined)
 
     # ---- sessions ---------------------------------------------------------------------------------
@@ -190,10 +192,7 @@ async def _form(request: web.Request) -> Any:
 
 
 async def _audited(request: web.Request, session: Session, what: str) -> None:
-    store = request.app[STORE]
-    entry = LogEntry("audit_query", store.store.now(), counterpart=session.auditor,
-                     reason=f"console {what} {request.query_string}"[:500])
-    await store.call(store.store.append_log, [entry])
+    await audited(request, f"console {what}", by=session.auditor)
 
 
 async def _read(function: Callable[[], Any]) -> Any:
@@ -271,8 +270,8 @@ async def overview(request: web.Request) -> web.Response:
     session = request[SESSION]
     store = request.app[STORE].store
     since_day = (local_today(dt.datetime.now(dt.UTC)) - dt.timedelta(days=13)).isoformat()
-    volume, counts, head = await _read(lambda: (store.volume(since_day), store.event_counts(_PROBLEMS),
-                                                         store.log_head()))
+    volume, counts, head = await _read(lambda: (store.log.volume(since_day), store.log.event_counts(_PROBLEMS),
+                                                store.log.head()))
     await _audited(request, session, "overview")
     return _render(request, "overview.html", session=session, counts=counts, entries=head[0],
                    chart=_chart(volume, since_day))
@@ -286,19 +285,13 @@ async def verify(request: web.Request) -> web.StreamResponse:
     return _redirect("/console/")
 
 
-def _filter(request: web.Request) -> LogFilter:
-    q = request.query
-    values = {name: (q.get(name) or "").strip() or None for name in _FILTERS}
-    return LogFilter(**values)
-
-
 async def events(request: web.Request) -> web.Response:
     """GET /console/events: the log searched, newest first, a page at a time."""
     session = request[SESSION]
-    where = _filter(request)
+    where = LogFilter.of(request.query)
     before = request.query.get("before", "")
     store = request.app[STORE].store
-    found = await _read(lambda: store.search_log(where, before=int(before) if before.isdigit() else None,
+    found = await _read(lambda: store.log.search(where, before=int(before) if before.isdigit() else None,
                                                           limit=PAGE + 1))
     await _audited(request, session, "events")
     page, more = found[:PAGE], len(found) > PAGE
@@ -316,8 +309,8 @@ async def trail(request: web.Request) -> web.Response:
     entries: list[LogEntry] = []
     if record_id:
         store = request.app[STORE].store
-        entries = await _read(lambda: store.trail(source, record_id) if source
-                              else store.search_log(LogFilter(record_id=record_id), limit=1000)[::-1])
+        entries = await _read(lambda: store.log.trail(source, record_id) if source
+                              else store.log.search(LogFilter(record_id=record_id), limit=1000)[::-1])
         await _audited(request, session, "trail")
     return _render(request, "trail.html", session=session, entries=entries, source=source, record_id=record_id)
 
@@ -328,10 +321,10 @@ async def problems(request: web.Request) -> web.Response:
     store = request.app[STORE].store
 
     def gather() -> dict[str, Any]:
-        recent = {event: store.search_log(LogFilter(event=event), limit=20)
+        recent = {event: store.log.search(LogFilter(event=event), limit=20)
                   for event in ("rejected", "overdue", "delivery_failed")}
-        return {"recent": recent, "dead": store.dead_letters(limit=100), "denials": store.denials_by_rule(),
-                "counts": store.event_counts(_PROBLEMS)}
+        return {"recent": recent, "dead": store.outbox.dead_letters(limit=100), "denials": store.log.denials_by_rule(),
+                "counts": store.log.event_counts(_PROBLEMS)}
 
     found = await _read(gather)
     await _audited(request, session, "problems")
@@ -372,25 +365,25 @@ async def _root(_request: web.Request) -> web.Response:
     return _redirect("/console/")
 
 
-def add_console_routes(routes: Routes) -> None:
-    """The console's pages (an auditor's session: ``console``) and its stylesheet."""
-    anyone, signed_in = {PUBLIC}, {CONSOLE_ROLE}
-    routes.add("GET", "/console", _root, name="console_root", roles=anyone)
-    routes.add("GET", "/console/", overview, name="console", roles=signed_in)
-    routes.add("GET", "/console/login", login_page, name="console_login_page", roles=anyone)
-    routes.add("POST", "/console/login", login, name="console_login", roles=anyone)
-    routes.add("POST", "/console/logout", logout, name="console_logout", roles=signed_in)
-    routes.add("GET", "/console/language", language, name="console_language", roles=anyone)
-    routes.add("POST", "/console/verify", verify, name="console_verify", roles=signed_in)
-    routes.add("GET", "/console/events", events, name="console_events", roles=signed_in)
-    routes.add("GET", "/console/trail", trail, name="console_trail", roles=signed_in)
-    routes.add("GET", "/console/problems", problems, name="console_problems", roles=signed_in)
-    routes.static("/console/static/", str(resources.files("gateway.console").joinpath("static")),
-                  name="console_static")
+_SIGNED_IN, _ANYONE = {CONSOLE_ROLE}, {PUBLIC}
+ROUTES: list[Route] = [
+    route("GET", "/console", _root, name="console_root", roles=_ANYONE),
+    route("GET", "/console/", overview, name="console", roles=_SIGNED_IN),
+    route("GET", "/console/login", login_page, name="console_login_page", roles=_ANYONE),
+    route("POST", "/console/login", login, name="console_login", roles=_ANYONE),
+    route("POST", "/console/logout", logout, name="console_logout", roles=_SIGNED_IN),
+    route("GET", "/console/language", language, name="console_language", roles=_ANYONE),
+    route("POST", "/console/verify", verify, name="console_verify", roles=_SIGNED_IN),
+    route("GET", "/console/events", events, name="console_events", roles=_SIGNED_IN),
+    route("GET", "/console/trail", trail, name="console_trail", roles=_SIGNED_IN),
+    route("GET", "/console/problems", problems, name="console_problems", roles=_SIGNED_IN),
+    Route("GET", "/console/static/", None, "console_static", frozenset(_ANYONE),
+          static=Path(str(resources.files("gateway.http.console").joinpath("static")))),
+]
 
 
-def install(app: web.Application, routes: Routes, clock: Callable[[], float] = time.monotonic) -> None:
-    """Give ``app`` its console: state, routes, and the hourly chain verification."""
+def install(app: web.Application, clock: Callable[[], float] = time.monotonic) -> None:
+    """Give ``app`` its console's state and the hourly chain verification (its routes are ``ROUTES``)."""
     app[CONSOLE] = Console(TokenBook(app[CONFIG]), clock)
 
     async def monitor(app: web.Application) -> Any:
@@ -401,4 +394,3 @@ def install(app: web.Application, routes: Routes, clock: Callable[[], float] = t
         await app[CONSOLE].chain.stop()
 
     app.cleanup_ctx.append(monitor)
-    add_console_routes(routes)

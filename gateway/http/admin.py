@@ -9,19 +9,18 @@ same id from the configuration file) and every change is a ``config_changed`` lo
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.access import Routes
-from gateway.keys import BODY, CONFIG, DELIVERER, IDENTITY, SOURCES, STORE, connectors_in_force, error, json_response
-from gateway.store import SQLStore
+from gateway.http.context import BODY, CONFIG, DELIVERER, IDENTITY, IN_FORCE, SOURCES, STORE, error, json_response
+from gateway.http.docs import errors, json_body, obj, path_param, ref
+from gateway.http.params import json_object
+from gateway.http.routes import Route, route
 from policy import PolicyDefinitionError, SharingRule, local_today
 
-__all__ = ["add_admin_routes", "explain_record"]
+__all__ = ["ROUTES", "explain_record"]
 
 _NOT_A_RULE = "请求体应为共享规则 JSON 对象 / the body must be a sharing rule as a JSON object"
 
@@ -33,7 +32,7 @@ async def connectors(request: web.Request) -> web.Response:
               "mapping", "system_of_record", "enabled"}
     sources = request.app[SOURCES].status()
     listed = []
-    for connector in connectors_in_force(request.app).values():
+    for connector in request.app[IN_FORCE].connectors.values():
         entry = connector.model_dump(include=fields)
         if connector.id in sources:
             entry["source"] = sources[connector.id].as_dict()
@@ -57,45 +56,14 @@ async def _switch(request: web.Request, *, enabled: bool) -> web.Response:
     if connector_id not in request.app[CONFIG].connectors():
         return error(404, "not_found", f"没有连接器 {connector_id} / no connector {connector_id!r}")
     by = request[IDENTITY].name
-    await _reconfigure(request, lambda store: store.save_connector_state(connector_id, enabled, by),
-                       state=(connector_id, enabled))
+    await request.app[IN_FORCE].change(lambda store: store.runtime.save_connector_state(connector_id, enabled, by),
+                                       state=(connector_id, enabled))
     return json_response({"connector": connector_id, "enabled": enabled})
-
-
-def _rules_in_force(app: web.Application) -> dict[str, dict[str, Any]]:
-    """The rules in force: the configuration's, replaced by those changed at run time (store thread)."""
-    rules = {r.id: r.model_dump(mode="json") for r in app[CONFIG].sharing}
-    rules.update(app[STORE].store.runtime_rules())
-    return rules
-
-
-async def _reconfigure(request: web.Request, keep: Callable[[SQLStore], None], *,
-                       rule: dict[str, Any] | None = None, state: tuple[str, bool] | None = None) -> None:
-    """On the store thread: the rules and connector states in force with one change, checked against
-    the connectors and schemas (``PolicyDefinitionError``), kept by ``keep``, and routed with from now on."""
-    app = request.app
-    runner = app[STORE]
-
-    def apply() -> None:
-        store = runner.store
-        rules, states = _rules_in_force(app), store.connector_states()
-        if rule is not None:
-            rules[rule["id"]] = rule
-        if state is not None:
-            states[state[0]] = state[1]
-        policy = app[CONFIG].policy(rules, states)
-        keep(store)
-        store.set_policy(policy)
-
-    await runner.call(apply)
-    if DELIVERER in app:
-        app[DELIVERER].wake()
 
 
 async def rules(request: web.Request) -> web.Response:
     """GET /v1/admin/sharing: the sharing rules in force."""
-    runner = request.app[STORE]
-    current = await runner.call(_rules_in_force, request.app)
+    current = await request.app[IN_FORCE].rules()
     return json_response({"rules": list(current.values())})
 
 
@@ -110,30 +78,22 @@ async def _change(request: web.Request, rule: SharingRule, change: str) -> web.R
     checked = rule.model_dump(mode="json")
     by = request[IDENTITY].name
     try:
-        await _reconfigure(request, lambda store: store.save_rule(checked, by, change), rule=checked)
+        await request.app[IN_FORCE].change(lambda store: store.runtime.save_rule(checked, by, change), rule=checked)
     except PolicyDefinitionError as exc:
         return error(400, "invalid_rule", str(exc))
     return json_response({"rule": checked, "change": change}, 201 if change == "added" else 200)
 
 
-def _json_object(request: web.Request) -> dict[str, Any] | None:
-    try:
-        value = orjson.loads(request[BODY] or b"null")
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 async def rule_add(request: web.Request) -> web.Response:
     """POST /v1/admin/sharing: add a rule."""
-    body = _json_object(request)
+    body = json_object(request)
     if body is None:
         return error(400, "malformed", _NOT_A_RULE)
     try:
         rule = SharingRule.model_validate(body)
     except ValidationError as exc:
         return _invalid(exc)
-    existing = await request.app[STORE].call(_rules_in_force, request.app)
+    existing = await request.app[IN_FORCE].rules()
     if rule.id in existing:
         return error(409, "conflict", f"规则 {rule.id} 已存在 / rule {rule.id!r} exists: update it with "
                      "PUT /v1/admin/sharing/{id}")
@@ -143,14 +103,14 @@ async def rule_add(request: web.Request) -> web.Response:
 async def rule_update(request: web.Request) -> web.Response:
     """PUT /v1/admin/sharing/{rule_id}: replace a rule."""
     rule_id = request.match_info["rule_id"]
-    body = _json_object(request)
+    body = json_object(request)
     if body is None:
         return error(400, "malformed", _NOT_A_RULE)
     try:
         rule = SharingRule.model_validate({**body, "id": rule_id})
     except ValidationError as exc:
         return _invalid(exc)
-    existing = await request.app[STORE].call(_rules_in_force, request.app)
+    existing = await request.app[IN_FORCE].rules()
     if rule_id not in existing:
         return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
     return await _change(request, rule, "updated")
@@ -159,24 +119,24 @@ async def rule_update(request: web.Request) -> web.Response:
 async def rule_disable(request: web.Request) -> web.Response:
     """POST /v1/admin/sharing/{rule_id}/disable: stop sharing under a rule (kept for the record)."""
     rule_id = request.match_info["rule_id"]
-    existing = await request.app[STORE].call(_rules_in_force, request.app)
+    existing = await request.app[IN_FORCE].rules()
     if rule_id not in existing:
         return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
     return await _change(request, SharingRule.model_validate({**existing[rule_id], "enabled": False}), "disabled")
 
 
 def explain_record(app: web.Application, record: dict[str, Any], consumer: str) -> dict[str, Any]:
-    """The policy's explanation, with the store's catalogue and producers (runs on the store thread)."""
+    """The explanation of the policy in force, with the store's catalogue and producers (runs on
+    the store thread)."""
     store = app[STORE].store
-    policy = store.policy
-    assert policy is not None
     today = local_today(dt.datetime.fromisoformat(store.now()))
-    return policy.explain(record, consumer, today, catalogue=store.matter_departments, producer=store.producer)
+    return app[IN_FORCE].policy.explain(record, consumer, today, catalogue=store.routing.matter_departments,
+                                        producer=store.routing.producer)
 
 
 async def explain(request: web.Request) -> web.Response:
     """POST /v1/admin/policy/explain ``{"record": {…}, "to": "consumer"}``."""
-    body = _json_object(request)
+    body = json_object(request)
     if body is None or not isinstance(body.get("record"), dict) or not isinstance(body.get("to"), str):
         return error(400, "malformed", '请求体应为 {"record": {…}, "to": "连接器"} / the body must be {"record": {…}, '
                      '"to": "connector id"}')
@@ -188,13 +148,13 @@ async def explain(request: web.Request) -> web.Response:
 async def deadletters(request: web.Request) -> web.Response:
     """GET /v1/admin/deadletters[?consumer=ID]: deliveries given up on."""
     runner = request.app[STORE]
-    rows = await runner.call(runner.store.dead_letters, request.query.get("consumer"))
+    rows = await runner.call(runner.store.outbox.dead_letters, request.query.get("consumer"))
     return json_response({"dead_letters": rows})
 
 
 async def replay(request: web.Request) -> web.Response:
     """POST /v1/admin/deadletters/replay ``{"consumer"?: ID, "seqs"?: [N]}``: send them again."""
-    body = _json_object(request) if request[BODY] else {}
+    body = json_object(request) if request[BODY] else {}
     if body is None:
         return error(400, "malformed", '请求体应为 {"consumer": …, "seqs": […]} / the body must be {"consumer": …, '
                      '"seqs": […]}, both optional')
@@ -204,24 +164,62 @@ async def replay(request: web.Request) -> web.Response:
         return error(400, "malformed", "consumer 应为字符串，seqs 应为整数数组 / consumer must be a string and seqs a "
                      "list of integers")
     runner = request.app[STORE]
-    count = await runner.call(runner.store.replay, consumer, seqs, request[IDENTITY].name)
+    count = await runner.call(runner.store.outbox.replay, consumer, seqs, request[IDENTITY].name)
     if DELIVERER in request.app:
         request.app[DELIVERER].wake()
     return json_response({"replayed": count})
 
 
-def add_admin_routes(routes: Routes) -> None:
-    """The admin endpoints, for the admin role only."""
-    admin = {"admin"}
-    routes.add("GET", "/v1/admin/connectors", connectors, name="admin_connectors", roles=admin)
-    routes.add("POST", "/v1/admin/connectors/{connector_id}/disable", connector_disable,
-               name="admin_connector_disable", roles=admin)
-    routes.add("POST", "/v1/admin/connectors/{connector_id}/enable", connector_enable, name="admin_connector_enable",
-               roles=admin)
-    routes.add("GET", "/v1/admin/sharing", rules, name="admin_rules", roles=admin)
-    routes.add("POST", "/v1/admin/sharing", rule_add, name="admin_rule_add", roles=admin)
-    routes.add("PUT", "/v1/admin/sharing/{rule_id}", rule_update, name="admin_rule_update", roles=admin)
-    routes.add("POST", "/v1/admin/sharing/{rule_id}/disable", rule_disable, name="admin_rule_disable", roles=admin)
-    routes.add("POST", "/v1/admin/policy/explain", explain, name="admin_explain", roles=admin)
-    routes.add("GET", "/v1/admin/deadletters", deadletters, name="admin_deadletters", roles=admin)
-    routes.add("POST", "/v1/admin/deadletters/replay", replay, name="admin_replay", roles=admin)
+def _changed() -> dict[str, Any]:
+    return json_body(obj(["rule", "change"], rule=ref("SharingRule"), change={"type": "string"}), "The rule as kept")
+
+
+_ADMIN = {"admin"}
+_RULE_BODY = {"required": True, "content": {"application/json": {"schema": ref("SharingRule")}}}
+_LISTED = {"type": "array", "items": {"type": "object"}}
+ROUTES: list[Route] = [
+    route("GET", "/v1/admin/connectors", connectors, name="admin_connectors", roles=_ADMIN, doc={
+        "summary": "The registered connectors (no secrets)",
+        "responses": {"200": json_body(obj(["connectors"], connectors=_LISTED), "The connectors"),
+                      **errors(401, 403)}}),
+    *(route("POST", f"/v1/admin/connectors/{{connector_id}}/{action}", handler, name=f"admin_connector_{action}",
+            roles=_ADMIN, doc={
+                "summary": f"{action.capitalize()} a connector at run time (logged)",
+                "parameters": [path_param("connector_id")],
+                "responses": {"200": json_body(obj(["connector", "enabled"], connector={"type": "string"},
+                                                   enabled={"type": "boolean"}), "The connector's state"),
+                              **errors(401, 403, 404)}})
+      for action, handler in (("disable", connector_disable), ("enable", connector_enable))),
+    route("GET", "/v1/admin/sharing", rules, name="admin_rules", roles=_ADMIN, doc={
+        "summary": "The sharing rules in force",
+        "responses": {"200": json_body(obj(["rules"], rules={"type": "array", "items": ref("SharingRule")}),
+                                       "The rules"), **errors(401, 403)}}),
+    route("POST", "/v1/admin/sharing", rule_add, name="admin_rule_add", roles=_ADMIN, doc={
+        "summary": "Add a sharing rule (logged)", "requestBody": _RULE_BODY,
+        "responses": {"201": _changed(), **errors(400, 401, 403, 409)}}),
+    route("PUT", "/v1/admin/sharing/{rule_id}", rule_update, name="admin_rule_update", roles=_ADMIN, doc={
+        "summary": "Replace a sharing rule (logged)", "parameters": [path_param("rule_id")],
+        "requestBody": _RULE_BODY, "responses": {"200": _changed(), **errors(400, 401, 403, 404)}}),
+    route("POST", "/v1/admin/sharing/{rule_id}/disable", rule_disable, name="admin_rule_disable", roles=_ADMIN, doc={
+        "summary": "Disable a sharing rule (logged)", "parameters": [path_param("rule_id")],
+        "responses": {"200": _changed(), **errors(401, 403, 404)}}),
+    route("POST", "/v1/admin/policy/explain", explain, name="admin_explain", roles=_ADMIN, doc={
+        "summary": "Whether and why a record reaches a consumer, and what it would receive",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": obj(
+            ["record", "to"], record={"type": "object"}, to={"type": "string"})}}},
+        "responses": {"200": json_body(obj(["consumer", "routed", "allowed", "reason"], routed={"type": "boolean"},
+                                           allowed={"type": "boolean"}, reason={"type": "string"}),
+                                       "The explanation"), **errors(400, 401, 403)}}),
+    route("GET", "/v1/admin/deadletters", deadletters, name="admin_deadletters", roles=_ADMIN, doc={
+        "summary": "Deliveries given up on",
+        "parameters": [{"name": "consumer", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {"200": json_body(obj(["dead_letters"], dead_letters=_LISTED), "Dead letters"),
+                      **errors(401, 403)}}),
+    route("POST", "/v1/admin/deadletters/replay", replay, name="admin_replay", roles=_ADMIN, doc={
+        "summary": "Send dead letters again (logged)",
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"consumer": {"type": "string"},
+                                             "seqs": {"type": "array", "items": {"type": "integer"}}}}}}},
+        "responses": {"200": json_body(obj(["replayed"], replayed={"type": "integer"}), "How many"),
+                      **errors(400, 401, 403)}}),
+]

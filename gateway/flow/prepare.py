@@ -1,65 +1,50 @@
 """From a request body to records ready for the store: parse, map, validate, normalise.
 
 Whole-request problems raise ``BodyError`` with the HTTP status to answer (nothing is stored);
-problems of single records become quarantined records with their errors.
+problems of single records become quarantined records with their errors. Large batches are
+prepared in worker processes (``PreparePool``), beside the event loop, so that validation of one
+batch overlaps the durable commit of another on a second core; the workers hand back rows ready
+for the store: payload bytes and a few strings per record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import multiprocessing
 import re
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 from lxml import etree
 
-from gateway.config import ConnectorConfig
+from gateway.config import Config, ConnectorConfig, resolve_mapping
+from gateway.exceptions import BodyError
 from gateway.exchange_log import content_digest
 from gateway.store.model import Incoming, Quarantined
 from mappings import CompiledMapping, SourceFormatError, map_record, read_source
 from mappings.formats import SourceItem
+from mappings.media import READ_AS
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.issues import issue
 
-__all__ = ["CONTENT_KINDS", "FILE_TYPES", "BodyError", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
+__all__ = ["INLINE_BELOW", "PreparePool", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
 
 _GATEWAY_FIELDS = ("source", "received_at", "seq", "digest")
-
-
-class BodyError(Exception):
-    """The request body as a whole cannot be taken; answered with ``status`` and nothing stored."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    def __reduce__(self) -> tuple[type[BodyError], tuple[int, str, str]]:
-        return BodyError, (self.status, self.code, self.message)  # raised in a worker process, re-raised here
-
-
-CONTENT_KINDS = {
-    "application/json": "json", "application/x-ndjson": "ndjson", "application/ndjson": "ndjson",
-    "application/jsonl": "ndjson", "application/xml": "xml", "text/xml": "xml", "text/csv": "csv",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
-    "application/vnd.ms-excel": "xlsx", "application/vnd.oasis.opendocument.spreadsheet": "xlsx",
-}
-_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-# a file's content type by its name's ending: for dropped files and for `supex push`
-FILE_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "application/x-ndjson",
-              ".jsonl": "application/x-ndjson", ".xml": "application/xml", ".xlsx": _XLSX, ".xlsm": _XLSX,
-              ".xls": _XLSX, ".ods": _XLSX}
 
 
 def content_kind(content_type: str) -> str:
     """``json``, ``ndjson``, ``xml``, ``csv`` or ``xlsx`` (any workbook) from a Content-Type header; else 415."""
     main = content_type.split(";", 1)[0].strip().lower()
-    if main not in CONTENT_KINDS:
+    if main not in READ_AS:
         raise BodyError(415, "unsupported_media_type",
                         f"不支持的内容类型 / unsupported content type {main or '(none)'!r}: use application/json, "
                         "application/x-ndjson, or the connector's own XML, CSV or spreadsheet")
-    return CONTENT_KINDS[main]
+    return READ_AS[main]
 
 
 def record_digest(record: dict[str, Any], algorithm: str) -> str:
@@ -209,3 +194,52 @@ class RecordPreparer:
         errors: list[Issue] = list(verdict.errors)
         return Quarantined(item.index, printable(record_id), printable(record_type), [e.as_dict() for e in errors],
                            payload)
+
+
+# ---- in worker processes ------------------------------------------------------------------------
+
+INLINE_BELOW = 64 * 1024  # smaller bodies are prepared in place: a process hop would cost more
+
+_state: tuple[RecordPreparer, dict[str, ConnectorConfig], dict[str, CompiledMapping]] | None = None
+
+
+def _start(connectors: list[ConnectorConfig], base_dir: Path, log_hash: str, max_records: int,
+           extra_regions: dict[str, str]) -> None:
+    global _state  # noqa: PLW0603 - one worker process, one preparer: its whole reason to exist
+    mappings = {c.id: resolve_mapping(name, base_dir) for c in connectors if (name := c.mapping_name)}
+    preparer = RecordPreparer(log_hash=log_hash, max_records=max_records, extra_regions=extra_regions)
+    _state = (preparer, {c.id: c for c in connectors}, mappings)
+
+
+def _prepare(connector_id: str, body: bytes, content_type: str, received_at: str) -> Prepared:
+    assert _state is not None, "worker not started"
+    preparer, connectors, mappings = _state
+    return preparer.prepare(connectors[connector_id], mappings.get(connector_id), body, content_type, received_at)
+
+
+def _ready() -> bool:
+    return _state is not None
+
+
+class PreparePool:
+    """Worker processes that each hold a preparer for every connector."""
+
+    def __init__(self, config: Config, processes: int) -> None:
+        self._pool = ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+            initargs=(list(config.connector), config.base_dir, config.gateway.log_hash, config.gateway.max_records,
+                      config.gateway.extra_region_codes),
+        )
+
+    async def warm_up(self) -> None:
+        """Start the workers now rather than on the first large batch."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, _ready)
+
+    async def prepare(self, connector_id: str, body: bytes, content_type: str, received_at: str) -> Prepared:
+        """Prepare one body in a worker; ``BodyError`` comes back as raised there."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _prepare, connector_id, body, content_type, received_at)
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

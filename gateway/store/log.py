@@ -1,0 +1,210 @@
+"""The exchange log read back: entries streamed by filter, searched newest first for the console,
+one record's trail, daily volumes, the head, and the whole chain verified (in worker processes for
+long logs) with the one verifier, ``exchange_log.check_stretch``."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+from gateway.exchange_log import (
+    LOG_COLUMNS,
+    ChainCheck,
+    Link,
+    LogEntry,
+    Stretch,
+    chain_hash,
+    check_stretch,
+    joined,
+    row_entry,
+)
+from gateway.store.base import Connection, log_head
+from gateway.store.model import LogFilter
+
+if TYPE_CHECKING:
+    from gateway.store.sql import SQLStore
+
+__all__ = ["ExchangeLogStore", "verify_stretch"]
+
+_VERIFY_STRETCH = 50_000  # entries a worker checks at a time
+_PARALLEL_FROM = 200_000  # logs from this size are verified in several processes
+_COLUMNS = ", ".join(LOG_COLUMNS)
+# the filters of a query by the column each compares, besides ``connector`` (either side of an event)
+_EQUAL = {"counterpart": "counterpart = ", "record_type": "record_type = ", "record_id": "record_id = ",
+          "event": "event = ", "rule": "rule = ", "source": "source = "}
+
+
+def _clauses(where: LogFilter | None) -> tuple[list[str], list[Any]]:
+    """The ``WHERE`` clauses of ``where`` but its connector, and their arguments."""
+    if where is None:
+        return [], []
+    clauses, args = [], []
+    for column, value in (("at >= ", where.since), ("at < ", where.until),
+                          *((sql, getattr(where, name)) for name, sql in _EQUAL.items())):
+        if value is not None:
+            clauses.append(column + "?")
+            args.append(value)
+    return clauses, args
+
+
+class ExchangeLogStore:
+    """The exchange log as the store holds it."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+
+    def append(self, entries: list[LogEntry]) -> None:
+        """Append entries that record no change of data (audit queries, configuration changes)."""
+        with self.store.transaction() as db:
+            self.store.append(db, entries)
+
+    def entries(self, *, after: int = 0, where: LogFilter | None = None, limit: int | None = None) -> Iterator[
+        LogEntry
+    ]:
+        """Entries after ``after`` matching ``where``, in order, streamed."""
+        clauses, args = _clauses(where)
+        clauses, args = ["seq > ?", *clauses], [after, *args]
+        if where is not None and where.connector is not None:  # the events it took part in, on either side
+            clauses.append("(connector = ? OR counterpart = ?)")
+            args.extend((where.connector, where.connector))
+        sql = f"SELECT {_COLUMNS} FROM exchange_log WHERE {' AND '.join(clauses)} ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.store.reading() as reader:
+            cursor = reader.execute(sql, args)
+            while rows := cursor.fetchmany(2000):
+                yield from (row_entry(r) for r in rows)
+
+    def search(self, where: LogFilter, *, before: int | None = None, limit: int = 50) -> list[LogEntry]:
+        """Entries matching ``where``, newest first, older than ``before``: each filter goes by its
+        index, so that a page costs the same in a log of a thousand entries or of millions."""
+        with self.store.reading() as db:
+            low, high = _seq_bounds(db, where.since, where.until)
+            if before is not None:
+                high = min(high, before - 1)
+            clauses, args = _clauses(where)
+            clauses, args = ["seq BETWEEN ? AND ?", *clauses], [low, high, *args]
+            sides = [""] if where.connector is None else [" AND connector = ?", " AND counterpart = ?"]
+            found: dict[int, LogEntry] = {}
+            for side in sides:  # a party on either side: two index scans, merged
+                sql = (f"SELECT {_COLUMNS} FROM exchange_log WHERE {' AND '.join(clauses)}{side} "
+                       "ORDER BY seq DESC LIMIT ?")
+                extra = [where.connector] if side else []
+                for row in db.execute(sql, [*args, *extra, limit]):
+                    found[row[0]] = row_entry(row)
+        return [found[seq] for seq in sorted(found, reverse=True)[:limit]]
+
+    def trail(self, source: str, record_id: str, limit: int = 10_000) -> list[LogEntry]:
+        """Every event of one record of ``source``, with the arrival of the batches it came in."""
+        own = list(self.entries(where=LogFilter(record_id=record_id, source=source), limit=limit))
+        batches = sorted({e.batch_id for e in own if e.batch_id})
+        if not batches:
+            return own
+        with self.store.query() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM exchange_log WHERE event = 'received' AND source = ? "
+                f"AND batch_id IN ({', '.join('?' * len(batches))})", (source, *batches)).fetchall()
+        return sorted(own + [row_entry(r) for r in rows], key=lambda e: e.seq)
+
+    def volume(self, since_day: str) -> list[tuple[str, str, str, int]]:
+        """Records stored, rejected, delivered and pulled, by day and connector, from ``since_day``."""
+        with self.store.reading() as db:
+            return [tuple(r) for r in db.execute(
+                "SELECT day, connector, event, count FROM volume WHERE day >= ? ORDER BY day, connector, event",
+                (since_day,))]
+
+    def event_counts(self, events: Sequence[str]) -> dict[str, int]:
+        """How many entries of each of ``events`` the log holds."""
+        with self.store.reading() as db:
+            return {event: db.execute("SELECT count(*) FROM exchange_log WHERE event = ?", (event,)).fetchone()[0]
+                    for event in events}
+
+    def denials_by_rule(self, limit: int = 100) -> list[tuple[str | None, str, int]]:
+        """Denied routes grouped by the rule or reason that denied them, most frequent first."""
+        with self.store.reading() as db:
+            return [tuple(r) for r in db.execute(
+                "SELECT rule, reason, count(*) AS n FROM exchange_log WHERE event = 'denied' GROUP BY rule, reason "
+                "ORDER BY n DESC LIMIT ?", (limit,))]
+
+    def hash_at(self, seq: int) -> str | None:
+        """The hash the log holds at ``seq``, or ``None`` if it has no such entry."""
+        with self.store.query() as db:
+            row = db.execute("SELECT hash FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def head(self) -> tuple[int, str]:
+        """The last seq and hash of the exchange log."""
+        with self.store.query() as db:
+            return log_head(db)
+
+    def verify(self, processes: int | None = None) -> Iterator[ChainCheck]:
+        """Verify the whole chain as it stands now, yielding progress after each stretch of entries and
+        the outcome last. Stretches are checked side by side in ``processes`` worker processes (default:
+        one a core, for large logs); each entry's hash depends only on its own row, so only the links
+        between stretches are left to join here."""
+        store = self.store
+        total = self.head()[0]
+        ranges = [(first, min(first + _VERIFY_STRETCH - 1, total)) for first in range(1, total + 1, _VERIFY_STRETCH)]
+        workers = (os.cpu_count() or 1) if processes is None else processes
+        worker = store.verify_worker()
+        if worker is None or total < _PARALLEL_FROM or workers < 2:
+            with store.reading() as db:
+                yield from joined(verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL) for a, b in ranges)
+            return
+        # forked where this process runs no other thread (the command line): nothing to re-import;
+        # spawned otherwise (a serving gateway), since forking beside running threads is unsafe
+        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            yield from joined(pool.map(worker, repeat(store.location), repeat(store.log_hash),
+                                       [a for a, _ in ranges], [b for _, b in ranges]))
+
+
+def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None) -> Stretch:
+    """Entries ``first`` … ``last`` of the database checked by ``check_stretch``. ``canonical_sql``
+    builds an entry's canonical JSON in the database, which spares making a Python value of every
+    column; without it, each row is read whole."""
+    columns = f"seq, prev_hash, hash, {canonical_sql}" if canonical_sql else _COLUMNS
+    cursor = db.execute(f"SELECT {columns} FROM exchange_log WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
+
+    def links() -> Iterator[Link]:
+        while rows := cursor.fetchmany(5000):
+            if canonical_sql:
+                for seq, prev_hash, stored, canonical in rows:
+                    yield seq, prev_hash, stored, canonical.encode()
+            else:
+                for row in rows:
+                    yield row[0], row[-2], row[-1], row_entry(row).canonical(row[0])
+
+    def holds(seq: int) -> bool:
+        """Whether entry ``seq`` matches its hash by the canonical JSON's definition (where the
+        database's bytes did not give it)."""
+        entry = row_entry(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone())
+        return chain_hash(algorithm, entry.prev_hash, entry) == entry.hash
+
+    return check_stretch(links(), algorithm, first, last, recheck=holds if canonical_sql else None)
+
+
+def _seq_bounds(db: Connection, since: str | None, until: str | None) -> tuple[int, int]:
+    """The seqs between which entries of ``since`` … ``until`` lie, found by bisection (entries are
+    appended in time order), so that a time filter narrows the scan instead of reading every time."""
+    head = db.execute("SELECT max(seq) FROM exchange_log").fetchone()[0] or 0
+
+    def first_at_or_after(moment: str) -> int:
+        low, high = 1, head + 1
+        while low < high:
+            middle = (low + high) // 2
+            row = db.execute("SELECT at FROM exchange_log WHERE seq >= ? ORDER BY seq LIMIT 1", (middle,)).fetchone()
+            if row is None or row[0] >= moment:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    low = first_at_or_after(since) if since else 1
+    high = first_at_or_after(until) - 1 if until else head
+    return max(0, low - 1), high
