@@ -27,9 +27,9 @@ from pathlib import Path
 
 from _data import machine
 
-from gateway.http.app import create_app
 from gateway.config import load_config
 from gateway.exchange_log import LogEntry
+from gateway.http.app import create_app
 from gateway.store.sqlite import SQLiteStore
 
 HERE = Path(__file__).resolve()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from connectors.signing import signature_headers
-from gateway.http.app import create_app
 from gateway.config import load_config
+from gateway.http.app import create_app
 from tests.conftest import served_in_thread
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, CONFIG_TEXT, SECRETS, inspection
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 
 from connectors import GatewayRefusedError, GatewayUnreachableError, SupexClient, classify
 from connectors.signing import sign
-from gateway.http.app import create_app
 from gateway.config import Config
+from gateway.http.app import create_app
 from tests.gateway.conftest import NOW, SECRETS, inspection
 
 

@@ -16,8 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import PagedApiSimulator
-from gateway.http.app import create_app
 from gateway.config import load_config, resolve_mapping
+from gateway.http.app import create_app
 from gateway.http.context import SOURCES, STORE
 from mappings import map_stream
 from schemas import Validator

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.signing import signature_headers
-from gateway.http.app import create_app
 from gateway.config import Config, load_config
+from gateway.http.app import create_app
 from tests.conftest import VALID_RECORDS
 
 NOW = 1_780_000_000.0  # a fixed 'now' (2026-05-28) for signatures

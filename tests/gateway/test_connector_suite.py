@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestServer
 
 from connectors.testing import InternetPlusSimulator
 from gateway.acceptance import ConnectorSuite, _not_run, _with_record_id
-from gateway.http.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
+from gateway.http.app import create_app
 from mappings import compile_text
 from tests.conftest import served_in_thread
 from tests.gateway.conftest import CONFIG_TEXT, SECRETS, endpoints

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.http.app import create_app
 from gateway.config import Config
+from gateway.http.app import create_app
 from gateway.http.console import CONSOLE
 from gateway.http.context import STORE
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, Signed, inspection

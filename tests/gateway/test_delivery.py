@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
-from gateway.http.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.flow.delivery import CircuitBreaker, schedule
+from gateway.http.app import create_app
 from gateway.http.context import DELIVERER, STORE
 from tests.conftest import SAMPLES
 from tests.gateway.conftest import ADMIN_TOKEN, NOW, SECRETS, Signed, endpoints, inspection

@@ -12,9 +12,9 @@ import structlog
 from openapi_spec_validator import validate as validate_openapi
 
 from connectors.signing import signature_headers
-from gateway.http.app import STORE, create_app
 from gateway.config import load_config
 from gateway.exchange_log import EVENTS
+from gateway.http.app import STORE, create_app
 from gateway.http.openapi import openapi_document
 from tests.conftest import IDENTIFIERS
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection

@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.signing import sign, signature_headers
-from gateway.http import app as app_module
-from gateway.http.routes import ACCESS, CONSOLE, PUBLIC
-from gateway.http.app import create_app
 from gateway.config import Config
+from gateway.http import app as app_module
+from gateway.http.app import create_app
 from gateway.http.context import STORE
-from gateway.observability import configure_logging
+from gateway.http.routes import ACCESS, CONSOLE, PUBLIC
 from gateway.http.security import BodyBudget, FailureThrottle, client_key
 from gateway.http.serving import ConnectionGuard, raise_open_files_limit, start_gateway
+from gateway.observability import configure_logging
 from tests.backends import Backend
 from tests.conftest import SAMPLES, served_in_thread
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW, SECRETS, Signed, config_in, inspection
@@ -79,10 +79,11 @@ async def test_a_push_replayed_at_another_gateway_is_refused_and_stores_nothing(
 
 def test_nonces_are_forgotten_once_their_window_has_passed(backend: Backend) -> None:
     store = backend.open()
-    assert store.records.commit_group([], [("amr", "n" * 16, NOW + 301), ("amr", "m" * 16, NOW + 10)])[1] == [True, True]
-    assert store.records.commit_group([], [("amr", "n" * 16, NOW + 301), ("jinan", "n" * 16, NOW + 301)])[1] == [False, True]
-    assert store.records.forget_nonces(NOW + 100) == 1  # only the one whose window closed
-    assert store.records.commit_group([], [("amr", "m" * 16, NOW + 400), ("amr", "n" * 16, NOW + 400)])[1] == [True, False]
+    records = store.records
+    assert records.commit_group([], [("amr", "n" * 16, NOW + 301), ("amr", "m" * 16, NOW + 10)])[1] == [True, True]
+    assert records.commit_group([], [("amr", "n" * 16, NOW + 301), ("jinan", "n" * 16, NOW + 301)])[1] == [False, True]
+    assert records.forget_nonces(NOW + 100) == 1  # only the one whose window closed
+    assert records.commit_group([], [("amr", "m" * 16, NOW + 400), ("amr", "n" * 16, NOW + 400)])[1] == [True, False]
     store.close()
 
 

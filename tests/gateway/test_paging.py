@@ -12,11 +12,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import PagedApiSimulator
-from gateway.http.app import create_app
 from gateway.config import load_config
 from gateway.exceptions import ConfigError, SourceError
-from gateway.http.context import SOURCES, STORE
 from gateway.flow.sources import SourcePoller
+from gateway.http.app import create_app
+from gateway.http.context import SOURCES, STORE
 from tests.gateway.conftest import CONFIG_TEXT, NOW, SECRETS
 
 SECRET = "secret-tax-0123456789abcdefgh"

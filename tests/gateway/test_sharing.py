@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from connectors.signing import signature_headers
-from gateway.http.app import create_app
 from gateway.cli import main
 from gateway.config import Config, load_config
+from gateway.http.app import create_app
 from gateway.http.context import DELIVERER, IN_FORCE, STORE
 from gateway.store.runner import StoreRunner
 from tests.backends import Backend

@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from connectors.testing import DepartmentSimulator, EnforcementOversightSimulator, InternetPlusSimulator
-from gateway.http.app import create_app
 from gateway.config import Config, load_config
 from gateway.exceptions import ConfigError, SourceError
-from gateway.http.context import SOURCES, STORE
 from gateway.flow.sources import FileDrop, SourcePoller
+from gateway.http.app import create_app
+from gateway.http.context import SOURCES, STORE
 from gateway.store.model import SourceMark
 from tests.conftest import SAMPLES
 from tests.gateway.conftest import ADMIN_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
