@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway import operations
+from gateway.cli import exchange as operations
 from mappings import ValueMappingError, builtin_mapping
 from tests.conftest import VALID_RECORDS
 

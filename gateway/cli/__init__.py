@@ -1,5 +1,8 @@
 """The ``supex`` command line: one parser, one function a command, errors a person can act on.
 
+Each family of commands is a module of this package (``files``, ``serve``, ``exchange``, ``log``,
+``admin``, ``connector``, ``store``, ``demo``), imported only when one of its commands runs.
+
 Exit codes: 0 everything valid, 1 some record or input is invalid, 2 usage or configuration.
 """
 
@@ -275,34 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
 def _command(name: str) -> Command:
     """The function of a command, its module imported only now: a command loads what it uses."""
     module, _, function = _COMMANDS[name].partition(":")
-    found: Command = getattr(importlib.import_module(f"gateway.{module}"), function)
+    found: Command = getattr(importlib.import_module(f"gateway.cli.{module}"), function)
     return found
 
 
 _COMMANDS = {
-    "validate": "commands:validate",
-    "map": "commands:map_files",
-    "mapping test": "commands:mapping_test",
-    "mapping draft": "commands:mapping_draft",
-    "schemas list": "commands:schemas_list",
-    "schemas show": "commands:schemas_show",
-    "serve": "operations:serve",
-    "check-config": "operations:check_config",
-    "push": "operations:push",
-    "pull": "operations:pull",
-    "log verify": "operations:log_verify",
-    "log checkpoint": "operations:log_checkpoint",
-    "log query": "operations:log_query",
-    "log export": "operations:log_export",
-    "policy explain": "operations:policy_explain",
-    "deadletter list": "operations:deadletter_list",
-    "deadletter replay": "operations:deadletter_replay",
-    "connector test": "operations:connector_test",
-    "demo": "operations:demo",
-    "keys generate": "operations:keys_generate",
-    "keys status": "operations:keys_status",
-    "keys rotate": "operations:keys_rotate",
-    "backup": "operations:backup",
+    "validate": "files:validate",
+    "map": "files:map_files",
+    "mapping test": "files:mapping_test",
+    "mapping draft": "files:mapping_draft",
+    "schemas list": "files:schemas_list",
+    "schemas show": "files:schemas_show",
+    "serve": "serve:serve",
+    "check-config": "serve:check_config",
+    "push": "exchange:push",
+    "pull": "exchange:pull",
+    "log verify": "log:log_verify",
+    "log checkpoint": "log:log_checkpoint",
+    "log query": "log:log_query",
+    "log export": "log:log_export",
+    "policy explain": "admin:policy_explain",
+    "deadletter list": "admin:deadletter_list",
+    "deadletter replay": "admin:deadletter_replay",
+    "connector test": "connector:connector_test",
+    "demo": "demo:demo",
+    "keys generate": "store:keys_generate",
+    "keys status": "store:keys_status",
+    "keys rotate": "store:keys_rotate",
+    "backup": "store:backup",
 }
 
 
