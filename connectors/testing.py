@@ -180,7 +180,7 @@ class SystemSimulator:
             try:
                 value = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                raise ValueError(f"not JSON: {exc}") from None
+                raise ValueError(f"not JSON: {exc}") from exc
             items = value if isinstance(value, list) else [value]
             if not all(isinstance(item, dict) for item in items):
                 raise ValueError("not a list of JSON objects")
@@ -188,8 +188,8 @@ class SystemSimulator:
         if main in ("application/xml", "text/xml"):
             try:
                 root = parse_xml(body)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is the sender's
-                raise ValueError(f"not XML: {exc}") from None
+            except Exception as exc:  # any parse failure is the sender's
+                raise ValueError(f"not XML: {exc}") from exc
             return [{etree.QName(child).localname: child.text or "" for child in element}
                     for element in root.iter(f"{{{self.namespace}}}{self.record_tag}" if self.namespace
                                              else self.record_tag)]

@@ -343,7 +343,7 @@ def resolve_mapping(name_or_path: str, base_dir: Path | None = None) -> Compiled
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise MappingDefinitionError(f"无法读取映射文件 / cannot read mapping file: {exc}",
-                                         source=str(path)) from None
+                                         source=str(path)) from exc
         return compile_text(text, source=str(path))
     return builtin_mapping(name_or_path)
 
@@ -359,7 +359,7 @@ def _load_secrets(config: Config, environ: Mapping[str, str], only: Collection[s
         try:
             from_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"无法读取密钥文件 / cannot read the secrets file {path}: {exc}") from None
+            raise ConfigError(f"无法读取密钥文件 / cannot read the secrets file {path}: {exc}") from exc
     secrets = {}
     for connector in config.connector:
         if only is not None and connector.id not in only:
@@ -382,11 +382,11 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"无法读取配置文件 / cannot read the configuration {path}: {exc}") from None
+        raise ConfigError(f"无法读取配置文件 / cannot read the configuration {path}: {exc}") from exc
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML 语法错误 / TOML syntax error: {exc}") from None
+        raise ConfigError(f"{path}: TOML 语法错误 / TOML syntax error: {exc}") from exc
     try:
         config = Config.model_validate({**raw, "base_dir": path.resolve().parent})
     except ValidationError as exc:
@@ -396,8 +396,8 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         line = key_line(text, loc)
         prefix = f"{path}:{line}: " if line else f"{path}: "
         if error["type"] == "extra_forbidden":
-            raise ConfigError(f"{prefix}未知的键 / unknown key {where!r}") from None
-        raise ConfigError(f"{prefix}{where}: {error['msg']}") from None
+            raise ConfigError(f"{prefix}未知的键 / unknown key {where!r}") from exc
+        raise ConfigError(f"{prefix}{where}: {error['msg']}") from exc
     if need_secrets:
         environ = os.environ if environ is None else environ
         gateway = config.gateway

@@ -128,9 +128,9 @@ class DataCipher:
             decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, body[-16:])).decryptor()
             decryptor.authenticate_additional_data(header + bound_to)
             return decryptor.update(body[:-16]) + decryptor.finalize()
-        except InvalidTag:
+        except InvalidTag as exc:
             raise DataKeyError("密文校验失败（被改动或移到了别处）/ a sealed payload fails its check: it was altered "
-                               "or moved to another row") from None
+                               "or moved to another row") from exc
 
     @staticmethod
     def key_id_of(sealed: bytes) -> str | None:
@@ -146,8 +146,8 @@ def _parse(text: str, where: str) -> list[bytes]:
             continue
         try:
             key = base64.b64decode(part, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{where}: 数据密钥不是 base64 / a data key is not base64") from None
+        except (binascii.Error, ValueError) as exc:
+            raise ConfigError(f"{where}: 数据密钥不是 base64 / a data key is not base64") from exc
         if len(key) != 32:  # 256-bit master keys
             raise ConfigError(f"{where}: 数据密钥应为 32 字节 / a data key must be 32 bytes (base64 of 32 random "
                               f"bytes), got {len(key)}")
@@ -170,6 +170,6 @@ def load_key_ring(env_name: str | None, key_file: Path | None, environ: Mapping[
         try:
             text = key_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"无法读取密钥文件 / cannot read the data key file {key_file}: {exc}") from None
+            raise ConfigError(f"无法读取密钥文件 / cannot read the data key file {key_file}: {exc}") from exc
         masters += _parse(text, str(key_file))
     return DataCipher(masters)

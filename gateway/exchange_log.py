@@ -8,7 +8,6 @@ processes for long logs), and ``verify_chain`` over entries in hand.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -17,7 +16,6 @@ import orjson
 from cryptography.hazmat.primitives import hashes
 
 if TYPE_CHECKING:
-    from gateway.store.model import Sharing
     from policy import Shared
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "chain_hash",
     "check_stretch",
     "content_digest",
-    "delivered_entries",
     "delivery_entry",
     "joined",
     "row_entry",
@@ -232,22 +229,6 @@ def delivery_entry(event: str, at: str, consumer: str, record: Mapping[str, Any]
     return LogEntry(event, at, connector=consumer, counterpart=producer, source=producer,
                     record_type=record.get("record_type"), record_id=record.get("record_id"),
                     version=record.get("version"), **more)
-
-
-def delivered_entries(at: str, consumer: str, sharing: Sharing, *, due_by: str | None,
-                      now: dt.datetime) -> list[LogEntry]:
-    """What the log says of a record given to ``consumer``: ``delivered``, with the rule, purpose,
-    field paths shared and masked and the digest of what it received; and ``overdue`` besides when
-    that is later than the rule's ``deliver_within`` allowed (``due_by``)."""
-    shared, decision, record = sharing.shared, sharing.decision, sharing.record
-    assert shared is not None
-    omitted = f"omitted: {', '.join(shared.omitted)}"[:500] if shared.omitted else None
-    entries = [delivery_entry("delivered", at, consumer, record, rule=decision.rule, purpose=decision.purpose,
-                              fields=shared.fields, masked=shared.masked, digest=sharing.digest, reason=omitted)]
-    if due_by and now > dt.datetime.fromisoformat(due_by):
-        entries.append(delivery_entry("overdue", at, consumer, record, rule=decision.rule, reason=f"due by {due_by}"))
-    return entries
-
 
 
 def audit_query(at: str, by: str, what: str) -> LogEntry:

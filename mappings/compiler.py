@@ -128,13 +128,13 @@ def _xml_nodes(path: str, namespaces: Mapping[str, str]) -> Callable[[Any], list
     try:
         xpath = etree.XPath(path, namespaces=dict(namespaces), smart_strings=False)
     except etree.XPathSyntaxError as exc:
-        raise MappingDefinitionError(f"XPath 语法错误 / bad XPath {path!r}: {exc}") from None
+        raise MappingDefinitionError(f"XPath 语法错误 / bad XPath {path!r}: {exc}") from exc
 
     def nodes(element: Any) -> list[Any]:
         try:
             found = xpath(element)
         except etree.XPathError as exc:
-            raise ValueMappingError(f"XPath {path!r} 无法求值 / cannot be evaluated: {exc}") from None
+            raise ValueMappingError(f"XPath {path!r} 无法求值 / cannot be evaluated: {exc}") from exc
         if isinstance(found, list):
             return found
         return [found]
@@ -245,8 +245,8 @@ def _conversion(rule: Rule, ctx: _Context) -> Step | None:
     if kind == "decimal":
         try:
             scale = Decimal(rule.scale) if rule.scale else None
-        except InvalidOperation:
-            raise MappingDefinitionError(f"scale 不是数值 / scale is not a decimal: {rule.scale!r}") from None
+        except InvalidOperation as exc:
+            raise MappingDefinitionError(f"scale 不是数值 / scale is not a decimal: {rule.scale!r}") from exc
         places = rule.places
         return lambda v: transforms.to_decimal(v, scale, places)
     simple: dict[str, Step] = {
@@ -327,7 +327,7 @@ def _full_match(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise MappingDefinitionError(f"正则表达式错误 / bad regular expression {pattern!r}: {exc}") from None
+        raise MappingDefinitionError(f"正则表达式错误 / bad regular expression {pattern!r}: {exc}") from exc
 
 
 def _condition(cond: Condition, ctx: _Context) -> Callable[[Any], bool]:

@@ -203,7 +203,7 @@ def load_definition(text: str, *, source: str = "") -> MappingFile:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MappingDefinitionError(f"TOML 语法错误 / TOML syntax error: {exc}", source=source) from None
+        raise MappingDefinitionError(f"TOML 语法错误 / TOML syntax error: {exc}", source=source) from exc
     try:
         definition = MappingFile.model_validate(raw)
     except ValidationError as exc:
@@ -212,7 +212,7 @@ def load_definition(text: str, *, source: str = "") -> MappingFile:
         shape_only = {"string_type", "list_type", "model_type", "dict_type", "model_attributes_type"}
         errors.sort(key=lambda e: (e["type"] != "extra_forbidden", e["type"] in shape_only, -len(e["loc"])))
         message, loc = _describe(dict(errors[0]))
-        raise MappingDefinitionError(message, source=source, line=key_line(text, loc)) from None
+        raise MappingDefinitionError(message, source=source, line=key_line(text, loc)) from exc
     fmt = definition.mapping.format
     for key in sorted(definition.source.model_fields_set - FORMAT_KEYS[fmt]):
         where = sorted(f for f, keys in FORMAT_KEYS.items() if key in keys)

@@ -136,7 +136,7 @@ def _json_array(stream: IO[bytes], head: bytes) -> Iterator[SourceItem]:
         try:
             text = text[pos:] + utf8.decode(chunk, final=eof)
         except UnicodeDecodeError as exc:
-            raise SourceFormatError(f"not valid UTF-8: {exc.reason}") from None
+            raise SourceFormatError(f"not valid UTF-8: {exc.reason}") from exc
         pos = 0
         return not eof
 
@@ -166,9 +166,9 @@ def _json_array(stream: IO[bytes], head: bytes) -> Iterator[SourceItem]:
                 if not eof and len(text) - pos < MAX_RECORD_BYTES:
                     more()
                     continue
-                raise SourceFormatError(f"malformed or truncated JSON in record {index}: {exc.msg}") from None
-            except RecursionError:
-                raise SourceFormatError(f"record {index} is nested too deeply") from None
+                raise SourceFormatError(f"malformed or truncated JSON in record {index}: {exc.msg}") from exc
+            except RecursionError as exc:
+                raise SourceFormatError(f"record {index} is nested too deeply") from exc
             if end == len(text) and not eof:
                 more()  # a number may continue in the next chunk
                 continue
@@ -192,8 +192,8 @@ def _detect_encoding(head: bytes, encodings: list[str]) -> str:
         except UnicodeDecodeError as exc:
             reach[name] = exc.start
             continue
-        except LookupError:
-            raise SourceFormatError(f"unknown encoding {name!r}") from None
+        except LookupError as exc:
+            raise SourceFormatError(f"unknown encoding {name!r}") from exc
         return name
     best = max(reach, key=lambda n: reach[n]) if reach else None
     if best is None or reach[best] <= head.find(b"\n"):
@@ -301,7 +301,7 @@ def _csv_header(reader: Any, count: int, problems: dict[int, str]) -> list[list[
             raise SourceFormatError("空文件 / empty file: no header line") from None
         raise SourceFormatError(f"文件没有表头 / no header: the file ends within its first {count} lines") from None
     except csv.Error as exc:
-        raise SourceFormatError(f"表头无法解析 / malformed CSV header: line {reader.line_num}: {exc}") from None
+        raise SourceFormatError(f"表头无法解析 / malformed CSV header: line {reader.line_num}: {exc}") from exc
     damaged = [n for n in problems if n <= reader.line_num]
     if damaged:
         raise SourceFormatError(f"表头无法解析 / the header cannot be read: line {damaged[0]}: {problems[damaged[0]]}")
@@ -385,7 +385,7 @@ def _refuse_bomb(stream: IO[bytes]) -> None:
         with zipfile.ZipFile(stream) as archive:
             unpacked = sum(entry.file_size for entry in archive.infolist())
     except zipfile.BadZipFile as exc:
-        raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook: {exc}") from None
+        raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook: {exc}") from exc
     finally:
         stream.seek(start)
     if unpacked > MAX_UNPACKED:
@@ -402,7 +402,7 @@ def _open_sheet(stream: IO[bytes], sheet: str | int) -> Any:
         else:
             workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
     except python_calamine.CalamineError as exc:
-        raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook (.xlsx, .xls, .ods): {exc}") from None
+        raise SourceFormatError(f"不是可读的电子表格 / not a readable workbook (.xlsx, .xls, .ods): {exc}") from exc
     names = workbook.sheet_names
     if isinstance(sheet, int) and not 1 <= sheet <= len(names):
         raise SourceFormatError(f"工作簿只有 {len(names)} 个工作表 / the workbook has {len(names)} sheets, not a "
@@ -412,7 +412,7 @@ def _open_sheet(stream: IO[bytes], sheet: str | int) -> Any:
     try:
         return workbook.get_sheet_by_index(sheet - 1) if isinstance(sheet, int) else workbook.get_sheet_by_name(sheet)
     except python_calamine.CalamineError as exc:  # a damaged sheet
-        raise SourceFormatError(f"工作表无法读取 / the sheet cannot be read: {exc}") from None
+        raise SourceFormatError(f"工作表无法读取 / the sheet cannot be read: {exc}") from exc
 
 
 def read_sheet(stream: IO[bytes], *, sheet: str | int = 1, skip_rows: int = 0, header_rows: int = 1,
@@ -475,7 +475,7 @@ def parse_xml(data: bytes) -> Any:
     try:
         root = etree.fromstring(data, parser=_hardened_parser())
     except etree.XMLSyntaxError as exc:
-        raise SourceFormatError(f"malformed XML: {exc}") from None
+        raise SourceFormatError(f"malformed XML: {exc}") from exc
     if _has_dtd(root.getroottree()):
         raise SourceFormatError(_DTD_REFUSED)
     return root

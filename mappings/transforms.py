@@ -73,7 +73,7 @@ def _parse_moment(text: str, tz: dt.tzinfo) -> tuple[dt.datetime, bool]:
         moment = dt.datetime(year, month, day, hour, minute, int(second),
                              int((second % 1) * 1_000_000), tzinfo=zone)
     except ValueError as exc:
-        raise ValueMappingError(f"日期不存在 / no such date {text!r}: {exc}") from None
+        raise ValueMappingError(f"日期不存在 / no such date {text!r}: {exc}") from exc
     return moment, groups[3] is not None
 
 
@@ -97,8 +97,8 @@ def from_epoch(value: Any, epoch: str, tz: dt.tzinfo, *, date: bool = False) -> 
     text = halfwidth(str(value)).strip()
     try:
         number = Decimal(text)
-    except InvalidOperation:
-        raise ValueMappingError(f"不是时间戳 / not a number of {_EPOCH_NAMES[epoch]}: {text!r}") from None
+    except InvalidOperation as exc:
+        raise ValueMappingError(f"不是时间戳 / not a number of {_EPOCH_NAMES[epoch]}: {text!r}") from exc
     if not number.is_finite():
         raise ValueMappingError(f"不是时间戳 / not a number of {_EPOCH_NAMES[epoch]}: {text!r}")
     try:
@@ -109,8 +109,8 @@ def from_epoch(value: Any, epoch: str, tz: dt.tzinfo, *, date: bool = False) -> 
         else:
             start, per_second = _EPOCHS[epoch]
             moment = (start + dt.timedelta(seconds=float(number / per_second))).astimezone(tz)
-    except (OverflowError, ValueError):
-        raise ValueMappingError(f"时间戳超出范围 / {text!r} {_EPOCH_NAMES[epoch]} is out of range") from None
+    except (OverflowError, ValueError) as exc:
+        raise ValueMappingError(f"时间戳超出范围 / {text!r} {_EPOCH_NAMES[epoch]} is out of range") from exc
     return moment.date().isoformat() if date else moment.isoformat()
 
 
@@ -138,8 +138,8 @@ def to_decimal(value: Any, scale: Decimal | None = None, places: int | None = No
     text = halfwidth(str(value)).strip().replace(",", "")
     try:
         number = Decimal(text)
-    except InvalidOperation:
-        raise ValueMappingError(f"不是有效的数值 / not a decimal number {text!r}") from None
+    except InvalidOperation as exc:
+        raise ValueMappingError(f"不是有效的数值 / not a decimal number {text!r}") from exc
     if not number.is_finite():
         raise ValueMappingError(f"不是有效的数值 / not a finite number {text!r}")
     if scale is not None:
@@ -157,8 +157,8 @@ def to_int(value: Any) -> int:
     """An integer from a number or digits."""
     try:
         return int(halfwidth(str(value)).strip())
-    except ValueError:
-        raise ValueMappingError(f"不是整数 / not an integer {value!r}") from None
+    except ValueError as exc:
+        raise ValueMappingError(f"不是整数 / not an integer {value!r}") from exc
 
 
 def to_number(value: Any) -> int | float:

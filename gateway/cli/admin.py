@@ -24,7 +24,7 @@ def policy_explain(args: argparse.Namespace) -> int:
     try:
         record = json.loads(Path(args.record).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"无法读取记录文件 / cannot read the record file {args.record}: {exc}") from None
+        raise ConfigError(f"无法读取记录文件 / cannot read the record file {args.record}: {exc}") from exc
     if not isinstance(record, dict):
         raise ConfigError(f"记录文件应为一个 JSON 对象 / {args.record} must hold one JSON object (a standard record)")
     if args.to not in config.connectors():

@@ -70,7 +70,7 @@ async def _push_file(client: SupexClient, name: str, whole: bool, batch_size: in
             raise _Unpushable(f"网关拒收此文件 / the gateway refused this file: {exc}") from None
         raise
     except OSError as exc:
-        raise _Unpushable(f"无法读取 / cannot read: {exc.strerror or exc}") from None
+        raise _Unpushable(f"无法读取 / cannot read: {exc.strerror or exc}") from exc
 
 
 async def _push(args: argparse.Namespace, url: str, secret: str, whole_json: bool) -> tuple[dict[str, int], int]:

@@ -258,7 +258,7 @@ def mapping_draft(args: argparse.Namespace) -> int:
             shape = read_sample(args.format, stream, skip_rows=args.skip_rows,
                                 header_rows=args.header_rows)
     except OSError as exc:
-        raise ConfigError(f"无法读取样例 / cannot read the sample {args.sample}: {exc.strerror or exc}") from None
+        raise ConfigError(f"无法读取样例 / cannot read the sample {args.sample}: {exc.strerror or exc}") from exc
     except SourceFormatError as exc:
         raise ConfigError(f"{args.sample}: {exc}") from None
     stem = re.sub(r"[^a-z0-9_]+", "_", Path(args.sample).stem.lower()).strip("_") or "sample"
@@ -273,8 +273,8 @@ def mapping_draft(args: argparse.Namespace) -> int:
     try:
         with args.output.open("x", encoding="utf-8") as out:
             out.write(text)
-    except FileExistsError:
-        raise ConfigError(f"{args.output} 已存在，未覆盖 / {args.output} exists: not overwritten") from None
+    except FileExistsError as exc:
+        raise ConfigError(f"{args.output} 已存在，未覆盖 / {args.output} exists: not overwritten") from exc
     guessed = sum(f.target is not None for f in shape.fields)
     print(f"draft written to {args.output}: {guessed} of {len(shape.fields)} fields guessed / 已写出草稿",
           file=sys.stderr)

@@ -40,11 +40,11 @@ def keys_generate(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         fd = create_private(args.output)
-    except FileExistsError:
+    except FileExistsError as exc:
         raise ConfigError(f"密钥文件已存在，未覆盖 / {args.output} exists and is left as it is: a key file is never "
-                          "overwritten (add a new key first in it to rotate; see supex keys rotate)") from None
+                          "overwritten (add a new key first in it to rotate; see supex keys rotate)") from exc
     except OSError as exc:
-        raise ConfigError(f"无法创建密钥文件 / cannot create {args.output}: {exc.strerror}") from None
+        raise ConfigError(f"无法创建密钥文件 / cannot create {args.output}: {exc.strerror}") from exc
     with os.fdopen(fd, "w", encoding="ascii") as file:
         file.write(generate_key() + "\n")
     print(f"data key written to {args.output} (mode 0600) / 数据密钥已写入", file=sys.stderr)

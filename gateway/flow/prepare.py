@@ -61,12 +61,12 @@ def _json_items(body: bytes, kind: str) -> list[Any]:
                     items.append(orjson.loads(line))
                 except orjson.JSONDecodeError as exc:
                     raise BodyError(400, "malformed", f"第 {number} 行不是有效的 JSON / line {number} is not valid "
-                                    f"JSON: {exc}") from None
+                                    f"JSON: {exc}") from exc
         return items
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BodyError(400, "malformed", f"请求体不是有效的 JSON / the body is not valid JSON: {exc}") from None
+        raise BodyError(400, "malformed", f"请求体不是有效的 JSON / the body is not valid JSON: {exc}") from exc
     if isinstance(value, dict) and isinstance(value.get("records"), list):
         return list(value["records"])
     if isinstance(value, list):

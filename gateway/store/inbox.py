@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.exceptions import ReadLimitError
-from gateway.exchange_log import LogEntry, delivered_entries, delivery_entry
+from gateway.exchange_log import LogEntry, delivery_entry
 from gateway.store.base import Connection, upsert
 from gateway.store.model import InboxPage, Sharing, StoredRecord
 from policy.rules import LOCAL
@@ -55,7 +55,7 @@ class Inbox:
                     continue
                 records.append(StoredRecord(seq, source, record_id, version, sharing.shared.record))
                 if status == "pending":
-                    entries.extend(delivered_entries(at, consumer, sharing, due_by=due_by, now=now))
+                    entries.extend(sharing.delivered(at, consumer, due_by=due_by, now=now))
                     served.append(("served", seq, consumer))
             db.executemany("UPDATE deliveries SET status = ? WHERE seq = ? AND consumer = ?", served)
             following = rows[-1][0] if rows else after

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from gateway.exchange_log import LogEntry, delivery_entry
 
 if TYPE_CHECKING:
     from policy import Decision, Shared
@@ -111,6 +114,21 @@ class Sharing(NamedTuple):
     decision: Decision
     shared: Shared | None = None
     digest: str | None = None
+
+    def delivered(self, at: str, consumer: str, *, due_by: str | None, now: dt.datetime) -> list[LogEntry]:
+        """What the log says of the record given to ``consumer``: ``delivered``, with the rule, purpose,
+        field paths shared and masked and the digest of what it received; and ``overdue`` besides
+        when that is later than the rule's ``deliver_within`` allowed (``due_by``)."""
+        shared, decision = self.shared, self.decision
+        assert shared is not None
+        omitted = f"omitted: {', '.join(shared.omitted)}"[:500] if shared.omitted else None
+        entries = [delivery_entry("delivered", at, consumer, self.record, rule=decision.rule,
+                                  purpose=decision.purpose, fields=shared.fields, masked=shared.masked,
+                                  digest=self.digest, reason=omitted)]
+        if due_by and now > dt.datetime.fromisoformat(due_by):
+            entries.append(delivery_entry("overdue", at, consumer, self.record, rule=decision.rule,
+                                          reason=f"due by {due_by}"))
+        return entries
 
 
 @dataclass(frozen=True, slots=True)

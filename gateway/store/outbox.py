@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gateway.exchange_log import LogEntry, delivered_entries, delivery_entry
+from gateway.exchange_log import LogEntry, delivery_entry
 from gateway.store.model import Due, Sharing
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Outbox:
         with store.transaction() as db:
             entries: list[LogEntry] = []
             for item, sharing in sent:
-                entries.extend(delivered_entries(at, consumer, sharing, due_by=item.due_by, now=now))
+                entries.extend(sharing.delivered(at, consumer, due_by=item.due_by, now=now))
             db.executemany("DELETE FROM deliveries WHERE consumer = ? AND seq = ?",
                            [(consumer, item.seq) for item, _ in sent])
             store.append(db, entries)

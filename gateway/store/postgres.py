@@ -240,6 +240,7 @@ class PostgresStore(SQLStore):
             # a table was empty would scan it whole for ever after (besides any options the URL gives)
             given = conninfo_to_dict(url).get("options")
         except psycopg.ProgrammingError as exc:
+            # the parser's own error may quote the URL, password and all: it is not kept
             raise StoreUnavailableError(f"存储地址无效 / the store URL is not valid: {_reason(exc)}") from None
         # connections are not checked out with a round trip of their own: one the server has dropped
         # fails its transaction (the request answers 503 and is retried) and is replaced

@@ -205,6 +205,18 @@ async def test_a_slow_consumer_times_out_and_a_redirect_is_not_followed(
     assert "302" in reasons["moved"] and "redirect" in reasons["moved"]
 
 
+async def test_an_answer_that_would_not_change_is_a_dead_letter_at_once(
+        pushing: tuple[Signed, web.Application, Clock], receivers: dict[str, tuple[Receiver, str]]) -> None:
+    """A redirect (or any refusal) would be answered again: no retries, a dead letter for an admin
+    to replay once the consumer is fixed; a 5xx is retried (the flaky consumer above)."""
+    gw, app, _ = pushing
+    await gw.push("amr", [inspection(1)])
+    await _rounds(app, "moved")
+    status, body = await gw.call("GET", "/v1/admin/deadletters?consumer=moved", bearer=ADMIN_TOKEN)
+    assert status == 200 and [(d["record_id"], d["attempts"]) for d in body["dead_letters"]] == [("in-1", 1)]
+    assert len(receivers["moved"][0].statuses) == 49  # asked once
+
+
 async def test_a_consumer_gets_its_own_format(pushing: tuple[Signed, web.Application, Clock],
                                               receivers: dict[str, tuple[Receiver, str]]) -> None:
     """The enforcement oversight system receives 双公示 XML through its mapping."""

@@ -243,6 +243,18 @@ async def test_the_admin_api_checks_rules(tmp_path: Path, make: AppMaker, rule: 
         assert (await client.call("POST", "/v1/admin/sharing", orjson.dumps(rule), connector="ruled"))[0] == 403
 
 
+async def test_a_refused_change_keeps_nothing(tmp_path: Path, make: AppMaker) -> None:
+    """The policy in force is changed only by a change that fits: a refused rule is neither kept
+    nor logged, and routing goes on under the rules as they were."""
+    client, app = await make(_load(tmp_path, _config_text({}, "")))
+    before = app[IN_FORCE].policy
+    rule = {"id": "x", "record_types": ["clue"], "consumers": ["nobody"], "purpose": "p"}
+    assert (await client.call("POST", "/v1/admin/sharing", orjson.dumps(rule), bearer=ADMIN_TOKEN))[0] == 400
+    assert (await client.call("GET", "/v1/admin/sharing", bearer=ADMIN_TOKEN))[1]["rules"] == []
+    assert await app[STORE].call(app[STORE].store.runtime.last_change) == 0
+    assert app[IN_FORCE].policy is before
+
+
 async def test_a_rule_added_at_run_time_survives_a_restart(tmp_path: Path, backend: Backend, make: AppMaker) -> None:
     """Rules changed through the admin API are kept in the store and used after a restart."""
     config = _load(tmp_path, _config_text({}, ""), backend)

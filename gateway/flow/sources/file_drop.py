@@ -214,7 +214,7 @@ class _Targets:
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.folder)
         except OSError as exc:
-            raise SourceError(f"无法打开文件 / cannot open the file: {exc.strerror}") from None
+            raise SourceError(f"无法打开文件 / cannot open the file: {exc.strerror}") from exc
         with os.fdopen(fd, "rb") as file:
             stat = os.fstat(file.fileno())
             if not S_ISREG(stat.st_mode):
@@ -261,7 +261,7 @@ def _own_folder(path: Path, parent: int | None, name: str | None = None) -> int:
         fd = os.open(where, flags, dir_fd=dir_fd)
     except OSError as exc:
         raise SourceError(f"{path} 不是真实目录（符号链接？）/ {path} is not a real folder (a symlink?): "
-                          f"{exc.strerror}; the folder is not read until this is fixed") from None
+                          f"{exc.strerror}; the folder is not read until this is fixed") from exc
     owner = os.fstat(fd).st_uid
     if owner != os.geteuid():
         os.close(fd)
