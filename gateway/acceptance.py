@@ -12,6 +12,9 @@ run it against a test gateway or before the connector's consumers go live.
 
 A check ends ``pass``, ``fail``, ``skip`` (it does not apply to this connector: a consumer's
 delivery check for a producer) or ``not run`` (it applies, but could not be run: the suite fails).
+
+The suite is one module, longer than the others, on purpose: its checks read in the order they
+run, each with the helpers it alone uses beside it.
 """
 
 from __future__ import annotations

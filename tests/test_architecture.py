@@ -74,6 +74,18 @@ def test_every_room_imports_only_the_rooms_below_it() -> None:
     assert crossings == []
 
 
+def test_the_architecture_document_draws_the_rule_that_is_enforced() -> None:
+    """The table of rooms in docs/architecture.md says what each may import, as LAYERS does."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawn = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            room, _, may = cells
+            drawn[room.strip("`")] = {m.strip("` ") for m in may.split(",") if m.strip() not in ("", "—")}
+    assert drawn == LAYERS
+
+
 def test_the_rule_sees_an_import_that_runs_back_up() -> None:
     """The check above would catch the store importing the HTTP rooms."""
     assert room_of("gateway.http.app") not in LAYERS[room_of("gateway.store.records")]
