@@ -122,13 +122,12 @@ def main() -> None:
         return
     print(f"machine: {machine()}; exchange log hash {args.log_hash}")
     with tempfile.TemporaryDirectory() as folder:
-        rport = free_port()
-        sink = subprocess.Popen([sys.executable, str(HERE), "--receivers", str(rport)], start_new_session=True)
-        port = free_port()
+        rport, port = free_port(), free_port()
         config = Path(folder) / "supex.toml"
-        config.write_text(CONFIG.format(port=port, db=Path(folder) / "supex.db").replace(
+        config.write_text(CONFIG.format(port=port, store=f"sqlite:///{Path(folder) / 'supex.db'}").replace(
                           'log_hash = "sm3"', f'log_hash = "{args.log_hash}"')
                           + "".join(PUSHER.format(id=c, port=rport) for c in CONSUMERS))
+        sink = subprocess.Popen([sys.executable, str(HERE), "--receivers", str(rport)], start_new_session=True)
         env = {**os.environ, **{f"SUPEX_SECRET_{c.upper().replace('-', '_')}": SECRET
                                 for c in ("bench", "puller", *CONSUMERS)}}
         supex = Path(sys.executable).parent / "supex"

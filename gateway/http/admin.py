@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.http.context import BODY, CONFIG, DELIVERER, IDENTITY, IN_FORCE, SOURCES, STORE, error, json_response
+from gateway.exceptions import Refusal
+from gateway.http.context import BODY, CONFIG, DELIVERER, IDENTITY, IN_FORCE, SOURCES, STORE, json_response
 from gateway.http.docs import errors, json_body, obj, path_param, ref
 from gateway.http.params import json_object
 from gateway.http.routes import Route, route
@@ -54,7 +55,7 @@ async def connector_enable(request: web.Request) -> web.Response:
 async def _switch(request: web.Request, *, enabled: bool) -> web.Response:
     connector_id = request.match_info["connector_id"]
     if connector_id not in request.app[CONFIG].connectors():
-        return error(404, "not_found", f"没有连接器 {connector_id} / no connector {connector_id!r}")
+        raise Refusal(404, "not_found", f"没有连接器 {connector_id} / no connector {connector_id!r}")
     by = request[IDENTITY].name
     await request.app[IN_FORCE].change(lambda store: store.runtime.save_connector_state(connector_id, enabled, by),
                                        state=(connector_id, enabled))
@@ -67,10 +68,26 @@ async def rules(request: web.Request) -> web.Response:
     return json_response({"rules": list(current.values())})
 
 
-def _invalid(exc: ValidationError) -> web.Response:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return error(400, "invalid_rule", f"共享规则无效 / invalid sharing rule: {where}: {first['msg']}")
+def _rule_of(request: web.Request, given: dict[str, Any] | None = None) -> SharingRule:
+    """The sharing rule the body holds (with ``given`` fields over it), checked as a rule; a
+    ``Refusal`` naming the first thing wrong otherwise."""
+    body = json_object(request)
+    if body is None:
+        raise Refusal(400, "malformed", _NOT_A_RULE)
+    try:
+        return SharingRule.model_validate({**body, **(given or {})})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Refusal(400, "invalid_rule", f"共享规则无效 / invalid sharing rule: {where}: {first['msg']}") from exc
+
+
+async def _existing(request: web.Request, rule_id: str) -> dict[str, Any]:
+    """The rule in force of that id (404 if there is none)."""
+    existing = await request.app[IN_FORCE].rules()
+    if rule_id not in existing:
+        raise Refusal(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
+    return existing[rule_id]
 
 
 async def _change(request: web.Request, rule: SharingRule, change: str) -> web.Response:
@@ -80,49 +97,31 @@ async def _change(request: web.Request, rule: SharingRule, change: str) -> web.R
     try:
         await request.app[IN_FORCE].change(lambda store: store.runtime.save_rule(checked, by, change), rule=checked)
     except PolicyDefinitionError as exc:
-        return error(400, "invalid_rule", str(exc))
+        raise Refusal(400, "invalid_rule", str(exc)) from exc
     return json_response({"rule": checked, "change": change}, 201 if change == "added" else 200)
 
 
 async def rule_add(request: web.Request) -> web.Response:
     """POST /v1/admin/sharing: add a rule."""
-    body = json_object(request)
-    if body is None:
-        return error(400, "malformed", _NOT_A_RULE)
-    try:
-        rule = SharingRule.model_validate(body)
-    except ValidationError as exc:
-        return _invalid(exc)
-    existing = await request.app[IN_FORCE].rules()
-    if rule.id in existing:
-        return error(409, "conflict", f"规则 {rule.id} 已存在 / rule {rule.id!r} exists: update it with "
-                     "PUT /v1/admin/sharing/{id}")
+    rule = _rule_of(request)
+    if rule.id in await request.app[IN_FORCE].rules():
+        raise Refusal(409, "conflict", f"规则 {rule.id} 已存在 / rule {rule.id!r} exists: update it with "
+                      "PUT /v1/admin/sharing/{id}")
     return await _change(request, rule, "added")
 
 
 async def rule_update(request: web.Request) -> web.Response:
     """PUT /v1/admin/sharing/{rule_id}: replace a rule."""
     rule_id = request.match_info["rule_id"]
-    body = json_object(request)
-    if body is None:
-        return error(400, "malformed", _NOT_A_RULE)
-    try:
-        rule = SharingRule.model_validate({**body, "id": rule_id})
-    except ValidationError as exc:
-        return _invalid(exc)
-    existing = await request.app[IN_FORCE].rules()
-    if rule_id not in existing:
-        return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
+    rule = _rule_of(request, {"id": rule_id})
+    await _existing(request, rule_id)
     return await _change(request, rule, "updated")
 
 
 async def rule_disable(request: web.Request) -> web.Response:
     """POST /v1/admin/sharing/{rule_id}/disable: stop sharing under a rule (kept for the record)."""
-    rule_id = request.match_info["rule_id"]
-    existing = await request.app[IN_FORCE].rules()
-    if rule_id not in existing:
-        return error(404, "not_found", f"没有规则 {rule_id} / no rule {rule_id!r}")
-    return await _change(request, SharingRule.model_validate({**existing[rule_id], "enabled": False}), "disabled")
+    existing = await _existing(request, request.match_info["rule_id"])
+    return await _change(request, SharingRule.model_validate({**existing, "enabled": False}), "disabled")
 
 
 def explain_record(app: web.Application, record: dict[str, Any], consumer: str) -> dict[str, Any]:
@@ -138,8 +137,8 @@ async def explain(request: web.Request) -> web.Response:
     """POST /v1/admin/policy/explain ``{"record": {…}, "to": "consumer"}``."""
     body = json_object(request)
     if body is None or not isinstance(body.get("record"), dict) or not isinstance(body.get("to"), str):
-        return error(400, "malformed", '请求体应为 {"record": {…}, "to": "连接器"} / the body must be {"record": {…}, '
-                     '"to": "connector id"}')
+        raise Refusal(400, "malformed", '请求体应为 {"record": {…}, "to": "连接器"} / the body must be {"record": {…}, '
+                      '"to": "connector id"}')
     runner = request.app[STORE]
     result = await runner.call(explain_record, request.app, body["record"], body["to"])
     return json_response(result)
@@ -156,13 +155,13 @@ async def replay(request: web.Request) -> web.Response:
     """POST /v1/admin/deadletters/replay ``{"consumer"?: ID, "seqs"?: [N]}``: send them again."""
     body = json_object(request) if request[BODY] else {}
     if body is None:
-        return error(400, "malformed", '请求体应为 {"consumer": …, "seqs": […]} / the body must be {"consumer": …, '
-                     '"seqs": […]}, both optional')
+        raise Refusal(400, "malformed", '请求体应为 {"consumer": …, "seqs": […]} / the body must be {"consumer": …, '
+                      '"seqs": […]}, both optional')
     consumer, seqs = body.get("consumer"), body.get("seqs")
     if (consumer is not None and not isinstance(consumer, str)) or \
             (seqs is not None and not (isinstance(seqs, list) and all(isinstance(s, int) for s in seqs))):
-        return error(400, "malformed", "consumer 应为字符串，seqs 应为整数数组 / consumer must be a string and seqs a "
-                     "list of integers")
+        raise Refusal(400, "malformed", "consumer 应为字符串，seqs 应为整数数组 / consumer must be a string and seqs a "
+                      "list of integers")
     runner = request.app[STORE]
     count = await runner.call(runner.store.outbox.replay, consumer, seqs, request[IDENTITY].name)
     if DELIVERER in request.app:

@@ -36,6 +36,7 @@ from gateway.http.context import (
     MAPPINGS,
     METRICS,
     NONCES,
+    OPENAPI,
     PREPARE_POOL,
     PREPARER,
     SHARER,
@@ -47,6 +48,7 @@ from gateway.http.context import (
     Clock,
 )
 from gateway.http.middleware import observe
+from gateway.http.openapi import openapi_document
 from gateway.http.routes import Route, check_declared, install_routes
 from gateway.http.security import BodyBudget, FailureThrottle, NonceCache, RateLimiter, TokenBook
 from gateway.observability import Metrics, SourceCollector, WriterCollector
@@ -60,9 +62,9 @@ __all__ = ["all_routes", "create_app"]
 log = structlog.get_logger("supex.gateway")
 
 
-def all_routes() -> list[Route]:
+def all_routes() -> tuple[Route, ...]:
     """Every route of the gateway, room by room."""
-    return [*records.ROUTES, *inbox.ROUTES, *audit.ROUTES, *admin.ROUTES, *probes.ROUTES, *console.ROUTES]
+    return (*records.ROUTES, *inbox.ROUTES, *audit.ROUTES, *admin.ROUTES, *probes.ROUTES, *console.ROUTES)
 
 
 async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: int = 10,
@@ -150,7 +152,9 @@ def create_app(config: Config, *, clock: Clock = time.time, monotonic_clock: Clo
                      if (name := c.mapping_name)}
     app.cleanup_ctx.append(_store_context(store, deliver))
     app.cleanup_ctx.append(_pool_context)
-    install_routes(app, all_routes())
+    routes = all_routes()
+    install_routes(app, routes)
+    app[OPENAPI] = openapi_document(routes)
     console.install(app, monotonic_clock)
     check_declared(app)
     return app

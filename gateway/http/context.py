@@ -21,8 +21,8 @@ from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 
 __all__ = ["BODIES", "BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "IN_FORCE", "LIMITER", "MAPPINGS",
-           "METRICS", "NONCE", "NONCES", "PREPARER", "PREPARE_POOL", "SHARER", "SOURCES", "STORE", "THROTTLE",
-           "TOKENS", "WARNINGS", "Clock", "error", "json_response"]
+           "METRICS", "NONCE", "NONCES", "OPENAPI", "PREPARER", "PREPARE_POOL", "SHARER", "SOURCES", "STORE",
+           "THROTTLE", "TOKENS", "WARNINGS", "Clock", "error", "json_response"]
 
 Clock = Callable[[], float]
 # set when the app is made
@@ -37,6 +37,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 WARNINGS = web.AppKey("warnings", list[str])
 PREPARER = web.AppKey("preparer", RecordPreparer)
 MAPPINGS = web.AppKey("mappings", dict[str, CompiledMapping])
+OPENAPI = web.AppKey("openapi", dict[str, Any])  # the document of the app's routes
 # set when it starts
 STORE = web.AppKey("store", StoreRunner)
 IN_FORCE = web.AppKey("in_force", PolicyInForce)

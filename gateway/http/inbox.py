@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from gateway.http.context import BODY, METRICS, SHARER, STORE, error, json_response
+from gateway.exceptions import Refusal
+from gateway.http.context import BODY, METRICS, SHARER, STORE, json_response
 from gateway.http.docs import CURSOR, LIMIT, errors, json_body, obj, ref
 from gateway.http.params import cursor_param, int_param
 from gateway.http.records import connector_of
@@ -36,8 +37,9 @@ async def ack(request: web.Request) -> web.Response:
         if isinstance(given, bool) or not isinstance(given, int) or not 0 <= given <= 2**62:
             raise ValueError(given)
         cursor = given
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return error(400, "malformed", '请求体应为 {"cursor": C} / the body must be {"cursor": C}, C a cursor')
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise Refusal(400, "malformed", '请求体应为 {"cursor": C} / the body must be {"cursor": C}, C a cursor') \
+            from exc
     store = request.app[STORE]
     acked = await store.call(store.store.inbox.ack, connector.name, cursor)
     return json_response({"acked": str(acked)})

@@ -29,7 +29,7 @@ def _operation_id(name: str) -> str:
     return first + "".join(part.capitalize() for part in rest)
 
 
-def paths(routes: list[Route]) -> dict[str, Any]:
+def paths(routes: tuple[Route, ...]) -> dict[str, Any]:
     """The document's paths: one operation per route that has an entry (``doc``)."""
     out: dict[str, Any] = {}
     for declared in routes:
@@ -101,15 +101,13 @@ def _components() -> dict[str, Any]:
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document."""
-    from gateway.http.app import all_routes  # noqa: PLC0415 - the app lists every room, this one too
-
+def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document of ``routes`` (the app's: ``app.all_routes``)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "supex — supervision data exchange gateway", "version": "1.0.0",
                  "description": "The administrative-supervision data interface (行政监管数据对接接口)."},
         "servers": [{"url": "/"}],
-        "paths": paths(all_routes()),
+        "paths": paths(routes),
         "components": _components(),
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.exceptions import Refusal
 from gateway.exchange_log import LogEntry
 from gateway.flow.prepare import INLINE_BELOW
 from gateway.http.context import (
@@ -21,7 +22,6 @@ from gateway.http.context import (
     PREPARE_POOL,
     PREPARER,
     STORE,
-    error,
     json_response,
 )
 from gateway.http.docs import CURSOR, LIMIT, PUSH_BODY, errors, json_body, obj, path_param, ref
@@ -97,7 +97,7 @@ async def trail(request: web.Request) -> web.Response:
     store = request.app[STORE]
     entries = await store.call(store.store.log.trail, connector.name, record_id)
     if not entries:
-        return error(404, "not_found", f"没有记录 {record_id} 的事件 / no events of record {record_id!r} of yours")
+        raise Refusal(404, "not_found", f"没有记录 {record_id} 的事件 / no events of record {record_id!r} of yours")
     return json_response({"record_id": record_id, "events": [entry_dict(e) for e in entries]})
 
 
@@ -115,7 +115,7 @@ async def schema_one(request: web.Request) -> web.Response:
     name = request.match_info["record_type"]
     special = {"envelope": schema_set.envelope, "common": schema_set.common}
     if name not in schema_set.schemas and name not in special:
-        return error(404, "not_found", f"未知的记录类型 / unknown record type {name!r}")
+        raise Refusal(404, "not_found", f"未知的记录类型 / unknown record type {name!r}")
     return json_response(special.get(name) or schema_set.schemas[name])
 
 

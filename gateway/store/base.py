@@ -1,5 +1,6 @@
-"""What every concern of the store shares: the connection it writes through, the clock, small SQL
-helpers, the time the one writer is held, files created private."""
+"""What every concern of the store shares: the database it works through (``Database``: what
+``SQLStore`` gives each concern), the connection it writes with, the clock, small SQL helpers,
+the time the one writer is held, files created private."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from gateway.exceptions import StoreUnavailableError
-from gateway.exchange_log import GENESIS
+from gateway.exchange_log import GENESIS, LogEntry, Stretch
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "Clock", "Connection", "WriterTimes", "create_private", "log_head",
+__all__ = ["DEFAULT_LEASE_SECONDS", "Clock", "Connection", "Database", "WriterTimes", "create_private", "log_head",
            "new_backup_file", "upsert", "utc_now"]
 
 Clock = Callable[[], dt.datetime]
@@ -51,6 +52,30 @@ class Connection(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class Database(Protocol):
+    """What a concern of the store needs of the database: transactions and reads, the clock, and
+    appending to the exchange log within a transaction (``SQLStore`` over a backend)."""
+
+    CLAIM_SUFFIX: ClassVar[str]
+    CANONICAL_SQL: ClassVar[str | None]
+    location: str
+    log_hash: str
+    lease_seconds: float
+    clock: Clock
+
+    def transaction(self, serial: bool = True, durable: bool = True) -> AbstractContextManager[Connection]: ...
+
+    def query(self) -> AbstractContextManager[Connection]: ...
+
+    def reading(self) -> AbstractContextManager[Connection]: ...
+
+    def verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None: ...
+
+    def now(self) -> str: ...
+
+    def append(self, db: Connection, entries: Sequence[LogEntry]) -> None: ...
 
 
 def utc_now() -> dt.datetime:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.exceptions import ReadLimitError
 from gateway.exchange_log import LogEntry, delivery_entry
-from gateway.store.base import Connection, upsert
+from gateway.store.base import Connection, Database, upsert
 from gateway.store.model import InboxPage, Sharing, StoredRecord
+from gateway.store.sealed import Sealed
 from policy.rules import LOCAL
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
 
 __all__ = ["Inbox"]
 
@@ -23,8 +21,8 @@ __all__ = ["Inbox"]
 class Inbox:
     """Pages of records shared with pull consumers, and their cursors."""
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, store: Database, sealed: Sealed) -> None:
+        self.store, self.sealed = store, sealed
 
     def page(self, consumer: str, after: int | None, limit: int, *, share: Callable[[dict[str, Any]], Sharing],
              per_day: int | None = None) -> InboxPage:
@@ -47,7 +45,7 @@ class Inbox:
             entries: list[LogEntry] = []
             served: list[tuple[str, int, str]] = []
             for seq, source, record_id, version, payload, status, due_by in rows:
-                sharing = share(store.sealed.record(seq, version, payload))
+                sharing = share(self.sealed.record(seq, version, payload))
                 if sharing.shared is None:  # the agreement was withdrawn or has expired since routing
                     entries.append(delivery_entry("denied", at, consumer, sharing.record,
                                                   reason=sharing.decision.reason))

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.exchange_log import (
     LOG_COLUMNS,
@@ -23,11 +23,8 @@ from gateway.exchange_log import (
     joined,
     row_entry,
 )
-from gateway.store.base import Connection, log_head
+from gateway.store.base import Connection, Database, log_head
 from gateway.store.model import LogFilter
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
 
 __all__ = ["ExchangeLogStore", "verify_stretch"]
 
@@ -55,7 +52,7 @@ def _clauses(where: LogFilter | None) -> tuple[list[str], list[Any]]:
 class ExchangeLogStore:
     """The exchange log as the store holds it."""
 
-    def __init__(self, store: SQLStore) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     def append(self, entries: list[LogEntry]) -> None:

@@ -5,13 +5,12 @@ database never push the same row at once), delivered, withheld, failed and retri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.exchange_log import LogEntry, delivery_entry
+from gateway.store.base import Database
 from gateway.store.model import Due, Sharing
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
+from gateway.store.sealed import Sealed
 
 __all__ = ["Outbox"]
 
@@ -19,8 +18,8 @@ __all__ = ["Outbox"]
 class Outbox:
     """Push deliveries waiting, claimed, sent or given up on."""
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, store: Database, sealed: Sealed) -> None:
+        self.store, self.sealed = store, sealed
 
     def due(self, consumer: str, now: float, limit: int, claimant: str = "") -> list[Due]:
         """Claim for ``claimant`` the deliveries to ``consumer`` waiting and due by ``now`` (epoch
@@ -38,7 +37,7 @@ class Outbox:
                 (consumer, now, now, limit)).fetchall()
             db.executemany("UPDATE deliveries SET lease_until = ?, claimed_by = ? WHERE consumer = ? AND seq = ?",
                            [(now + store.lease_seconds, claimant, consumer, row[0]) for row in rows])
-        return [Due(seq, store.sealed.record(seq, version, payload), attempts, due_by)
+        return [Due(seq, self.sealed.record(seq, version, payload), attempts, due_by)
                 for seq, version, payload, attempts, due_by in rows]
 
     def release(self, consumer: str, items: Sequence[Due]) -> None:

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.exchange_log import LogEntry
-from gateway.store.base import Connection, upsert
+from gateway.store.base import Connection, Database, upsert
 from gateway.store.model import Incoming, IngestOutcome, Quarantined, SourceMark
-from gateway.store.routing import Change
-from gateway.store.sealed import QUARANTINED, change_binding, quarantine_binding
+from gateway.store.routing import Change, Routing
+from gateway.store.sealed import QUARANTINED, Sealed, change_binding, quarantine_binding
 from gateway.store.versions import decide
 
 if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
     from policy import Policy
 
 __all__ = ["Batch", "Nonce", "Records"]
@@ -56,8 +55,8 @@ class _Writes:
 class Records:
     """Stored versions and quarantined records."""
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, store: Database, sealed: Sealed, routing: Routing) -> None:
+        self.store, self.sealed, self.routing = store, sealed, routing
 
     def ingest(self, connector: str, batch_id: str, incoming: list[Incoming], rejected: list[Quarantined],
                mark: SourceMark | None = None, *, policy: Policy | None = None) -> list[IngestOutcome]:
@@ -107,14 +106,14 @@ class Records:
             results.append(outcomes)
         writes.write(db)
         if policy is not None and writes.stored:
-            self.store.routing.route(db, at, writes.stored, writes.entries, policy)
+            self.routing.route(db, at, writes.stored, writes.entries, policy)
         self.store.append(db, writes.entries)
         return results
 
     def _ingest_batch(self, at: str, next_seq: int, batch: Batch, writes: _Writes) -> tuple[list[IngestOutcome], int]:
         connector, batch_id, incoming, rejected, mark = batch
         known = writes.known[connector]
-        sealed = self.store.sealed
+        sealed = self.sealed
         outcomes: list[IngestOutcome] = []
         changes, entries, quarantine, stored = writes.changes, writes.entries, writes.quarantine, writes.stored
         # one entry for the batch's arrival, then one for what became of each record
@@ -178,7 +177,7 @@ class Records:
                 "WHERE connector = ? AND id > ? ORDER BY id LIMIT ?", (connector, after, limit)).fetchall()
         out = []
         for r in rows:
-            raw, errors = self.store.sealed.open(r[7], quarantine_binding(r[1], r[2])), orjson.loads(r[6])
+            raw, errors = self.sealed.open(r[7], quarantine_binding(r[1], r[2])), orjson.loads(r[6])
             if raw.startswith(QUARANTINED):  # the errors in full, sealed with the payload
                 size = int.from_bytes(raw[len(QUARANTINED):len(QUARANTINED) + 4], "big")
                 start = len(QUARANTINED) + 4

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.exchange_log import LogEntry, delivery_entry
-from gateway.store.base import Connection, upsert
-from gateway.store.sealed import change_binding
+from gateway.store.base import Connection, Database, upsert
+from gateway.store.sealed import Sealed, change_binding
 from policy import local_today
 
 if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
     from policy import Policy
 
 __all__ = ["Change", "Routing"]
@@ -30,8 +29,8 @@ Change = tuple[int, str, int, str, bytes]  # seq, producing connector, version, 
 class Routing:
     """Where stored records go, under the policy the caller holds in force."""
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, store: Database, sealed: Sealed) -> None:
+        self.store, self.sealed = store, sealed
 
     def catch_up(self, policy: Policy) -> int:
         """Route with ``policy`` whatever was stored without one (stored while no policy was in
@@ -44,7 +43,7 @@ class Routing:
                                   "WHERE seq > ? ORDER BY seq LIMIT 2000", (done[0] if done else 0,)).fetchall()
                 if rows:
                     entries: list[LogEntry] = []
-                    changes = [(seq, source, version, record_type, store.sealed.open(payload, change_binding(seq)))
+                    changes = [(seq, source, version, record_type, self.sealed.open(payload, change_binding(seq)))
                                for seq, source, version, record_type, payload in rows]
                     self.route(db, store.now(), changes, entries, policy)
                     store.append(db, entries)

@@ -5,15 +5,12 @@ whose turn it is to do what one gateway at a time should do."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from gateway.exchange_log import LogEntry
-from gateway.store.base import upsert
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
+from gateway.store.base import Database, upsert
 
 __all__ = ["Runtime"]
 
@@ -21,7 +18,7 @@ __all__ = ["Runtime"]
 class Runtime:
     """Rules, connector states and turns changed at run time."""
 
-    def __init__(self, store: SQLStore) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     def rules(self) -> dict[str, dict[str, Any]]:

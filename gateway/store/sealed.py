@@ -4,16 +4,14 @@ key ring's current key, opened when read, counted by key, and sealed again under
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from gateway.encryption import SEALED_GRADES, DataCipher, is_sealed
 from gateway.exceptions import DataKeyError
 from gateway.exchange_log import LogEntry
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SQLStore
+from gateway.store.base import Database
 
 __all__ = ["QUARANTINED", "Sealed", "change_binding", "quarantine_binding"]
 
@@ -40,7 +38,7 @@ def quarantine_binding(batch_id: str, position: int) -> bytes:
 class Sealed:
     """Sealing and opening payloads with the store's key ring (``None``: nothing is sealed)."""
 
-    def __init__(self, store: SQLStore, cipher: DataCipher | None) -> None:
+    def __init__(self, store: Database, cipher: DataCipher | None) -> None:
         self.store, self.cipher = store, cipher
 
     def seal(self, payload: bytes, grade: str, bound_to: bytes) -> tuple[bytes, str | None]:
@@ -119,6 +117,7 @@ class Sealed:
                     break
                 after, done = rows[-1][0], done + len(rows)
                 yield done
-        self.store.log.append([LogEntry("config_changed", self.store.now(), counterpart=by,
-                                        reason=f"data keys rotated: {done} payloads sealed again under key "
-                                               f"{cipher.current} ({cipher.algorithm})")])
+        with self.store.transaction() as db:
+            self.store.append(db, [LogEntry("config_changed", self.store.now(), counterpart=by,
+                                            reason=f"data keys rotated: {done} payloads sealed again under key "
+                                                   f"{cipher.current} ({cipher.algorithm})")])

@@ -18,11 +18,12 @@ from schemathesis.checks import (
 )
 
 from connectors.signing import signature_headers
+from gateway.http.app import all_routes
 from gateway.http.openapi import openapi_document
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, SECRETS
 from tests.gateway.test_serve import Served
 
-SCHEMA = schemathesis.openapi.from_dict(openapi_document())
+SCHEMA = schemathesis.openapi.from_dict(openapi_document(all_routes()))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
