@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_policy.py
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_fanout.py
+	$(BIN)/python benchmarks/bench_store_path.py
 	$(BIN)/python benchmarks/bench_log.py
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/crash.py
