@@ -8,6 +8,7 @@ processes for long logs), and ``verify_chain`` over entries in hand.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -34,6 +35,7 @@ __all__ = [
     "content_digest",
     "delivery_entry",
     "joined",
+    "log_time",
     "row_entry",
     "shared_digest",
     "verify_chain",
@@ -234,3 +236,23 @@ def delivery_entry(event: str, at: str, consumer: str, record: Mapping[str, Any]
 def audit_query(at: str, by: str, what: str) -> LogEntry:
     """The entry a query of the log leaves in it: who (``by``) asked what (at most 500 characters)."""
     return LogEntry("audit_query", at, counterpart=by, reason=what[:500])
+
+
+# the province's clock: a date or a time without an offset is read in it (UTC+8)
+_LOCAL = dt.timezone(dt.timedelta(hours=8))
+
+
+def log_time(text: str, name: str = "time") -> str:
+    """A time as the log writes its entries (UTC, milliseconds), from ISO 8601 with any offset or
+    ``Z`` (``2026-12-01T14:55:00+08:00``, ``2026-12-01T06:55:00Z``), without one (read as the
+    province's time, UTC+8), or a date (its first moment there). ``ValueError`` naming ``name``
+    for anything else: a filter that cannot be read must not quietly match nothing."""
+    value = text.strip()
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(f"{name} 应为 ISO 8601 时间或日期 / {name} must be an ISO 8601 time or date, such as "
+                         f"2026-12-01, 2026-12-01T14:55:00+08:00 or 2026-12-01T06:55:00Z, not {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_LOCAL)
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.exchange_log import EVENTS
 from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from schemas.exceptions import ConfigurationError, SupexError
 
@@ -145,15 +146,26 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     checkpoint.set_defaults(command="log checkpoint")
     query = inner.add_parser("query", help="entries by filter", description="Exchange-log entries by filter.")
     query.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    query.add_argument("--limit", type=int, default=1000)
+    query.add_argument("--limit", type=int, default=1000, help="at most this many entries (default 1000)")
     query.set_defaults(command="log query")
     export = inner.add_parser("export", help="entries as NDJSON", description="Every entry, with hashes, as NDJSON.")
     export.set_defaults(command="log export")
     for command in (verify, checkpoint, query, export):
         command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+    filters = {
+        "since": ("TIME", "entries at or after TIME: ISO 8601 with an offset or Z (2026-12-01T14:55:00+08:00), "
+                          "or a date (2026-12-01); without an offset, the province's time (UTC+8)"),
+        "until": ("TIME", "entries before TIME (as --since)"),
+        "connector": ("ID", "entries the connector took part in, on either side (connector or counterpart)"),
+        "counterpart": ("ID", "entries whose counterpart is ID (the producer of a delivered record, an auditor)"),
+        "record-type": ("TYPE", "entries about records of TYPE (see supex schemas list)"),
+        "record-id": ("ID", "entries about the record ID"),
+        "event": ("EVENT", f"entries of one event: {', '.join(EVENTS)}"),
+        "rule": ("ID", "entries under the sharing rule ID"),
+    }
     for command in (query, export):
-        for name in ("since", "until", "connector", "counterpart", "record-type", "record-id", "event", "rule"):
-            command.add_argument(f"--{name}", dest=name.replace("-", "_"), metavar="VALUE")
+        for name, (metavar, text) in filters.items():
+            command.add_argument(f"--{name}", dest=name.replace("-", "_"), metavar=metavar, help=text)
 
 
 def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

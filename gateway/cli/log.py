@@ -12,6 +12,7 @@ import orjson
 
 from gateway.cli.common import audited, log_filter, store_of
 from gateway.exchange_log import ChainCheck, against_checkpoint
+from gateway.store.model import LogFilter
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 
 __all__ = ["log_checkpoint", "log_export", "log_query", "log_verify"]
@@ -54,12 +55,12 @@ def log_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _streamed(store: Any, args: argparse.Namespace, what: str, limit: int | None = None) -> Iterator[Any]:
+def _streamed(store: Any, where: LogFilter, what: str, limit: int | None = None) -> Iterator[Any]:
     """The entries a query selects, with a progress bar of how far through the log it has read."""
     total = store.log.head()[0]
     with progress_bar() as progress:
         task = progress.add_task(what, total=total)
-        for n, entry in enumerate(store.log.entries(where=log_filter(args), limit=limit), 1):
+        for n, entry in enumerate(store.log.entries(where=where, limit=limit), 1):
             if n % 1000 == 0:
                 progress.update(task, completed=entry.seq)
             yield entry
@@ -70,8 +71,9 @@ def log_query(args: argparse.Namespace) -> int:
     """``supex log query``: filtered entries as a table or JSON lines."""
     store = store_of(args)
     try:
+        where = log_filter(args, store)
         audited(store, args, "log query")
-        for entry in _streamed(store, args, "querying", args.limit):
+        for entry in _streamed(store, where, "querying", args.limit):
             if args.json:
                 print(orjson.dumps(entry.content() | {"hash": entry.hash}).decode())
             else:
@@ -87,8 +89,9 @@ def log_export(args: argparse.Namespace) -> int:
     store = store_of(args)
     out = sys.stdout.buffer
     try:
+        where = log_filter(args, store)
         audited(store, args, "log export")
-        for entry in _streamed(store, args, "exporting"):
+        for entry in _streamed(store, where, "exporting"):
             out.write(orjson.dumps(entry.content() | {"prev_hash": entry.prev_hash, "hash": entry.hash}) + b"\n")
     finally:
         store.close()

@@ -29,7 +29,7 @@ async def events(request: web.Request) -> web.Response:
     """GET /v1/audit/events: exchange-log entries by filter, paged by seq."""
     after = int_param(request, "after", 0)
     limit = int_param(request, "limit", 100, 1, 1000)
-    where = log_filter(request)
+    where = await log_filter(request)
     await audited(request, "events")
     store = request.app[STORE]
     entries = await store.call(lambda: list(store.store.log.entries(after=after, where=where, limit=limit)))
@@ -50,7 +50,7 @@ async def verify(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.StreamResponse:
     """GET /v1/audit/export: the log entries as an NDJSON stream."""
     after = int_param(request, "after", 0)  # every parameter is checked before the stream starts
-    where = log_filter(request)
+    where = await log_filter(request)
     await audited(request, "export")
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from connectors.signing import HEADER_KEY
-from gateway.exceptions import AuthError, BodyError, Refusal
+from gateway.exceptions import AuthError, BodyError, ParameterError, Refusal
 from gateway.http import console
 from gateway.http.context import (
     BODIES,
@@ -33,7 +33,7 @@ from gateway.http.context import (
     THROTTLE,
     TOKENS,
 )
-from gateway.http.routes import ACCESS, CONSOLE, PUBLIC
+from gateway.http.routes import ACCESS, CONSOLE, PUBLIC, QUERY_PARAMETERS
 from gateway.http.security import (
     BodyBudget,
     ConnectorClaim,
@@ -56,10 +56,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     """Admit a route's declared roles only; raises ``AuthError`` (answered by ``observe``)."""
     if request.match_info.http_exception is not None:  # no such route: aiohttp answers 404 or 405
         return await handler(request)
-    roles = request.app[ACCESS].get(request.match_info.route.name or "")
+    name = request.match_info.route.name or ""
+    roles = request.app[ACCESS].get(name)
     if roles is None:  # cannot happen after check_declared; deny all the same
         raise AuthError(403, "forbidden", "此路由未声明角色 / this route admits no one")
+    taken = request.app[QUERY_PARAMETERS].get(name)
     if PUBLIC in roles:
+        _check_parameters(request, taken)
         return await handler(request)
     if CONSOLE in roles:
         return await console.admit(request, handler)
@@ -69,6 +72,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if identity.role not in roles:
         raise AuthError(403, "forbidden", f"角色 {identity.role} 无权访问 / the {identity.role} role may not use "
                         "this endpoint")
+    _check_parameters(request, taken)  # before a byte of the body is read
     body = await read_body(request, config.max_body, config.read_timeout_seconds, app[BODIES])
     if claim is not None:
         identity = verify_signature(claim, request.method, request.raw_path, body,
@@ -82,6 +86,16 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
                           retry_after=wait)
     request[IDENTITY], request[BODY] = identity, body
     return await handler(request)
+
+
+def _check_parameters(request: web.Request, taken: frozenset[str] | None) -> None:
+    """Refuse a query parameter the route does not take (``taken``: ``None``, not checked)."""
+    if taken is None:
+        return
+    unknown = sorted(set(request.query) - taken)
+    if unknown:
+        takes, named = ", ".join(sorted(taken)) or "none", ", ".join(ascii(n)[:40] for n in unknown[:5])
+        raise ParameterError(f"未知的参数 {named} / unknown query parameter {named}: this endpoint takes {takes}")
 
 
 async def read_body(request: web.Request, limit: int, seconds: float, budget: BodyBudget) -> bytes:

@@ -39,6 +39,8 @@ def paths(routes: tuple[Route, ...]) -> dict[str, Any]:
                      "security": _security(declared.roles), **{k: v for k, v in declared.doc.items()
                                                                  if k != "summary"}}
         responses = operation["responses"] = dict(operation["responses"])
+        if "400" not in responses:  # a query parameter the operation does not take is refused
+            responses["400"] = json_body(ref("Error"), "A query parameter this operation does not take")
         if operation["security"] and "429" not in responses:  # failed bearer tokens are throttled
             responses["429"] = json_body(ref("Error"), "Too many failed attempts or requests; retry after "
                                          "Retry-After seconds")

@@ -9,8 +9,9 @@ import orjson
 from aiohttp import web
 
 from gateway.exceptions import ParameterError
-from gateway.http.context import BODY
+from gateway.http.context import BODY, CONFIG, STORE
 from gateway.store.model import LogFilter
+from schemas import load_schema_set
 
 __all__ = ["LOG_FILTER_PARAMS", "cursor_param", "int_param", "json_object", "log_filter", "text_param"]
 
@@ -45,9 +46,20 @@ def text_param(request: web.Request, name: str, limit: int = 200) -> str | None:
     return raw
 
 
-def log_filter(request: web.Request) -> LogFilter:
-    """The exchange-log filter of an audit request's parameters."""
-    return LogFilter.of({field: text_param(request, name) for name, field in LOG_FILTER_PARAMS.items()})
+async def log_filter(request: web.Request) -> LogFilter:
+    """The exchange-log filter of an audit request's parameters, checked (400 ``bad_parameter``
+    for one that cannot be read or names what does not exist: it would quietly match nothing)."""
+    values = {field: text_param(request, name) for name, field in LOG_FILTER_PARAMS.items()}
+    known = set(request.app[CONFIG].connectors())
+    store = request.app[STORE]
+    for party in {(values.get(name) or "").strip() for name in ("connector", "counterpart")} - known - {""}:
+        if await store.call(store.store.log.names, party):
+            known.add(party)
+    try:
+        return LogFilter.of(values, is_connector=known.__contains__, record_types=load_schema_set().types,
+                            names={field: name for name, field in LOG_FILTER_PARAMS.items()})
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from exc
 
 
 def json_object(request: web.Request) -> dict[str, Any] | None:

@@ -1,5 +1,9 @@
 """Every route declared once: its method, path, handler, the roles it admits and its OpenAPI entry.
 
+A request with a query parameter its route's entry does not declare is refused (400), never
+served as if the parameter were not there: ``?since=`` where the endpoint takes ``from`` would
+otherwise quietly filter nothing.
+
 The router, the role each route admits (deny by default) and the OpenAPI document are all built
 from the same ``Route`` values, which each room of ``gateway.http`` lists in its ``ROUTES``. The
 roles are ``connector`` (a signed connector), ``auditor`` and ``admin`` (by bearer token),
@@ -16,12 +20,14 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ACCESS", "CONSOLE", "PUBLIC", "ROLES", "Route", "check_declared", "install_routes"]
+__all__ = ["ACCESS", "CONSOLE", "PUBLIC", "QUERY_PARAMETERS", "ROLES", "Route", "check_declared", "install_routes"]
 
 PUBLIC, CONSOLE = "public", "console"
 ROLES = frozenset({"connector", "auditor", "admin", CONSOLE, PUBLIC})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ACCESS = web.AppKey("access", dict[str, frozenset[str]])
+# the query parameters each route takes, by name (``None``: not checked, a console page)
+QUERY_PARAMETERS = web.AppKey("query_parameters", dict[str, frozenset[str] | None])
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,13 @@ class Route:
         if (self.handler is None) == (self.static is None):
             raise ValueError(f"route {self.name!r}: a handler or a static folder, not both")
 
+    @property
+    def query_parameters(self) -> frozenset[str] | None:
+        """The query parameters its OpenAPI entry declares (``None`` without an entry)."""
+        if self.doc is None:
+            return None
+        return frozenset(p["name"] for p in self.doc.get("parameters", ()) if p["in"] == "query")
+
 
 def route(method: str, path: str, handler: Handler, *, name: str, roles: Iterable[str],
           doc: dict[str, Any] | None = None) -> Route:
@@ -56,11 +69,12 @@ def route(method: str, path: str, handler: Handler, *, name: str, roles: Iterabl
 def install_routes(app: web.Application, routes: Iterable[Route]) -> None:
     """Add ``routes`` to ``app``'s router, each with the roles it admits (``ValueError`` for a name
     declared twice)."""
-    access = app.setdefault(ACCESS, {})
+    access, parameters = app.setdefault(ACCESS, {}), app.setdefault(QUERY_PARAMETERS, {})
     for declared in routes:
         if declared.name in access:
             raise ValueError(f"route {declared.name!r} is declared twice")
         access[declared.name] = declared.roles
+        parameters[declared.name] = declared.query_parameters
         if declared.static is not None:
             app.router.add_static(declared.path, str(declared.static), name=declared.name)
         elif declared.method == "GET":

@@ -128,6 +128,12 @@ class ExchangeLogStore:
                 "SELECT rule, reason, count(*) AS n FROM exchange_log WHERE event = 'denied' GROUP BY rule, reason "
                 "ORDER BY n DESC LIMIT ?", (limit,))]
 
+    def names(self, party: str) -> bool:
+        """Whether any entry names ``party`` as its connector or counterpart (two index lookups)."""
+        with self.store.reading() as db:
+            return any(db.execute(f"SELECT 1 FROM exchange_log WHERE {column} = ? LIMIT 1", (party,)).fetchone()
+                       for column in ("connector", "counterpart"))
+
     def hash_at(self, seq: int) -> str | None:
         """The hash the log holds at ``seq``, or ``None`` if it has no such entry."""
         with self.store.query() as db:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from gateway.exchange_log import LogEntry, delivery_entry
+from gateway.exchange_log import EVENTS, LogEntry, delivery_entry, log_time
 
 if TYPE_CHECKING:
     from policy import Decision, Shared
@@ -155,9 +155,28 @@ class LogFilter:
     source: str | None = None
 
     @classmethod
-    def of(cls, values: Mapping[str, object]) -> LogFilter:
+    def of(cls, values: Mapping[str, object], *, is_connector: Callable[[str], bool],
+           record_types: Collection[str], names: Mapping[str, str] | None = None) -> LogFilter:
         """The filter of whichever of its fields ``values`` names (a query, a form, a command's
-        options), each stripped; a blank one means any."""
-        given = {f.name: values.get(f.name) for f in fields(cls)}
-        return cls(**{name: text.strip() or None for name, value in given.items()
-                      if isinstance(text := value, str)})
+        options), each stripped, a blank one meaning any; checked, so that a filter never quietly
+        matches nothing: times read as ISO 8601 (any offset, or a date) and written as the log
+        writes them, events among the log's events, record types among the interface's, and
+        parties known (``is_connector``). ``ValueError`` naming the filter (as ``names`` calls it:
+        a command's option, an API's parameter) otherwise."""
+        given = {f.name: text.strip() for f in fields(cls) if isinstance(text := values.get(f.name), str)}
+        chosen = {name: value for name, value in given.items() if value}
+        called = {f.name: f.name for f in fields(cls)} | dict(names or {})
+        for name in ("since", "until"):
+            if name in chosen:
+                chosen[name] = log_time(chosen[name], called[name])
+        if (event := chosen.get("event")) is not None and event not in EVENTS:
+            raise ValueError(f"未知的事件 / {called['event']}: unknown event {event!r} (the log's events: "
+                             f"{', '.join(EVENTS)})")
+        if (kind := chosen.get("record_type")) is not None and kind not in record_types:
+            raise ValueError(f"未知的记录类型 / {called['record_type']}: unknown record type {kind!r} (known: "
+                             f"{', '.join(sorted(record_types))})")
+        for name in ("connector", "counterpart", "source"):
+            if (party := chosen.get(name)) is not None and not is_connector(party):
+                raise ValueError(f"未知的连接器 / {called[name]}: {party!r} is no connector of the configuration "
+                                 "and names none in the log")
+        return cls(**chosen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -11,7 +12,10 @@ from typing import Any
 import pytest
 
 from gateway.cli import build_parser, main
+from gateway.exchange_log import LogEntry
+from gateway.store import open_store
 from tests.conftest import IDENTIFIERS, SAMPLES, VALID_RECORDS
+from tests.gateway.conftest import config_in
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -171,3 +175,30 @@ def test_the_entry_point_is_installed() -> None:
     result = subprocess.run([str(exe), "schemas", "list"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "inspection" in result.stdout
     assert subprocess.run([str(exe), "nonesuch"], capture_output=True, check=False).returncode == 2
+
+
+def test_log_filters_are_read_or_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--since`` with any offset, ``Z`` or a date selects the same entries; an unreadable time,
+    an unknown event, type or connector exits 2 naming the option, instead of printing nothing."""
+    config = config_in(tmp_path)
+    store = open_store(config.store_path(), log_hash="sm3")
+    entry = LogEntry("config_changed", store.now(), reason="a change")
+    store.log.append([entry])
+    store.close()
+    at = dt.datetime.fromisoformat(entry.at)
+    local = at.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    path = str(tmp_path / "supex.toml")
+    found = []
+    for since in (local.isoformat(), at.isoformat().replace("+00:00", "Z"), local.date().isoformat()):
+        code, out, _ = _run(capsys, "log", "query", "--config", path, "--since", since, "--event", "config_changed",
+                            "--json")
+        assert code == 0
+        found.append([json.loads(line)["seq"] for line in out.splitlines()])
+    assert found[0] == found[1] == found[2] == [1]
+    for option, value, words in (("--since", "yesterday", "--since must be an ISO 8601"),
+                                 ("--event", "stroed", "unknown event 'stroed'"),
+                                 ("--record-type", "inspektion", "unknown record type"),
+                                 ("--connector", "nobody", "'nobody' is no connector")):
+        code, out, err = _run(capsys, "log", "query", "--config", path, option, value)
+        assert (code, out) == (2, "") and words in err, option
+        assert "Traceback" not in err

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import structlog
@@ -207,3 +209,28 @@ async def test_a_store_that_cannot_commit_answers_503_and_keeps_nothing(gw: Sign
     assert (await gw.inbox("jinan"))[1]["records"] == []
     assert (await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN))[1]["ok"] is True
     assert (await gw.push("amr", [inspection(1)]))[1]["accepted"] == 1
+
+
+async def test_audit_filters_are_read_or_refused_never_matched_against_nothing(gw: Signed) -> None:
+    """One instant with any offset selects the same entries, a date is its day in the province;
+    an unreadable time, an unknown event, type or party, or a parameter the endpoint does not
+    take, is a 400 naming it."""
+    await gw.push("amr", [inspection(1)])
+    status, every = await gw.call("GET", "/v1/audit/events?event=stored", bearer=AUDITOR_TOKEN)
+    at = dt.datetime.fromisoformat(every["events"][0]["at"])
+    local = at.astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat()
+    utc_z = at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    seen = []
+    for moment in (local, utc_z, at.astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat()):
+        status, body = await gw.call("GET", f"/v1/audit/events?event=stored&from={quote(moment)}", bearer=AUDITOR_TOKEN)
+        assert status == 200, body
+        seen.append([e["seq"] for e in body["events"]])
+    assert seen[0] == seen[1] == seen[2] == [e["seq"] for e in every["events"]]
+    assert (await gw.call("GET", f"/v1/audit/events?event=stored&to={quote(local)}", bearer=AUDITOR_TOKEN))[1][
+        "events"] == []
+    for query, words in (("from=yesterday", "from must be an ISO 8601"), ("event=stroed", "unknown event 'stroed'"),
+                         ("record_type=inspektion", "unknown record type"), ("connector=nobody", "'nobody' is no"),
+                         ("since=2026-12-01", "unknown query parameter 'since'")):
+        status, body = await gw.call("GET", f"/v1/audit/events?{query}", bearer=AUDITOR_TOKEN)
+        assert (status, body["error"]["code"]) == (400, "bad_parameter") and words in body["error"]["message"], query
+    assert (await gw.call("GET", "/v1/inbox?limit=5&since=3", connector="jinan"))[0] == 400

@@ -34,6 +34,7 @@ from gateway.http.routes import PUBLIC, Route, route
 from gateway.http.security import TokenBook, client_key
 from gateway.store.model import LogFilter
 from policy import local_today
+from schemas import load_schema_set
 
 __all__ = ["CONSOLE", "ROUTES", "ChainMonitor", "Console", "admit", "install"]
 
@@ -288,18 +289,26 @@ async def verify(request: web.Request) -> web.StreamResponse:
 async def events(request: web.Request) -> web.Response:
     """GET /console/events: the log searched, newest first, a page at a time."""
     session = request[SESSION]
-    where = LogFilter.of(request.query)
+    configured = request.app[CONFIG].connectors()
+    store = request.app[STORE].store
+    kept = {k: v for k, v in request.query.items() if k in _FILTERS and v}
+    try:
+        where = await _read(lambda: LogFilter.of(
+            request.query, record_types=load_schema_set().types,
+            is_connector=lambda party: party in configured or store.log.names(party)))
+    except ValueError as exc:  # shown, not searched: it would match nothing
+        return _render(request, "events.html", status=400, session=session, entries=[], filters=kept, events=EVENTS,
+                       older=None, newest=None, error=str(exc))
     before = request.query.get("before", "")
     store = request.app[STORE].store
     found = await _read(lambda: store.log.search(where, before=int(before) if before.isdigit() else None,
                                                           limit=PAGE + 1))
     await _audited(request, session, "events")
     page, more = found[:PAGE], len(found) > PAGE
-    kept = {k: v for k, v in request.query.items() if k in _FILTERS and v}
     older = f"/console/events?{urlencode({**kept, 'before': page[-1].seq})}" if more and page else None
     newest = f"/console/events?{urlencode(kept)}" if before else None
     return _render(request, "events.html", session=session, entries=page, filters=kept, events=EVENTS,
-                   older=older, newest=newest)
+                   older=older, newest=newest, error=None)
 
 
 async def trail(request: web.Request) -> web.Response:
