@@ -32,7 +32,7 @@ from tests.gateway.conftest import inspection
 
 AMR = ConnectorConfig(id="amr", name="producer", department_code="11370000FE1KM2U90Y", region_code="370000",
                       produces=["inspection"])
-JINAN = ConnectorConfig(id="jinan", name="pull consumer", department_code="11370100MB2857939G",
+JINAN = ConnectorConfig(id="jinan", name="pull consumer", department_code="11370100MB2857939K",
                         region_code="370100", consumes=["inspection"])
 COUNTY = ConnectorConfig(id="county", name="push consumer", department_code="11370000FE1KM2U90Y",
                          region_code="370102", consumes=["inspection"], delivery="push",

@@ -12,9 +12,10 @@ import socket
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from stdnum.cn import uscc
 
 from connectors.kinds import ConnectorKind, UnknownKindError, connector_kind
 from gateway.encryption import DataCipher, load_key_ring
@@ -47,7 +48,7 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"not a size: {text!r} (e.g. 16MiB, 256KiB)")
+        raise ValueError(f"不是大小 / not a size: {text!r} (e.g. 16MiB, 256KiB)")
     return int(match[1]) * _UNITS[match[2]]
 
 
@@ -95,11 +96,14 @@ class GatewayConfig(_Strict):
     def _extra_regions(cls, value: dict[str, str]) -> dict[str, str]:
         for code, name in value.items():
             if not re.fullmatch(r"\d{6}", code) or not name.strip():
-                raise ValueError(f"extra_region_codes: {code!r} = {name!r} must be a six-digit code and its name")
+                raise ValueError(f"区划代码应为 6 位数字 / extra_region_codes: {code!r} = {name!r} must be a "
+                                 "six-digit code and its name")
             if (known := region_status(code)) is not None:
-                raise ValueError(f"extra_region_codes: {code} is a GB/T 2260 code already ({known[0]})")
+                raise ValueError(f"已是国家区划代码 / extra_region_codes: {code} is a GB/T 2260 code already "
+                                 f"({known[0]})")
             if region_status(code[:4] + "00") is None:
-                raise ValueError(f"extra_region_codes: {code}: its city {code[:4]}00 is not a GB/T 2260 code")
+                raise ValueError(f"所属市不是国家区划代码 / extra_region_codes: {code}: its city {code[:4]}00 is not "
+                                 "a GB/T 2260 code")
         return value
 
     @field_validator("delivery_max_age")
@@ -129,7 +133,8 @@ class GatewayConfig(_Strict):
     def _store(cls, value: str) -> str:
         scheme, separator, _ = value.partition("://")
         if separator and scheme not in ("sqlite", "postgresql", "postgres"):
-            raise ValueError(f"store must be sqlite:///PATH, a file path or postgresql://…, got a {scheme}:// URL")
+            raise ValueError(f"不支持的存储 / store must be sqlite:///PATH, a file path or postgresql://…, got a "
+                             f"{scheme}:// URL")
         if scheme == "sqlite" and not value.startswith("sqlite:///"):
             raise ValueError("a SQLite store is sqlite:///PATH (three slashes; four for an absolute path)")
         return value
@@ -139,7 +144,7 @@ class GatewayConfig(_Strict):
     def _listen(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"listen must be host:port, got {value!r}")
+            raise ValueError(f"监听地址应为 主机:端口 / listen must be host:port, got {value!r}")
         return value
 
     @property
@@ -216,6 +221,14 @@ class ConnectorConfig(_Strict):
     def _types(cls, value: list[str]) -> list[str]:
         return known_record_types(value)
 
+    @field_validator("department_code")
+    @classmethod
+    def _department(cls, value: str) -> str:
+        if not uscc.is_valid(value):
+            raise ValueError(f"统一社会信用代码校验位错误 / department_code {value!r} is not a valid unified social "
+                             f"credit code (its check character should be {uscc.calc_check_digit(value[:-1])!r})")
+        return value
+
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
@@ -242,9 +255,10 @@ class ConnectorConfig(_Strict):
             raise ValueError("delivery = \"push\" needs an endpoint")
         sources = self.preset.sources
         if self.watch_dir and "file" not in sources:
-            raise ValueError(f"watch_dir: a {self.kind} connector does not drop files (file_drop or double_random do)")
+            raise ValueError(f"此类连接器不投放文件 / watch_dir: a {self.kind} connector does not drop files "
+                             "(file_drop or double_random do)")
         if self.poll_url and "poll" not in sources:
-            raise ValueError(f"poll_url: a {self.kind} connector cannot be polled")
+            raise ValueError(f"此类连接器不能轮询 / poll_url: a {self.kind} connector cannot be polled")
         if (self.poll_watermark_param is None) != (self.poll_watermark_field is None):
             raise ValueError("poll_watermark_param and poll_watermark_field go together: the parameter sent, and "
                              "the record field whose largest value it carries")
@@ -252,7 +266,7 @@ class ConnectorConfig(_Strict):
             raise ValueError("a watermark is for poll_paging = \"page\", \"offset\" or \"link\" (a cursor is "
                              "its own watermark)")
         if sources == {"file"} and not self.watch_dir:
-            raise ValueError(f"kind = \"{self.kind}\" needs a watch_dir")
+            raise ValueError(f"缺少 watch_dir / kind = \"{self.kind}\" needs a watch_dir")
         return self
 
     @property
@@ -295,7 +309,7 @@ class Config(_Strict):
         ids = [c.id for c in self.connector]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"duplicate connector ids: {duplicates}")
+            raise ValueError(f"连接器 id 重复 / duplicate connector ids: {duplicates}")
         try:
             self.policy()
         except PolicyDefinitionError as exc:
@@ -303,7 +317,8 @@ class Config(_Strict):
         lease = self.gateway.delivery_lease_seconds
         too_slow = [c.id for c in self.connector if c.delivery == "push" and c.push_timeout_seconds >= lease]
         if too_slow:
-            raise ValueError(f"delivery_lease_seconds ({lease:g}) must be longer than the push_timeout_seconds of "
+            raise ValueError(f"投递租约过短 / delivery_lease_seconds ({lease:g}) must be longer than the "
+                             "push_timeout_seconds of "
                              f"{too_slow}: a push must end before its claim runs out")
         return self
 
@@ -374,6 +389,45 @@ def _load_secrets(config: Config, environ: Mapping[str, str], only: Collection[s
     return secrets
 
 
+# what pydantic's most common complaints say, in both languages
+_COMPLAINTS = {
+    "missing": "缺少必填项 / is required",
+    "string_type": "应为字符串 / must be a string",
+    "int_type": "应为整数 / must be a whole number", "int_parsing": "应为整数 / must be a whole number",
+    "float_type": "应为数值 / must be a number", "float_parsing": "应为数值 / must be a number",
+    "bool_type": "应为 true 或 false / must be true or false",
+    "bool_parsing": "应为 true 或 false / must be true or false",
+    "list_type": "应为数组 / must be a list", "dict_type": "应为表 / must be a table",
+}
+
+
+def _described(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    """A configuration error as a person can act on it: where (``connector[3].kind``, and the
+    connector's id), what is wrong, in Chinese and English, with the allowed values or bounds."""
+    loc = tuple(error["loc"])
+    where = "".join(f"[{p + 1}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+    if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(raw.get(loc[0]), list):
+        entry = raw[loc[0]][loc[1]] if loc[1] < len(raw[loc[0]]) else None
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            where += f" (id {entry['id']!r})"
+    kind, context, given = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "extra_forbidden":
+        said = f"未知的键 / unknown key {loc[-1]!r}"
+    elif kind == "literal_error":
+        said = f"取值应为 {context.get('expected')} / must be one of {context.get('expected')}, not {given!r}"
+    elif kind == "string_pattern_mismatch":
+        said = f"格式不符 / {given!r} does not have the form {context.get('pattern')}"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        limit = next(iter(context.values()), "")
+        said = f"超出范围 / {given!r} must be {bound} {limit}"
+    elif kind == "value_error":
+        said = str(context.get("error") or error["msg"]).removeprefix("Value error, ")
+    else:
+        said = _COMPLAINTS.get(kind, error["msg"])
+    return f"{where}: {said}" if where else said
+
+
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
                 need_secrets: bool = True, secrets_of: Collection[str] | None = None) -> Config:
     """Read, check and complete a configuration file; raises ``ConfigError`` naming key and line.
@@ -392,12 +446,9 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = tuple(error["loc"])
-        where = ".".join(str(p) for p in loc)
         line = key_line(text, loc)
         prefix = f"{path}:{line}: " if line else f"{path}: "
-        if error["type"] == "extra_forbidden":
-            raise ConfigError(f"{prefix}未知的键 / unknown key {where!r}") from exc
-        raise ConfigError(f"{prefix}{where}: {error['msg']}") from exc
+        raise ConfigError(prefix + _described(error, raw)) from exc
     if need_secrets:
         environ = os.environ if environ is None else environ
         gateway = config.gateway

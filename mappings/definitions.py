@@ -174,18 +174,42 @@ def _shape(part: Any) -> bool:
 
 
 def key_line(text: str, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the TOML key at ``loc`` (a pydantic error location), found in order."""
-    lines = text.splitlines()
-    start = 0
-    found = None
-    for part in (p for p in loc if isinstance(p, str) and not _shape(p)):
+    """The 1-based line of the TOML key at ``loc`` (a pydantic error location), found in order: a
+    name followed by an index is the index-th ``[[name]]`` table (``("connector", 2, "kind")`` is
+    the ``kind`` of the third connector, searched within that table alone)."""
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    start, end, found = 0, len(lines), None
+    parts = [p for p in loc if not _shape(p)]
+    for number, part in enumerate(parts):
+        if not isinstance(part, str):
+            continue
+        following = parts[number + 1] if number + 1 < len(parts) else None
+        if isinstance(following, int):
+            table = _nth_table(lines, part, following, start, end)
+            if table is not None:
+                start, end, found = table[0], table[1], table[0]
+                continue
         key = re.escape(part.rstrip("_") if part in ("from_", "as_", "in_") else part)
         pattern = re.compile(rf"""(^|[\s{{,.\[])("{key}"|'{key}'|{key})\s*(=|\]|\.)""")
-        for number in range(start, len(lines)):
-            if pattern.search(lines[number].split("#", 1)[0]):
-                found = start = number
+        for row in range(start, end):
+            if pattern.search(lines[row]):
+                found = start = row
                 break
     return None if found is None else found + 1
+
+
+def _nth_table(lines: list[str], name: str, index: int, start: int, end: int) -> tuple[int, int] | None:
+    """Where the ``index``-th ``[[name]]`` table within ``start`` … ``end`` begins, and where the
+    next table header after it is."""
+    header = re.compile(rf"""^\s*\[\[\s*("{re.escape(name)}"|{re.escape(name)})\s*\]\]""")
+    seen = -1
+    for row in range(start, end):
+        if header.match(lines[row]):
+            seen += 1
+            if seen == index:
+                following = next((r for r in range(row + 1, end) if re.match(r"^\s*\[", lines[r])), end)
+                return row, following
+    return None
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

@@ -71,7 +71,7 @@ def test_an_unknown_key_names_the_key_and_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [
-    ('id = "amr"', 'id = "AMR!"', "connector.0.id"),
+    ('id = "amr"', 'id = "AMR!"', r"connector\[1\]\.id \(id 'AMR!'\)"),
     ('produces = ["penalty"]', 'produces = ["penalties"]', "unknown record types"),
     ('log_hash = "sm3"', 'log_hash = "md5"', "log_hash"),
     ('max_body = "256KiB"', 'max_body = "lots"', "not a size"),
@@ -147,10 +147,11 @@ def test_check_config_counts_the_sharing_rules(tmp_path: Path, capsys: pytest.Ca
     ('consumers = ["jinan"]', 'consumers = ["nobody"]', "unknown consumers ['nobody']"),
     ('"reporter.phone"]', '"reporter.mobile"]', "no field 'reporter.mobile' under data of clue"),
     ('= "phone" }', '= "blur" }', "unknown mask 'blur'"),
-    ('purpose = "线索核查"\n', "", "purpose: Field required"),
+    ('purpose = "线索核查"\n', "", "sharing[1].purpose (id 'clue-to-jinan'): 缺少必填项 / is required"),
     ('record_types = ["clue"]', 'record_types = ["rumour"]', "unknown record types ['rumour']"),
     ('purpose = "线索核查"', 'purpose = "x"\ndeliver_within = "soon"', "not a duration: 'soon'"),
-    ('purpose = "线索核查"', 'purpose = "x"\nwhen = { region = "3701" }', "unknown key 'sharing.0.when.region'"),
+    ('purpose = "线索核查"', 'purpose = "x"\nwhen = { region = "3701" }',
+     "sharing[1].when.region (id 'clue-to-jinan'): 未知的键 / unknown key 'region'"),
 ])
 def test_a_bad_sharing_rule_is_named(tmp_path: Path, old: str, new: str, words: str) -> None:
     """Unknown consumers, field paths, masks, record types and keys in a rule stop the configuration."""
@@ -163,3 +164,40 @@ def test_request_and_batch_ids_are_unique_hex() -> None:
     ids = [new_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+@pytest.mark.parametrize(("old", "new", "key", "words"), [
+    ('kind = "double_random"', 'kind = "no_such_kind"', 'kind = "no_such_kind"',
+     "unknown connector kind 'no_such_kind' (known: double_random, enforcement_oversight, file_drop, http_json, "
+     "internet_plus)"),
+    ('region_code = "370100"', 'region_code = "3701"', 'region_code = "3701"', "region_code (id 'jinan')"),
+    ('region_code = "370100"', 'region_code = "370100"\ndelivery = "pushh"', 'delivery = "pushh"',
+     "must be one of 'pull' or 'push', not 'pushh'"),
+    ('region_code = "370100"', 'region_code = "370100"\npoll_limit = 0', 'poll_limit = 0', "0 must be >= 1"),
+])
+def test_an_error_names_the_line_of_its_own_table(tmp_path: Path, old: str, new: str, key: str, words: str) -> None:
+    """The line of the key in the connector it belongs to (not the first connector's key of that
+    name), the connector's id, what is wrong in both languages, and the allowed values or bounds."""
+    assert CONFIG_TEXT.count(old) == 1
+    text = CONFIG_TEXT.replace(old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), environ=ENV)
+    line = text.splitlines().index(key) + 1
+    assert f"c.toml:{line}: " in str(caught.value) and words in str(caught.value)
+    assert "should" not in str(caught.value)  # no raw validator text
+
+
+def test_a_department_code_with_a_wrong_check_character_is_refused(tmp_path: Path) -> None:
+    good = re.search(r'department_code = "([0-9A-Z]{18})"', CONFIG_TEXT)
+    assert good is not None
+    wrong = good[1][:-1] + ("A" if good[1][-1] != "A" else "B")
+    with pytest.raises(ConfigError, match=f"department_code '{wrong}' is not a valid unified social credit code"):
+        load_config(_write(tmp_path, CONFIG_TEXT.replace(good[1], wrong, 1)), environ=ENV)
+
+
+def test_an_error_of_the_whole_file_has_no_empty_location(tmp_path: Path) -> None:
+    text = CONFIG_TEXT + CONFIG_TEXT[CONFIG_TEXT.index("[[connector]]"):].split("[[connector]]")[1].join(
+        ["[[connector]]", ""])
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), environ=ENV)
+    assert "duplicate connector ids" in str(caught.value) and ": : " not in str(caught.value)

@@ -22,7 +22,7 @@ from tests.gateway.conftest import CONFIG_TEXT, SECRETS, inspection
 
 AMR = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
                       produces=["inspection"])
-JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939G", region_code="370100",
+JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939K", region_code="370100",
                         consumes=["inspection"])
 POLICY = Policy([AMR, JINAN], [])
 KEY_A, KEY_B = base64.b64decode(generate_key()), base64.b64decode(generate_key())

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from stdnum.cn import uscc
 
 from connectors.signing import signature_headers
 from gateway.cli import main
@@ -49,7 +50,7 @@ def _config_text(endpoints: dict[str, str], rules: str) -> str:
         if kind in endpoints:
             ways.append(("-push", f'delivery = "push"\nendpoint = "{endpoints[kind]}"'))
         for suffix, delivery in ways:
-            code = CODES[kind][:-2] + ("2C" if suffix else CODES[kind][-2:])
+            code = CODES[kind] if not suffix else CODES[kind][:-2] + "2" + uscc.calc_check_digit(CODES[kind][:-2] + "2")
             text += (f'\n[[connector]]\nid = "{kind}{suffix}"\nname = "{kind}"\ndepartment_code = "{code}"\n'
                      f'region_code = "{region}"\nconsumes = {every}\n{delivery}\n{extra}\n')
     return text + rules

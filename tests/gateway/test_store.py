@@ -41,7 +41,7 @@ def test_version_decisions(stored: tuple[int, str, int] | None, version: int | N
 
 AMR = ConnectorConfig(id="amr", name="x", department_code="11370000FE1KM2U90Y", region_code="370000",
                       produces=["inspection"])
-JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939G", region_code="370100",
+JINAN = ConnectorConfig(id="jinan", name="y", department_code="11370100MB2857939K", region_code="370100",
                         consumes=["inspection"])
 
 
