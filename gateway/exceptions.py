@@ -10,11 +10,15 @@ from schemas.exceptions import ConfigurationError, FatalError, InputError, Refus
 
 __all__ = ["AuthError", "BodyError", "ConfigError", "DataKeyError", "DeliveryFailedError", "LogIntegrityError",
            "ParameterError", "ReadLimitError", "Refusal", "ReplayError", "SourceError", "SourceUnavailableError",
-           "StoreUnavailableError"]
+           "StoreInUseError", "StoreUnavailableError"]
 
 
 class ConfigError(ConfigurationError):
     """The gateway's configuration is wrong: an unknown key, a missing secret, a bad value."""
+
+
+class StoreInUseError(ConfigurationError):
+    """A SQLite store already served by another gateway (one gateway a file; several share PostgreSQL)."""
 
 
 class StoreUnavailableError(RetriableError):

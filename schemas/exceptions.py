@@ -10,7 +10,8 @@ because ``schemas`` is the package every other one imports. The whole tree::
     │   ├── UnknownMappingError          (mappings)
     │   ├── PolicyDefinitionError        (policy: a sharing rule that does not fit)
     │   ├── UnknownKindError             (connectors)
-    │   └── ConfigError                  (gateway: an unknown key, a missing secret)
+    │   ├── ConfigError                  (gateway: an unknown key, a missing secret, an address in use)
+    │   └── StoreInUseError              (gateway: a SQLite store another gateway serves)
     ├── InputError           this input is malformed; other inputs go on
     │   ├── SourceFormatError            (mappings: JSON, XML, CSV, workbooks, encodings, DTDs, headers)
     │   ├── ValueMappingError            (mappings: one value of one record)

@@ -40,9 +40,9 @@ def serve(args: argparse.Namespace) -> int:
     # The store thread needs the GIL back after each SQLite call; with the default 5 ms switch
     # interval a busy event loop starves it and commits queue up behind each other.
     sys.setswitchinterval(0.0005)
-    print(f"supex serving on http://{config.gateway.listen} (store {shown(config.gateway.store)}, open files up to "
-          f"{soft})", file=sys.stderr)
-    run_gateway(app, config.gateway)
+    run_gateway(app, config.gateway, on_ready=lambda: print(
+        f"supex serving on http://{config.gateway.listen} (store {shown(config.gateway.store)}, open files up to "
+        f"{soft})", file=sys.stderr))
     return EXIT_OK
 
 

@@ -94,7 +94,13 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
                                                  lease_seconds=config.gateway.delivery_lease_seconds))
         app[STORE] = runner
         store = runner.store
-        store.sealed.check_keys()
+        try:
+            if given is None:
+                store.hold_for_serving()
+            store.sealed.check_keys()
+        except BaseException:
+            runner.close()
+            raise
         app[METRICS].registry.register(WriterCollector(lambda: (store.writer.waited, store.writer.held)))
         in_force = app[IN_FORCE] = PolicyInForce(config, runner)
         await in_force.load()

@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import GatewayConfig
+from gateway.exceptions import ConfigError
 from gateway.http.security import client_key
 
 __all__ = ["ConnectionGuard", "GuardedSite", "raise_open_files_limit", "run_gateway"]
@@ -203,16 +204,23 @@ async def start_gateway(app: web.Application, config: GatewayConfig, host: str |
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.keepalive_timeout_seconds,
                            read_bufsize=32 * 1024)  # at most 64 KiB of a body buffered before it is read
     await runner.setup()
-    site = GuardedSite(runner, host or config.host, config.port if port is None else port, guard)
-    await site.start()
+    address = (host or config.host, config.port if port is None else port)
+    site = GuardedSite(runner, *address, guard)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"无法监听 {address[0]}:{address[1]} / cannot listen on {address[0]}:{address[1]}: "
+                          f"{exc.strerror or exc} (another gateway or program there? set listen in [gateway])") from exc
     return runner, site
 
 
-def run_gateway(app: web.Application, config: GatewayConfig) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly."""
+def run_gateway(app: web.Application, config: GatewayConfig, on_ready: Callable[[], None] = lambda: None) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly; ``on_ready`` once it listens."""
 
     async def main() -> None:
         runner, _ = await start_gateway(app, config)
+        on_ready()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGINT, signal.SIGTERM):

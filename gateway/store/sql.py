@@ -103,6 +103,9 @@ class SQLStore:
         """A function that verifies a stretch of the log from ``location`` in a worker process."""
         return None
 
+    def hold_for_serving(self) -> None:
+        """Take the store for the gateway about to serve it, where a backend allows one only."""
+
     def checkpoint(self) -> None:
         """Housekeeping the gateway runs beside the writer from time to time."""
 

@@ -7,7 +7,10 @@ SQLite's write lock (``BEGIN IMMEDIATE``), so every write is serialised, as ``SQ
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import os
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gateway.encryption import DataCipher
-from gateway.exceptions import StoreUnavailableError
+from gateway.exceptions import StoreInUseError, StoreUnavailableError
 from gateway.exchange_log import Stretch
 from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, create_private, utc_now
 from gateway.store.log import verify_stretch
@@ -141,6 +144,7 @@ class SQLiteStore(SQLStore):
         if path != ":memory:":
             _private_file(Path(path))
         self.path = path
+        self._serving: int | None = None  # the lock file held while this store serves a gateway
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -218,8 +222,31 @@ class SQLiteStore(SQLStore):
         finally:
             os.umask(private)
 
+    def hold_for_serving(self) -> None:
+        """Take the file for the one gateway that serves it (commands may still read and write it
+        beside that gateway); ``StoreInUseError`` naming the gateway that holds it — its host,
+        process and since when — if another does. The hold ends with the process or ``close``."""
+        if self.path == ":memory:" or self._serving is not None:
+            return
+        lock = Path(self.path + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", errors="replace").strip() or "another gateway"
+            os.close(fd)
+            raise StoreInUseError(f"存储已由另一个网关使用 / the store {self.path} is served by {holder}: one gateway "
+                                  "serves a SQLite file (several gateways share a PostgreSQL database)") from None
+        os.ftruncate(fd, 0)
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n".encode(), 0)
+        self._serving = fd
+
     def close(self) -> None:
-        """Checkpoint what remains and close the database."""
+        """Checkpoint what remains and close the database (and the serving hold, if taken)."""
+        if self._serving is not None:
+            os.close(self._serving)
+            self._serving = None
         with self._lock:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

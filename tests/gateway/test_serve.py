@@ -251,3 +251,29 @@ def test_pending_push_deliveries_survive_a_kill_and_go_out_after_restart(tmp_pat
     finally:
         gateway.kill()
         del os.environ[env_secret], ENV[env_secret]
+
+
+def _second(served: Served, folder: Path, *, port: int, store: str) -> subprocess.CompletedProcess[str]:
+    config = folder / "second.toml"
+    config.write_text(CONFIG_TEXT.replace("127.0.0.1:8440", f"127.0.0.1:{port}").replace(
+        'store = "sqlite:///supex.db"', f'store = "{store}"'), encoding="utf-8")
+    return subprocess.run([SUPEX, "serve", "--config", str(config)], env=ENV, capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def test_a_second_gateway_on_a_taken_port_or_a_served_store_is_refused(served: Served, tmp_path: Path) -> None:
+    """One line naming what is taken, exit 2, no traceback, and never "serving"; the first gateway
+    goes on serving."""
+    other = tmp_path / "other"
+    other.mkdir()
+    taken = _second(served, other, port=served.port, store="sqlite:///elsewhere.db")
+    assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{served.port}" in taken.stderr
+    held = _second(served, other, port=_free_port(), store=f"sqlite:///{tmp_path / 'supex.db'}")
+    assert held.returncode == 2 and "is served by host" in held.stderr and f"pid {served.proc.pid}" in held.stderr
+    for answer in (taken, held):
+        assert "Traceback" not in answer.stderr and "serving on" not in answer.stderr
+        said = [line for line in answer.stderr.splitlines() if line.startswith("supex:")]
+        assert len(said) == 1 and answer.stderr.strip().endswith(said[0]), answer.stderr  # the start-up log, then it
+    with urllib.request.urlopen(served.url + "/healthz", timeout=5) as answer:
+        assert answer.status == 200
+    assert served.supex("log", "verify", "--config", str(served.config)).returncode == 0  # commands still run beside it
