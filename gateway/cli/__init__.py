@@ -106,11 +106,14 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                        "JSON), signed as the connector. A file that cannot be pushed (missing, of no known format, "
                        "refused whole by the gateway) is named and the command exits 2; the other files are still "
                        "pushed.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--connector", required=True, metavar="ID")
+    p.add_argument("files", nargs="+", metavar="FILE", help="the files to push")
+    p.add_argument("--connector", required=True, metavar="ID", help="the connector pushing (signs as it)")
     p.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the secret and address)")
     p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
-    p.add_argument("--batch-size", type=int, default=500, metavar="N")
+    p.add_argument("--batch-size", type=int, default=500, choices=range(1, 10_001), metavar="N",
+                   help="standard records a request (1-10000, default 500)")
+    p.add_argument("--json", action="store_true", help="print the gateway's whole answer to each request, a JSON "
+                   "object a line, instead of the rejected records")
     p.set_defaults(command="push")
     p = sub.add_parser("pull", help="a consumer's inbox as NDJSON (or its own format), acknowledging what was written",
                        description="Read the connector's inbox from its last acknowledged cursor and write the records "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,6 +28,15 @@ __all__ = ["pull", "push"]
 
 class _Unpushable(Exception):  # noqa: N818 - a file refused before or by the gateway: exit 2, the others go on
     pass
+
+
+def rejection(name: str, result: dict[str, Any]) -> str:
+    """One rejected record as a person can act on it: where it is, its id, and each error the
+    gateway gave — the JSON pointer, the message in both languages, the code."""
+    record_id = result.get("record_id")
+    errors = "; ".join(f"{e.get('path') or '(record)'}: {e.get('message') or e.get('code')} [{e.get('code')}]"
+                       for e in result.get("errors", [])) or "rejected"
+    return f"{name}: record {result.get('index')}" + (f" (id {record_id})" if record_id else "") + f": {errors}"
 
 
 def _push_type(name: str) -> str:
@@ -89,11 +99,12 @@ async def _push(args: argparse.Namespace, url: str, secret: str, whole_json: boo
                 for answer in answers:
                     for key in totals:
                         totals[key] += int(answer.get(key, 0))
-                    for result in answer.get("results", []):
-                        if result.get("status") == "rejected":
-                            codes = ", ".join(e.get("code", "") for e in result.get("errors", []))
-                            print(f"{name}: record {result.get('index')} id={result.get('record_id')}: rejected "
-                                  f"({codes})", file=sys.stderr)
+                    if args.json:
+                        print(json.dumps({"file": name, **answer}, ensure_ascii=False))
+                    else:
+                        for result in answer.get("results", []):
+                            if result.get("status") == "rejected":
+                                print(rejection(name, result), file=sys.stderr)
                     progress.update(task, advance=len(answer.get("results", [])))
     return totals, refused
 

@@ -143,7 +143,8 @@ def test_log_query_export_and_push_exit_codes(served: Served, tmp_path: Path) ->
     bad.write_text(json.dumps([{"record_type": "inspection", "record_id": "x-1", "op": "upsert"}]), encoding="utf-8")
     pushed = served.supex("push", "--connector", "amr", "--config", str(served.config), str(bad))
     assert pushed.returncode == 1
-    assert "x-1: rejected (required" in pushed.stderr and "rejected 1" in pushed.stdout
+    assert "record 0 (id x-1): " in pushed.stderr and "rejected 1" in pushed.stdout
+    assert "[required]" in pushed.stderr and "/ " in pushed.stderr  # each error: its pointer, its message, its code
     served.kill()
     query = served.supex("log", "query", "--config", str(served.config), "--event", "rejected", "--json")
     (entry,) = [json.loads(line) for line in query.stdout.splitlines()]
@@ -277,3 +278,19 @@ def test_a_second_gateway_on_a_taken_port_or_a_served_store_is_refused(served: S
     with urllib.request.urlopen(served.url + "/healthz", timeout=5) as answer:
         assert answer.status == 200
     assert served.supex("log", "verify", "--config", str(served.config)).returncode == 0  # commands still run beside it
+
+
+def test_push_says_what_the_gateway_said_of_each_rejected_record(served: Served, tmp_path: Path) -> None:
+    """Each rejected record with its id, the pointer and the gateway's own message (not its code
+    alone); ``--json`` prints the gateway's whole answer."""
+    penalty = example_record("penalty")  # amr produces inspections and clues only
+    penalty["record_id"] = "not-mine-1"
+    path = tmp_path / "penalty.json"
+    path.write_text(json.dumps([penalty], ensure_ascii=False), encoding="utf-8")
+    pushed = served.supex("push", "--connector", "amr", "--config", str(served.config), str(path))
+    assert pushed.returncode == 1
+    assert "(id not-mine-1): /record_type: " in pushed.stderr
+    assert "the connector may not produce records of type penalty [not_permitted]" in pushed.stderr
+    as_json = served.supex("push", "--connector", "amr", "--config", str(served.config), "--json", str(path))
+    (answer,) = [json.loads(line) for line in as_json.stdout.splitlines() if line.startswith("{")]
+    assert answer["file"] == str(path) and answer["results"][0]["errors"][0]["code"] == "not_permitted"
