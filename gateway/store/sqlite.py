@@ -233,10 +233,11 @@ class SQLiteStore(SQLStore):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", errors="replace").strip() or "another gateway"
+            holder = os.pread(fd, 4096, 0).decode("utf-8", errors="replace").strip() or "its holder unknown"
             os.close(fd)
-            raise StoreInUseError(f"存储已由另一个网关使用 / the store {self.path} is served by {holder}: one gateway "
-                                  "serves a SQLite file (several gateways share a PostgreSQL database)") from None
+            raise StoreInUseError(f"存储已被另一个网关占用 / the store {self.path} is in use by another gateway "
+                                  f"({holder}): one gateway serves a SQLite file (several gateways share a PostgreSQL "
+                                  "database)") from None
         os.ftruncate(fd, 0)
         since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n".encode(), 0)
