@@ -8,9 +8,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "progress_bar"]
+__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "counted", "progress_bar"]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # all valid / some record or input invalid / usage or configuration
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``; ``noun`` as the singular, its plural with an s."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class _NoBar:

@@ -41,6 +41,14 @@ _KEYWORD_CODES = {
     "exclusiveMaximum": "range",
 }
 
+# how a bound of a length, a count or a number is said: ``at least 1`` / ``至少 1``
+_BOUNDS = {
+    "minLength": ("at least {}", "至少 {} "), "maxLength": ("at most {}", "至多 {} "),
+    "minItems": ("at least {}", "至少 {} "), "maxItems": ("at most {}", "至多 {} "),
+    "minimum": ("at least {}", "不小于 {}"), "maximum": ("at most {}", "不大于 {}"),
+    "exclusiveMinimum": ("more than {}", "大于 {}"), "exclusiveMaximum": ("less than {}", "小于 {}"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -101,7 +109,10 @@ class _TypeValidator:
                     yield issue(pointer((*at, name)), "unknown_field")
         elif keyword in _KEYWORD_CODES:
             code = _KEYWORD_CODES[keyword]
-            yield issue(pointer(at), code, expected=_expected(error.validator_value), value=_show(instance))
+            bound, bound_zh = _BOUNDS.get(keyword, ("{}", "{}"))
+            limit = error.validator_value
+            yield issue(pointer(at), code, expected=_expected(limit), value=_show(instance),
+                        bound=bound.format(limit), bound_zh=bound_zh.format(limit))
         else:
             yield issue(pointer(at), "invalid")
 

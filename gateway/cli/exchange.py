@@ -16,7 +16,7 @@ import orjson
 from connectors import GatewayRefusedError, SupexClient
 from gateway.config import Config, load_config, resolve_mapping
 from gateway.exceptions import ConfigError
-from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
+from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, counted, progress_bar
 from mappings import CompiledMapping
 from mappings.exceptions import ValueMappingError
 from mappings.formats import read_json
@@ -148,7 +148,7 @@ def push(args: argparse.Namespace) -> int:
           f"rejected {totals['rejected']} / 接收 {totals['accepted']}，重复 {totals['duplicates']}，"
           f"过期 {totals['stale']}，拒收 {totals['rejected']}")
     if refused:
-        print(f"supex: {refused} file(s) not pushed / {refused} 个文件未推送", file=sys.stderr)
+        print(f"supex: {counted(refused, 'file')} not pushed / {refused} 个文件未推送", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if totals["rejected"] == 0 else EXIT_INVALID
 

@@ -19,7 +19,7 @@ import orjson
 
 from gateway.config import load_config, resolve_mapping
 from gateway.exceptions import ConfigError
-from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, progress_bar
+from gateway.terminal import EXIT_INVALID, EXIT_OK, EXIT_USAGE, counted, progress_bar
 from mappings import CompiledMapping, MappedRecord, SourceFormatError, builtin_names, map_stream, run_examples
 from mappings.formats import read_json
 from mappings.pipeline import write_rows
@@ -63,8 +63,10 @@ def _track(bar: Progress, name: str, stream: IO[bytes], items: Iterator[Any]) ->
 # ---- reports --------------------------------------------------------------------------------
 
 def _describe(name: str, index: int, where: str, record_id: str | None) -> str:
+    """``FILE: record 3 (line 4) id=X``; where says no more than ``record 3``, it is left out."""
+    place = f" ({where})" if where and where != f"record {index}" else ""
     ident = f" id={record_id}" if record_id else ""
-    return f"{name}: record {index} ({where}){ident}"
+    return f"{name}: record {index}{place}{ident}"
 
 
 def _print_issues(heading: str, verdict: Verdict, out: IO[str]) -> None:
@@ -85,10 +87,11 @@ class _Tally:
             self.invalid += 1
         self.warned += bool(verdict.warnings)
 
-    def summary(self, noun: str) -> str:
+    def summary(self, what: str = "") -> str:
         total = self.valid + self.invalid
-        return (f"{total} {noun}: {self.valid} valid, {self.invalid} invalid, {self.warned} with warnings"
-                f" / 共 {total} 条：有效 {self.valid}，无效 {self.invalid}，有警告 {self.warned}")
+        return (f"{counted(total, 'record')}{' ' + what if what else ''}: {self.valid} valid, {self.invalid} invalid, "
+                f"{self.warned} with warnings / 共 {total} 条：有效 {self.valid}，无效 {self.invalid}，"
+                f"有警告 {self.warned}")
 
 
 def _unreadable(name: str, exc: OSError) -> Verdict:
@@ -121,6 +124,7 @@ def validate(args: argparse.Namespace) -> int:
     validator = Validator(schema_set, identifiers="lenient" if args.lenient else "strict",
                           extra_regions=_extra_regions(args))
     tally = _Tally()
+    unread: list[str] = []
     out = sys.stdout
     with progress_bar() as bar:
         for name in args.files:
@@ -140,12 +144,20 @@ def validate(args: argparse.Namespace) -> int:
                         tally.add(verdict)
                         _report(args, name, item.index, where=item.where, record_id=record_id, verdict=verdict,
                                 out=out)
-            except OSError as exc:
-                verdict = _unreadable(name, exc)
-                tally.add(verdict)
-                _report(args, name, 0, where="file", record_id=None, verdict=verdict, out=out)
-    print(tally.summary("records"), file=sys.stderr)
+            except OSError as exc:  # not a record that is invalid: a file that is not there to read
+                unread.append(name)
+                print(f"supex: {name}: 无法读取 / cannot read: {exc.strerror or exc}", file=sys.stderr)
+    print(tally.summary(), file=sys.stderr)
+    return _exit(tally, unread)
+
+
+def _exit(tally: _Tally, unread: list[str]) -> int:
+    """2 if a file could not be read (said on standard error), else 1 if a record is invalid, else 0."""
+    if unread:
+        print(f"supex: {counted(len(unread), 'file')} not read / {len(unread)} 个文件未能读取", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if tally.invalid == 0 else EXIT_INVALID
+
 
 
 def _report(args: argparse.Namespace, name: str, index: int, *, where: str, record_id: str | None,
@@ -171,7 +183,7 @@ def map_files(args: argparse.Namespace) -> int:
     validator = Validator(identifiers="lenient" if args.lenient else "strict",
                           extra_regions=_extra_regions(args)) if args.validate else None
     tally = _Tally()
-    refused = 0
+    unread: list[str] = []
     write = sys.stdout.buffer.write
     with progress_bar() as bar:
         for name in args.files:
@@ -186,21 +198,26 @@ def map_files(args: argparse.Namespace) -> int:
                             heading = _describe(name, result.index, result.where, result.record_id)
                             _print_issues(heading, result.verdict, sys.stderr)
             except SourceFormatError as exc:
-                refused += 1
+                unread.append(name)
                 print(f"supex: {name}: 映射 {mapping.name} 无法读取此文件 / the mapping {mapping.name} cannot read "
                       f"this file: {exc}", file=sys.stderr)
             except OSError as exc:
-                refused += 1
+                unread.append(name)
                 print(f"supex: {name}: 无法读取 / cannot read: {exc.strerror or exc}", file=sys.stderr)
     sys.stdout.flush()
-    print(tally.summary("records mapped"), file=sys.stderr)
-    if refused:
-        print(f"supex: {refused} file(s) not read / {refused} 个文件未能读取", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK if tally.invalid == 0 else EXIT_INVALID
+    print(tally.summary("mapped"), file=sys.stderr)
+    return _exit(tally, unread)
 
 
 def _map_reverse(mapping: CompiledMapping, files: list[str]) -> int:
+    """Standard records back to the system's format. Every file is looked at first: a document half
+    made of what could be read (an empty list where a file was missing) is never written."""
+    missing = [name for name in files if name != "-" and not Path(name).is_file()]
+    for name in missing:
+        why = "not a regular file" if Path(name).exists() else "no such file"
+        print(f"supex: {name}: 无法读取 / cannot read: {why}", file=sys.stderr)
+    if missing:
+        return EXIT_USAGE
     failed = write_rows(mapping, _reverse_rows(mapping, files), sys.stdout.buffer, lines=True)
     return EXIT_OK if failed == 0 else EXIT_INVALID
 

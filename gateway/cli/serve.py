@@ -15,7 +15,7 @@ from gateway.http.serving import raise_open_files_limit, run_gateway
 from gateway.observability import configure_logging
 from gateway.safety import check_before_serving
 from gateway.store import shown
-from gateway.terminal import EXIT_OK
+from gateway.terminal import EXIT_OK, counted
 
 __all__ = ["check_config", "serve"]
 
@@ -50,6 +50,7 @@ def check_config(args: argparse.Namespace) -> int:
     """``supex check-config``: validate a configuration without starting anything."""
     config = load_config(args.config, need_secrets=not args.no_secrets)
     ids = ", ".join(c.id for c in config.connector) or "none"
-    print(f"{args.config}: OK — {len(config.connector)} connectors ({ids}), {len(config.auditor)} auditors, "
-          f"{len(config.admin)} admins, {len(config.sharing)} sharing rules, store {shown(config.gateway.store)}")
+    print(f"{args.config}: OK — {counted(len(config.connector), 'connector')} ({ids}), "
+          f"{counted(len(config.auditor), 'auditor')}, {counted(len(config.admin), 'admin')}, "
+          f"{counted(len(config.sharing), 'sharing rule')}, store {shown(config.gateway.store)}")
     return EXIT_OK

@@ -72,11 +72,15 @@ def test_validate_lenient_and_type(capsys: pytest.CaptureFixture[str], tmp_path:
 
 def test_unreadable_files_are_reported_and_the_rest_processed(capsys: pytest.CaptureFixture[str],
                                                               tmp_path: Path) -> None:
-    """A missing file is an error of its own; the next file is still validated."""
+    """A missing file is a usage error (exit 2, said on standard error), not an invalid record; the
+    next file is still validated. ``map --reverse`` writes nothing when a file is missing."""
     good = _write(tmp_path, "good.json", VALID_RECORDS["inspection"])
-    code, out, _ = _run(capsys, "validate", str(tmp_path / "missing.json"), good)
-    assert code == 1
-    assert "cannot read" in out and "in-0001" in out
+    code, out, err = _run(capsys, "validate", str(tmp_path / "missing.json"), good)
+    assert code == 2
+    assert "missing.json: 无法读取 / cannot read" in err and "1 file not read" in err and "in-0001" in out
+    code, out, err = _run(capsys, "map", "--reverse", "--mapping", "enforcement_oversight.penalty",
+                          str(tmp_path / "missing.ndjson"))
+    assert (code, out) == (2, "") and "missing.ndjson: 无法读取 / cannot read: no such file" in err
 
 
 @pytest.mark.parametrize(("mapping", "sample", "count"), [
@@ -114,7 +118,7 @@ def test_map_refuses_a_file_its_mapping_cannot_read_and_exits_2(
     assert f"{tmp_path / 'no.csv'}: 无法读取 / cannot read: No such file or directory" in err
     (named,) = [line for line in err.splitlines() if "统一社会信用代码" in line]
     assert "the mapped column '统一社会信用代码' is not in the header" in named
-    assert "required" not in err and "2 file(s) not read" in err
+    assert "required" not in err and "2 files not read" in err
 
 
 def test_map_reverse_writes_xml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def test_check_config_counts_the_sharing_rules(tmp_path: Path, capsys: pytest.Ca
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT + RULE))]) == 0
-    assert "1 sharing rules" in capsys.readouterr().out
+    assert "1 sharing rule, " in capsys.readouterr().out
     with_database = CONFIG_TEXT.replace('store = "sqlite:///supex.db"', 'store = "postgresql://ops:hunter2@db:5432/x"')
     assert main(["check-config", str(_write(tmp_path, with_database))]) == 0
     printed = capsys.readouterr().out

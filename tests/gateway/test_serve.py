@@ -171,7 +171,7 @@ def test_push_names_each_file_it_could_not_push_and_exits_2(served: Served, tmp_
     assert f"{workbook}: 网关拒收此文件 / the gateway refused this file: 415" in pushed.stderr
     assert "nosuch.csv: 文件不存在 / no such file" in pushed.stderr
     assert "cannot tell the format from the name 'export.txt'" in pushed.stderr
-    assert "accepted 12" in pushed.stdout and "3 file(s) not pushed" in pushed.stderr
+    assert "accepted 12" in pushed.stdout and "3 files not pushed" in pushed.stderr
 
 
 def test_pull_writes_the_inbox_as_ndjson_and_acknowledges_only_with_ack(served: Served) -> None:
