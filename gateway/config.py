@@ -302,6 +302,7 @@ class Config(_Strict):
     sharing: list[SharingRule] = Field(default_factory=list)
     base_dir: Path = Field(default=Path(), exclude=True)
     secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+    secret_sources: Mapping[str, str] = Field(default_factory=dict, exclude=True)  # where each secret came from
     data_cipher: DataCipher | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="after")
@@ -367,7 +368,12 @@ def _secret_env_name(connector_id: str) -> str:
     return "SUPEX_SECRET_" + connector_id.upper().replace("-", "_")
 
 
-def _load_secrets(config: Config, environ: Mapping[str, str], only: Collection[str] | None) -> dict[str, str]:
+def _load_secrets(config: Config, environ: Mapping[str, str], only: Collection[str] | None) -> tuple[
+    dict[str, str], dict[str, str]
+]:
+    """Each connector's secret and where it came from: ``SUPEX_SECRET_<ID>`` where the environment
+    sets it (it overrides the file, as a deployment's environment overrides what is on disk), else
+    the secrets file."""
     from_file: dict[str, object] = {}
     if config.gateway.secrets_file:
         path = config.base_dir / config.gateway.secrets_file
@@ -375,18 +381,25 @@ def _load_secrets(config: Config, environ: Mapping[str, str], only: Collection[s
             from_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"无法读取密钥文件 / cannot read the secrets file {path}: {exc}") from exc
-    secrets = {}
+    secrets, sources = {}, {}
     for connector in config.connector:
         if only is not None and connector.id not in only:
             continue
-        value = from_file.get(connector.id) or environ.get(_secret_env_name(connector.id))
+        name = _secret_env_name(connector.id)
+        value: object
+        if name in environ:
+            value, source = environ[name], name
+        else:
+            value, source = from_file.get(connector.id), f"secrets file {config.gateway.secrets_file}"
+        if value is None or value == "":
+            raise ConfigError(f"连接器 {connector.id} 没有密钥 / connector {connector.id!r} has no secret: set {name} "
+                              "or add it to the secrets file")
         if not isinstance(value, str) or len(value) < 16:
-            raise ConfigError(
-                f"连接器 {connector.id} 没有密钥（至少 16 个字符）/ connector {connector.id!r} has no secret "
-                f"of at least 16 characters: set {_secret_env_name(connector.id)} or add it to the secrets file"
-            )
-        secrets[connector.id] = value
-    return secrets
+            size = f"{len(value)} characters" if isinstance(value, str) else f"a {type(value).__name__}"
+            raise ConfigError(f"连接器 {connector.id} 的密钥过短 / the secret of connector {connector.id!r} (from "
+                              f"{source}) is {size}: it must be a string of at least 16 characters")
+        secrets[connector.id], sources[connector.id] = value, source
+    return secrets, sources
 
 
 # what pydantic's most common complaints say, in both languages
@@ -454,6 +467,6 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         gateway = config.gateway
         cipher = load_key_ring(gateway.data_key_env, config.base_dir / gateway.data_key_file
                                if gateway.data_key_file else None, environ)
-        config = config.model_copy(update={"secrets": _load_secrets(config, environ, secrets_of),
-                                           "data_cipher": cipher})
+        secrets, sources = _load_secrets(config, environ, secrets_of)
+        config = config.model_copy(update={"secrets": secrets, "secret_sources": sources, "data_cipher": cipher})
     return config

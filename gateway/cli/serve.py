@@ -53,4 +53,6 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK — {counted(len(config.connector), 'connector')} ({ids}), "
           f"{counted(len(config.auditor), 'auditor')}, {counted(len(config.admin), 'admin')}, "
           f"{counted(len(config.sharing), 'sharing rule')}, store {shown(config.gateway.store)}")
+    for connector, source in config.secret_sources.items():  # where each secret came from, never the secret
+        print(f"  secret of {connector}: {source}")
     return EXIT_OK

@@ -106,6 +106,27 @@ def test_secrets_come_from_the_environment_or_a_secrets_file(tmp_path: Path) -> 
     assert load_config(_write(tmp_path, text), environ={}).secrets == SECRETS
 
 
+def test_the_environment_overrides_the_secrets_file_and_says_so(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``SUPEX_SECRET_<ID>`` wins over the file; check-config names each secret's source, never the
+    secret; a secret too short is said to be short (not missing), naming where it came from."""
+    (tmp_path / "secrets.toml").write_text("\n".join(f'{k} = "{v}"' for k, v in SECRETS.items()), encoding="utf-8")
+    text = CONFIG_TEXT.replace('max_records = 50', 'max_records = 50\nsecrets_file = "secrets.toml"')
+    mine = "from-the-environment-000"
+    config = load_config(_write(tmp_path, text), environ={"SUPEX_SECRET_AMR": mine})
+    assert config.secrets["amr"] == mine and config.secrets["jinan"] == SECRETS["jinan"]
+    assert config.secret_sources["amr"] == "SUPEX_SECRET_AMR"
+    assert config.secret_sources["jinan"] == "secrets file secrets.toml"
+    with pytest.raises(ConfigError, match=r"'amr' \(from SUPEX_SECRET_AMR\) is 5 characters"):
+        load_config(_write(tmp_path, text), environ={"SUPEX_SECRET_AMR": "short"})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SUPEX_SECRET_AMR", mine)
+        assert main(["check-config", str(tmp_path / "c.toml")]) == 0
+    printed = capsys.readouterr().out
+    assert "secret of amr: SUPEX_SECRET_AMR" in printed and "secret of jinan: secrets file" in printed
+    assert mine not in printed and SECRETS["jinan"] not in printed
+
+
 def test_secrets_are_not_printed_with_the_configuration(tmp_path: Path) -> None:
     """The configuration's repr and dump leave the secrets out."""
     config = load_config(_write(tmp_path, CONFIG_TEXT), environ=ENV)
