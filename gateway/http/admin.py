@@ -174,6 +174,20 @@ def _changed() -> dict[str, Any]:
 
 
 _ADMIN = {"admin"}
+_TEXTS = {"type": "array", "items": {"type": "string"}}
+_MAYBE = {"type": ["string", "null"]}
+_EXPLANATION = obj(
+    ["consumer", "record_type", "record_id", "routed", "route", "allowed", "reason"],
+    consumer={"type": "string"}, record_type=_MAYBE, record_id=_MAYBE,
+    routed={"type": "boolean", "description": "whether routing reaches the consumer at all"},
+    route={**_MAYBE, "description": "why it is routed (subscription, jurisdiction, catalogue, reply, …)"},
+    allowed={"type": "boolean", "description": "whether a rule lets the consumer have it now"},
+    reason={"type": "string", "description": "why, or why not"},
+    rule=_MAYBE, purpose=_MAYBE, deliver_within_seconds={"type": ["integer", "null"]},
+    considered={"type": "array", "items": obj(["rule", "outcome"], rule={"type": "string"},
+                                               outcome={"type": "string"})},
+    shared={"type": "object", "description": "the record as the consumer would receive it"},
+    fields=_TEXTS, masked=_TEXTS, omitted=_TEXTS)
 _RULE_BODY = {"required": True, "content": {"application/json": {"schema": ref("SharingRule")}}}
 _LISTED = {"type": "array", "items": {"type": "object"}}
 ROUTES: list[Route] = [
@@ -206,9 +220,7 @@ ROUTES: list[Route] = [
         "summary": "Whether and why a record reaches a consumer, and what it would receive",
         "requestBody": {"required": True, "content": {"application/json": {"schema": obj(
             ["record", "to"], record={"type": "object"}, to={"type": "string"})}}},
-        "responses": {"200": json_body(obj(["consumer", "routed", "allowed", "reason"], routed={"type": "boolean"},
-                                           allowed={"type": "boolean"}, reason={"type": "string"}),
-                                       "The explanation"), **errors(400, 401, 403)}}),
+        "responses": {"200": json_body(_EXPLANATION, "The explanation"), **errors(400, 401, 403)}}),
     route("GET", "/v1/admin/deadletters", deadletters, name="admin_deadletters", roles=_ADMIN, doc={
         "summary": "Deliveries given up on",
         "parameters": [{"name": "consumer", "in": "query", "required": False, "schema": {"type": "string"}}],

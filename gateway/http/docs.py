@@ -38,9 +38,12 @@ def obj(required: list[str], **properties: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties}
 
 
-CURSOR = {"name": "after", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+CURSOR = {"name": "after", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+          "description": "a cursor: the `next` of an earlier page (records after it come next)"}
 LIMIT = {"name": "limit", "in": "query", "required": False,
-         "schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "1 to 1000"}
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+         "description": "at most this many items a page, 1 to 1000 (default 100)"}
 LOG_FILTERS = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"},
                 **({"description": "entries the connector took part in, on either side (connector or counterpart)"}
                    if n == "connector" else {})}
