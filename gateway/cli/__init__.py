@@ -86,7 +86,7 @@ def _add_schemas(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ls.set_defaults(command="schemas list")
     show = inner.add_parser("show", help="print the JSON Schema of a record type",
                             description="Print the JSON Schema of a record type (or of 'envelope' or 'common').")
-    show.add_argument("record_type", metavar="TYPE")
+    show.add_argument("record_type", metavar="TYPE", help="the record type (see supex schemas list)")
     show.set_defaults(command="schemas show")
 
 
@@ -97,7 +97,7 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("check-config", help="validate a configuration without starting anything",
                        description="Validate a configuration: keys, values, mappings and (unless --no-secrets) "
                        "that every connector has a secret.")
-    p.add_argument("config", metavar="FILE")
+    p.add_argument("config", metavar="FILE", help="the gateway's configuration to check")
     p.add_argument("--no-secrets", action="store_true", help="do not require the connectors' secrets")
     p.set_defaults(command="check-config")
     p = sub.add_parser("push", help="push files to a gateway as a connector (signed, with retries)",
@@ -121,7 +121,7 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                        "through its reversible mapping. With --ack, each page is acknowledged once written and "
                        "flushed (an XML or CSV document: once all of it is), so nothing unwritten is ever "
                        "acknowledged. With --follow, wait for more instead of stopping at the end.")
-    p.add_argument("--connector", required=True, metavar="ID")
+    p.add_argument("--connector", required=True, metavar="ID", help="the consumer whose inbox is read (signs as it)")
     p.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the secret, address and mapping)")
     p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
     p.add_argument("--ack", action="store_true", help="acknowledge what was written")
@@ -192,7 +192,7 @@ def _add_deadletter(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inner = p.add_subparsers(dest="deadletter_command", metavar="{list,replay}", required=True)
     ls = inner.add_parser("list", help="list dead letters", description="List dead letters, oldest first.")
     ls.add_argument("--json", action="store_true", help="JSON lines")
-    ls.add_argument("--limit", type=int, default=1000)
+    ls.add_argument("--limit", type=int, default=1000, help="at most this many dead letters (default 1000)")
     ls.set_defaults(command="deadletter list")
     replay = inner.add_parser("replay", help="queue dead letters again",
                               description="Queue dead letters for delivery again; the running gateway sends them "
@@ -283,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="supex",
         description="supex — the supervision data exchange gateway (行政监管数据对接网关).",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, show its traceback instead of one line")
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
                 _add_deadletter, _add_connector, _add_keys, _add_backup, _add_demo):
@@ -325,21 +327,33 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command and return its exit code."""
+    """Run one command and return its exit code: every error one line a person can act on, and
+    exit 2 for what must be fixed before running again (``--debug``: the traceback of the
+    unexpected ones)."""
     args = build_parser().parse_args(argv)
     try:
         return _command(args.command)(args)
-    except ConfigurationError as exc:
-        print(f"supex: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SupexError as exc:
-        print(f"supex: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:
+        if args.debug and not isinstance(exc, SupexError):
+            raise
+        print(f"supex: {_said(exc)}", file=sys.stderr)
+        return EXIT_INVALID if isinstance(exc, SupexError) and not isinstance(exc, ConfigurationError) else EXIT_USAGE
+
+
+def _said(exc: Exception) -> str:
+    """An error as one line: supex's own as they say it; a file or address the command could not
+    use with its name; anything else as unexpected."""
+    if isinstance(exc, SupexError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: " * bool(exc.filename) + f"{exc.strerror or exc} (--debug shows where)"
+    return (f"意外错误 / unexpected error: {type(exc).__name__}: {exc} (run again with --debug for the traceback, "
+            "and report it)")
 
 
 if __name__ == "__main__":  # pragma: no cover

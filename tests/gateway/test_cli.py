@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import subprocess
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import gateway.cli.files
 from gateway.cli import build_parser, main
 from gateway.exchange_log import LogEntry
 from gateway.store import open_store
@@ -206,3 +208,39 @@ def test_log_filters_are_read_or_refused(capsys: pytest.CaptureFixture[str], tmp
         code, out, err = _run(capsys, "log", "query", "--config", path, option, value)
         assert (code, out) == (2, "") and words in err, option
         assert "Traceback" not in err
+
+
+def test_every_option_of_every_command_says_what_it_is() -> None:
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, command: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{command} {name}".strip())
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{command} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "")
+    assert missing == []
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(_args: argparse.Namespace) -> int:
+        raise RuntimeError("a fault of supex")
+
+    monkeypatch.setattr(gateway.cli.files, "schemas_list", broken)
+    code, _, err = _run(capsys, "schemas", "list")
+    assert code == 2 and "unexpected error: RuntimeError: a fault of supex" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError):
+        main(["--debug", "schemas", "list"])
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+
+    def unreadable(_args: argparse.Namespace) -> int:
+        return len(folder.read_text(encoding="utf-8"))  # a folder where a file was expected
+
+    monkeypatch.setattr(gateway.cli.files, "schemas_list", unreadable)
+    code, _, err = _run(capsys, "schemas", "list")
+    assert code == 2 and err == f"supex: {folder}: Is a directory (--debug shows where)\n"
