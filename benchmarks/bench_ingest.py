@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import gc
 import json
@@ -185,13 +186,13 @@ def client_main(args: argparse.Namespace) -> None:
     if args.mode == "batches":
         result = asyncio.run(batches([args.url], args.records, 500, 8, args.seed))
     else:
-        result = asyncio.run(singles(args.url, 500, 10, args.seed))
+        result = asyncio.run(singles(args.url, 500, args.seconds, args.seed))
     print(json.dumps(result))
 
 
-def run_client(url: str, mode: str, records: int, seed: int) -> dict[str, float]:
+def run_client(url: str, mode: str, records: int, seed: int, seconds: int = 10) -> dict[str, float]:
     out = subprocess.run([sys.executable, str(HERE), "--client", mode, "--url", url, "--records", str(records),
-                          "--seed", str(seed)], capture_output=True, text=True, check=False)
+                          "--seed", str(seed), "--seconds", str(seconds)], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(out.stderr[-2000:])
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -208,12 +209,17 @@ def start_gateway(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([str(supex), "serve", "--config", str(config)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc)
+    try:
+        wait_ready(url, proc)
+    except BaseException:
+        stop(proc)  # nothing it started is left running
+        raise
     return proc, url
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # it may have ended already
+        os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(30)
 
 
@@ -221,6 +227,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="also ingest 1,000,000 records and report memory")
+    parser.add_argument("--seconds", type=int, default=10, help="seconds of each single-record phase (default 10)")
     parser.add_argument("--client", choices=["batches", "singles"], dest="mode", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -236,10 +243,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         proc, url = start_gateway(Path(folder))
         try:
-            run_client(url, "batches", 5_000, 100)  # warm up
-            single = run_client(url, "singles", 0, 2)
+            run_client(url, "batches", min(5_000, args.records), 100)  # warm up
+            single = run_client(url, "singles", 0, 2, args.seconds)
             full = run_client(url, "batches", args.records, 1)
-            loaded = run_client(url, "singles", 0, 4)  # right after the batches, while the WAL is copied back
+            loaded = run_client(url, "singles", 0, 4, args.seconds)  # right after the batches: the WAL copied back
             if args.million:
                 done = full["records"] + 5_000 + single["requests"] + loaded["requests"]
                 run_client(url, "batches", 1_000_000 - int(done), 3)
@@ -251,7 +258,7 @@ def main() -> None:
                                        str(Path(folder) / "limit.db")], start_new_session=True)
         try:
             wait_ready(f"http://127.0.0.1:{port}", limit_proc)
-            run_client(f"http://127.0.0.1:{port}", "batches", 5_000, 100)
+            run_client(f"http://127.0.0.1:{port}", "batches", min(5_000, args.records), 100)
             limit = run_client(f"http://127.0.0.1:{port}", "batches", args.records, 1)
         finally:
             stop(limit_proc)
