@@ -76,16 +76,22 @@ def _json_items(body: bytes, kind: str) -> list[Any]:
     raise BodyError(400, "malformed", "请求体应为 JSON 数组或对象 / the body must be a JSON array or object")
 
 
-def _source_items(body: bytes, kind: str, mapping: CompiledMapping | None) -> Iterator[SourceItem]:
+def _source_items(body: bytes, kind: str, mapping: CompiledMapping | None,
+                  own: CompiledMapping | None) -> Iterator[SourceItem]:
     """The body's records, read one at a time (XML elements are freed after use): through the
-    connector's mapping where the body is in its format, else as standard JSON records."""
+    connector's mapping (``own``) where the body is in its format (``mapping``), else as standard
+    JSON records."""
     if mapping is not None:
         return _refusing_whole(read_source(mapping, io.BytesIO(body)))
     if kind in ("json", "ndjson"):
         return (SourceItem(n, f"record {n}", value) for n, value in enumerate(_json_items(body, kind)))
+    if own is None:
+        raise BodyError(415, "unsupported_media_type",
+                        f"此连接器没有映射，只报送 JSON 标准记录 / this connector has no mapping: it pushes standard "
+                        f"records as JSON or NDJSON, not {kind.upper()} (give it a mapping to push its own format)")
     raise BodyError(415, "unsupported_media_type",
                     f"此连接器不以 {kind.upper()} 报送 / this connector does not push {kind.upper()}: "
-                    "its mapping is for another format")
+                    f"its mapping reads {own.format.upper()}")
 
 
 def _refusing_whole(items: Iterator[SourceItem]) -> Iterator[SourceItem]:
@@ -144,7 +150,7 @@ class RecordPreparer:
         source = {"connector": connector.id, "department_code": connector.department_code,
                   "region_code": connector.region_code}
         incoming, rejected = [], []
-        for count, item in enumerate(_source_items(body, kind, use_mapping), 1):
+        for count, item in enumerate(_source_items(body, kind, use_mapping, mapping), 1):
             if count > max_records:
                 raise BodyError(413, "too_many_records", f"一批最多 {max_records} 条记录 / at most "
                                 f"{max_records} records a batch")

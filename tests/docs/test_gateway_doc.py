@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from connectors.signing import body_digest
 from gateway.http.app import all_routes
 from gateway.http.openapi import openapi_document
+from schemas import Validator
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text(encoding="utf-8")
 
@@ -23,3 +25,11 @@ def test_the_inbox_limits_are_those_of_the_document() -> None:
     limit = next(p for p in inbox["parameters"] if p["name"] == "limit")["schema"]
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 1000, 100)
     assert "`limit` is 1 to 1000 (default 100)" in DOC
+
+
+def test_the_complete_records_of_the_document_are_valid() -> None:
+    records = [json.loads(block) for block in re.findall(r"```json\n(\{\n  \"record_type\".*?)```", DOC, re.S)]
+    assert [r["record_type"] for r in records] == ["inspection", "penalty"]
+    validator = Validator()
+    for record in records:
+        assert validator.validate(record).ok, record["record_type"]

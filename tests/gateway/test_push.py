@@ -163,3 +163,11 @@ async def test_other_roles_cannot_push(gw: Signed) -> None:
     """An auditor's token does not admit pushing (403)."""
     status, _ = await gw.call("POST", "/v1/records", RAW, bearer=AUDITOR_TOKEN)
     assert status == 403
+
+
+async def test_a_connector_without_a_mapping_is_told_it_pushes_standard_json(gw: Signed) -> None:
+    status, body = await gw.call("POST", "/v1/records", b"a,b\n1,2\n", connector="amr", content_type="text/csv")
+    assert status == 415 and "this connector has no mapping: it pushes standard records as JSON or NDJSON, not CSV" \
+        in body["error"]["message"]
+    status, body = await gw.call("POST", "/v1/records", b"<r/>", connector="eo", content_type="text/csv")
+    assert status == 415 and "its mapping reads XML" in body["error"]["message"]
