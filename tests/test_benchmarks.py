@@ -37,7 +37,8 @@ def test_every_benchmark_of_make_bench_has_its_smoke_run() -> None:
 
 
 def _ours(script: Path, before: set[int]) -> list[int]:
-    """Processes running ``script`` that were not there before it started."""
+    """Processes that were not there before ``script`` started and that it left: its own helpers
+    (receivers, clients, baselines) and the gateways it served with."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) not in before:
@@ -45,7 +46,9 @@ def _ours(script: Path, before: set[int]) -> list[int]:
                 words = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(w.endswith(script.name.encode()) for w in words):
+            helper = any(w.endswith(script.name.encode()) for w in words)
+            gateway = b"serve" in words and any(w.endswith(b"supex") for w in words)
+            if helper or gateway:
                 found.append(int(entry.name))
     return found
 
