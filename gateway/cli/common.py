@@ -13,14 +13,19 @@ from gateway.encryption import DataCipher
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import audit_query
 from gateway.store import LogFilter, SQLStore, is_postgres_url, open_store
-from schemas import load_schema_set
 
-__all__ = ["FILTER_ARGS", "audited", "log_filter", "open_configured_store", "store_of"]
+__all__ = ["FILTER_ARGS", "audited", "configured_store", "log_filter", "open_configured_store", "store_of"]
 
 
 def store_of(args: argparse.Namespace) -> Any:
     """The store the command's ``--config`` names (it must exist)."""
-    return open_configured_store(load_config(args.config, need_secrets=False), required=True)
+    return configured_store(args)[1]
+
+
+def configured_store(args: argparse.Namespace) -> tuple[Config, Any]:
+    """The command's ``--config`` (secrets not needed) and the store it names (it must exist)."""
+    config = load_config(args.config, need_secrets=False)
+    return config, open_configured_store(config, required=True)
 
 
 def open_configured_store(config: Config, *, required: bool, cipher: DataCipher | None = None) -> SQLStore | None:
@@ -37,14 +42,12 @@ def open_configured_store(config: Config, *, required: bool, cipher: DataCipher 
 FILTER_ARGS = ("since", "until", "connector", "counterpart", "record_type", "record_id", "event", "rule")
 
 
-def log_filter(args: argparse.Namespace, store: SQLStore) -> LogFilter:
+def log_filter(args: argparse.Namespace, config: Config, store: SQLStore) -> LogFilter:
     """The exchange-log filter of a command's options, checked (``ConfigError``, exit 2, for one
     that cannot be read or names what does not exist: it would quietly match nothing)."""
-    configured = load_config(args.config, need_secrets=False).connectors()
     try:
         return LogFilter.of({name: getattr(args, name) for name in FILTER_ARGS},
-                            is_connector=lambda party: party in configured or store.log.names(party),
-                            record_types=load_schema_set().types,
+                            is_connector=store.log.knows(config.connectors()),
                             names={name: "--" + name.replace("_", "-") for name in FILTER_ARGS})
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

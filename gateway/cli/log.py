@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.cli.common import audited, log_filter, store_of
+from gateway.cli.common import audited, configured_store, log_filter, store_of
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.store.model import LogFilter
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
@@ -69,9 +69,9 @@ def _streamed(store: Any, where: LogFilter, what: str, limit: int | None = None)
 
 def log_query(args: argparse.Namespace) -> int:
     """``supex log query``: filtered entries as a table or JSON lines."""
-    store = store_of(args)
+    config, store = configured_store(args)
     try:
-        where = log_filter(args, store)
+        where = log_filter(args, config, store)
         audited(store, args, "log query")
         for entry in _streamed(store, where, "querying", args.limit):
             if args.json:
@@ -86,10 +86,10 @@ def log_query(args: argparse.Namespace) -> int:
 
 def log_export(args: argparse.Namespace) -> int:
     """``supex log export``: every entry (with hashes) as NDJSON."""
-    store = store_of(args)
+    config, store = configured_store(args)
     out = sys.stdout.buffer
     try:
-        where = log_filter(args, store)
+        where = log_filter(args, config, store)
         audited(store, args, "log export")
         for entry in _streamed(store, where, "exporting"):
             out.write(orjson.dumps(entry.content() | {"prev_hash": entry.prev_hash, "hash": entry.hash}) + b"\n")

@@ -32,7 +32,6 @@ from connectors.exceptions import UnreachableError
 from connectors.transport import classify, send
 from gateway.config import Config, ConnectorConfig, resolve_mapping
 from gateway.exceptions import DeliveryFailedError
-from gateway.flow.in_force import PolicyInForce
 from gateway.flow.sharing import Sharer
 from gateway.observability import Metrics
 from gateway.store.model import Due, Sharing
@@ -138,11 +137,10 @@ def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int
 class Deliverer:
     """One delivery task per push consumer, woken when new deliveries are routed."""
 
-    def __init__(self, config: Config, runner: StoreRunner, in_force: PolicyInForce, metrics: Metrics,
+    def __init__(self, config: Config, runner: StoreRunner, sharer: Sharer, metrics: Metrics,
                  mappings: Mapping[str, CompiledMapping], *, clock: Callable[[], float] = time.time,
                  session: aiohttp.ClientSession | None = None) -> None:
-        self.config, self.runner, self.in_force, self.metrics = config, runner, in_force, metrics
-        self.sharer = Sharer(in_force, runner)
+        self.config, self.runner, self.sharer, self.metrics = config, runner, sharer, metrics
         self._clock = clock
         self.consumers = {c.id: c for c in config.connector if c.delivery == "push" and c.enabled}
         # what each consumer takes in its own format, by record type (other types go as standard JSON)
@@ -246,7 +244,7 @@ class Deliverer:
     def _hold(self, consumer_id: str) -> float:
         """Seconds before a round may run: while the circuit is open (until it half-opens), or while
         the consumer is disabled at run time (its deliveries wait in the outbox)."""
-        if not self.in_force.enabled(consumer_id):
+        if not self.sharer.in_force.enabled(consumer_id):
             return 1.0
         return self.breakers[consumer_id].wait()
 

@@ -59,13 +59,18 @@ class PolicyInForce:
     async def load(self) -> int:
         """Take up the rules and connector states the store holds, and route with them whatever was
         stored without a policy; returns how many stored records that routed."""
-        def load() -> int:
-            store = self.runner.store
-            self.seen = store.runtime.last_change()
-            self.policy = policy_in_store(self.config, store)
-            return store.routing.catch_up(self.policy)
+        return await self._take_up(lambda store: policy_in_store(self.config, store))
 
-        routed = await self.runner.call(load)
+    async def _take_up(self, build: Callable[[SQLStore], Policy]) -> int:
+        """On the store thread: the policy ``build`` makes, in force from now on, and what was stored
+        without a policy routed with it; then the listeners told."""
+        def take_up() -> int:
+            store = self.runner.store
+            policy = build(store)  # raises before anything is taken up
+            self.seen, self.policy = store.runtime.last_change(), policy
+            return store.routing.catch_up(policy)
+
+        routed = await self.runner.call(take_up)
         for listener in self._listeners:
             listener()
         return routed
@@ -88,15 +93,14 @@ class PolicyInForce:
         replaced) or ``state`` (a connector enabled or disabled) are checked against the connectors
         and schemas first (``PolicyDefinitionError``, nothing kept), then kept by ``keep`` (which
         logs the change) and routed with from now on."""
-        def change() -> None:
-            store = self.runner.store
+        def change(store: SQLStore) -> Policy:
             rules, states = rules_in_store(self.config, store), store.runtime.connector_states()
             if rule is not None:
                 rules[rule["id"]] = rule
             if state is not None:
                 states[state[0]] = state[1]
-            self.config.policy(rules, states)  # checked before anything is kept
+            policy = self.config.policy(rules, states)  # checked before anything is kept
             keep(store)
+            return policy
 
-        await self.runner.call(change)
-        await self.load()
+        await self._take_up(change)

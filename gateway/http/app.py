@@ -104,10 +104,10 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         app[METRICS].registry.register(WriterCollector(lambda: (store.writer.waited, store.writer.held)))
         in_force = app[IN_FORCE] = PolicyInForce(config, runner)
         await in_force.load()
-        app[SHARER] = Sharer(in_force, runner)
+        sharer = app[SHARER] = Sharer(in_force, runner)
         task = asyncio.create_task(_housekeeping(app))
         mappings: dict[str, CompiledMapping] = app[MAPPINGS]
-        deliverer = app[DELIVERER] = Deliverer(config, runner, in_force, app[METRICS], mappings, clock=app[CLOCK])
+        deliverer = app[DELIVERER] = Deliverer(config, runner, sharer, app[METRICS], mappings, clock=app[CLOCK])
         in_force.on_change(deliverer.wake)
         sources = app[SOURCES] = Sources(config, runner, in_force, app[PREPARER], mappings, clock=app[CLOCK])
         app[METRICS].registry.register(SourceCollector(sources.status))

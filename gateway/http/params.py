@@ -11,7 +11,6 @@ from aiohttp import web
 from gateway.exceptions import ParameterError
 from gateway.http.context import BODY, CONFIG, STORE
 from gateway.store.model import LogFilter
-from schemas import load_schema_set
 
 __all__ = ["LOG_FILTER_PARAMS", "cursor_param", "int_param", "json_object", "log_filter", "text_param"]
 
@@ -50,14 +49,11 @@ async def log_filter(request: web.Request) -> LogFilter:
     """The exchange-log filter of an audit request's parameters, checked (400 ``bad_parameter``
     for one that cannot be read or names what does not exist: it would quietly match nothing)."""
     values = {field: text_param(request, name) for name, field in LOG_FILTER_PARAMS.items()}
-    known = set(request.app[CONFIG].connectors())
-    store = request.app[STORE]
-    for party in {(values.get(name) or "").strip() for name in ("connector", "counterpart")} - known - {""}:
-        if await store.call(store.store.log.names, party):
-            known.add(party)
+    runner = request.app[STORE]
+    known = runner.store.log.knows(request.app[CONFIG].connectors())
     try:
-        return LogFilter.of(values, is_connector=known.__contains__, record_types=load_schema_set().types,
-                            names={field: name for name, field in LOG_FILTER_PARAMS.items()})
+        return await runner.call(LogFilter.of, values, is_connector=known,
+                                 names={field: name for name, field in LOG_FILTER_PARAMS.items()})
     except ValueError as exc:
         raise ParameterError(str(exc)) from exc
 

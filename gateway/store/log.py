@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from typing import Any
@@ -128,11 +128,17 @@ class ExchangeLogStore:
                 "SELECT rule, reason, count(*) AS n FROM exchange_log WHERE event = 'denied' GROUP BY rule, reason "
                 "ORDER BY n DESC LIMIT ?", (limit,))]
 
-    def names(self, party: str) -> bool:
-        """Whether any entry names ``party`` as its connector or counterpart (two index lookups)."""
-        with self.store.reading() as db:
-            return any(db.execute(f"SELECT 1 FROM exchange_log WHERE {column} = ? LIMIT 1", (party,)).fetchone()
-                       for column in ("connector", "counterpart"))
+    def knows(self, configured: Collection[str]) -> Callable[[str], bool]:
+        """Whether a party a filter names is one: a connector of ``configured``, or one an entry
+        names as its connector or counterpart (an auditor, a connector since removed: two index
+        lookups). For ``LogFilter.of``, on the store's thread."""
+        def known(party: str) -> bool:
+            if party in configured:
+                return True
+            with self.store.reading() as db:
+                return any(db.execute(f"SELECT 1 FROM exchange_log WHERE {column} = ? LIMIT 1", (party,)).fetchone()
+                           for column in ("connector", "counterpart"))
+        return known
 
     def hash_at(self, seq: int) -> str | None:
         """The hash the log holds at ``seq``, or ``None`` if it has no such entry."""

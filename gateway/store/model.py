@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway.exchange_log import EVENTS, LogEntry, delivery_entry, log_time
+from schemas import load_schema_set
 
 if TYPE_CHECKING:
     from policy import Decision, Shared
@@ -156,7 +157,7 @@ class LogFilter:
 
     @classmethod
     def of(cls, values: Mapping[str, object], *, is_connector: Callable[[str], bool],
-           record_types: Collection[str], names: Mapping[str, str] | None = None) -> LogFilter:
+           names: Mapping[str, str] | None = None) -> LogFilter:
         """The filter of whichever of its fields ``values`` names (a query, a form, a command's
         options), each stripped, a blank one meaning any; checked, so that a filter never quietly
         matches nothing: times read as ISO 8601 (any offset, or a date) and written as the log
@@ -172,6 +173,7 @@ class LogFilter:
         if (event := chosen.get("event")) is not None and event not in EVENTS:
             raise ValueError(f"未知的事件 / {called['event']}: unknown event {event!r} (the log's events: "
                              f"{', '.join(EVENTS)})")
+        record_types = load_schema_set().types
         if (kind := chosen.get("record_type")) is not None and kind not in record_types:
             raise ValueError(f"未知的记录类型 / {called['record_type']}: unknown record type {kind!r} (known: "
                              f"{', '.join(sorted(record_types))})")
