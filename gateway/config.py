@@ -6,6 +6,7 @@ text: they come from a secrets file it names, or from ``SUPEX_SECRET_<ID>`` vari
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import socket
@@ -14,7 +15,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from stdnum.cn import uscc
 
 from connectors.kinds import ConnectorKind, UnknownKindError, connector_kind
@@ -24,6 +25,9 @@ from mappings import CompiledMapping, builtin_mapping, compile_text
 from mappings.definitions import key_line
 from mappings.exceptions import MappingDefinitionError
 from policy import Policy, PolicyDefinitionError, SharingRule, parse_duration
+from policy.calendar import WorkingCalendar, parse_limit
+from policy.exceptions import CalendarUnknownError
+from policy.procedure import Obligation, ProcedureLimits, Terms
 from policy.rules import known_record_types
 from schemas.semantic import region_status
 
@@ -290,6 +294,14 @@ class ConnectorConfig(_Strict):
         return code
 
 
+class CalendarYear(_Strict):
+    """A ``[calendar.YEAR]`` table: that year's holidays and make-up workdays beyond (or, for a year
+    the calendar package does not know yet, instead of) the official calendar's."""
+
+    holidays: list[dt.date] = Field(default_factory=list)
+    workdays: list[dt.date] = Field(default_factory=list)
+
+
 class Config(_Strict):
     """The whole configuration, with the secrets and data keys resolved beside it (never from its text)."""
 
@@ -300,10 +312,32 @@ class Config(_Strict):
     admin: list[AdminConfig] = Field(default_factory=list)
     connector: list[ConnectorConfig] = Field(default_factory=list)
     sharing: list[SharingRule] = Field(default_factory=list)
+    procedure: ProcedureLimits = Field(default_factory=ProcedureLimits)
+    obligation: list[Obligation] = Field(default_factory=list)
+    timeliness: dict[str, str] = Field(default_factory=dict)  # record type -> the delay allowed after it occurred
+    calendar: dict[str, CalendarYear] = Field(default_factory=dict)
     base_dir: Path = Field(default=Path(), exclude=True)
     secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     secret_sources: Mapping[str, str] = Field(default_factory=dict, exclude=True)  # where each secret came from
     data_cipher: DataCipher | None = Field(default=None, exclude=True, repr=False)
+    _terms: Terms | None = PrivateAttr(default=None)
+
+    @field_validator("timeliness")
+    @classmethod
+    def _timeliness(cls, value: dict[str, str]) -> dict[str, str]:
+        known_record_types(list(value))
+        for limit in value.values():
+            parse_limit(limit)
+        return value
+
+    @field_validator("calendar")
+    @classmethod
+    def _years(cls, value: dict[str, CalendarYear]) -> dict[str, CalendarYear]:
+        for year in value:
+            if not re.fullmatch(r"20\d\d", year):
+                raise ValueError(f"日历年份应为四位数字 / calendar.{year}: a year such as 2027")
+        WorkingCalendar.of({y: {"holidays": d.holidays, "workdays": d.workdays} for y, d in value.items()})
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -315,6 +349,17 @@ class Config(_Strict):
             self.policy()
         except PolicyDefinitionError as exc:
             raise ValueError(str(exc)) from None
+        known = set(ids)
+        named = [("procedure.coordinator", self.procedure.coordinator)]
+        for obligation in self.obligation:
+            named += [(f"obligation {obligation.id}.escalate_to", obligation.escalate_to)]
+            named += [(f"obligation {obligation.id}.consumers", c) for c in obligation.consumers or ()]
+        for where, connector in named:
+            if connector is not None and connector not in known:
+                raise ValueError(f"未知的连接器 / {where} names unknown connector {connector!r}")
+        obligation_ids = [o.id for o in self.obligation]
+        if len(set(obligation_ids)) != len(obligation_ids):
+            raise ValueError(f"反馈义务编号重复 / duplicate obligation ids: {obligation_ids}")
         lease = self.gateway.delivery_lease_seconds
         too_slow = [c.id for c in self.connector if c.delivery == "push" and c.push_timeout_seconds >= lease]
         if too_slow:
@@ -333,7 +378,16 @@ class Config(_Strict):
         rules = {rule.id: rule for rule in self.sharing}
         for rule_id, body in (runtime_rules or {}).items():
             rules[rule_id] = SharingRule.model_validate(body)
-        return Policy(connectors, rules.values())
+        return Policy(connectors, rules.values(), self.terms)
+
+    @property
+    def terms(self) -> Terms:
+        """The sharing procedure's terms: limits, feedback duties, timeliness, the working days."""
+        if self._terms is None:  # built once: the calendar and the limits do not change
+            years = {year: {"holidays": days.holidays, "workdays": days.workdays}
+                     for year, days in self.calendar.items()}
+            self._terms = Terms(self.procedure, self.obligation, self.timeliness, WorkingCalendar.of(years))
+        return self._terms
 
     def connectors(self) -> dict[str, ConnectorConfig]:
         """The connectors by id."""
@@ -442,9 +496,11 @@ def _described(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
-                need_secrets: bool = True, secrets_of: Collection[str] | None = None) -> Config:
+                need_secrets: bool = True, secrets_of: Collection[str] | None = None,
+                now: dt.datetime | None = None) -> Config:
     """Read, check and complete a configuration file; raises ``ConfigError`` naming key and line.
-    The secrets of every connector are required, or only of ``secrets_of`` where given."""
+    The secrets of every connector are required, or only of ``secrets_of`` where given. Every time
+    limit counted from ``now`` (default: now) must end within the working-day calendar."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -462,6 +518,10 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         line = key_line(text, loc)
         prefix = f"{path}:{line}: " if line else f"{path}: "
         raise ConfigError(prefix + _described(error, raw)) from exc
+    try:
+        config.terms.check_calendar(now or dt.datetime.now(dt.UTC))
+    except CalendarUnknownError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     if need_secrets:
         environ = os.environ if environ is None else environ
         gateway = config.gateway

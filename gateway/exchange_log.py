@@ -44,6 +44,10 @@ __all__ = [
 EVENTS = (
     "received", "rejected", "duplicate", "stale", "stored", "routed", "denied", "delivered", "delivery_failed",
     "overdue", "dead_lettered", "replayed", "pulled", "acked", "config_changed", "audit_query",
+    # the sharing procedure (the item's id in batch_id, the actor as connector)
+    "request_submitted", "request_approved", "request_refused", "request_granted", "request_objected",
+    "request_revoked", "request_overdue", "record_objected", "objection_upheld", "objection_corrected",
+    "objection_overdue", "objection_unmatched", "duty_opened", "duty_reminded", "duty_met", "duty_overdue", "late",
 )
 GENESIS = "0" * 64
 LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",

@@ -123,6 +123,11 @@ class Metrics:
                                   ["consumer", "status"], registry=self.registry)
         self.overdue = Counter("supex_overdue_deliveries_total", "Deliveries later than their rule's deliver_within",
                                ["consumer"], registry=self.registry)
+        self.procedure_overdue = Counter("supex_procedure_overdue_total", "Sharing requests, objections to records "
+                                         "and feedback duties that ran past their deadline (escalated)", ["kind"],
+                                         registry=self.registry)
+        self.procedure_steps = Counter("supex_procedure_steps_total", "Steps of the sharing procedure by event",
+                                       ["event"], registry=self.registry)
         self.refusals = Counter("supex_auth_refusals_total", "Refused requests by status", ["status"],
                                 registry=self.registry)
         self.auth_failures = Counter("supex_auth_failures_total", "Failed attempts at a secret (bearer tokens, "

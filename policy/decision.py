@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 from policy.exceptions import PolicyDefinitionError
 from policy.masks import compile_mask
+from policy.procedure import Terms
 from policy.rules import LOCAL, CompiledRule, SharingRule, Tree, compile_rule, default_masks, path_tree
 from schemas import load_schema_set
 
@@ -21,7 +22,7 @@ __all__ = ["ENVELOPE", "Decision", "Party", "Policy", "Route", "Shared", "local_
 
 # always shared with the data a rule lets through (SPEC §8), with the gateway's own fields
 ENVELOPE = ("record_type", "record_id", "op", "version", "occurred_at", "region_code", "sharing", "grade", "source",
-            "received_at", "seq")
+            "received_at", "seq", "corrects")
 Catalogue = Callable[[str], Collection[str]]  # matter code -> department codes of its lead and co-departments
 Producer = Callable[[Mapping[str, Any]], "str | None"]  # a feedback's ``refers_to`` -> the producing connector
 
@@ -51,7 +52,8 @@ def local_today(now: dt.datetime) -> dt.date:
 
 
 class Route(NamedTuple):
-    """A consumer a record goes to: ``subscription``, ``target``, ``catalogue`` or ``reply``."""
+    """A consumer a record goes to: ``subscription``, ``target``, ``catalogue``, ``reply``, ``grant``
+    (a sharing request granted) or ``correction`` (a corrected record to those given it before)."""
 
     consumer: str
     reason: str
@@ -83,8 +85,9 @@ class Shared(NamedTuple):
 class Policy:
     """The connectors and sharing rules in force, compiled once; decisions are then pure lookups."""
 
-    def __init__(self, parties: Iterable[Party], rules: Iterable[SharingRule]) -> None:
+    def __init__(self, parties: Iterable[Party], rules: Iterable[SharingRule], terms: Terms | None = None) -> None:
         self.parties = {p.id: p for p in parties}
+        self.terms = terms or Terms()
         self.rules = [compile_rule(rule, self.parties) for rule in rules]
         ids = [r.id for r in self.rules]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -106,6 +109,11 @@ class Policy:
                 for record_type in party.consumes:
                     self._subscribers.setdefault(record_type, []).append((party.id, party.region_prefix))
         self._defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
+        self._grants: dict[str, list[CompiledRule]] = {}  # record type -> rules from granted requests
+        for rule in self.rules:
+            if rule.rule.origin and rule.rule.enabled:
+                for record_type in rule.rule.record_types:
+                    self._grants.setdefault(record_type, []).append(rule)
         self._read_limits: dict[str, int] = {}
         for rule in self.rules:
             if rule.rule.enabled and rule.rule.max_reads_per_day:
@@ -116,8 +124,9 @@ class Policy:
     # ---- routing ------------------------------------------------------------------------------
 
     def routes(self, record: Mapping[str, Any], source: str, *, catalogue: Catalogue,
-               producer: Producer) -> list[Route]:
-        """The consumers ``record`` from ``source`` goes to, each with the first reason that holds."""
+               producer: Producer, today: dt.date | None = None) -> list[Route]:
+        """The consumers ``record`` from ``source`` goes to, each with the first reason that holds
+        (grants are looked at only given ``today``, against which their validity is read)."""
         record_type = record.get("record_type")
         region = str(record.get("region_code") or "")
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
@@ -139,6 +148,12 @@ class Policy:
         excluded = source if source in self._not_own else None  # a producer that asked not to get its own
         found = {party_id: "subscription" for party_id, prefix in self._subscribers.get(str(record_type), ())
                  if party_id != excluded and region.startswith(prefix)}
+        if today is not None:
+            for rule in self._grants.get(str(record_type), ()):
+                if rule.unmet(record, today) is None:
+                    for party_id in rule.rule.consumers:
+                        if party_id != source and party_id in self._enabled:
+                            named.setdefault(party_id, "grant")
         if not named:
             return [Route(party_id, reason) for party_id, reason in found.items()]
         for party_id, reason in named.items():
@@ -153,7 +168,8 @@ class Policy:
         ``consumer``, the rules considered, and exactly what the consumer would receive."""
         source = (record.get("source") or {}).get("connector") if isinstance(record.get("source"), dict) else None
         party = self.parties.get(consumer)
-        route = next((r for r in self.routes(record, str(source or ""), catalogue=catalogue, producer=producer)
+        route = next((r for r in self.routes(record, str(source or ""), catalogue=catalogue, producer=producer,
+                                             today=today)
                       if r.consumer == consumer), None)
         out: dict[str, Any] = {"consumer": consumer, "record_type": record.get("record_type"),
                                "record_id": record.get("record_id"), "routed": route is not None,

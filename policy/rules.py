@@ -54,11 +54,12 @@ class Conditions(BaseModel):
     matter_prefix: str | list[str] | None = None
     subject_kind: str | list[str] | None = None
     grade: str | list[str] | None = None
+    source: str | list[str] | None = None  # the producing connector (a grant is of one provider's data)
 
     def specificity(self) -> int:
         """More conditions, and longer prefixes, make a rule more specific."""
         score = 0
-        for name in ("region_prefix", "matter_prefix", "subject_kind", "grade"):
+        for name in ("region_prefix", "matter_prefix", "subject_kind", "grade", "source"):
             values = _one_or_many(getattr(self, name))
             if values:
                 score += 100 + min(len(v) for v in values)
@@ -82,6 +83,9 @@ class SharingRule(BaseModel):
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None
     enabled: bool = True
+    # where the rule came from, when not written by an administrator: ``sharing-request:<id>`` for
+    # a request granted; such a rule also routes the records it applies to to its consumers
+    origin: str | None = Field(default=None, max_length=120)
 
     @field_validator("deliver_within")
     @classmethod
@@ -163,6 +167,7 @@ class CompiledRule:
     matter_prefixes: tuple[str, ...]
     subject_kinds: tuple[str, ...]
     grades: tuple[str, ...]
+    sources: tuple[str, ...]
     fields: Tree | None
     masks: dict[str, Mask]
     mask_tree: Tree
@@ -200,11 +205,17 @@ class CompiledRule:
             ("matter_prefix", self.matter_prefixes, str(data.get("matter_code") or ""), True),
             ("subject_kind", self.subject_kinds, str(subject.get("kind") or ""), False),
             ("grade", self.grades, str(record.get("grade") or "general"), False),
+            ("source", self.sources, _producer(record), False),
         )
         for name, wanted, actual, prefix in checks:
             if wanted and not any(actual.startswith(w) if prefix else actual == w for w in wanted):
                 return f"条件 {name} 不符 / condition {name} {list(wanted)} does not match {actual!r}"
         return None
+
+
+def _producer(record: Mapping[str, Any]) -> str:
+    source = record.get("source")
+    return str(source.get("connector") or "") if isinstance(source, dict) else ""
 
 
 def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
@@ -214,6 +225,10 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
     if unknown:
         raise PolicyDefinitionError(f"共享规则 {rule.id} 指向未知的连接器 / sharing rule {rule.id!r} names unknown "
                                     f"consumers {unknown}")
+    unknown = [c for c in _one_or_many(rule.when.source) if c not in known]
+    if unknown:
+        raise PolicyDefinitionError(f"共享规则 {rule.id} 的来源是未知的连接器 / sharing rule {rule.id!r}: when.source "
+                                    f"names unknown connectors {unknown}")
     paths = frozenset().union(*(data_paths(t) for t in rule.record_types))
     for path in [*(rule.fields or ()), *rule.mask]:
         if path not in paths:
@@ -230,6 +245,7 @@ def compile_rule(rule: SharingRule, consumers: Iterable[str]) -> CompiledRule:
     return CompiledRule(
         rule=rule, region_prefixes=_one_or_many(when.region_prefix), matter_prefixes=_one_or_many(when.matter_prefix),
         subject_kinds=_one_or_many(when.subject_kind), grades=_one_or_many(when.grade),
+        sources=_one_or_many(when.source),
         fields=path_tree(rule.fields) if rule.fields is not None else None, masks=masks,
         mask_tree=path_tree(masks),
         specificity=specificity, deliver_within=parse_duration(rule.deliver_within)

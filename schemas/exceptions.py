@@ -9,6 +9,7 @@ because ``schemas`` is the package every other one imports. The whole tree::
     │   ├── MappingDefinitionError       (mappings)
     │   ├── UnknownMappingError          (mappings)
     │   ├── PolicyDefinitionError        (policy: a sharing rule that does not fit)
+    │   ├── CalendarUnknownError         (policy: a time limit over days the calendar does not know)
     │   ├── UnknownKindError             (connectors)
     │   ├── ConfigError                  (gateway: an unknown key, a missing secret, an address in use)
     │   └── StoreInUseError              (gateway: a SQLite store another gateway serves)
@@ -16,6 +17,7 @@ because ``schemas`` is the package every other one imports. The whole tree::
     │   ├── SourceFormatError            (mappings: JSON, XML, CSV, workbooks, encodings, DTDs, headers)
     │   ├── ValueMappingError            (mappings: one value of one record)
     │   │   └── ItemsMappingError        (mappings: items of a list rule)
+    │   ├── ProcedureStepError           (policy: a step of the sharing procedure not allowed now)
     │   ├── GatewayRefusedError          (connectors: the gateway refused a request for good)
     │   └── SourceError                  (gateway: a polled page or a dropped file cannot be taken)
     ├── Refusal              a request answered with an HTTP error: its status and code say why

@@ -134,6 +134,9 @@ def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int
     return None if give_up(state) else now + float(_BACKOFF(state))
 
 
+NOTICES_TYPE = "application/vnd.supex.notices+json"  # what a push of notices carries, beside records
+
+
 class Deliverer:
     """One delivery task per push consumer, woken when new deliveries are routed."""
 
@@ -264,6 +267,11 @@ class Deliverer:
                                    turn is None)
             if turn is None:
                 log.warning("dead_lettered", consumer=consumer.id, count=len(group), reason=str(error))
+
+    async def notify(self, consumer_id: str, body: bytes) -> None:
+        """Push the sharing procedure's notices to a push consumer, signed as its deliveries are
+        (``DeliveryFailedError`` if it does not take them)."""
+        await self._post(self.consumers[consumer_id], body, NOTICES_TYPE)
 
     async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
         assert consumer.endpoint is not None

@@ -20,16 +20,18 @@ from aiohttp import web
 
 from gateway.config import Config, resolve_mapping
 from gateway.flow.delivery import Deliverer
+from gateway.flow.procedure import Deadlines, SharingProcedure
 from gateway.flow.in_force import PolicyInForce
 from gateway.flow.prepare import PreparePool, RecordPreparer
 from gateway.flow.sharing import Sharer
 from gateway.flow.sources import Sources
-from gateway.http import admin, audit, console, inbox, probes, records
+from gateway.http import admin, audit, console, inbox, probes, procedure, records
 from gateway.http.auth import authenticate
 from gateway.http.context import (
     BODIES,
     CLOCK,
     CONFIG,
+    DEADLINES,
     DELIVERER,
     IN_FORCE,
     LIMITER,
@@ -39,6 +41,7 @@ from gateway.http.context import (
     OPENAPI,
     PREPARE_POOL,
     PREPARER,
+    PROCEDURE,
     SHARER,
     SOURCES,
     STORE,
@@ -64,7 +67,8 @@ log = structlog.get_logger("supex.gateway")
 
 def all_routes() -> tuple[Route, ...]:
     """Every route of the gateway, room by room."""
-    return (*records.ROUTES, *inbox.ROUTES, *audit.ROUTES, *admin.ROUTES, *probes.ROUTES, *console.ROUTES)
+    return (*records.ROUTES, *inbox.ROUTES, *procedure.ROUTES, *audit.ROUTES, *admin.ROUTES, *probes.ROUTES,
+            *console.ROUTES)
 
 
 async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: int = 10,
@@ -111,10 +115,15 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         in_force.on_change(deliverer.wake)
         sources = app[SOURCES] = Sources(config, runner, in_force, app[PREPARER], mappings, clock=app[CLOCK])
         app[METRICS].registry.register(SourceCollector(sources.status))
+        sharing = app[PROCEDURE] = SharingProcedure(config, runner, in_force, metrics=app[METRICS])
+        deadlines = app[DEADLINES] = Deadlines(sharing, metrics=app[METRICS], notify=deliverer.notify,
+                                               push_connectors=frozenset(deliverer.consumers))
         if deliver:
             await deliverer.start()
             sources.start()
+            await deadlines.start(config.gateway.instance, clock=app[CLOCK])
         yield
+        await deadlines.stop()
         await sources.stop()
         await deliverer.stop()
         task.cancel()

@@ -12,6 +12,7 @@ from gateway.config import Config
 from gateway.flow.delivery import Deliverer
 from gateway.flow.in_force import PolicyInForce
 from gateway.flow.prepare import PreparePool, RecordPreparer
+from gateway.flow.procedure import Deadlines, SharingProcedure
 from gateway.flow.sharing import Sharer
 from gateway.flow.sources import Sources
 from gateway.http.security import BodyBudget, FailureThrottle, Identity, NonceCache, RateLimiter, TokenBook
@@ -20,8 +21,8 @@ from gateway.store.records import Nonce
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 
-__all__ = ["BODIES", "BODY", "CLOCK", "CONFIG", "DELIVERER", "IDENTITY", "IN_FORCE", "LIMITER", "MAPPINGS",
-           "METRICS", "NONCE", "NONCES", "OPENAPI", "PREPARER", "PREPARE_POOL", "SHARER", "SOURCES", "STORE",
+__all__ = ["BODIES", "BODY", "CLOCK", "CONFIG", "DEADLINES", "DELIVERER", "IDENTITY", "IN_FORCE", "LIMITER", "MAPPINGS",
+           "METRICS", "NONCE", "NONCES", "OPENAPI", "PREPARER", "PREPARE_POOL", "PROCEDURE", "SHARER", "SOURCES", "STORE",
            "THROTTLE", "TOKENS", "WARNINGS", "Clock", "error", "json_response"]
 
 Clock = Callable[[], float]
@@ -44,6 +45,8 @@ IN_FORCE = web.AppKey("in_force", PolicyInForce)
 SHARER = web.AppKey("sharer", Sharer)
 DELIVERER = web.AppKey("deliverer", Deliverer)
 SOURCES = web.AppKey("sources", Sources)
+PROCEDURE = web.AppKey("procedure", SharingProcedure)
+DEADLINES = web.AppKey("deadlines", Deadlines)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
 # set on each request the authentication admits
 IDENTITY = web.RequestKey("identity", Identity)

@@ -16,9 +16,10 @@ import orjson
 from gateway.exchange_log import LogEntry, delivery_entry
 from gateway.store.base import Connection, Database, upsert
 from gateway.store.sealed import Sealed, change_binding
-from policy import local_today
+from policy import Route, local_today
 
 if TYPE_CHECKING:
+    from gateway.store.procedure import Procedure
     from policy import Policy
 
 __all__ = ["Change", "Routing"]
@@ -31,6 +32,7 @@ class Routing:
 
     def __init__(self, store: Database, sealed: Sealed) -> None:
         self.store, self.sealed = store, sealed
+        self.procedure: Procedure | None = None  # what routing a record does to the sharing procedure
 
     def catch_up(self, policy: Policy) -> int:
         """Route with ``policy`` whatever was stored without one (stored while no policy was in
@@ -59,12 +61,16 @@ class Routing:
         deliveries: list[tuple[Any, ...]] = []
         catalogue, producer = partial(_matter_departments, db), partial(_producer, db)
         for seq, source, version, record_type, payload in changes:
-            if record_type != "matter" and not policy.may_route(source):
-                continue  # nobody else could receive it: no need to read it
+            if record_type != "matter" and not policy.may_route(source) and not policy.terms.watches(record_type):
+                continue  # nobody else could receive it, nor does the procedure look at it: no need to read it
             record = {**orjson.loads(payload), "version": version, "seq": seq}
             if record["record_type"] == "matter":
                 _catalogue(db, record)
-            for route in policy.routes(record, source, catalogue=catalogue, producer=producer):
+            routes = policy.routes(record, source, catalogue=catalogue, producer=producer, today=today)
+            if isinstance(record.get("corrects"), str):  # a correction goes to whoever had the record before
+                routes += _earlier_recipients(db, source, record["record_id"], seq, routes)
+            given: list[tuple[str, str]] = []
+            for route in routes:
                 decision = policy.decide(record, route.consumer, today)
                 if not decision.allowed:
                     entries.append(delivery_entry("denied", at, route.consumer, record,
@@ -75,8 +81,11 @@ class Routing:
                     due_by = (dt.datetime.fromisoformat(record["received_at"])
                               + dt.timedelta(seconds=decision.deliver_within)).isoformat(timespec="milliseconds")
                 deliveries.append((route.consumer, seq, route.reason, decision.rule, due_by))
+                given.append((route.consumer, route.reason))
                 entries.append(delivery_entry("routed", at, route.consumer, record, rule=decision.rule,
                                               purpose=decision.purpose, reason=route.reason))
+            if self.procedure is not None:
+                self.procedure.on_routed(db, at, record, source, seq, given, policy)
         db.executemany("INSERT INTO deliveries (consumer, seq, route, rule, status, due_by) "
                        "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING", deliveries)
         db.execute(upsert("progress", ("name", "seq"), 1), ("routed", changes[-1][0]))
@@ -90,6 +99,16 @@ class Routing:
         """The connector that produced the record a feedback refers to, if it is stored."""
         with self.store.query() as db:
             return _producer(db, refers_to)
+
+
+def _earlier_recipients(db: Connection, source: str, record_id: str, seq: int,
+                        routes: Sequence[Route]) -> list[Route]:
+    """The consumers given an earlier version of a record and not routed this one already."""
+    named = {r.consumer for r in routes}
+    rows = db.execute("SELECT DISTINCT d.consumer FROM deliveries d JOIN changes c ON c.seq = d.seq WHERE "
+                      "c.connector = ? AND c.record_id = ? AND c.seq < ? AND d.status IN ('served', 'delivered', "
+                      "'pending') ORDER BY d.consumer", (source, record_id, seq)).fetchall()
+    return [Route(r[0], "correction") for r in rows if r[0] not in named]
 
 
 def _catalogue(db: Connection, matter: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ appending to the exchange log — and one object per concern, each in a module o
 ``inbox``       pull consumers' pages and acknowledgements
 ``runtime``     sharing rules and connector states changed at run time; one gateway's turn
 ``log``         the exchange log read back, searched and verified
+``procedure``   sharing requests, objections to records, feedback duties, notices, late records
 ``sealed``      payloads sealed at rest: opened, counted, sealed again under a new key
 ==============  ==================================================================================
 
@@ -48,6 +49,7 @@ from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, Connection, WriterT
 from gateway.store.inbox import Inbox
 from gateway.store.log import ExchangeLogStore
 from gateway.store.outbox import Outbox
+from gateway.store.procedure import Procedure
 from gateway.store.records import Records
 from gateway.store.routing import Routing
 from gateway.store.runtime import Runtime
@@ -84,6 +86,8 @@ class SQLStore:
         self.inbox = Inbox(self, self.sealed)
         self.runtime = Runtime(self)
         self.log = ExchangeLogStore(self)
+        self.procedure = Procedure(self)
+        self.routing.procedure = self.procedure
 
     # ---- what a backend provides ----------------------------------------------------------------
 

@@ -115,6 +115,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (connector, nonce)) WITHOUT ROWID;
     CREATE INDEX nonces_by_time ON nonces (until);
     """,
+    # 9: the sharing procedure: requests, objections to records and feedback duties with their
+    #    deadlines and histories, the notices given to connectors about them, and the records
+    #    received later than their type allows
+    """
+    CREATE TABLE procedure_items (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, party TEXT NOT NULL,
+        counterpart TEXT NOT NULL, record_type TEXT, record_id TEXT, source TEXT, seq BIGINT, opened_at TEXT NOT NULL,
+        due_at TEXT, remind_at TEXT, escalated_at TEXT, closed_at TEXT, rule TEXT, body TEXT NOT NULL,
+        history TEXT NOT NULL);
+    CREATE INDEX procedure_by_status ON procedure_items (status, due_at);
+    CREATE INDEX procedure_by_kind ON procedure_items (kind, opened_at);
+    CREATE INDEX procedure_by_record ON procedure_items (kind, record_id);
+    CREATE TABLE late_records (
+        seq BIGINT PRIMARY KEY, connector TEXT NOT NULL, record_type TEXT NOT NULL, record_id TEXT NOT NULL,
+        received_at TEXT NOT NULL, occurred_at TEXT, due_at TEXT NOT NULL);
+    CREATE INDEX late_by_connector ON late_records (connector, received_at);
+    CREATE TABLE notices (id INTEGER PRIMARY KEY, connector TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, body TEXT NOT NULL, sent_at TEXT);
+    CREATE INDEX notices_by_connector ON notices (connector, id);
+    """,
 )
 
 

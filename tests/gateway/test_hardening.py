@@ -440,6 +440,13 @@ async def test_a_hidden_dtd_is_refused_with_400_and_nothing_stored(gw: Signed, b
 ROLE_MATRIX = {
     "push": {"connector"}, "inbox": {"connector"}, "ack": {"connector"}, "rejections": {"connector"},
     "trail": {"connector"}, "schemas": {"connector", "auditor", "admin"}, "schema": {"connector", "auditor", "admin"},
+    **{name: {"connector"} for name in ("sharing_request_submit", "sharing_request_objection", "record_objection",
+                                        "notices")},
+    **{name: {"connector", "admin"} for name in ("sharing_request_decision", "sharing_request_revoke",
+                                                 "objection_answer")},
+    **{name: {"connector", "auditor", "admin"} for name in ("sharing_requests", "sharing_request", "objections",
+                                                            "objection", "obligations", "quality",
+                                                            "quality_records")},
     "audit_events": {"auditor"}, "audit_verify": {"auditor"}, "audit_export": {"auditor"},
     **{name: {"admin"} for name in ("admin_connectors", "admin_connector_disable", "admin_connector_enable",
                                     "admin_rules", "admin_rule_add", "admin_rule_update", "admin_rule_disable",
@@ -465,7 +472,8 @@ async def test_every_route_admits_exactly_the_roles_of_the_matrix(gw: Signed) ->
             continue
         path = route.resource.canonical if route.resource else ""
         path = path.replace("{record_id}", "r-1").replace("{record_type}", "inspection").replace(
-            "{connector_id}", "amr").replace("{rule_id}", "x")
+            "{connector_id}", "amr").replace("{rule_id}", "x").replace("{request_id}", "req-1").replace(
+            "{objection_id}", "obj-1")
         answer = await gw.client.request(route.method, path, allow_redirects=False)
         if CONSOLE in roles:
             assert answer.status == 303 and answer.headers["Location"] == "/console/login", path
