@@ -109,11 +109,7 @@ class Policy:
                 for record_type in party.consumes:
                     self._subscribers.setdefault(record_type, []).append((party.id, party.region_prefix))
         self._defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
-        self._grants: dict[str, list[CompiledRule]] = {}  # record type -> rules from granted requests
-        for rule in self.rules:
-            if rule.rule.origin and rule.rule.enabled:
-                for record_type in rule.rule.record_types:
-                    self._grants.setdefault(record_type, []).append(rule)
+        self._grants = _grants(self.rules)
         self._read_limits: dict[str, int] = {}
         for rule in self.rules:
             if rule.rule.enabled and rule.rule.max_reads_per_day:
@@ -131,6 +127,25 @@ class Policy:
         region = str(record.get("region_code") or "")
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
         assert isinstance(data, dict)
+        named = self._named(str(record_type), data, catalogue, producer)
+        excluded = source if source in self._not_own else None  # a producer that asked not to get its own
+        found = {party_id: "subscription" for party_id, prefix in self._subscribers.get(str(record_type), ())
+                 if party_id != excluded and region.startswith(prefix)}
+        if today is not None:
+            for party_id in self._granted(record, str(record_type), source, today):
+                named.setdefault(party_id, "grant")
+        if not named:
+            return [Route(party_id, reason) for party_id, reason in found.items()]
+        for party_id, reason in named.items():
+            party = self.parties.get(party_id)
+            if party is not None and party.enabled and party_id != source:  # naming oneself is no route
+                found[party_id] = reason
+        return [Route(party_id, found[party_id]) for party_id in sorted(found, key=self._order.__getitem__)]
+
+    def _named(self, record_type: str, data: Mapping[str, Any], catalogue: Catalogue,
+               producer: Producer) -> dict[str, str]:
+        """The consumers a record names, each with its route: the producer a feedback replies to,
+        a warning's targets, the departments of a clue's or a warning's matter."""
         named: dict[str, str] = {}
         if record_type == "feedback" and isinstance(data.get("refers_to"), dict):
             to = producer(data["refers_to"])
@@ -145,22 +160,12 @@ class Policy:
             for code in catalogue(data["matter_code"]):
                 for party_id in self._by_department.get(code, ()):
                     named.setdefault(party_id, "catalogue")
-        excluded = source if source in self._not_own else None  # a producer that asked not to get its own
-        found = {party_id: "subscription" for party_id, prefix in self._subscribers.get(str(record_type), ())
-                 if party_id != excluded and region.startswith(prefix)}
-        if today is not None:
-            for rule in self._grants.get(str(record_type), ()):
-                if rule.unmet(record, today) is None:
-                    for party_id in rule.rule.consumers:
-                        if party_id != source and party_id in self._enabled:
-                            named.setdefault(party_id, "grant")
-        if not named:
-            return [Route(party_id, reason) for party_id, reason in found.items()]
-        for party_id, reason in named.items():
-            party = self.parties.get(party_id)
-            if party is not None and party.enabled and party_id != source:  # naming oneself is no route
-                found[party_id] = reason
-        return [Route(party_id, found[party_id]) for party_id in sorted(found, key=self._order.__getitem__)]
+        return named
+
+    def _granted(self, record: Mapping[str, Any], record_type: str, source: str, today: dt.date) -> list[str]:
+        """The consumers a granted request's rule routes ``record`` to today."""
+        return [party_id for rule in self._grants.get(record_type, ()) if rule.unmet(record, today) is None
+                for party_id in rule.rule.consumers if party_id != source and party_id in self._enabled]
 
     def explain(self, record: Mapping[str, Any], consumer: str, today: dt.date, *, catalogue: Catalogue,
                 producer: Producer) -> dict[str, Any]:
@@ -275,6 +280,16 @@ class Policy:
         shared["data"] = data
         return Shared(shared, tuple(dict.fromkeys(fields)), tuple(dict.fromkeys(masked)),
                       tuple(dict.fromkeys(omitted)))
+
+
+def _grants(rules: Iterable[CompiledRule]) -> dict[str, list[CompiledRule]]:
+    """The enabled rules granted by sharing requests, by record type: they route as well as allow."""
+    grants: dict[str, list[CompiledRule]] = {}
+    for rule in rules:
+        if rule.rule.origin and rule.rule.enabled:
+            for record_type in rule.rule.record_types:
+                grants.setdefault(record_type, []).append(rule)
+    return grants
 
 
 @lru_cache(maxsize=64)

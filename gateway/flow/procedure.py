@@ -213,9 +213,11 @@ class SharingProcedure:
         request: RequestBody = checked(RequestBody, body)
         connectors = self.in_force.connectors
         if request.provider not in connectors:
-            raise ProcedureStepError(f"provider: 没有连接器 {request.provider} / no connector {request.provider!r}", malformed=True)
+            raise ProcedureStepError(f"provider: 没有连接器 {request.provider} / no connector {request.provider!r}",
+                                     malformed=True)
         if request.provider == requester:
-            raise ProcedureStepError("provider: 不能向自己申请 / a connector does not request its own data", malformed=True)
+            raise ProcedureStepError("provider: 不能向自己申请 / a connector does not request its own data",
+                                     malformed=True)
         paths = data_paths(request.record_type)
         unknown = [f for f in request.fields or () if f not in paths]
         if unknown:
@@ -228,7 +230,7 @@ class SharingProcedure:
         provider = connectors[request.provider]
         sharing = load_schema_set().types[request.record_type].sharing
         catalogued = request.record_type in provider.produces
-        item = {"id": item_id("request"), "kind": "request", "status": "submitted", "party": requester,
+        item: dict[str, Any] = {"id": item_id("request"), "kind": "request", "status": "submitted", "party": requester,
                 "counterpart": request.provider, "record_type": request.record_type,
                 "body": {**request.model_dump(mode="json", exclude_none=True), "sharing": sharing,
                          "catalogued": catalogued}}
@@ -276,11 +278,12 @@ class SharingProcedure:
         when: dict[str, Any] = {"source": item["counterpart"]}
         if body.get("regions"):
             when["region_prefix"] = body["regions"]
-        rule = SharingRule(
-            id=f"grant-{item['id']}", record_types=[item["record_type"]], consumers=[item["party"]],
-            purpose=body["purpose"], when=when, fields=given.fields if given.fields is not None else requested,
-            mask=given.mask, max_reads_per_day=given.max_reads_per_day, valid_until=until,
-            origin=f"sharing-request:{item['id']}")
+        rule = SharingRule.model_validate({
+            "id": f"grant-{item['id']}", "record_types": [item["record_type"]], "consumers": [item["party"]],
+            "purpose": body["purpose"], "when": when,
+            "fields": given.fields if given.fields is not None else requested, "mask": given.mask,
+            "max_reads_per_day": given.max_reads_per_day, "valid_until": until,
+            "origin": f"sharing-request:{item['id']}"})
         return rule.model_dump(mode="json")
 
     async def _take(self, item: Mapping[str, Any], step: Step, rule: dict[str, Any] | None) -> dict[str, Any]:
@@ -406,7 +409,7 @@ class SharingProcedure:
                                      "not among the pointers disputed", malformed=True)
         now = self._now()
         due = self.terms.deadline(now, self.terms.limit("correction_answer"))
-        item = {"id": item_id("objection"), "kind": "objection", "status": "open", "party": consumer,
+        item: dict[str, Any] = {"id": item_id("objection"), "kind": "objection", "status": "open", "party": consumer,
                 "counterpart": source, "record_type": record_type, "record_id": record_id, "source": source,
                 "seq": seq, "body": {**objection.model_dump(mode="json", exclude_none=True), "version": version}}
         step = Step("record_objected", consumer, "open", columns={"due_at": _time(due)},

@@ -20,9 +20,9 @@ from aiohttp import web
 
 from gateway.config import Config, resolve_mapping
 from gateway.flow.delivery import Deliverer
-from gateway.flow.procedure import Deadlines, SharingProcedure
 from gateway.flow.in_force import PolicyInForce
 from gateway.flow.prepare import PreparePool, RecordPreparer
+from gateway.flow.procedure import Deadlines, SharingProcedure
 from gateway.flow.sharing import Sharer
 from gateway.flow.sources import Sources
 from gateway.http import admin, audit, console, inbox, probes, procedure, records

@@ -8,11 +8,9 @@ auditors see all. Every step is logged with its actor.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -22,13 +20,12 @@ from gateway.http.context import IDENTITY, IN_FORCE, PROCEDURE, STORE, json_resp
 from gateway.http.docs import LIMIT, errors, json_body, obj, path_param
 from gateway.http.params import int_param, json_object, text_param
 from gateway.http.routes import Route, route
-from gateway.store.procedure import QUALITY_FIGURES
+from gateway.store.procedure import QUALITY_FIGURES, month_span, quality_rows
 from policy.exceptions import CalendarUnknownError, ProcedureStepError
 
-__all__ = ["ROUTES", "month_span", "quality_rows"]
+__all__ = ["ROUTES"]
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
-_SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _answered(handler: Handler) -> Handler:
@@ -186,36 +183,6 @@ async def notices(request: web.Request) -> web.Response:
     store = request.app[STORE]
     found = await store.call(store.store.procedure.notices, request[IDENTITY].name, after, limit)
     return json_response({"notices": found, "next": found[-1]["id"] if found else after})
-
-
-def month_span(text: str | None, now: dt.datetime) -> tuple[str, str, str]:
-    """A month (``2026-11``; default this month) as its name and its UTC bounds, the month being
-    one of the province's calendar; ``ValueError`` otherwise."""
-    local = now.astimezone(_SHANGHAI)
-    name = text or f"{local.year:04d}-{local.month:02d}"
-    try:
-        first = dt.datetime.strptime(name, "%Y-%m").replace(tzinfo=_SHANGHAI)
-    except ValueError:
-        raise ValueError(f"month 应为 YYYY-MM / month must be a month such as 2026-11, not {name!r}") from None
-    following = (first + dt.timedelta(days=32)).replace(day=1)
-    return name, *(m.astimezone(dt.UTC).isoformat(timespec="milliseconds") for m in (first, following))  # type: ignore[return-value]
-
-
-def quality_rows(figures: dict[str, dict[str, int]], departments: dict[str, str]) -> list[dict[str, Any]]:
-    """Each producing connector's figures with its department and its rates: 及时率 (records in
-    time among those accepted) and 合格率 (accepted among received)."""
-    rows = []
-    for connector in sorted(figures):
-        counts = {name: figures[connector].get(name, 0) for name in QUALITY_FIGURES}
-        received = counts["accepted"] + counts["rejected"]
-        rows.append({"connector": connector, "department_code": departments.get(connector), "received": received,
-                     **counts,
-                     "timeliness_rate": round((counts["accepted"] - counts["late"]) / counts["accepted"], 4)
-                     if counts["accepted"] else None,
-                     "acceptance_rate": round(counts["accepted"] / received, 4) if received else None,
-                     "feedback_timeliness_rate": round(1 - counts["feedback_late"] / counts["feedback_due"], 4)
-                     if counts["feedback_due"] else None})
-    return rows
 
 
 def _month(request: web.Request) -> tuple[str, str, str]:

@@ -123,7 +123,8 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, party TEXT NOT NULL,
         counterpart TEXT NOT NULL, record_type TEXT, record_id TEXT, source TEXT, seq BIGINT,
         opened_at TEXT COLLATE "C" NOT NULL, due_at TEXT COLLATE "C", remind_at TEXT COLLATE "C",
-        escalated_at TEXT COLLATE "C", closed_at TEXT COLLATE "C", rule TEXT, body TEXT NOT NULL, history TEXT NOT NULL);
+        escalated_at TEXT COLLATE "C", closed_at TEXT COLLATE "C", rule TEXT, body TEXT NOT NULL,
+        history TEXT NOT NULL);
     CREATE INDEX procedure_by_status ON procedure_items (status, due_at);
     CREATE INDEX procedure_by_kind ON procedure_items (kind, opened_at);
     CREATE INDEX procedure_by_record ON procedure_items (kind, record_id);

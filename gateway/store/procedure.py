@@ -25,12 +25,12 @@ import orjson
 
 from gateway.exchange_log import LogEntry
 from gateway.store.base import Connection, Database, upsert
-from policy.calendar import parse_limit
+from policy.calendar import SHANGHAI, parse_limit
 
 if TYPE_CHECKING:
     from policy import Policy
 
-__all__ = ["ITEM_COLUMNS", "QUALITY_FIGURES", "Notice", "Procedure", "Step", "item_id"]
+__all__ = ["ITEM_COLUMNS", "QUALITY_FIGURES", "Notice", "Procedure", "Step", "item_id", "month_span", "quality_rows"]
 
 ITEM_COLUMNS = ("id", "kind", "status", "party", "counterpart", "record_type", "record_id", "source", "seq",
                 "opened_at", "due_at", "remind_at", "escalated_at", "closed_at", "rule", "body", "history")
@@ -103,7 +103,7 @@ class Procedure:
         return found
 
     def _insert(self, db: Connection, at: str, item: Mapping[str, Any], step: Step) -> bool:
-        values = {**{c: None for c in ITEM_COLUMNS}, "opened_at": at, **item}
+        values = {**dict.fromkeys(ITEM_COLUMNS), "opened_at": at, **item}
         values["status"] = step.status or values["status"]
         values.update(step.columns)
         values["body"] = orjson.dumps({**(item.get("body") or {}), **step.body}).decode()
@@ -235,7 +235,7 @@ class Procedure:
 
     # ---- what storing and routing records does to the procedure ------------------------------------
 
-    def on_routed(self, db: Connection, at: str, record: Mapping[str, Any], source: str, seq: int,
+    def on_routed(self, db: Connection, at: str, record: Mapping[str, Any], *, source: str, seq: int,
                   given: Sequence[tuple[str, str]], policy: Policy) -> None:
         """Inside the transaction that stores and routes ``record`` (``given``: the consumers
         allowed it, with their routes): open the feedback duties it brings, meet those a feedback
@@ -270,7 +270,7 @@ class Procedure:
             self._feedback(db, at, record, source)
         corrects = record.get("corrects")
         if isinstance(corrects, str):
-            self._corrected(db, at, corrects, record, source, seq)
+            self._corrected(db, at, corrects, record, source=source, seq=seq)
 
     def _feedback(self, db: Connection, at: str, record: Mapping[str, Any], source: str) -> None:
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
@@ -292,7 +292,7 @@ class Procedure:
                 "closed_at": at}, body={"met_by": record.get("record_id"), "in_time": in_time},
                 reason=f"feedback {record.get('record_id')} ({data.get('kind')})" + ("" if in_time else ", late")))
 
-    def _corrected(self, db: Connection, at: str, objection: str, record: Mapping[str, Any], source: str,
+    def _corrected(self, db: Connection, at: str, objection: str, record: Mapping[str, Any], *, source: str,
                    seq: int) -> None:
         found = self._get(db, objection)
         if found is None or found["kind"] != "objection" or found["source"] != source or \
@@ -384,3 +384,33 @@ def _keep_rule(db: Connection, at: str, rule: Mapping[str, Any], by: str, store:
     change = "granted" if rule.get("enabled", True) else "revoked"
     store.append(db, [LogEntry("config_changed", at, counterpart=by, rule=str(rule["id"]),
                                reason=f"rule {change} ({rule.get('origin')})")])
+
+
+def month_span(text: str | None, now: dt.datetime) -> tuple[str, str, str]:
+    """A month (``2026-11``; default this month) as its name and its UTC bounds, the month being
+    one of the province's calendar; ``ValueError`` otherwise."""
+    local = now.astimezone(SHANGHAI)
+    name = text or f"{local.year:04d}-{local.month:02d}"
+    try:
+        first = dt.datetime.strptime(name, "%Y-%m").replace(tzinfo=SHANGHAI)
+    except ValueError:
+        raise ValueError(f"month 应为 YYYY-MM / month must be a month such as 2026-11, not {name!r}") from None
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    return name, *(m.astimezone(dt.UTC).isoformat(timespec="milliseconds") for m in (first, following))  # type: ignore[return-value]
+
+
+def quality_rows(figures: dict[str, dict[str, int]], departments: dict[str, str]) -> list[dict[str, Any]]:
+    """Each producing connector's figures with its department and its rates: 及时率 (records in
+    time among those accepted) and 合格率 (accepted among received)."""
+    rows = []
+    for connector in sorted(figures):
+        counts = {name: figures[connector].get(name, 0) for name in QUALITY_FIGURES}
+        received = counts["accepted"] + counts["rejected"]
+        rows.append({"connector": connector, "department_code": departments.get(connector), "received": received,
+                     **counts,
+                     "timeliness_rate": round((counts["accepted"] - counts["late"]) / counts["accepted"], 4)
+                     if counts["accepted"] else None,
+                     "acceptance_rate": round(counts["accepted"] / received, 4) if received else None,
+                     "feedback_timeliness_rate": round(1 - counts["feedback_late"] / counts["feedback_due"], 4)
+                     if counts["feedback_due"] else None})
+    return rows

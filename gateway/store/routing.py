@@ -85,7 +85,7 @@ class Routing:
                 entries.append(delivery_entry("routed", at, route.consumer, record, rule=decision.rule,
                                               purpose=decision.purpose, reason=route.reason))
             if self.procedure is not None:
-                self.procedure.on_routed(db, at, record, source, seq, given, policy)
+                self.procedure.on_routed(db, at, record, source=source, seq=seq, given=given, policy=policy)
         db.executemany("INSERT INTO deliveries (consumer, seq, route, rule, status, due_by) "
                        "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING", deliveries)
         db.execute(upsert("progress", ("name", "seq"), 1), ("routed", changes[-1][0]))

@@ -131,7 +131,8 @@ MIGRATIONS: tuple[str, ...] = (
         seq BIGINT PRIMARY KEY, connector TEXT NOT NULL, record_type TEXT NOT NULL, record_id TEXT NOT NULL,
         received_at TEXT NOT NULL, occurred_at TEXT, due_at TEXT NOT NULL);
     CREATE INDEX late_by_connector ON late_records (connector, received_at);
-    CREATE TABLE notices (id INTEGER PRIMARY KEY, connector TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, body TEXT NOT NULL, sent_at TEXT);
+    CREATE TABLE notices (id INTEGER PRIMARY KEY, connector TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL,
+        item TEXT NOT NULL, body TEXT NOT NULL, sent_at TEXT);
     CREATE INDEX notices_by_connector ON notices (connector, id);
     """,
 )
