@@ -1,7 +1,7 @@
 """The ``supex`` command line: one parser, one function a command, errors a person can act on.
 
 Each family of commands is a module of this package (``files``, ``serve``, ``exchange``, ``log``,
-``admin``, ``connector``, ``store``, ``demo``), imported only when one of its commands runs.
+``admin``, ``connector``, ``quality``, ``store``, ``demo``), imported only when one of its commands runs.
 
 Exit codes: 0 everything valid, 1 some record or input is invalid, 2 usage or configuration.
 """
@@ -270,6 +270,23 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(command="demo")
 
 
+def _add_quality(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("quality", help="producers' timeliness and acceptance (及时率, 合格率)",
+                       description="Reports on the quality of what departments send and owe.")
+    inner = p.add_subparsers(dest="quality_command", metavar="{report}", required=True)
+    report = inner.add_parser("report", help="a month's report per producing department, as xlsx or CSV",
+                              description="Per producing connector and department, for a month of the province's "
+                              "calendar: records received, accepted, rejected and late (against [timeliness]), "
+                              "objections corrected, feedback duties due and late, with 及时率 and 合格率. The "
+                              "workbook links each figure to the records behind it.")
+    report.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+    report.add_argument("--month", metavar="YYYY-MM", help="the month (default: this month)")
+    report.add_argument("--format", choices=("xlsx", "csv"), default="csv", help="xlsx or csv (default csv)")
+    report.add_argument("--output", type=Path, metavar="FILE",
+                        help="the file to write (csv: standard output without it)")
+    report.set_defaults(command="quality report")
+
+
 def _checkpoint(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     if not seq.isdigit() or len(digest) != 64:
@@ -287,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an unexpected error, show its traceback instead of one line")
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
-                _add_deadletter, _add_connector, _add_keys, _add_backup, _add_demo):
+                _add_deadletter, _add_connector, _add_quality, _add_keys, _add_backup, _add_demo):
         add(sub)
     return parser
 
@@ -318,6 +335,7 @@ _COMMANDS = {
     "deadletter list": "admin:deadletter_list",
     "deadletter replay": "admin:deadletter_replay",
     "connector test": "connector:connector_test",
+    "quality report": "quality:quality_report",
     "demo": "demo:demo",
     "keys generate": "store:keys_generate",
     "keys status": "store:keys_status",

@@ -35,7 +35,7 @@ from gateway.store import SQLStore
 from gateway.store.procedure import Notice, Step, item_id
 from gateway.store.runner import StoreRunner
 from policy import SharingRule, data_paths, local_today
-from policy.exceptions import ProcedureStepError
+from policy.exceptions import PolicyDefinitionError, ProcedureStepError
 from policy.procedure import next_request_status
 from policy.rules import known_record_types
 from schemas import load_schema_set
@@ -278,13 +278,12 @@ class SharingProcedure:
         when: dict[str, Any] = {"source": item["counterpart"]}
         if body.get("regions"):
             when["region_prefix"] = body["regions"]
-        rule = SharingRule.model_validate({
+        return _checked_rule({
             "id": f"grant-{item['id']}", "record_types": [item["record_type"]], "consumers": [item["party"]],
             "purpose": body["purpose"], "when": when,
             "fields": given.fields if given.fields is not None else requested, "mask": given.mask,
             "max_reads_per_day": given.max_reads_per_day, "valid_until": until,
             "origin": f"sharing-request:{item['id']}"})
-        return rule.model_dump(mode="json")
 
     async def _take(self, item: Mapping[str, Any], step: Step, rule: dict[str, Any] | None) -> dict[str, Any]:
         """Take a step; with a rule, through the policy in force (checked first, then kept with the
@@ -302,7 +301,10 @@ class SharingProcedure:
         if rule is None:
             taken.append(await self.runner.call(procedure.step, item["id"], step))
         else:
-            await self.in_force.change(keep, rule=rule)
+            try:
+                await self.in_force.change(keep, rule=rule)
+            except PolicyDefinitionError as exc:
+                raise ProcedureStepError(f"conditions: {exc}", malformed=True) from exc
         if taken[0] is None:
             raise ProcedureStepError(f"{item['id']} 已被他人处理 / {item['id']} was moved on by another step "
                                      "meanwhile: read it again")
@@ -447,6 +449,16 @@ class SharingProcedure:
                     reason=reason.reason,
                     notices=[Notice(item["party"], "objection_upheld", item["id"], {"reason": reason.reason})])
         return _objection_view(await self._take(item, step, None))
+
+
+def _checked_rule(values: dict[str, Any]) -> dict[str, Any]:
+    """The sharing rule a grant makes, checked as a rule (an approval's conditions may be wrong)."""
+    try:
+        return SharingRule.model_validate(values).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProcedureStepError(f"conditions.{where}: {first['msg']}", malformed=True) from exc
 
 
 def _received(store: SQLStore, consumer: str, record_id: str,

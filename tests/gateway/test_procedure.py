@@ -272,3 +272,223 @@ async def test_the_whole_story(world: World) -> None:
     assert {"duty_opened", "duty_met", "record_objected", "objection_corrected"} <= {e["event"] for e in
                                                                                        trail["events"]}
     assert list(world.store.log.verify())[-1].ok
+
+
+async def _requested(world: World, **changes: Any) -> dict[str, Any]:
+    status, made = await world.amr("POST", "/v1/sharing-requests", {**REQUEST, **changes})
+    assert status == 201, made
+    return made
+
+
+async def test_unconditional_data_is_granted_once_the_compliance_check_has_passed(world: World) -> None:
+    """Inspections are unconditional: 2 working days without a refusal, then the rule is granted."""
+    status, made = await world.tax("POST", "/v1/sharing-requests", {
+        **REQUEST, "record_type": "inspection", "provider": "amr", "fields": None, "regions": None})
+    assert status == 201, made
+    # Thursday 24 September: Friday 25th is Mid-Autumn, so Monday 28th and Tuesday 29th
+    assert made["due_at"] == "2026-09-29T15:59:59.999+00:00"
+    world.clock.to(dt.datetime(2026, 9, 29, 23, 0, tzinfo=CST))
+    assert await world.sweep() == {}
+    world.clock.to(dt.datetime(2026, 9, 30, 0, 1, tzinfo=CST))
+    assert await world.sweep() == {"request_granted": 1}
+    status, granted = await world.tax("GET", f"/v1/sharing-requests/{made['id']}")
+    assert (granted["status"], granted["rule"]) == ("granted", f"grant-{made['id']}")
+    assert [h["step"] for h in granted["history"]] == ["request_submitted", "request_granted"]
+    record = copy.deepcopy(VALID_RECORDS["inspection"])
+    record.pop("version", None)
+    assert (await world.amr("POST", "/v1/records", [record]))[0] == 200
+    status, page = await world.tax("GET", "/v1/inbox")
+    assert [r["record_id"] for r in page["records"]] == [record["record_id"]]
+    assert await world.sweep() == {}  # granted once
+
+
+async def test_a_refusal_needs_a_reason_and_an_objection_goes_to_the_coordinating_admin(world: World) -> None:
+    made = await _requested(world)
+    path = f"/v1/sharing-requests/{made['id']}"
+    status, said = await world.hotline("POST", f"{path}/decision", {"decision": "refuse"})
+    assert (status, said["error"]["code"]) == (400, "invalid")
+    assert "reason" in said["error"]["message"]
+    status, refused = await world.hotline("POST", f"{path}/decision", {"decision": "refuse", "reason": "涉及个人信息"})
+    assert (status, refused["status"]) == (200, "refused")
+    assert (await world.hotline("POST", f"{path}/decision", {"decision": "approve"}))[0] == 409
+    assert (await world.hotline("POST", f"{path}/objection", {"reason": "x"}))[0] == 409  # the requester's step
+    status, objected = await world.amr("POST", f"{path}/objection", {"reason": "核查线索是法定职责"})
+    assert (status, objected["status"]) == (200, "objected")
+    status, office = await world.office("GET", "/v1/notices")
+    assert [n["kind"] for n in office["notices"]] == ["request_objected"]
+    # the provider has had its say: the coordinating body decides now
+    status, said = await world.hotline("POST", f"{path}/decision", {"decision": "approve"})
+    assert status == 409 and "admin" in said["error"]["message"]
+    status, ruled = await world.admin("POST", f"{path}/decision", {"decision": "refuse", "reason": "维持原决定"})
+    assert (status, ruled["status"]) == (200, "refused")
+    status, said = await world.amr("POST", f"{path}/objection", {"reason": "再次异议"})
+    assert status == 409 and "final" in said["error"]["message"]
+    actors = [(e.event, e.connector) for e in world.log("request_refused", "request_objected")]
+    assert actors == [("request_refused", "hotline"), ("request_objected", "amr"), ("request_refused", "admin:ops")]
+
+
+async def test_an_objection_upheld_grants_the_request(world: World) -> None:
+    made = await _requested(world)
+    path = f"/v1/sharing-requests/{made['id']}"
+    await world.hotline("POST", f"{path}/decision", {"decision": "refuse", "reason": "涉及个人信息"})
+    await world.amr("POST", f"{path}/objection", {"reason": "核查线索是法定职责"})
+    status, ruled = await world.admin("POST", f"{path}/decision", {
+        "decision": "approve", "conditions": {"fields": ["clue_id", "category"]}})
+    assert (status, ruled["status"]) == (200, "approved"), ruled
+    status, rules = await world.admin("GET", "/v1/admin/sharing")
+    assert next(r for r in rules["rules"] if r["id"] == ruled["rule"])["fields"] == ["clue_id", "category"]
+
+
+async def test_an_approval_cannot_widen_the_request_and_its_conditions_are_checked(world: World) -> None:
+    made = await _requested(world)
+    path = f"/v1/sharing-requests/{made['id']}/decision"
+    for conditions, words in (({"fields": ["deadline"]}, "not requested"), ({"mask": {"reporter.phone": "smudge"}},
+                                                                             "smudge"),
+                              ({"valid_until": "2030-01-01"}, "later than")):
+        status, said = await world.hotline("POST", path, {"decision": "approve", "conditions": conditions})
+        assert status == 400 and words in said["error"]["message"], said
+    status, request = await world.hotline("GET", f"/v1/sharing-requests/{made['id']}")
+    assert request["status"] == "submitted"
+    assert (await world.admin("GET", "/v1/admin/sharing"))[1]["rules"] == []
+
+
+async def test_an_unanswered_request_becomes_overdue_and_is_escalated(world: World) -> None:
+    made = await _requested(world)
+    world.clock.to(dt.datetime(2026, 10, 10, 0, 0, tzinfo=CST))
+    assert await world.sweep() == {"request_overdue": 1}
+    assert await world.sweep() == {}  # escalated once
+    status, overdue = await world.admin("GET", "/v1/sharing-requests?status=overdue")
+    assert [r["id"] for r in overdue["requests"]] == [made["id"]]
+    assert world.app[METRICS].procedure_overdue.labels("request")._value.get() == 1
+    for party in (world.office, world.hotline):
+        status, said = await party("GET", "/v1/notices")
+        assert "overdue" in [n["kind"] for n in said["notices"]]
+    # late is better than never: the provider may still answer
+    status, decided = await world.hotline("POST", f"/v1/sharing-requests/{made['id']}/decision",
+                                          {"decision": "approve"})
+    assert (status, decided["status"]) == (200, "approved")
+
+
+async def test_a_revoked_grant_stops_routing_and_serving_at_once(world: World) -> None:
+    made = await _requested(world)
+    path = f"/v1/sharing-requests/{made['id']}"
+    await world.hotline("POST", f"{path}/decision", {"decision": "approve"})
+    assert (await world.hotline("POST", "/v1/records", [clue(1)]))[0] == 200  # routed, not yet pulled
+    status, said = await world.amr("POST", f"{path}/revoke", {"reason": "不要了"})
+    assert status == 409  # only the provider or an admin revokes
+    status, revoked = await world.hotline("POST", f"{path}/revoke", {"reason": "用途已超出申请范围"})
+    assert (status, revoked["status"]) == (200, "revoked")
+    assert (await world.amr("GET", "/v1/inbox"))[1]["records"] == []
+    assert (await world.hotline("POST", "/v1/records", [clue(2)]))[0] == 200
+    assert (await world.amr("GET", "/v1/inbox"))[1]["records"] == []
+    assert [e.reason for e in world.log("config_changed")][-1].startswith("rule revoked")
+
+
+async def test_a_connector_sees_and_answers_only_its_own_items(world: World) -> None:
+    made = await _requested(world)
+    assert (await world.jinan("GET", f"/v1/sharing-requests/{made['id']}"))[0] == 404
+    assert (await world.jinan("POST", f"/v1/sharing-requests/{made['id']}/decision",
+                              {"decision": "approve"}))[0] == 404
+    assert (await world.jinan("GET", "/v1/sharing-requests"))[1]["requests"] == []
+    assert len((await world.amr("GET", "/v1/sharing-requests?role=requester"))[1]["requests"]) == 1
+    assert (await world.amr("GET", "/v1/sharing-requests?role=provider"))[1]["requests"] == []
+    assert len((await world.hotline("GET", "/v1/sharing-requests?role=provider"))[1]["requests"]) == 1
+    assert len((await world.auditor("GET", "/v1/sharing-requests"))[1]["requests"]) == 1
+    for query in ("status=lost", "role=judge", "colour=red"):
+        status, said = await world.amr("GET", f"/v1/sharing-requests?{query}")
+        assert status == 400, query
+    assert (await world.auditor("GET", "/v1/sharing-requests?role=provider"))[0] == 400
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"provider": "ghost"}, "no connector 'ghost'"),
+    ({"provider": "amr"}, "its own data"),
+    ({"record_type": "gossip"}, "unknown record types"),
+    ({"fields": ["reporter.mobile"]}, "no fields ['reporter.mobile']"),
+    ({"regions": ["37010"]}, "2, 4 or 6 digits"),
+    ({"valid_until": "2026-01-01"}, "has passed"),
+    ({"purpose": ""}, "purpose"),
+    ({"basis": None}, "basis"),
+    ({"colour": "red"}, "colour"),
+])
+async def test_a_request_that_cannot_be_read_is_refused_naming_what(world: World, change: dict[str, Any],
+                                                                    words: str) -> None:
+    body = {k: v for k, v in {**REQUEST, **change}.items() if v is not None}
+    status, said = await world.amr("POST", "/v1/sharing-requests", body)
+    assert (status, said["error"]["code"]) == (400, "invalid"), said
+    assert words in said["error"]["message"]
+    assert world.log("request_submitted") == []
+
+
+async def _given_clue(world: World) -> None:
+    made = await _requested(world)
+    await world.hotline("POST", f"/v1/sharing-requests/{made['id']}/decision", {"decision": "approve"})
+    assert (await world.hotline("POST", "/v1/records", [clue(1)]))[0] == 200
+    assert [r["record_id"] for r in (await world.amr("GET", "/v1/inbox"))[1]["records"]] == ["xs-1"]
+
+
+async def test_an_objection_needs_a_record_received_and_pointers_into_it(world: World) -> None:
+    objection = {"reason": "类别有误", "pointers": ["/data/category"]}
+    assert (await world.amr("POST", "/v1/records/xs-1/objections", objection))[0] == 404  # not received
+    await _given_clue(world)
+    assert (await world.jinan("POST", "/v1/records/xs-1/objections", objection))[0] == 404  # not given to jinan
+    for body, words in (({**objection, "pointers": ["/data/colour"]}, "nothing at"),
+                        ({**objection, "pointers": ["data/category"]}, "not a JSON pointer"),
+                        ({**objection, "proposed": {"/data/region_code": "x"}}, "not among the pointers")):
+        status, said = await world.amr("POST", "/v1/records/xs-1/objections", body)
+        assert status == 400 and words in said["error"]["message"], said
+    status, made = await world.amr("POST", "/v1/records/xs-1/objections", objection)
+    assert (status, made["status"], made["version"]) == (201, "open", 1)
+    assert made["due_at"] == "2026-10-09T15:59:59.999+00:00"  # 5 working days
+
+
+async def test_a_producer_may_uphold_its_record_and_an_objection_may_run_out(world: World) -> None:
+    await _given_clue(world)
+    status, first = await world.amr("POST", "/v1/records/xs-1/objections",
+                                    {"reason": "类别有误", "pointers": ["/data/category"]})
+    status, said = await world.amr("POST", f"/v1/objections/{first['id']}/answer", {"reason": "我说没错"})
+    assert status == 409 and "producer" in said["error"]["message"]
+    status, upheld = await world.hotline("POST", f"/v1/objections/{first['id']}/answer", {"reason": "经核实无误"})
+    assert (status, upheld["status"], upheld["answer"]) == (200, "upheld", "经核实无误")
+    assert (await world.hotline("POST", f"/v1/objections/{first['id']}/answer", {"reason": "again"}))[0] == 409
+    status, second = await world.amr("POST", "/v1/records/xs-1/objections",
+                                     {"reason": "描述有误", "pointers": ["/data/description"]})
+    world.clock.to(dt.datetime(2026, 10, 10, 0, 0, tzinfo=CST))
+    assert await world.sweep() == {"objection_overdue": 1, "duty_overdue": 1}  # the clue's feedback too
+    status, listed = await world.amr("GET", "/v1/objections?status=overdue&role=objector")
+    assert [o["id"] for o in listed["objections"]] == [second["id"]]
+    assert (await world.jinan("GET", f"/v1/objections/{second['id']}"))[0] == 404
+
+
+async def test_a_correction_naming_no_objection_of_its_record_resolves_nothing_and_says_so(world: World) -> None:
+    await _given_clue(world)
+    status, made = await world.amr("POST", "/v1/records/xs-1/objections",
+                                   {"reason": "类别有误", "pointers": ["/data/category"]})
+    wrong = clue(9, corrects=made["id"])  # another record
+    assert (await world.hotline("POST", "/v1/records", [wrong]))[0] == 200
+    assert (await world.amr("GET", f"/v1/objections/{made['id']}"))[1]["status"] == "open"
+    [entry] = world.log("objection_unmatched")
+    assert "another record" in (entry.reason or "")
+    kinds = [n["kind"] for n in (await world.hotline("GET", "/v1/notices"))[1]["notices"]]
+    assert "correction_unmatched" in kinds
+
+
+async def test_a_late_record_is_stored_marked_late_and_counted(world: World) -> None:
+    penalty = copy.deepcopy(VALID_RECORDS["penalty"])
+    penalty.pop("version", None)
+    on_time = {**copy.deepcopy(penalty), "record_id": "cf-2", "occurred_at": "2026-09-22T10:00:00+08:00"}
+    penalty.update(record_id="cf-1", occurred_at="2026-09-10T10:00:00+08:00")  # 7 working days ran out on the 21st
+    status, pushed = await world.tax("POST", "/v1/records", [penalty, on_time])
+    assert status == 200 and [r["status"] for r in pushed["results"]] == ["accepted", "accepted"]
+    [late] = world.log("late")
+    assert (late.record_id, late.connector) == ("cf-1", "tax")
+    status, report = await world.auditor("GET", "/v1/quality?month=2026-09")
+    [row] = [r for r in report["producers"] if r["connector"] == "tax"]
+    assert (row["received"], row["accepted"], row["late"], row["timeliness_rate"]) == (2, 2, 1, 0.5)
+    assert row["department_code"] == "11370000B7HR4HLY1F"
+    status, own = await world.tax("GET", "/v1/quality?month=2026-09")
+    assert [r["connector"] for r in own["producers"]] == ["tax"]
+    assert (await world.tax("GET", "/v1/quality/records?figure=late&connector=amr&month=2026-09"))[0] == 403
+    status, behind = await world.tax("GET", "/v1/quality/records?figure=late&month=2026-09")
+    assert [r["record_id"] for r in behind["records"]] == ["cf-1"]
+    assert (await world.auditor("GET", "/v1/quality?month=2026-13"))[0] == 400
