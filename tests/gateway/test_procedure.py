@@ -492,3 +492,36 @@ async def test_a_late_record_is_stored_marked_late_and_counted(world: World) -> 
     status, behind = await world.tax("GET", "/v1/quality/records?figure=late&month=2026-09")
     assert [r["record_id"] for r in behind["records"]] == ["cf-1"]
     assert (await world.auditor("GET", "/v1/quality?month=2026-13"))[0] == 400
+
+
+async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_records(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import openpyxl
+
+    from gateway.cli import main
+
+    penalty = copy.deepcopy(VALID_RECORDS["penalty"])
+    penalty.pop("version", None)
+    penalty.update(record_id="cf-1", occurred_at="2026-09-10T10:00:00+08:00")
+    assert (await world.tax("POST", "/v1/records", [penalty, {"record_type": "penalty"}]))[0] == 200
+    # the command reads the store with the configuration; its own clock is today's, so it is told the month
+    config = tmp_path / "supex.toml"
+    config.write_text(CONFIG + '\n[calendar.2027]\nholidays = ["2027-01-01"]\n', encoding="utf-8")
+    capsys.readouterr()
+    assert main(["quality", "report", "--config", str(config), "--month", "2026-09"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("连接器 / connector,部门代码 / department,报送 / received")
+    assert lines[1].split(",")[:6] == ["tax", "11370000B7HR4HLY1F", "2", "1", "1", "1"]
+    workbook = tmp_path / "quality.xlsx"
+    assert main(["quality", "report", "--config", str(config), "--month", "2026-09", "--format", "xlsx",
+                 "--output", str(workbook)]) == 0
+    book = openpyxl.load_workbook(workbook)
+    summary, records = book["quality"], book["records"]
+    late = summary.cell(row=4, column=6)
+    assert (summary.cell(row=4, column=1).value, late.value) == ("tax", "1")
+    target = late.hyperlink.location if late.hyperlink.location else late.hyperlink.target
+    row = int(target.rsplit("A", 1)[1])
+    assert (records.cell(row=row, column=2).value, records.cell(row=row, column=3).value) == ("late", "cf-1")
+    assert main(["quality", "report", "--config", str(config), "--month", "September"]) == 2
+    assert "YYYY-MM" in capsys.readouterr().err
+    assert main(["quality", "report", "--config", str(config), "--format", "xlsx"]) == 2
