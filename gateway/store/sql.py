@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gateway.encryption import DataCipher
-from gateway.exchange_log import LOG_COLUMNS, LogEntry, Stretch, chain_hash
+from gateway.exchange_log import EVENTS, LOG_COLUMNS, LogEntry, Stretch, chain_hash
 from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, Connection, WriterTimes, log_head, utc_now
 from gateway.store.inbox import Inbox
 from gateway.store.log import ExchangeLogStore
@@ -56,9 +56,22 @@ from gateway.store.runtime import Runtime
 from gateway.store.sealed import Sealed
 from policy.rules import LOCAL
 
-__all__ = ["SQLStore"]
+__all__ = ["VOLUME_EVENTS", "SQLStore", "procedure_series"]
 
-VOLUME_EVENTS = frozenset({"stored", "rejected", "delivered", "pulled"})
+
+
+def procedure_series(event: str) -> str | None:
+    """Which of the procedure's items an event is a step of: ``requests``, ``objections``, ``duties``."""
+    if event.startswith("request_"):
+        return "requests"
+    if event == "record_objected" or event.startswith("objection_"):
+        return "objections"
+    return "duties" if event.startswith("duty_") else None
+
+
+# the events counted a day by connector for the console's charts: records, and the procedure's steps
+VOLUME_EVENTS = frozenset({"stored", "rejected", "delivered", "pulled"}) | frozenset(
+    e for e in EVENTS if procedure_series(e))
 
 
 class SQLStore:

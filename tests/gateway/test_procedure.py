@@ -525,3 +525,34 @@ async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_re
     assert main(["quality", "report", "--config", str(config), "--month", "September"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
     assert main(["quality", "report", "--config", str(config), "--format", "xlsx"]) == 2
+
+
+async def test_the_console_shows_open_items_and_quality_as_metadata_only(world: World) -> None:
+    from tests.gateway.test_console import Browser
+
+    secret = "保密值QK31"
+    await _given_clue(world)
+    made = await _requested(world, record_type="clue", regions=["3702"])
+    status, objection = await world.amr("POST", "/v1/records/xs-1/objections", {
+        "reason": f"原因{secret}", "pointers": ["/data/category"], "proposed": {"/data/category": secret}})
+    assert status == 201
+    browser = Browser(world.client)
+    await browser.sign_in()
+    status, page = await browser.get("/console/procedure")
+    assert status == 200
+    assert made["id"] in page and objection["id"] in page and "/data/category" in page
+    assert secret not in page
+    world.clock.to(dt.datetime(2026, 10, 10, 0, 0, tzinfo=CST))
+    await world.sweep()
+    status, page = await browser.get("/console/procedure")
+    assert page.count('class="overdue"') >= 3  # the request, the objection, the clue's duty
+    status, page = await browser.get("/console/")
+    assert 'id="procedure-chart"' in page
+    status, page = await browser.get("/console/quality?month=2026-09")
+    assert status == 200 and "/console/quality/records?month=2026-09&amp;connector=hotline&amp;figure=accepted" in page
+    status, page = await browser.get("/console/quality/records?month=2026-09&connector=hotline&figure=accepted")
+    assert status == 200 and "xs-1" in page and secret not in page
+    assert (await browser.get("/console/quality?month=soon"))[0] == 400
+    assert (await browser.get("/console/quality/records?month=2026-09&connector=hotline&figure=gossip"))[0] == 400
+    looks = [e.reason.split()[1] for e in world.log("audit_query")]
+    assert looks[-6:] == ["overview", "procedure", "procedure", "overview", "quality", "quality"]

@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from gateway.exchange_log import EVENTS, ChainCheck, LogEntry
+from gateway.flow.procedure import VIEWS
 from gateway.http.audit import audited
 from gateway.http.console.i18n import LANGUAGES, words
 from gateway.http.context import CONFIG, METRICS, STORE, THROTTLE
@@ -33,6 +34,8 @@ from gateway.http.routes import CONSOLE as CONSOLE_ROLE
 from gateway.http.routes import PUBLIC, Route, route
 from gateway.http.security import TokenBook, client_key
 from gateway.store.model import LogFilter
+from gateway.store.procedure import QUALITY_FIGURES, month_span, quality_rows
+from gateway.store.sql import procedure_series
 from policy import local_today
 
 __all__ = ["CONSOLE", "ROUTES", "ChainMonitor", "Console", "admit", "install"]
@@ -269,12 +272,13 @@ async def overview(request: web.Request) -> web.Response:
     """GET /console/: the chain's status, problem counts and the daily volume chart."""
     session = request[SESSION]
     store = request.app[STORE].store
-    since_day = (local_today(dt.datetime.now(dt.UTC)) - dt.timedelta(days=13)).isoformat()
+    since_day = (local_today(store.clock()) - dt.timedelta(days=13)).isoformat()
     volume, counts, head = await _read(lambda: (store.log.volume(since_day), store.log.event_counts(_PROBLEMS),
                                                 store.log.head()))
     await _audited(request, session, "overview")
     return _render(request, "overview.html", session=session, counts=counts, entries=head[0],
-                   chart=_chart(volume, since_day))
+                   chart=_chart(volume, since_day, lambda connector, event: connector if event == "stored" else None),
+                   steps=_chart(volume, since_day, lambda _, event: procedure_series(event)))
 
 
 async def verify(request: web.Request) -> web.StreamResponse:
@@ -337,19 +341,87 @@ async def problems(request: web.Request) -> web.Response:
     return _render(request, "problems.html", session=session, **found)
 
 
+# the procedure's items as the console shows them: metadata only (no objection's reason or value)
+_SHOWN = {"request": ("id", "status", "requester", "provider", "record_type", "purpose", "due_at", "escalated_at"),
+          "objection": ("id", "status", "objector", "producer", "record_type", "record_id", "pointers", "due_at",
+                        "escalated_at"),
+          "duty": ("id", "status", "owed_by", "owed_to", "obligation", "record_type", "record_id", "due_at",
+                   "escalated_at")}
+_STILL_OPEN = {"request": ("submitted", "overdue", "objected"), "objection": ("open", "overdue"),
+               "duty": ("open", "overdue")}
+
+
+async def procedure(request: web.Request) -> web.Response:
+    """GET /console/procedure: open and overdue requests, objections and duties (metadata only)."""
+    session = request[SESSION]
+    store = request.app[STORE].store
+
+    def gather() -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for kind, statuses in _STILL_OPEN.items():
+            items = [VIEWS[kind](i) for status in statuses for i in store.procedure.listed(kind, status=status,
+                                                                                            limit=200)]
+            found[kind] = [{k: item.get(k) for k in _SHOWN[kind]} for item in
+                           sorted(items, key=lambda i: (i["status"] != "overdue", i["due_at"] or ""))]
+        return found
+
+    found = await _read(gather)
+    await _audited(request, session, "procedure")
+    return _render(request, "procedure.html", session=session, items=found, shown=_SHOWN)
+
+
+async def quality(request: web.Request) -> web.Response:
+    """GET /console/quality?month=: producers' timeliness and acceptance, each figure a link to
+    the records behind it."""
+    session = request[SESSION]
+    store = request.app[STORE].store
+    try:
+        month, start, end = month_span(request.query.get("month") or None, store.clock())
+    except ValueError as exc:
+        return _render(request, "quality.html", status=400, session=session, rows=[], month="", error=str(exc),
+                       figures=QUALITY_FIGURES)
+    departments = {c.id: c.department_code for c in request.app[CONFIG].connector}
+    rows = quality_rows(await _read(lambda: store.procedure.quality(start, end)), departments)
+    await _audited(request, session, "quality")
+    return _render(request, "quality.html", session=session, rows=rows, month=month, error=None,
+                   figures=QUALITY_FIGURES)
+
+
+async def quality_records(request: web.Request) -> web.Response:
+    """GET /console/quality/records?month=&connector=&figure=: the records behind one figure."""
+    session = request[SESSION]
+    store = request.app[STORE].store
+    connector, figure = request.query.get("connector", ""), request.query.get("figure", "")
+    try:
+        month, start, end = month_span(request.query.get("month") or None, store.clock())
+        if figure not in QUALITY_FIGURES or not connector:
+            raise ValueError(f"figure 应为 {', '.join(QUALITY_FIGURES)} 之一，并给出 connector / figure must be one of "
+                             f"{', '.join(QUALITY_FIGURES)}, with a connector")
+    except ValueError as exc:
+        return _render(request, "quality_records.html", status=400, session=session, records=[], month="",
+                       connector=connector, figure=figure, error=str(exc))
+    records = await _read(lambda: store.procedure.quality_records(connector, figure, start, end))
+    await _audited(request, session, "quality records")
+    return _render(request, "quality_records.html", session=session, records=records, month=month,
+                   connector=connector, figure=figure, error=None)
+
+
 # ---- the chart ---------------------------------------------------------------------------------------
 
 _COLOURS = ("#1f6feb", "#d4a72c", "#2da44e", "#cf222e", "#8250df", "#bf3989", "#0a7d8c", "#6e7781")
 
 
-def _chart(volume: list[tuple[str, str, str, int]], since_day: str) -> dict[str, Any]:
-    """Records stored a day by connector, as stacked bars for an inline SVG (no script, no CDN)."""
+def _chart(volume: list[tuple[str, str, str, int]], since_day: str,
+           series: Callable[[str, str], str | None]) -> dict[str, Any]:
+    """A day's counts as stacked bars for an inline SVG (no script, no CDN), one series a name that
+    ``series(connector, event)`` gives (records stored by connector; the procedure's steps by item)."""
     start = dt.date.fromisoformat(since_day)
     days = [(start + dt.timedelta(days=n)).isoformat() for n in range(14)]
     stored: dict[str, dict[str, int]] = {}
     for day, connector, event, count in volume:
-        if event == "stored":
-            stored.setdefault(connector, {})[day] = stored.get(connector, {}).get(day, 0) + count
+        name = series(connector, event)
+        if name is not None:
+            stored.setdefault(name, {})[day] = stored.get(name, {}).get(day, 0) + count
     connectors = sorted(stored)
     top = max((sum(stored[c].get(d, 0) for c in connectors) for d in days), default=0) or 1
     bars = []
@@ -383,6 +455,9 @@ ROUTES: list[Route] = [
     route("GET", "/console/events", events, name="console_events", roles=_SIGNED_IN),
     route("GET", "/console/trail", trail, name="console_trail", roles=_SIGNED_IN),
     route("GET", "/console/problems", problems, name="console_problems", roles=_SIGNED_IN),
+    route("GET", "/console/procedure", procedure, name="console_procedure", roles=_SIGNED_IN),
+    route("GET", "/console/quality", quality, name="console_quality", roles=_SIGNED_IN),
+    route("GET", "/console/quality/records", quality_records, name="console_quality_records", roles=_SIGNED_IN),
     Route("GET", "/console/static/", None, "console_static", frozenset(_ANYONE),
           static=Path(str(resources.files("gateway.http.console").joinpath("static")))),
 ]
