@@ -415,7 +415,7 @@ class SharingProcedure:
                 "counterpart": source, "record_type": record_type, "record_id": record_id, "source": source,
                 "seq": seq, "body": {**objection.model_dump(mode="json", exclude_none=True), "version": version}}
         step = Step("record_objected", consumer, "open", columns={"due_at": _time(due)},
-                    reason=f"{objection.reason} ({', '.join(objection.pointers)})"[:500],
+                    reason=f"disputed: {', '.join(objection.pointers)}"[:500],  # the reason itself stays off the log
                     detail={"pointers": objection.pointers},
                     notices=[Notice(source, "record_objected", item["id"], {
                         "record_type": record_type, "record_id": record_id, "version": version,
@@ -446,7 +446,7 @@ class SharingProcedure:
             raise ProcedureStepError(f"异议已{item['status']} / the objection is {item['status']} already")
         step = Step("objection_upheld", actor.logged, "upheld", expect=("open", "overdue"),
                     columns={"closed_at": _time(self._now())}, body={"answer": reason.reason},
-                    reason=reason.reason,
+                    reason="the producer upholds the record",
                     notices=[Notice(item["party"], "objection_upheld", item["id"], {"reason": reason.reason})])
         return _objection_view(await self._take(item, step, None))
 

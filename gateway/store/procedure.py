@@ -26,9 +26,11 @@ import orjson
 from gateway.exchange_log import LogEntry
 from gateway.store.base import Connection, Database, upsert
 from policy.calendar import SHANGHAI, parse_limit
+from policy.exceptions import CalendarUnknownError
 
 if TYPE_CHECKING:
     from policy import Policy
+    from policy.procedure import Obligation, Terms
 
 __all__ = ["ITEM_COLUMNS", "QUALITY_FIGURES", "Notice", "Procedure", "Step", "item_id", "month_span", "quality_rows"]
 
@@ -241,36 +243,58 @@ class Procedure:
         allowed it, with their routes): open the feedback duties it brings, meet those a feedback
         answers, resolve the objection a corrected version names, mark it if it came late."""
         terms = policy.terms
-        record_type, record_id = str(record.get("record_type")), str(record.get("record_id"))
-        received = dt.datetime.fromisoformat(at)
-        late = terms.late(record, received)
-        if late is not None:
-            limit, due = late
-            db.execute("INSERT INTO late_records (seq, connector, record_type, record_id, received_at, occurred_at, "
-                       "due_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                       (seq, source, record_type, record_id, at, record.get("occurred_at"), _time(due)))
-            self.store.append(db, [LogEntry("late", at, connector=source, source=source, record_type=record_type,
-                                            record_id=record_id, version=record.get("version"),
-                                            reason=f"received after {limit.described} (due {_time(due)})")])
+        self._late(db, at, record, source=source, seq=seq, terms=terms)
         if record.get("op") != "delete":
             for consumer, route in given:
-                for duty in terms.duties(record_type, consumer, route):
-                    due = terms.deadline(received, duty.within)
-                    remind = terms.calendar.before(due, parse_limit(duty.remind_before)) if duty.remind_before else None
-                    item = {"id": item_id("duty", duty.id, consumer, source, record_id), "kind": "duty",
-                            "status": "open", "party": consumer, "counterpart": source, "record_type": record_type,
-                            "record_id": record_id, "source": source, "seq": seq, "due_at": _time(due),
-                            "remind_at": _time(remind) if remind and remind > received else None,
-                            "body": {"obligation": duty.id, "within": duty.within, "route": route,
-                                     "kinds": duty.kinds, "escalate_to": duty.escalate_to or
-                                     terms.limits.coordinator, "description": duty.description}}
-                    self._insert(db, at, item, Step("duty_opened", "gateway", "open", reason=(
-                        f"{duty.id}: feedback due within {parse_limit(duty.within).described}")))
-        if record_type == "feedback":
+                for duty in terms.duties(str(record.get("record_type")), consumer, route):
+                    self._open_duty(db, at, record, source=source, seq=seq, consumer=consumer, route=route,
+                                    duty=duty, terms=terms)
+        if record.get("record_type") == "feedback":
             self._feedback(db, at, record, source)
         corrects = record.get("corrects")
         if isinstance(corrects, str):
             self._corrected(db, at, corrects, record, source=source, seq=seq)
+
+    def _late(self, db: Connection, at: str, record: Mapping[str, Any], *, source: str, seq: int,
+              terms: Terms) -> None:
+        """Mark ``record`` late if it came later than its type allows after it occurred."""
+        try:
+            late = terms.late(record, dt.datetime.fromisoformat(at))
+        except CalendarUnknownError:
+            return  # an occurred_at beyond the known calendar is in the future: not late
+        if late is None:
+            return
+        limit, due = late
+        record_type, record_id = record.get("record_type"), record.get("record_id")
+        db.execute("INSERT INTO late_records (seq, connector, record_type, record_id, received_at, occurred_at, "
+                   "due_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                   (seq, source, record_type, record_id, at, record.get("occurred_at"), _time(due)))
+        self.store.append(db, [LogEntry("late", at, connector=source, source=source, record_type=record_type,
+                                        record_id=record_id, version=record.get("version"),
+                                        reason=f"received after {limit.described} (due {_time(due)})")])
+
+    def _open_duty(self, db: Connection, at: str, record: Mapping[str, Any], *, source: str, seq: int,
+                   consumer: str, route: str, duty: Obligation, terms: Terms) -> None:
+        """Open the duty ``consumer`` takes on, given ``record`` by ``route`` (once: its id is derived
+        from what it is owed on). A deadline the calendar cannot count yet is left unset and said so."""
+        received = dt.datetime.fromisoformat(at)
+        unknown = ""
+        try:
+            due: dt.datetime | None = terms.deadline(received, duty.within)
+        except CalendarUnknownError as exc:
+            due, unknown = None, f"; NO DEADLINE SET: {exc}"
+        remind = terms.calendar.before(due, parse_limit(duty.remind_before)) \
+            if duty.remind_before and due is not None else None
+        record_type, record_id = str(record.get("record_type")), str(record.get("record_id"))
+        item = {"id": item_id("duty", duty.id, consumer, source, record_id), "kind": "duty", "status": "open",
+                "party": consumer, "counterpart": source, "record_type": record_type, "record_id": record_id,
+                "source": source, "seq": seq, "due_at": _time(due),
+                "remind_at": _time(remind) if remind and remind > received else None,
+                "body": {"obligation": duty.id, "within": duty.within, "route": route, "kinds": duty.kinds,
+                         "escalate_to": duty.escalate_to or terms.limits.coordinator,
+                         "description": duty.description}}
+        reason = f"{duty.id}: feedback due within {parse_limit(duty.within).described}{unknown}"
+        self._insert(db, at, item, Step("duty_opened", "gateway", "open", reason=reason[:500]))
 
     def _feedback(self, db: Connection, at: str, record: Mapping[str, Any], source: str) -> None:
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
@@ -287,7 +311,7 @@ class Procedure:
             kinds = orjson.loads(body).get("kinds")
             if kinds and data.get("kind") not in kinds:
                 continue
-            in_time = at <= due_at
+            in_time = due_at is None or at <= due_at
             self._step(db, at, duty, Step("duty_met", source, "met", expect=("open", "overdue"), columns={
                 "closed_at": at}, body={"met_by": record.get("record_id"), "in_time": in_time},
                 reason=f"feedback {record.get('record_id')} ({data.get('kind')})" + ("" if in_time else ", late")))

@@ -556,3 +556,20 @@ async def test_the_console_shows_open_items_and_quality_as_metadata_only(world: 
     assert (await browser.get("/console/quality/records?month=2026-09&connector=hotline&figure=gossip"))[0] == 400
     looks = [e.reason.split()[1] for e in world.log("audit_query")]
     assert looks[-6:] == ["overview", "procedure", "procedure", "overview", "quality", "quality"]
+
+
+async def test_where_the_calendar_runs_out_no_deadline_is_guessed(world: World) -> None:
+    """At the year's end, 2027 unknown: a request is refused 503 naming the table to add; a duty a
+    routed record brings is opened with no deadline and says so; the record is stored all the same."""
+    made = await _requested(world)
+    await world.hotline("POST", f"/v1/sharing-requests/{made['id']}/decision", {"decision": "approve"})
+    world.clock.to(dt.datetime(2026, 12, 28, 10, 0, tzinfo=CST))
+    status, said = await world.tax("POST", "/v1/sharing-requests", REQUEST)  # 5 working days: into 2027
+    assert (status, said["error"]["code"]) == (503, "calendar_unknown")
+    assert "[calendar.2027]" in said["error"]["message"]
+    status, pushed = await world.hotline("POST", "/v1/records", [clue(5)])
+    assert status == 200 and pushed["results"][0]["status"] == "accepted"
+    [duty] = (await world.amr("GET", "/v1/obligations"))[1]["obligations"]
+    assert duty["due_at"] is None
+    [opened] = world.log("duty_opened")
+    assert "NO DEADLINE SET" in (opened.reason or "") and "calendar.2027" in (opened.reason or "")
