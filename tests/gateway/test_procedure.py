@@ -563,7 +563,7 @@ async def test_where_the_calendar_runs_out_no_deadline_is_guessed(world: World) 
     routed record brings is opened with no deadline and says so; the record is stored all the same."""
     made = await _requested(world)
     await world.hotline("POST", f"/v1/sharing-requests/{made['id']}/decision", {"decision": "approve"})
-    world.clock.to(dt.datetime(2026, 12, 28, 10, 0, tzinfo=CST))
+    world.clock.to(dt.datetime(2026, 12, 30, 10, 0, tzinfo=CST))
     status, said = await world.tax("POST", "/v1/sharing-requests", REQUEST)  # 5 working days: into 2027
     assert (status, said["error"]["code"]) == (503, "calendar_unknown")
     assert "[calendar.2027]" in said["error"]["message"]
