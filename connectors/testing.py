@@ -28,6 +28,7 @@ from lxml import etree
 from connectors.kinds import NEXT_CURSOR_HEADER
 from connectors.signing import signature_problem
 from mappings.formats import parse_xml
+from mappings.media import NOTICES
 
 __all__ = [
     "DepartmentSimulator",
@@ -71,6 +72,7 @@ class SystemSimulator:
         self.connector_id, self.secret, self._clock = connector_id, secret, clock
         self.rows: list[dict[str, Any]] = list(rows)  # what polls are served, in the system's terms
         self.received: list[Received] = []  # every push that was accepted
+        self.notices: list[dict[str, Any]] = []  # the sharing procedure's notices pushed to it
         self.refused: list[Received] = []  # pushes answered 401 or with a failure
         self.polls: list[dict[str, str]] = []  # the query of every poll
         self._failures: list[int] = []
@@ -164,6 +166,9 @@ class SystemSimulator:
         if (answer := await self._misbehave()) is not None:
             self.refused.append(Received(content_type, [], body, f"answered {answer.status}"))
             return answer
+        if content_type.split(";", 1)[0].strip().lower() == NOTICES:  # the sharing procedure's notices
+            self.notices.extend(orjson.loads(body).get("notices", []))
+            return web.json_response({"received": 0})
         try:
             records = self.parse(body, content_type)
         except ValueError as exc:

@@ -3,9 +3,11 @@ gives the format it is read as; a mapping's format gives the type a written body
 
 from __future__ import annotations
 
-__all__ = ["FILE_TYPES", "READ_AS", "WRITTEN_AS", "XLSX"]
+__all__ = ["FILE_TYPES", "NOTICES", "READ_AS", "WRITTEN_AS", "XLSX"]
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# the gateway's notices of the sharing procedure, pushed to a push connector's endpoint beside its records
+NOTICES = "application/vnd.supex.notices+json"
 # a body's media type -> the format it is read as (every workbook is read alike)
 READ_AS = {
     "application/json": "json", "application/x-ndjson": "ndjson", "application/ndjson": "ndjson",

@@ -263,7 +263,9 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="a one-minute tour: the gateway and simulated systems together",
                        description="Start the gateway and simulators of the 12345 hotline, a department, the "
                        "enforcement oversight system, Internet+ Supervision and a city platform on loopback ports, "
-                       "and walk through: a clue routed through the matter catalogue and its feedback returning, a "
+                       "and walk through: a sharing request approved with masks, a clue routed through the matter "
+                       "catalogue under the rule it granted, its feedback late and escalated, an objection to the "
+                       "clue answered by a correction, the month's quality report, a "
                        "penalty delivered in Internet+'s format, a GB18030 CSV dropped in a folder reaching the city "
                        "masked, and the exchange log verified.")
     p.add_argument("--keep", type=Path, metavar="DIR", help="run in DIR and keep the store, files and configuration")

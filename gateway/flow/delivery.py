@@ -37,7 +37,7 @@ from gateway.observability import Metrics
 from gateway.store.model import Due, Sharing
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
-from mappings.media import WRITTEN_AS
+from mappings.media import NOTICES, WRITTEN_AS
 from mappings.pipeline import write_rows
 from policy import local_today
 
@@ -132,9 +132,6 @@ def schedule(attempts: int, received_at: float, now: float, *, max_attempts: int
     state.start_time, state.outcome_timestamp = received_at, now
     give_up = stop_after_attempt(max_attempts) | stop_after_delay(max_age)
     return None if give_up(state) else now + float(_BACKOFF(state))
-
-
-NOTICES_TYPE = "application/vnd.supex.notices+json"  # what a push of notices carries, beside records
 
 
 class Deliverer:
@@ -271,7 +268,7 @@ class Deliverer:
     async def notify(self, consumer_id: str, body: bytes) -> None:
         """Push the sharing procedure's notices to a push consumer, signed as its deliveries are
         (``DeliveryFailedError`` if it does not take them)."""
-        await self._post(self.consumers[consumer_id], body, NOTICES_TYPE)
+        await self._post(self.consumers[consumer_id], body, NOTICES)
 
     async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
         assert consumer.endpoint is not None
