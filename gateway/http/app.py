@@ -1,7 +1,7 @@
 """The HTTP gateway (SPEC §3): the aiohttp application factory, and what runs while it serves.
 
 Each room of ``gateway.http`` holds the handlers of one part of the interface and declares its
-routes (``ROUTES``): ``records`` (producers), ``inbox`` (consumers), ``audit``, ``admin``,
+routes (``ROUTES``): ``records`` (producers), ``inbox`` (consumers), ``procedure``, ``audit``, ``admin``,
 ``probes`` and ``console``. The router, the roles each route admits and the OpenAPI document are
 built from those declarations. Two middlewares run before every handler: ``observe`` (request
 id, metrics, one log line, every refusal answered alike) and ``authenticate`` (the route's roles).
