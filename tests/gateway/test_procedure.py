@@ -19,8 +19,8 @@ from connectors.signing import signature_headers
 from gateway.config import Config, load_config
 from gateway.http.app import create_app
 from gateway.http.context import DEADLINES, METRICS, STORE
-from gateway.store import open_store
 from gateway.store.runner import StoreRunner
+from tests.backends import Backend
 from tests.conftest import VALID_RECORDS
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW
 
@@ -135,6 +135,7 @@ class World:
 
     def __init__(self, client: TestClient[Any, Any], clock: Moment) -> None:
         self.client, self.clock = client, clock
+        self.config_text = CONFIG
         self.app = client.app
         self.hotline, self.amr, self.jinan, self.office, self.tax = (
             Party(client, n) for n in ("hotline", "amr", "jinan", "office", "tax"))
@@ -152,12 +153,17 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, aiohttp_client: Callable[[Any], Awaitable[TestClient[Any, Any]]]) -> World:
-    config = procedure_config(tmp_path)
+async def world(tmp_path: Path, backend: Backend,
+                aiohttp_client: Callable[[Any], Awaitable[TestClient[Any, Any]]]) -> World:
+    """The procedure's gateway, on SQLite and on PostgreSQL."""
+    text = CONFIG.replace('"sqlite:///supex.db"', f'"{backend.setting}"')
+    config = procedure_config(tmp_path, text)
     clock = Moment(START)
-    runner = StoreRunner(open_store(config.store_path(), log_hash="sha256", clock=clock))
+    runner = StoreRunner(backend.open(clock=clock))
     client = await aiohttp_client(create_app(config, clock=lambda: NOW, store=runner, deliver=False))
-    return World(client, clock)
+    world = World(client, clock)
+    world.config_text = text
+    return world
 
 
 def clue(n: int, region: str = "370102", **changes: Any) -> dict[str, Any]:
@@ -506,7 +512,7 @@ async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_re
     assert (await world.tax("POST", "/v1/records", [penalty, {"record_type": "penalty"}]))[0] == 200
     # the command reads the store with the configuration; its own clock is today's, so it is told the month
     config = tmp_path / "supex.toml"
-    config.write_text(CONFIG + '\n[calendar.2027]\nholidays = ["2027-01-01"]\n', encoding="utf-8")
+    config.write_text(world.config_text + '\n[calendar.2027]\nholidays = ["2027-01-01"]\n', encoding="utf-8")
     capsys.readouterr()
     assert main(["quality", "report", "--config", str(config), "--month", "2026-09"]) == 0
     lines = capsys.readouterr().out.splitlines()
