@@ -6,9 +6,10 @@ configuration may add holidays and workdays (a year the package does not know ye
 holiday). A date the calendar does not know is never guessed: counting across it raises
 ``CalendarUnknownError``, and the configuration is refused if its longest limit would cross it.
 
-A limit is ``"5wd"`` (working days), ``"3d"`` (calendar days) or ``"24h"`` (hours). Counted from a
-moment, N working days end with the Nth working day after that moment's day (the day itself is
-not counted, whatever the hour); N calendar days with the Nth day after it; hours are exact.
+A limit is ``"5wd"`` (working days), ``"3d"`` (calendar days), or ``"24h"``, ``"30m"``, ``"90s"``
+(hours, minutes, seconds: exact). Counted from a moment, N working days end with the Nth working
+day after that moment's day (the day itself is not counted, whatever the hour); N calendar days
+with the Nth day after it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from policy.exceptions import CalendarUnknownError
 __all__ = ["SHANGHAI", "Limit", "WorkingCalendar", "parse_limit"]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-_LIMIT = re.compile(r"^\s*(\d{1,4})\s*(wd|d|h)\s*$")
-_UNITS = {"wd": "working days", "d": "days", "h": "hours"}
+_LIMIT = re.compile(r"^\s*(\d{1,6})\s*(wd|d|h|m|s)\s*$")
+_UNITS = {"wd": "working days", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_EXACT = {"h": 3600, "m": 60, "s": 1}
 _PACKAGE_YEARS = range(min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1)
 
 
@@ -49,10 +51,11 @@ class Limit(NamedTuple):
 
 
 def parse_limit(text: str) -> Limit:
-    """A limit from ``5wd``, ``3d`` or ``24h``; ``ValueError`` naming the forms otherwise."""
+    """A limit from ``5wd``, ``3d``, ``24h``, ``30m`` or ``90s``; ``ValueError`` naming the forms otherwise."""
     match = _LIMIT.match(text) if isinstance(text, str) else None
     if not match:
-        raise ValueError(f"时限格式不符 / not a time limit: {text!r} (5wd: working days, 3d: days, 24h: hours)")
+        raise ValueError(f"时限格式不符 / not a time limit: {text!r} (5wd: working days, 3d: days, 24h, 30m, 90s: "
+                         "hours, minutes, seconds)")
     return Limit(int(match[1]), match[2])
 
 
@@ -115,8 +118,8 @@ class WorkingCalendar:
         """When ``limit`` counted from ``start`` runs out (the last moment still in time), in UTC."""
         if start.tzinfo is None:
             raise ValueError("a deadline is counted from an aware time")
-        if limit.unit == "h":
-            return (start + dt.timedelta(hours=limit.amount)).astimezone(dt.UTC)
+        if limit.unit in _EXACT:
+            return (start + dt.timedelta(seconds=limit.amount * _EXACT[limit.unit])).astimezone(dt.UTC)
         day = start.astimezone(SHANGHAI).date()
         if limit.unit == "d":
             day += dt.timedelta(days=limit.amount)
@@ -132,8 +135,8 @@ class WorkingCalendar:
     def before(self, deadline: dt.datetime, limit: Limit) -> dt.datetime:
         """The moment ``limit`` before ``deadline`` (a reminder's time): for working days, the end of
         the working day that many working days before the deadline's day."""
-        if limit.unit == "h":
-            return deadline - dt.timedelta(hours=limit.amount)
+        if limit.unit in _EXACT:
+            return deadline - dt.timedelta(seconds=limit.amount * _EXACT[limit.unit])
         day = deadline.astimezone(SHANGHAI).date()
         if limit.unit == "d":
             day -= dt.timedelta(days=limit.amount)

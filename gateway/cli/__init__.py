@@ -285,7 +285,8 @@ def _add_quality(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     report.add_argument("--month", metavar="YYYY-MM", help="the month (default: this month)")
     report.add_argument("--format", choices=("xlsx", "csv"), default="csv", help="xlsx or csv (default csv)")
     report.add_argument("--output", type=Path, metavar="FILE",
-                        help="the file to write (csv: standard output without it)")
+                        help="the file to write (default: quality-YYYY-MM.xlsx here for xlsx, standard output "
+                        "for csv)")
     report.set_defaults(command="quality report")
 
 

@@ -43,8 +43,7 @@ def quality_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.format == "xlsx":
-        if args.output is None:
-            raise ConfigError("工作簿须写入文件 / an xlsx report needs --output FILE")
+        args.output = args.output or Path(f"quality-{name}.xlsx")
         _workbook(args.output, name, rows, details)
     elif args.output is None:
         _csv(sys.stdout, rows)

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.config import Config
 from gateway.exceptions import DeliveryFailedError
@@ -72,7 +72,7 @@ class RequestBody(_Body):
     basis: str = Field(min_length=1, max_length=500)
     fields: list[str] | None = Field(default=None, min_length=1)
     regions: list[str] | None = Field(default=None, min_length=1)
-    valid_until: dt.date
+    valid_until: dt.date | None = None  # without it, a grant lasts until revoked
 
     @field_validator("record_type")
     @classmethod
@@ -93,23 +93,61 @@ class Conditions(_Body):
     """An approval's conditions: the fields shared, masks, validity, reads a day."""
 
     fields: list[str] | None = Field(default=None, min_length=1)
-    mask: dict[str, str] = Field(default_factory=dict)
+    mask: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("mask", "masks"))
     valid_until: dt.date | None = None
     max_reads_per_day: int | None = Field(default=None, ge=1)
 
 
-class DecisionBody(_Body):
-    """``POST /v1/sharing-requests/{id}/decision``."""
+_CONDITIONS = ("fields", "mask", "masks", "valid_until", "max_reads_per_day")
 
-    decision: str = Field(pattern=r"^(approve|refuse)$")
+
+class DecisionBody(_Body):
+    """``POST /v1/sharing-requests/{id}/decision``: ``decision`` (or ``action``) ``approve`` with
+    ``conditions`` (or the same keys beside it), or ``refuse`` with a ``reason``."""
+
+    decision: str = Field(validation_alias=AliasChoices("decision", "action"))
     reason: str | None = Field(default=None, min_length=1, max_length=1000)
     conditions: Conditions = Field(default_factory=Conditions)
 
+    @field_validator("decision")
+    @classmethod
+    def _decision(cls, value: str) -> str:
+        if value not in ("approve", "refuse"):
+            raise ValueError(f"决定应为 approve 或 refuse / the decision is approve or refuse, not {value!r}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _beside(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(k in value for k in _CONDITIONS):
+            if "conditions" in value:
+                raise ValueError("条件写在 conditions 中或其旁，不能两处都写 / give the conditions inside "
+                                 "\"conditions\" or beside it, not both")
+            value = {k: v for k, v in value.items() if k not in _CONDITIONS} | {
+                "conditions": {k: v for k, v in value.items() if k in _CONDITIONS}}
+        return value
+
 
 class ReasonBody(_Body):
-    """An objection to a refusal, a revocation, an objection upheld: a reason."""
+    """An objection to a refusal, a revocation: a reason."""
 
     reason: str = Field(min_length=1, max_length=1000)
+
+
+class AnswerBody(ReasonBody):
+    """``POST /v1/objections/{id}/answer``: the record upheld, with a reason (``outcome`` or
+    ``answer``, if given, says ``upheld``: a correction is a new version naming the objection)."""
+
+    outcome: str | None = Field(default=None, validation_alias=AliasChoices(
+        "outcome", "answer", "decision", "status", "result"))
+
+    @field_validator("outcome")
+    @classmethod
+    def _upheld(cls, value: str | None) -> str | None:
+        if value is not None and value != "upheld":
+            raise ValueError(f"答复只能维持原记录 / an answer upholds the record ({value!r} is not one): a correction "
+                             "is a new version of the record naming the objection in \"corrects\"")
+        return value
 
 
 class ObjectionBody(_Body):
@@ -117,8 +155,9 @@ class ObjectionBody(_Body):
 
     source: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,40}$")  # the producer, if the id is not unique
     reason: str = Field(min_length=1, max_length=1000)
-    pointers: list[str] = Field(min_length=1, max_length=50)
-    proposed: dict[str, Any] | None = None  # pointer -> the value the recipient believes right
+    pointers: list[str] = Field(min_length=1, max_length=50, validation_alias=AliasChoices("pointers", "paths"))
+    # the value the recipient believes right: a map pointer -> value, or one value for one pointer
+    proposed: Any = Field(default=None, validation_alias=AliasChoices("proposed", "proposed_value"))
 
     @field_validator("pointers")
     @classmethod
@@ -224,7 +263,7 @@ class SharingProcedure:
             raise ProcedureStepError(f"fields: {request.record_type} 没有字段 {unknown} / no fields {unknown} under "
                                      f"data of {request.record_type}", malformed=True)
         now = self._now()
-        if request.valid_until < local_today(now):
+        if request.valid_until is not None and request.valid_until < local_today(now):
             raise ProcedureStepError(f"valid_until: {request.valid_until} 已过 / valid_until {request.valid_until} "
                                      "has passed", malformed=True)
         provider = connectors[request.provider]
@@ -269,9 +308,9 @@ class SharingProcedure:
             if wider:
                 raise ProcedureStepError(f"conditions.fields: {wider} 未在申请中 / {wider} were not requested: an "
                                          "approval may share fewer fields, not more", malformed=True)
-        until = dt.date.fromisoformat(body["valid_until"])
+        until = dt.date.fromisoformat(body["valid_until"]) if body.get("valid_until") else None
         if given.valid_until is not None:
-            if given.valid_until > until:
+            if until is not None and given.valid_until > until:
                 raise ProcedureStepError(f"conditions.valid_until: {given.valid_until} 晚于申请的 {until} / later "
                                          f"than the {until} requested", malformed=True)
             until = given.valid_until
@@ -405,7 +444,14 @@ class SharingProcedure:
         if missing:
             raise ProcedureStepError(f"pointers: 记录中没有 {missing} / the record as received has nothing at "
                                      f"{missing}", malformed=True)
-        wrong = [p for p in objection.proposed or {} if p not in objection.pointers]
+        proposed = objection.proposed
+        if proposed is not None and not (isinstance(proposed, dict) and proposed and all(
+                isinstance(k, str) and k.startswith("/") for k in proposed)):
+            if len(objection.pointers) != 1:
+                raise ProcedureStepError("proposed: 多个字段时应为 指针→值 的对象 / with several pointers, proposed "
+                                         "must map each pointer to its value", malformed=True)
+            proposed = {objection.pointers[0]: proposed}
+        wrong = [p for p in proposed or {} if p not in objection.pointers]
         if wrong:
             raise ProcedureStepError(f"proposed: {wrong} 不在 pointers 中 / values proposed for {wrong}, which are "
                                      "not among the pointers disputed", malformed=True)
@@ -413,14 +459,15 @@ class SharingProcedure:
         due = self.terms.deadline(now, self.terms.limit("correction_answer"))
         item: dict[str, Any] = {"id": item_id("objection"), "kind": "objection", "status": "open", "party": consumer,
                 "counterpart": source, "record_type": record_type, "record_id": record_id, "source": source,
-                "seq": seq, "body": {**objection.model_dump(mode="json", exclude_none=True), "version": version}}
+                "seq": seq, "body": {**objection.model_dump(mode="json", exclude_none=True), "proposed": proposed,
+                                     "version": version}}
         step = Step("record_objected", consumer, "open", columns={"due_at": _time(due)},
                     reason=f"disputed: {', '.join(objection.pointers)}"[:500],  # the reason itself stays off the log
                     detail={"pointers": objection.pointers},
                     notices=[Notice(source, "record_objected", item["id"], {
                         "record_type": record_type, "record_id": record_id, "version": version,
                         "pointers": objection.pointers, "reason": objection.reason,
-                        "proposed": objection.proposed, "due_at": _time(due),
+                        "proposed": proposed, "due_at": _time(due),
                         "answer": f"push a new version with \"corrects\": \"{item['id']}\", or POST "
                                   f"/v1/objections/{item['id']}/answer"})])
         opened = await self.runner.call(self.runner.store.procedure.open, item, step)
@@ -441,7 +488,7 @@ class SharingProcedure:
             if actor.name == item["party"]:
                 raise ProcedureStepError("只有记录的报送方可以答复 / only the record's producer answers an objection")
             raise LookupError(item_key)
-        reason: ReasonBody = checked(ReasonBody, body)
+        reason: AnswerBody = checked(AnswerBody, body)
         if item["status"] not in ("open", "overdue"):
             raise ProcedureStepError(f"异议已{item['status']} / the objection is {item['status']} already")
         step = Step("objection_upheld", actor.logged, "upheld", expect=("open", "overdue"),

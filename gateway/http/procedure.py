@@ -252,22 +252,27 @@ _DUTY = obj(["id", "status", "owed_by", "owed_to", "record_id", "due_at"],
             obligation=_TEXT, record_type=_TEXT, record_id=_TEXT, route=_MAYBE, within=_TEXT, due_at=_TEXT,
             remind_at=_MAYBE, opened_at=_TEXT, escalated_at=_MAYBE, met_at=_MAYBE, met_by=_MAYBE,
             in_time={"type": ["boolean", "null"]})
-_REQUEST_BODY = obj(["record_type", "provider", "purpose", "scenario", "basis", "valid_until"],
+_REQUEST_BODY = obj(["record_type", "provider", "purpose", "scenario", "basis"],
                     record_type=_TEXT, provider={**_TEXT, "description": "the connector asked for the data"},
                     purpose={**_TEXT, "description": "用途"}, scenario={**_TEXT, "description": "应用场景"},
                     basis={**_TEXT, "description": "依据"}, fields={**_TEXTS, "description": "paths under data"},
                     regions={**_TEXTS, "description": "region-code prefixes (37, 3701, 370102)"},
-                    valid_until={"type": "string", "format": "date"})
-_DECISION_BODY = obj(["decision"], decision={"type": "string", "enum": ["approve", "refuse"]},
+                    valid_until={"type": "string", "format": "date",
+                                 "description": "the last day of the grant (without it: until revoked)"})
+_DECISION_BODY = obj(["decision"], decision={"type": "string", "enum": ["approve", "refuse"],
+                                             "description": "also read as `action`"},
                      reason={**_TEXT, "description": "required to refuse"},
                      conditions={"type": "object", "properties": {
                          "fields": _TEXTS, "mask": {"type": "object", "additionalProperties": _TEXT},
                          "valid_until": {"type": "string", "format": "date"},
-                         "max_reads_per_day": {"type": "integer", "minimum": 1}}})
+                         "max_reads_per_day": {"type": "integer", "minimum": 1}},
+                         "description": "narrow what is shared (these keys may also stand beside `decision`)"})
 _REASON_BODY = obj(["reason"], reason=_TEXT)
+_ANSWER_BODY = obj(["reason"], reason=_TEXT, outcome={"type": "string", "enum": ["upheld"],
+                                                      "description": "also read as `answer`"})
 _OBJECTION_BODY = obj(["reason", "pointers"], reason=_TEXT,
                       pointers={**_TEXTS, "description": "JSON pointers into the record (/data/subject/name)"},
-                      proposed={"type": "object", "description": "pointer -> the value proposed"},
+                      proposed={"description": "pointer -> the value proposed, or one value for one pointer"},
                       source={**_TEXT, "description": "the producer, where several have a record of that id"})
 
 
@@ -329,7 +334,7 @@ ROUTES: list[Route] = [
     route("POST", "/v1/objections/{objection_id}/answer", objection_answer, name="objection_answer", roles=_PARTY,
           doc={"summary": "The producer upholds its record with a reason (a correction is a new version naming "
                           "the objection in `corrects`) (logged)",
-               "parameters": [path_param("objection_id")], "requestBody": _json(_REASON_BODY),
+               "parameters": [path_param("objection_id")], "requestBody": _json(_ANSWER_BODY),
                "responses": {"200": json_body(_OBJECTION, "The objection answered"),
                              **errors(400, 401, 403, 404, 409)}}),
     route("GET", "/v1/obligations", obligation_list, name="obligations", roles=_ALL, doc={

@@ -501,7 +501,7 @@ async def test_a_late_record_is_stored_marked_late_and_counted(world: World) -> 
 
 
 async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_records(
-        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import openpyxl
 
     from gateway.cli import main
@@ -530,7 +530,9 @@ async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_re
     assert (records.cell(row=row, column=2).value, records.cell(row=row, column=3).value) == ("late", "cf-1")
     assert main(["quality", "report", "--config", str(config), "--month", "September"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
-    assert main(["quality", "report", "--config", str(config), "--format", "xlsx"]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert main(["quality", "report", "--config", str(config), "--month", "2026-09", "--format", "xlsx"]) == 0
+    assert (tmp_path / "quality-2026-09.xlsx").exists()
 
 
 async def test_the_console_shows_open_items_and_quality_as_metadata_only(world: World) -> None:
@@ -579,3 +581,50 @@ async def test_where_the_calendar_runs_out_no_deadline_is_guessed(world: World) 
     assert duty["due_at"] is None
     [opened] = world.log("duty_opened")
     assert "NO DEADLINE SET" in (opened.reason or "") and "calendar.2027" in (opened.reason or "")
+
+
+async def test_decisions_answers_and_objections_read_the_names_people_write(world: World) -> None:
+    """``action`` for ``decision`` with the conditions beside it and ``masks`` for ``mask``; an
+    answer saying ``upheld``; one proposed value for one pointer; a grant without an end date."""
+    made = await _requested(world, valid_until=None)
+    status, decided = await world.hotline("POST", f"/v1/sharing-requests/{made['id']}/decision", {
+        "action": "approve", "masks": {"reporter.phone": "phone"}, "max_reads_per_day": 10})
+    assert (status, decided["status"]) == (200, "approved"), decided
+    rules = {r["id"]: r for r in (await world.admin("GET", "/v1/admin/sharing"))[1]["rules"]}
+    granted = rules[decided["rule"]]
+    assert (granted["mask"], granted["max_reads_per_day"], granted["valid_until"]) == (
+        {"reporter.phone": "phone"}, 10, None)
+    status, said = await world.hotline("POST", f"/v1/sharing-requests/{made['id']}/decision",
+                                       {"decision": "maybe", "reason": "x"})
+    assert status == 400 and "approve or refuse" in said["error"]["message"]
+    assert (await world.hotline("POST", "/v1/records", [clue(1)]))[0] == 200
+    await world.amr("GET", "/v1/inbox")
+    status, made = await world.amr("POST", "/v1/records/xs-1/objections", {
+        "reason": "类别有误", "paths": ["/data/category"], "proposed_value": "食品安全（餐饮）"})
+    assert status == 201, made
+    assert made["proposed"] == {"/data/category": "食品安全（餐饮）"}
+    status, said = await world.amr("POST", "/v1/records/xs-1/objections", {
+        "reason": "x", "pointers": ["/data/category", "/data/description"], "proposed": "one value"})
+    assert status == 400 and "several pointers" in said["error"]["message"]
+    status, said = await world.hotline("POST", f"/v1/objections/{made['id']}/answer",
+                                       {"outcome": "corrected", "reason": "改了"})
+    assert status == 400 and "corrects" in said["error"]["message"]
+    status, upheld = await world.hotline("POST", f"/v1/objections/{made['id']}/answer",
+                                         {"answer": "upheld", "reason": "经核实无误"})
+    assert (status, upheld["status"]) == (200, "upheld")
+
+
+async def test_limits_in_minutes_and_seconds_run_out_as_exactly(tmp_path: Path, backend: Backend,
+                                                                aiohttp_client: Any) -> None:
+    text = CONFIG.replace("[procedure]\n", '[procedure]\ncompliance_check = "90s"\nconditional_answer = "30m"\n')
+    config = procedure_config(tmp_path, text.replace('"sqlite:///supex.db"', f'"{backend.setting}"'))
+    clock = Moment(START)
+    client = await aiohttp_client(create_app(config, clock=lambda: NOW, store=StoreRunner(backend.open(clock=clock)),
+                                             deliver=False))
+    world = World(client, clock)
+    made = await _requested(world)
+    assert made["due_at"] == "2026-09-24T02:30:00.000+00:00"  # 10:00 in Beijing, plus 30 minutes
+    clock.to(START + dt.timedelta(minutes=29))
+    assert await world.sweep() == {}
+    clock.to(START + dt.timedelta(minutes=31))
+    assert await world.sweep() == {"request_overdue": 1}
