@@ -22,8 +22,6 @@ from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-
 from policy.exceptions import CalendarUnknownError
 
 __all__ = ["SHANGHAI", "Limit", "WorkingCalendar", "parse_limit"]
@@ -32,7 +30,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 _LIMIT = re.compile(r"^\s*(\d{1,6})\s*(wd|d|h|m|s)\s*$")
 _UNITS = {"wd": "working days", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _EXACT = {"h": 3600, "m": 60, "s": 1}
-_PACKAGE_YEARS = range(min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1)
 
 
 class Limit(NamedTuple):
@@ -90,12 +87,12 @@ class WorkingCalendar:
 
     def known(self, day: dt.date) -> bool:
         """Whether the calendar knows ``day``: the package's years, and years the configuration gives."""
-        return day.year in _PACKAGE_YEARS or day.year in self.extra_years
+        return day.year in _package_years() or day.year in self.extra_years
 
     @property
     def known_until(self) -> dt.date:
         """The last day the calendar knows without a gap from today's years."""
-        year = _PACKAGE_YEARS.stop - 1
+        year = _package_years().stop - 1
         while year + 1 in self.extra_years:
             year += 1
         return dt.date(year, 12, 31)
@@ -106,7 +103,7 @@ class WorkingCalendar:
             return True
         if day in self.holidays:
             return False
-        if day.year in _PACKAGE_YEARS:
+        if day.year in _package_years():
             return _official_workday(day)
         if day.year in self.extra_years:
             return day.weekday() < 5
@@ -149,6 +146,17 @@ class WorkingCalendar:
         return dt.datetime.combine(day, dt.time(23, 59, 59, 999000), SHANGHAI).astimezone(dt.UTC)
 
 
+@lru_cache(maxsize=1)
+def _package_years() -> range:
+    """The years the calendar package knows (it is imported when a limit is first counted: its
+    tables cost a command that counts none a twentieth of its start-up)."""
+    import chinese_calendar  # noqa: PLC0415
+
+    return range(min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1)
+
+
 @lru_cache(maxsize=4096)
 def _official_workday(day: dt.date) -> bool:
+    import chinese_calendar  # noqa: PLC0415
+
     return bool(chinese_calendar.is_workday(day))
