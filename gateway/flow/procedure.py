@@ -634,15 +634,20 @@ class Deadlines:
         async def run() -> None:
             while True:
                 try:
-                    mine = await self.runner.call(self.runner.store.runtime.take_turn, "deadlines", holder, ticks(),
-                                                  every * 3)
-                    if mine:
-                        await self.sweep()
+                    await self.round(holder, ticks())
                 except Exception:
                     log.exception("deadlines_round_failed")
                 await sleep(every)
 
         self._task = asyncio.create_task(run(), name="deadlines")
+
+    async def round(self, holder: str, now: float) -> dict[str, int] | None:
+        """One round of ``holder`` at ``now`` (epoch seconds): a sweep if the turn is its (it then
+        holds it three rounds longer), ``None`` while another gateway holds it."""
+        hold = self.procedure.terms.limits.check_every_seconds * 3
+        if not await self.runner.call(self.runner.store.runtime.take_turn, "deadlines", holder, now, hold):
+            return None
+        return await self.sweep()
 
     async def stop(self) -> None:
         """Stop sweeping."""

@@ -84,6 +84,7 @@ id = "office"
 name = "省政务服务管理办公室"
 department_code = "11370000JUCCNBB658"
 region_code = "370000"
+system_of_record = true
 
 [[connector]]
 id = "tax"
@@ -628,3 +629,61 @@ async def test_limits_in_minutes_and_seconds_run_out_as_exactly(tmp_path: Path, 
     assert await world.sweep() == {}
     clock.to(START + dt.timedelta(minutes=31))
     assert await world.sweep() == {"request_overdue": 1}
+
+
+async def test_one_gateway_at_a_time_checks_the_deadlines(world: World) -> None:
+    """Two gateways on one store: the turn is one's while it renews it, the other's once it lapses."""
+    deadlines = world.app[DEADLINES]
+    await _requested(world)
+    world.clock.to(dt.datetime(2026, 10, 10, 0, 0, tzinfo=CST))
+    assert await deadlines.round("gw-a", 1000.0) == {"request_overdue": 1}
+    assert await deadlines.round("gw-b", 1001.0) is None  # gw-a holds it for three rounds of 60 s
+    assert await deadlines.round("gw-a", 1060.0) == {}
+    assert await deadlines.round("gw-b", 1239.0) is None
+    assert await deadlines.round("gw-b", 1241.0) == {}  # gw-a stopped renewing: gw-b takes over
+    assert await deadlines.round("gw-a", 1250.0) is None
+    assert len(world.log("request_overdue")) == 1
+
+
+async def test_data_not_to_be_shared_is_refused_at_once_but_to_a_system_of_record(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.flow.procedure as flow
+    from schemas import load_schema_set
+
+    real = load_schema_set()
+
+    class NotShared:
+        types = {**real.types, "clue": real.types["clue"].__class__(
+            **{**real.types["clue"].__dict__, "sharing": "none"})}
+
+    monkeypatch.setattr(flow, "load_schema_set", lambda: NotShared)
+    status, refused = await world.amr("POST", "/v1/sharing-requests", REQUEST)
+    assert (status, refused["status"], refused["sharing"]) == (201, "refused", "none")
+    assert [h["step"] for h in refused["history"]] == ["request_submitted", "request_refused"]
+    assert "systems of record" in refused["reason"]
+    kinds = [n["kind"] for n in (await world.amr("GET", "/v1/notices"))[1]["notices"]]
+    assert kinds == ["request_refused"]
+    status, made = await world.office("POST", "/v1/sharing-requests", REQUEST)  # the system of record
+    assert (status, made["status"]) == (201, "submitted")
+
+
+async def test_a_push_connector_is_sent_its_notices_signed_until_it_takes_them(
+        tmp_path: Path, backend: Backend, aiohttp_client: Any) -> None:
+    from connectors.testing import DepartmentSimulator  # it checks every POST's signature
+
+    async with DepartmentSimulator("hotline", SECRETS["hotline"], clock=lambda: NOW) as hotline:
+        text = CONFIG.replace('produces = ["clue"]\nconsumes = ["feedback"]\n',
+                              f'produces = ["clue"]\nconsumes = ["feedback"]\ndelivery = "push"\n'
+                              f'endpoint = "{hotline.url}/in"\n')
+        config = procedure_config(tmp_path, text.replace('"sqlite:///supex.db"', f'"{backend.setting}"'))
+        clock = Moment(START)
+        app = create_app(config, clock=lambda: NOW, store=StoreRunner(backend.open(clock=clock)), deliver=False)
+        world = World(await aiohttp_client(app), clock)
+        hotline.fail_next(1)
+        made = await _requested(world)
+        assert await world.sweep() == {}  # refused once: kept for the next round
+        assert hotline.notices == []
+        assert await world.sweep() == {"notices_pushed": 1}
+        assert [(n["kind"], n["item"]) for n in hotline.notices] == [("sharing_request", made["id"])]
+        assert hotline.refused[0].problem == "answered 503" and not hotline.received  # signed, not records
+        assert await world.sweep() == {}  # sent once taken
