@@ -22,6 +22,7 @@ from gateway.http.params import int_param, json_object, text_param
 from gateway.http.routes import Route, route
 from gateway.store.procedure import QUALITY_FIGURES, month_span, quality_rows
 from policy.exceptions import CalendarUnknownError, ProcedureStepError
+from policy.procedure import REQUEST_STEPS
 
 __all__ = ["ROUTES"]
 
@@ -86,6 +87,11 @@ async def _listed(request: web.Request, kind: str, statuses: tuple[str, ...], ro
     return json_response({key: listed, "next": listed[-1]["id"] if len(listed) == limit else None})
 
 
+REQUEST_STATUSES = tuple(REQUEST_STEPS)  # submitted, overdue, refused, objected, approved, granted, revoked
+OBJECTION_STATUSES = ("open", "overdue", "corrected", "upheld")
+DUTY_STATUSES = ("open", "overdue", "met")
+
+
 # ---- sharing requests ---------------------------------------------------------------------------
 
 
@@ -99,8 +105,7 @@ async def request_submit(request: web.Request) -> web.Response:
 @_answered
 async def request_list(request: web.Request) -> web.Response:
     """GET /v1/sharing-requests[?status=&role=requester|provider]."""
-    return await _listed(request, "request", ("submitted", "overdue", "approved", "granted", "refused", "objected",
-                                              "revoked"), {"requester": "party", "provider": "counterpart"},
+    return await _listed(request, "request", REQUEST_STATUSES, {"requester": "party", "provider": "counterpart"},
                          "requests")
 
 
@@ -114,25 +119,23 @@ async def request_one(request: web.Request) -> web.Response:
     return json_response(found)
 
 
-@_answered
-async def request_decision(request: web.Request) -> web.Response:
-    """POST /v1/sharing-requests/{request_id}/decision: approve with conditions, or refuse with a reason."""
-    return json_response(await _procedure(request).decide(request.match_info["request_id"], _actor(request),
-                                                          json_object(request)))
+def _step(take: Callable[[SharingProcedure, str, Actor, Any], Awaitable[dict[str, Any]]], key: str,
+          doc: str) -> Handler:
+    """The handler of a step on an item: the item named in the path, the caller, the body."""
+    @_answered
+    async def step(request: web.Request) -> web.Response:
+        return json_response(await take(_procedure(request), request.match_info[key], _actor(request),
+                                        json_object(request)))
+    step.__doc__ = doc
+    return step
 
 
-@_answered
-async def request_objection(request: web.Request) -> web.Response:
-    """POST /v1/sharing-requests/{request_id}/objection: the requester objects to a refusal."""
-    return json_response(await _procedure(request).object(request.match_info["request_id"], _actor(request),
-                                                          json_object(request)))
-
-
-@_answered
-async def request_revoke(request: web.Request) -> web.Response:
-    """POST /v1/sharing-requests/{request_id}/revoke: the grant withdrawn at once."""
-    return json_response(await _procedure(request).revoke(request.match_info["request_id"], _actor(request),
-                                                          json_object(request)))
+request_decision = _step(SharingProcedure.decide, "request_id", "POST /v1/sharing-requests/{request_id}/decision: "
+                         "approve with conditions, or refuse with a reason.")
+request_objection = _step(SharingProcedure.object, "request_id", "POST /v1/sharing-requests/{request_id}/objection: "
+                          "the requester objects to a refusal.")
+request_revoke = _step(SharingProcedure.revoke, "request_id", "POST /v1/sharing-requests/{request_id}/revoke: the "
+                       "grant withdrawn at once.")
 
 
 # ---- objections to records ------------------------------------------------------------------------
@@ -149,8 +152,8 @@ async def record_objection(request: web.Request) -> web.Response:
 @_answered
 async def objection_list(request: web.Request) -> web.Response:
     """GET /v1/objections[?status=&role=objector|producer]."""
-    return await _listed(request, "objection", ("open", "overdue", "corrected", "upheld"),
-                         {"objector": "party", "producer": "counterpart"}, "objections")
+    return await _listed(request, "objection", OBJECTION_STATUSES, {"objector": "party", "producer": "counterpart"},
+                         "objections")
 
 
 @_answered
@@ -159,11 +162,8 @@ async def objection_one(request: web.Request) -> web.Response:
     return json_response(await _procedure(request).objection(request.match_info["objection_id"], _actor(request)))
 
 
-@_answered
-async def objection_answer(request: web.Request) -> web.Response:
-    """POST /v1/objections/{objection_id}/answer: the producer upholds its record, with a reason."""
-    return json_response(await _procedure(request).answer(request.match_info["objection_id"], _actor(request),
-                                                          json_object(request)))
+objection_answer = _step(SharingProcedure.answer, "objection_id", "POST /v1/objections/{objection_id}/answer: the "
+                         "producer upholds its record, with a reason.")
 
 
 # ---- duties, notices, quality ---------------------------------------------------------------------
@@ -172,7 +172,7 @@ async def objection_answer(request: web.Request) -> web.Response:
 @_answered
 async def obligation_list(request: web.Request) -> web.Response:
     """GET /v1/obligations[?status=open|overdue|met&role=owed_by|owed_to]: feedback duties."""
-    return await _listed(request, "duty", ("open", "overdue", "met"), {"owed_by": "party", "owed_to": "counterpart"},
+    return await _listed(request, "duty", DUTY_STATUSES, {"owed_by": "party", "owed_to": "counterpart"},
                          "obligations")
 
 
@@ -232,8 +232,7 @@ _MAYBE = {"type": ["string", "null"]}
 _STEP = {"type": "object", "properties": {"at": _TEXT, "step": _TEXT, "by": _TEXT, "status": _MAYBE,
                                           "reason": _TEXT}}
 _REQUEST = obj(["id", "status", "requester", "provider", "record_type", "due_at"],
-               id=_TEXT, status={"type": "string", "enum": ["submitted", "overdue", "approved", "granted", "refused",
-                                                            "objected", "revoked"]},
+               id=_TEXT, status={"type": "string", "enum": list(REQUEST_STATUSES)},
                requester=_TEXT, provider=_TEXT, record_type=_TEXT, due_at=_MAYBE, submitted_at=_TEXT,
                escalated_at=_MAYBE, closed_at=_MAYBE, rule={**_MAYBE, "description": "the sharing rule it granted"},
                purpose=_TEXT, scenario=_TEXT, basis=_TEXT, fields={"type": ["array", "null"], "items": _TEXT},
@@ -242,13 +241,13 @@ _REQUEST = obj(["id", "status", "requester", "provider", "record_type", "due_at"
                catalogued={"type": "boolean"}, conditions={"type": ["object", "null"]}, reason=_MAYBE,
                history={"type": "array", "items": _STEP})
 _OBJECTION = obj(["id", "status", "objector", "producer", "record_id", "due_at"],
-                 id=_TEXT, status={"type": "string", "enum": ["open", "overdue", "corrected", "upheld"]},
+                 id=_TEXT, status={"type": "string", "enum": list(OBJECTION_STATUSES)},
                  objector=_TEXT, producer=_TEXT, record_type=_TEXT, record_id=_TEXT,
                  version={"type": ["integer", "null"]}, due_at=_MAYBE, opened_at=_TEXT, escalated_at=_MAYBE,
                  closed_at=_MAYBE, reason=_TEXT, pointers=_TEXTS, proposed={"type": ["object", "null"]},
                  answer=_MAYBE, corrected_by={"type": ["object", "null"]}, history={"type": "array", "items": _STEP})
 _DUTY = obj(["id", "status", "owed_by", "owed_to", "record_id", "due_at"],
-            id=_TEXT, status={"type": "string", "enum": ["open", "overdue", "met"]}, owed_by=_TEXT, owed_to=_TEXT,
+            id=_TEXT, status={"type": "string", "enum": list(DUTY_STATUSES)}, owed_by=_TEXT, owed_to=_TEXT,
             obligation=_TEXT, record_type=_TEXT, record_id=_TEXT, route=_MAYBE, within=_TEXT, due_at=_TEXT,
             remind_at=_MAYBE, opened_at=_TEXT, escalated_at=_MAYBE, met_at=_MAYBE, met_by=_MAYBE,
             in_time={"type": ["boolean", "null"]})
@@ -295,8 +294,7 @@ ROUTES: list[Route] = [
                       **errors(400, 401, 403, 503)}}),
     route("GET", "/v1/sharing-requests", request_list, name="sharing_requests", roles=_ALL, doc={
         "summary": "Sharing requests: a connector's own, or all for admins and auditors",
-        "parameters": [_query("status", ("submitted", "overdue", "approved", "granted", "refused", "objected",
-                                         "revoked")), _query("role", ("requester", "provider")), LIMIT, _PAGE],
+        "parameters": [_query("status", REQUEST_STATUSES), _query("role", ("requester", "provider")), LIMIT, _PAGE],
         "responses": {"200": json_body(obj(["requests", "next"], requests={"type": "array", "items": _REQUEST},
                                            next=_MAYBE), "The requests, newest first"), **errors(400, 401, 403)}}),
     route("GET", "/v1/sharing-requests/{request_id}", request_one, name="sharing_request", roles=_ALL, doc={
@@ -324,8 +322,7 @@ ROUTES: list[Route] = [
                "responses": {"201": json_body(_OBJECTION, "The objection"), **errors(400, 401, 403, 404, 503)}}),
     route("GET", "/v1/objections", objection_list, name="objections", roles=_ALL, doc={
         "summary": "Objections to records: a connector's own, or all",
-        "parameters": [_query("status", ("open", "overdue", "corrected", "upheld")),
-                       _query("role", ("objector", "producer")), LIMIT, _PAGE],
+        "parameters": [_query("status", OBJECTION_STATUSES), _query("role", ("objector", "producer")), LIMIT, _PAGE],
         "responses": {"200": json_body(obj(["objections", "next"], objections={"type": "array", "items": _OBJECTION},
                                            next=_MAYBE), "The objections, newest first"), **errors(400, 401, 403)}}),
     route("GET", "/v1/objections/{objection_id}", objection_one, name="objection", roles=_ALL, doc={
@@ -339,8 +336,7 @@ ROUTES: list[Route] = [
                              **errors(400, 401, 403, 404, 409)}}),
     route("GET", "/v1/obligations", obligation_list, name="obligations", roles=_ALL, doc={
         "summary": "Feedback duties: those a connector owes and those owed to it, or all",
-        "parameters": [_query("status", ("open", "overdue", "met")), _query("role", ("owed_by", "owed_to")), LIMIT,
-                       _PAGE],
+        "parameters": [_query("status", DUTY_STATUSES), _query("role", ("owed_by", "owed_to")), LIMIT, _PAGE],
         "responses": {"200": json_body(obj(["obligations", "next"], obligations={"type": "array", "items": _DUTY},
                                            next=_MAYBE), "The duties, newest first"), **errors(400, 401, 403)}}),
     route("GET", "/v1/notices", notices, name="notices", roles=_CONNECTOR, doc={
