@@ -36,7 +36,7 @@ from gateway.store.procedure import Notice, Step, item_id
 from gateway.store.runner import StoreRunner
 from policy import SharingRule, data_paths, local_today
 from policy.exceptions import PolicyDefinitionError, ProcedureStepError
-from policy.procedure import next_request_status
+from policy.procedure import Terms, next_request_status
 from policy.rules import known_record_types
 from schemas import load_schema_set
 
@@ -228,7 +228,7 @@ class SharingProcedure:
         self.config, self.runner, self.in_force, self.metrics = config, runner, in_force, metrics
 
     @property
-    def terms(self) -> Any:
+    def terms(self) -> Terms:
         """The procedure's terms in force."""
         return self.in_force.policy.terms
 
@@ -269,10 +269,11 @@ class SharingProcedure:
         provider = connectors[request.provider]
         sharing = load_schema_set().types[request.record_type].sharing
         catalogued = request.record_type in provider.produces
-        item: dict[str, Any] = {"id": item_id("request"), "kind": "request", "status": "submitted", "party": requester,
-                "counterpart": request.provider, "record_type": request.record_type,
-                "body": {**request.model_dump(mode="json", exclude_none=True), "sharing": sharing,
-                         "catalogued": catalogued}}
+        item: dict[str, Any] = {
+            "id": item_id("request"), "kind": "request", "status": "submitted", "party": requester,
+            "counterpart": request.provider, "record_type": request.record_type,
+            "body": {**request.model_dump(mode="json", exclude_none=True), "sharing": sharing,
+                     "catalogued": catalogued}}
         notice = Notice(request.provider, "sharing_request", item["id"], {
             "requester": requester, "record_type": request.record_type, "purpose": request.purpose})
         if sharing == "none" and not connectors[requester].system_of_record:
@@ -457,10 +458,11 @@ class SharingProcedure:
                                      "not among the pointers disputed", malformed=True)
         now = self._now()
         due = self.terms.deadline(now, self.terms.limit("correction_answer"))
-        item: dict[str, Any] = {"id": item_id("objection"), "kind": "objection", "status": "open", "party": consumer,
-                "counterpart": source, "record_type": record_type, "record_id": record_id, "source": source,
-                "seq": seq, "body": {**objection.model_dump(mode="json", exclude_none=True), "proposed": proposed,
-                                     "version": version}}
+        item: dict[str, Any] = {
+            "id": item_id("objection"), "kind": "objection", "status": "open", "party": consumer,
+            "counterpart": source, "record_type": record_type, "record_id": record_id, "source": source, "seq": seq,
+            "body": {**objection.model_dump(mode="json", exclude_none=True), "proposed": proposed,
+                     "version": version}}
         step = Step("record_objected", consumer, "open", columns={"due_at": _time(due)},
                     reason=f"disputed: {', '.join(objection.pointers)}"[:500],  # the reason itself stays off the log
                     detail={"pointers": objection.pointers},
@@ -566,7 +568,7 @@ class Deadlines:
             done["notices_pushed"] = await self._push_notices()
         return {k: v for k, v in done.items() if v}
 
-    async def _due(self, item: dict[str, Any], now: dt.datetime, terms: Any) -> str | None:
+    async def _due(self, item: dict[str, Any], now: dt.datetime, terms: Terms) -> str | None:
         kind, status = item["kind"], item["status"]
         at = _time(now)
         passed = item["due_at"] is not None and item["due_at"] <= at and item["escalated_at"] is None

@@ -94,12 +94,10 @@ class Procedure:
 
     # ---- items ----------------------------------------------------------------------------------
 
-    def open(self, item: Mapping[str, Any], step: Step, *, rule: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Keep a new item with its first step (and, for a request granted at once, its rule)."""
+    def open(self, item: Mapping[str, Any], step: Step) -> dict[str, Any]:
+        """Keep a new item with its first step."""
         with self.store.transaction() as db:
             self._insert(db, self.store.now(), item, step)
-            if rule is not None:
-                _keep_rule(db, self.store.now(), rule, step.actor, self.store)
             found = self._get(db, str(item["id"]))
         assert found is not None
         return found

@@ -18,14 +18,15 @@ def test_the_tour_shows_the_procedure_routing_feedback_formats_masking_and_a_ver
     text = out.getvalue()
     # a request approved with masks creates the rule the clue is then routed under
     assert re.search(r"the hotline approves with masks: approved, the sharing rule grant-(req-[0-9a-f]{16})", text)
-    assert re.search(r"routed → amr by the catalogue route \(rule grant-req-[0-9a-f]{16}, purpose 食品安全投诉举报线索核查\)",
-                     text)
+    assert re.search(r"routed → amr by the catalogue route \(rule grant-req-[0-9a-f]{16}, "
+                     r"purpose 食品安全投诉举报线索核查\)", text)
     # the lead department's feedback comes late and is escalated to the coordinator
     assert "the scheduler: {'duty_overdue': 1}" in text
     assert re.search(r"is told: duty duty-[0-9a-f]{16} owed by amr was due 2026-11-06T15:59:59.999\+00:00", text)
     assert "the duty is met, in time: False" in text
     # an objection, answered by a correction its recipient receives; the quality report shows both
-    assert "version 2 naming the objection: corrected; its recipient receives it: subject 济南某餐饮管理有限公司" in text
+    assert "version 2 naming the objection: corrected; its recipient receives it: subject " \
+           "济南某餐饮管理有限公司" in text
     assert "['sharing_request', 'record_objected']" in text  # pushed to the hotline system
     report = json.loads(text.split("the quality report for 2026-11 (及时率, 合格率):")[1].split("─")[0])
     rows = {r["connector"]: r for r in report}

@@ -5,24 +5,32 @@ timeliness and the quality report; every step on the log. Time is moved, never w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import openpyxl
 import pytest
 from aiohttp.test_utils import TestClient
 
+import gateway.flow.procedure as flow
 from connectors.signing import signature_headers
+from connectors.testing import DepartmentSimulator
+from gateway.cli import main
 from gateway.config import Config, load_config
 from gateway.http.app import create_app
 from gateway.http.context import DEADLINES, METRICS, STORE
 from gateway.store.runner import StoreRunner
+from schemas import load_schema_set
 from tests.backends import Backend
 from tests.conftest import VALID_RECORDS
 from tests.gateway.conftest import ADMIN_TOKEN, AUDITOR_TOKEN, NOW
+from tests.gateway.test_console import Browser
 
 SECRETS = {c: f"secret-{c}-".ljust(28, "x") for c in ("hotline", "amr", "jinan", "office", "tax")}
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -381,7 +389,7 @@ async def test_a_revoked_grant_stops_routing_and_serving_at_once(world: World) -
     path = f"/v1/sharing-requests/{made['id']}"
     await world.hotline("POST", f"{path}/decision", {"decision": "approve"})
     assert (await world.hotline("POST", "/v1/records", [clue(1)]))[0] == 200  # routed, not yet pulled
-    status, said = await world.amr("POST", f"{path}/revoke", {"reason": "不要了"})
+    status, _ = await world.amr("POST", f"{path}/revoke", {"reason": "不要了"})
     assert status == 409  # only the provider or an admin revokes
     status, revoked = await world.hotline("POST", f"{path}/revoke", {"reason": "用途已超出申请范围"})
     assert (status, revoked["status"]) == (200, "revoked")
@@ -402,7 +410,7 @@ async def test_a_connector_sees_and_answers_only_its_own_items(world: World) -> 
     assert len((await world.hotline("GET", "/v1/sharing-requests?role=provider"))[1]["requests"]) == 1
     assert len((await world.auditor("GET", "/v1/sharing-requests"))[1]["requests"]) == 1
     for query in ("status=lost", "role=judge", "colour=red"):
-        status, said = await world.amr("GET", f"/v1/sharing-requests?{query}")
+        status, _ = await world.amr("GET", f"/v1/sharing-requests?{query}")
         assert status == 400, query
     assert (await world.auditor("GET", "/v1/sharing-requests?role=provider"))[0] == 400
 
@@ -469,8 +477,8 @@ async def test_a_producer_may_uphold_its_record_and_an_objection_may_run_out(wor
 
 async def test_a_correction_naming_no_objection_of_its_record_resolves_nothing_and_says_so(world: World) -> None:
     await _given_clue(world)
-    status, made = await world.amr("POST", "/v1/records/xs-1/objections",
-                                   {"reason": "类别有误", "pointers": ["/data/category"]})
+    _, made = await world.amr("POST", "/v1/records/xs-1/objections",
+                              {"reason": "类别有误", "pointers": ["/data/category"]})
     wrong = clue(9, corrects=made["id"])  # another record
     assert (await world.hotline("POST", "/v1/records", [wrong]))[0] == 200
     assert (await world.amr("GET", f"/v1/objections/{made['id']}"))[1]["status"] == "open"
@@ -503,10 +511,6 @@ async def test_a_late_record_is_stored_marked_late_and_counted(world: World) -> 
 
 async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_records(
         world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import openpyxl
-
-    from gateway.cli import main
-
     penalty = copy.deepcopy(VALID_RECORDS["penalty"])
     penalty.pop("version", None)
     penalty.update(record_id="cf-1", occurred_at="2026-09-10T10:00:00+08:00")
@@ -537,8 +541,6 @@ async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_re
 
 
 async def test_the_console_shows_open_items_and_quality_as_metadata_only(world: World) -> None:
-    from tests.gateway.test_console import Browser
-
     secret = "保密值QK31"
     await _given_clue(world)
     made = await _requested(world, record_type="clue", regions=["3702"])
@@ -647,16 +649,9 @@ async def test_one_gateway_at_a_time_checks_the_deadlines(world: World) -> None:
 
 async def test_data_not_to_be_shared_is_refused_at_once_but_to_a_system_of_record(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.flow.procedure as flow
-    from schemas import load_schema_set
-
     real = load_schema_set()
-
-    class NotShared:
-        types = {**real.types, "clue": real.types["clue"].__class__(
-            **{**real.types["clue"].__dict__, "sharing": "none"})}
-
-    monkeypatch.setattr(flow, "load_schema_set", lambda: NotShared)
+    types = {**real.types, "clue": dataclasses.replace(real.types["clue"], sharing="none")}
+    monkeypatch.setattr(flow, "load_schema_set", lambda: SimpleNamespace(types=types))
     status, refused = await world.amr("POST", "/v1/sharing-requests", REQUEST)
     assert (status, refused["status"], refused["sharing"]) == (201, "refused", "none")
     assert [h["step"] for h in refused["history"]] == ["request_submitted", "request_refused"]
@@ -669,8 +664,6 @@ async def test_data_not_to_be_shared_is_refused_at_once_but_to_a_system_of_recor
 
 async def test_a_push_connector_is_sent_its_notices_signed_until_it_takes_them(
         tmp_path: Path, backend: Backend, aiohttp_client: Any) -> None:
-    from connectors.testing import DepartmentSimulator  # it checks every POST's signature
-
     async with DepartmentSimulator("hotline", SECRETS["hotline"], clock=lambda: NOW) as hotline:
         text = CONFIG.replace('produces = ["clue"]\nconsumes = ["feedback"]\n',
                               f'produces = ["clue"]\nconsumes = ["feedback"]\ndelivery = "push"\n'
