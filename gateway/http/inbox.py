@@ -17,14 +17,21 @@ __all__ = ["ROUTES"]
 
 
 async def inbox(request: web.Request) -> web.Response:
-    """GET /v1/inbox: records shared with the caller after the cursor, oldest first, as its policy shows them."""
+    """GET /v1/inbox: records shared with the caller after the cursor, oldest first, as its policy
+    shows them; with them, the sharing procedure's notices not yet handed over (also at /v1/notices)."""
     connector = connector_of(request).name
     after = cursor_param(request, "after")
     limit = int_param(request, "limit", 100, 1, 1000)
     page = await request.app[SHARER].inbox(connector, after, limit)  # ReadLimitError past the agreement's reads
     if page.overdue:
         request.app[METRICS].overdue.labels(connector).inc(page.overdue)
-    return json_response({"records": [r.record for r in page.records], "next": str(page.next)})
+    answer: dict[str, object] = {"records": [r.record for r in page.records], "next": str(page.next)}
+    store = request.app[STORE]
+    notices = await store.call(store.store.procedure.unsent, [connector])  # the procedure's, not yet handed over
+    if notices:
+        await store.call(store.store.procedure.sent, [n["id"] for n in notices])
+        answer["notices"] = [{k: v for k, v in n.items() if k != "connector"} for n in notices]
+    return json_response(answer)
 
 
 async def ack(request: web.Request) -> web.Response:

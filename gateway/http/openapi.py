@@ -81,7 +81,10 @@ def _components() -> dict[str, Any]:
                                            "errors": {"type": "array", "items": ref("Issue")},
                                            "warnings": {"type": "array", "items": ref("Issue")}}}}}},
             "InboxPage": {"type": "object", "required": ["records", "next"], "properties": {
-                "records": {"type": "array", "items": ref("Record")}, "next": {"type": "string"}}},
+                "records": {"type": "array", "items": ref("Record")}, "next": {"type": "string"},
+                "notices": {"type": "array", "items": {"type": "object"}, "description": (
+                    "the sharing procedure's notices not handed over before (each once; all of them stay at "
+                    "GET /v1/notices)")}}},
             "LogEntry": entry,
             "SharingRule": {"type": "object", "required": ["id", "record_types", "consumers", "purpose"],
                             "description": "A sharing rule as in [[sharing]] of the configuration (docs/gateway.md)",

@@ -200,6 +200,10 @@ async def test_the_whole_story(world: World) -> None:
     assert made["due_at"] == "2026-10-09T15:59:59.999+00:00"
     status, notices = await world.hotline("GET", "/v1/notices")
     assert [n["kind"] for n in notices["notices"]] == ["sharing_request"]
+    # a pull connector is also handed its notices with its inbox, once
+    status, page = await world.hotline("GET", "/v1/inbox")
+    assert [n["item"] for n in page["notices"]] == [made["id"]]
+    assert "notices" not in (await world.hotline("GET", "/v1/inbox"))[1]
 
     # nothing flows before the decision
     assert (await world.hotline("POST", "/v1/records", [clue(1)]))[0] == 200
