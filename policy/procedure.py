@@ -48,7 +48,7 @@ class ProcedureLimits(_Strict):
     # the connector told of every overdue request, objection and duty (督办), if any
     coordinator: str | None = None
     # how often the scheduler looks at the deadlines
-    check_every_seconds: float = Field(default=60.0, gt=0, le=3600)
+    check_every_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("compliance_check", "conditional_answer", "catalogue_answer", "objection_decision",
                      "correction_answer")

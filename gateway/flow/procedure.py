@@ -70,8 +70,8 @@ class RequestBody(_Body):
     purpose: str = Field(min_length=1, max_length=200)
     scenario: str = Field(min_length=1, max_length=500)
     basis: str = Field(min_length=1, max_length=500)
-    fields: list[str] | None = Field(default=None, min_length=1)
-    regions: list[str] | None = Field(default=None, min_length=1)
+    fields: list[str] | None = Field(default=None, min_length=1, max_length=500)
+    regions: list[str] | None = Field(default=None, min_length=1, max_length=200)
     valid_until: dt.date | None = None  # without it, a grant lasts until revoked
 
     @field_validator("record_type")

@@ -81,7 +81,11 @@ async def _listed(request: web.Request, kind: str, statuses: tuple[str, ...], ro
         raise ParameterError("role 只用于连接器 / role is for a connector's own items; "
                              "admins and auditors see all")
     store = request.app[STORE]
-    items = await store.call(store.store.procedure.listed, kind, **filters)
+    try:
+        items = await store.call(store.store.procedure.listed, kind, **filters)
+    except LookupError:
+        raise ParameterError(f"after: 没有 {after} / no {kind} {after!r} to page after (give the `next` of a "
+                             "page)") from None
     view = VIEWS[kind]
     listed = [{k: v for k, v in view(i).items() if k != "history"} for i in items]
     return json_response({key: listed, "next": listed[-1]["id"] if len(listed) == limit else None})

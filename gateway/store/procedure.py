@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +50,12 @@ def item_id(kind: str, *key: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
 def _time(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return None if moment is None else _utc(moment)
 
 
 @dataclass
@@ -183,11 +188,14 @@ class Procedure:
         if either is not None:
             sql += " AND (party = ? OR counterpart = ?)"
             args += [either, either]
-        if after is not None:
+        if after is not None:  # a cursor that names no item would quietly list nothing
             sql += " AND (opened_at, id) < (SELECT opened_at, id FROM procedure_items WHERE id = ?)"
             args.append(after)
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         with self.store.reading() as db:
+            if after is not None and db.execute("SELECT 1 FROM procedure_items WHERE id = ? AND kind = ?",
+                                                (after, kind)).fetchone() is None:
+                raise LookupError(after)
             return [_row(r) for r in db.execute(sql, [*args, limit]).fetchall()]
 
     def due(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
@@ -413,12 +421,11 @@ def month_span(text: str | None, now: dt.datetime) -> tuple[str, str, str]:
     one of the province's calendar; ``ValueError`` otherwise."""
     local = now.astimezone(SHANGHAI)
     name = text or f"{local.year:04d}-{local.month:02d}"
-    try:
-        first = dt.datetime.strptime(name, "%Y-%m").replace(tzinfo=SHANGHAI)
-    except ValueError:
-        raise ValueError(f"month 应为 YYYY-MM / month must be a month such as 2026-11, not {name!r}") from None
+    if not re.fullmatch(r"(19[7-9]\d|2\d\d\d)-(0[1-9]|1[0-2])", name):
+        raise ValueError(f"month 应为 YYYY-MM / month must be a month such as 2026-11, not {name!r}")
+    first = dt.datetime(int(name[:4]), int(name[5:]), 1, tzinfo=SHANGHAI)
     following = (first + dt.timedelta(days=32)).replace(day=1)
-    return name, *(m.astimezone(dt.UTC).isoformat(timespec="milliseconds") for m in (first, following))  # type: ignore[return-value]
+    return name, _utc(first), _utc(following)
 
 
 def quality_rows(figures: dict[str, dict[str, int]], departments: dict[str, str]) -> list[dict[str, Any]]:

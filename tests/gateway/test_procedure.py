@@ -684,3 +684,18 @@ async def test_a_push_connector_is_sent_its_notices_signed_until_it_takes_them(
         assert [(n["kind"], n["item"]) for n in hotline.notices] == [("sharing_request", made["id"])]
         assert hotline.refused[0].problem == "answered 503" and not hotline.received  # signed, not records
         assert await world.sweep() == {}  # sent once taken
+
+
+async def test_lists_page_by_the_next_they_give_and_refuse_what_names_nothing(world: World) -> None:
+    made = [await _requested(world) for _ in range(3)]
+    status, first = await world.auditor("GET", "/v1/sharing-requests?limit=2")
+    ids = [r["id"] for r in first["requests"]]
+    assert len(ids) == 2 and ids == sorted(ids, reverse=True)  # newest first; made at one moment, by id
+    status, second = await world.auditor("GET", f"/v1/sharing-requests?limit=2&after={first['next']}")
+    assert status == 200 and second["next"] is None
+    assert {r["id"] for r in first["requests"] + second["requests"]} == {m["id"] for m in made}
+    status, said = await world.auditor("GET", "/v1/sharing-requests?after=req-0000000000000000")
+    assert status == 400 and "next" in said["error"]["message"]
+    for month in ("2026-1", "0001-01", "2026-13", "soon"):
+        status, said = await world.auditor("GET", f"/v1/quality?month={month}")
+        assert status == 400 and "YYYY-MM" in said["error"]["message"], month
