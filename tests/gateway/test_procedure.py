@@ -643,11 +643,11 @@ async def test_one_gateway_at_a_time_checks_the_deadlines(world: World) -> None:
     await _requested(world)
     world.clock.to(dt.datetime(2026, 10, 10, 0, 0, tzinfo=CST))
     assert await deadlines.round("gw-a", 1000.0) == {"request_overdue": 1}
-    assert await deadlines.round("gw-b", 1001.0) is None  # gw-a holds it for three rounds of 60 s
-    assert await deadlines.round("gw-a", 1060.0) == {}
-    assert await deadlines.round("gw-b", 1239.0) is None
-    assert await deadlines.round("gw-b", 1241.0) == {}  # gw-a stopped renewing: gw-b takes over
-    assert await deadlines.round("gw-a", 1250.0) is None
+    assert await deadlines.round("gw-b", 1001.0) is None  # gw-a holds it for three rounds of 5 s
+    assert await deadlines.round("gw-a", 1010.0) == {}
+    assert await deadlines.round("gw-b", 1024.0) is None
+    assert await deadlines.round("gw-b", 1026.0) == {}  # gw-a stopped renewing: gw-b takes over
+    assert await deadlines.round("gw-a", 1030.0) is None
     assert len(world.log("request_overdue")) == 1
 
 
