@@ -4,6 +4,7 @@ timeliness and the quality report; every step on the log. Time is moved, never w
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import datetime as dt
@@ -699,3 +700,25 @@ async def test_lists_page_by_the_next_they_give_and_refuse_what_names_nothing(wo
     for month in ("2026-1", "0001-01", "2026-13", "soon"):
         status, said = await world.auditor("GET", f"/v1/quality?month={month}")
         assert status == 400 and "YYYY-MM" in said["error"]["message"], month
+
+
+async def test_the_scheduler_runs_a_round_then_waits_its_interval(world: World) -> None:
+    """The serving loop: a round (the turn taken, a sweep), then the configured wait, again."""
+    await _requested(world)
+    world.clock.to(dt.datetime(2026, 10, 10, 0, 0, tzinfo=CST))
+    waits: list[float] = []
+    second = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            second.set()
+        if len(waits) >= 2:
+            await asyncio.Event().wait()  # the loop rests here until stopped
+
+    deadlines = world.app[DEADLINES]
+    await deadlines.start("gw-a", sleep=sleep, clock=lambda: 1000.0)
+    await asyncio.wait_for(second.wait(), 10)
+    await deadlines.stop()
+    assert waits == [5.0, 5.0]
+    assert len(world.log("request_overdue")) == 1
