@@ -722,3 +722,18 @@ async def test_the_scheduler_runs_a_round_then_waits_its_interval(world: World) 
     await deadlines.stop()
     assert waits == [5.0, 5.0]
     assert len(world.log("request_overdue")) == 1
+
+
+async def test_an_objection_left_undecided_is_escalated_to_the_coordinator(world: World) -> None:
+    made = await _requested(world)
+    path = f"/v1/sharing-requests/{made['id']}"
+    await world.hotline("POST", f"{path}/decision", {"decision": "refuse", "reason": "涉及个人信息"})
+    _, objected = await world.amr("POST", f"{path}/objection", {"reason": "核查线索是法定职责"})
+    assert objected["due_at"] == "2026-10-15T15:59:59.999+00:00"  # 10 working days, Saturday 10 October one
+    world.clock.to(dt.datetime(2026, 10, 17, 9, 0, tzinfo=CST))
+    assert await world.sweep() == {"request_overdue": 1}
+    _, after = await world.admin("GET", path)
+    assert after["status"] == "objected" and after["escalated_at"] is not None
+    kinds = [n["kind"] for n in (await world.office("GET", "/v1/notices"))[1]["notices"]]
+    assert kinds == ["request_objected", "overdue"]
+    assert (await world.admin("POST", f"{path}/decision", {"decision": "approve"}))[1]["status"] == "approved"
