@@ -36,6 +36,7 @@ __all__ = [
     "delivery_entry",
     "joined",
     "log_time",
+    "moment_text",
     "row_entry",
     "shared_digest",
     "verify_chain",
@@ -259,4 +260,10 @@ def log_time(text: str, name: str = "time") -> str:
                          f"2026-12-01, 2026-12-01T14:55:00+08:00 or 2026-12-01T06:55:00Z, not {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_LOCAL)
+    return moment_text(moment)
+
+
+def moment_text(moment: dt.datetime) -> str:
+    """An aware moment as the log and the store write times: UTC, milliseconds
+    (``2026-12-01T06:55:00.000+00:00``), so that times compare as text."""
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")

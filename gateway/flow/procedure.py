@@ -29,6 +29,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config import Config
 from gateway.exceptions import DeliveryFailedError
+from gateway.exchange_log import moment_text
 from gateway.flow.in_force import PolicyInForce
 from gateway.observability import Metrics
 from gateway.store import SQLStore
@@ -182,10 +183,6 @@ def checked(model: type[_Body], body: Mapping[str, Any] | None) -> Any:
         raise ProcedureStepError(f"{where}: {message}", malformed=True) from exc
 
 
-def _time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
-
-
 def _request_view(item: Mapping[str, Any]) -> dict[str, Any]:
     body = item["body"]
     return {"id": item["id"], "status": item["status"], "requester": item["party"], "provider": item["counterpart"],
@@ -277,7 +274,7 @@ class SharingProcedure:
         notice = Notice(request.provider, "sharing_request", item["id"], {
             "requester": requester, "record_type": request.record_type, "purpose": request.purpose})
         if sharing == "none" and not connectors[requester].system_of_record:
-            step = Step("request_refused", "gateway", "refused", columns={"closed_at": _time(now)},
+            step = Step("request_refused", "gateway", "refused", columns={"closed_at": moment_text(now)},
                         body={"reason": "不予共享类数据：仅报送记录系统 / data not to be shared (sharing class none) "
                                         "goes to systems of record only"},
                         reason="sharing class none: only systems of record receive it",
@@ -289,7 +286,7 @@ class SharingProcedure:
             return _request_view(refused or opened)
         limit = self.terms.request_limit(sharing, catalogued)
         due = self.terms.deadline(now, limit)
-        step = Step("request_submitted", requester, "submitted", columns={"due_at": _time(due)},
+        step = Step("request_submitted", requester, "submitted", columns={"due_at": moment_text(due)},
                     reason=f"{request.purpose} ({sharing}; answer due within {limit.described})",
                     detail={"limit": str(limit)}, notices=[notice])
         opened = await self.runner.call(self.runner.store.procedure.open, item, step)
@@ -367,7 +364,7 @@ class SharingProcedure:
         decision: DecisionBody = checked(DecisionBody, body)
         action = decision.decision
         status = next_request_status(item["status"], action, role)
-        now = _time(self._now())
+        now = moment_text(self._now())
         ruling = item["status"] == "objected"
         if action == "refuse":
             if decision.reason is None:
@@ -401,7 +398,7 @@ class SharingProcedure:
             notices.append(Notice(self.terms.limits.coordinator, "request_objected", item["id"],
                                   {"reason": reason.reason, "requester": item["party"]}))
         step = Step("request_objected", actor.logged, status, expect=("refused",),
-                    columns={"due_at": _time(due), "escalated_at": None, "closed_at": None},
+                    columns={"due_at": moment_text(due), "escalated_at": None, "closed_at": None},
                     body={"objection": reason.reason}, reason=reason.reason, notices=notices)
         return _request_view(await self._take(item, step, None))
 
@@ -414,7 +411,7 @@ class SharingProcedure:
         rules = await self.in_force.rules()
         rule = {**rules[item["rule"]], "enabled": False} if item["rule"] in rules else None
         step = Step("request_revoked", actor.logged, status, expect=(item["status"],),
-                    columns={"closed_at": _time(self._now())}, body={"revoked": reason.reason},
+                    columns={"closed_at": moment_text(self._now())}, body={"revoked": reason.reason},
                     reason=reason.reason,
                     notices=[Notice(item["party"], "request_revoked", item["id"], {"reason": reason.reason})])
         return _request_view(await self._take(item, step, rule))
@@ -423,7 +420,7 @@ class SharingProcedure:
         """An unconditional request whose compliance check passed unrefused: granted as requested."""
         rule = self._rule(item, None)
         step = Step("request_granted", "gateway", "granted", expect=("submitted",),
-                    columns={"closed_at": _time(self._now()), "rule": rule["id"]}, detail={"rule": rule["id"]},
+                    columns={"closed_at": moment_text(self._now()), "rule": rule["id"]}, detail={"rule": rule["id"]},
                     reason="unconditional data: the compliance check passed without a refusal",
                     notices=[Notice(item["party"], "request_granted", item["id"], {"rule": rule["id"]}),
                              Notice(item["counterpart"], "request_granted", item["id"], {"rule": rule["id"]})])
@@ -463,13 +460,13 @@ class SharingProcedure:
             "counterpart": source, "record_type": record_type, "record_id": record_id, "source": source, "seq": seq,
             "body": {**objection.model_dump(mode="json", exclude_none=True), "proposed": proposed,
                      "version": version}}
-        step = Step("record_objected", consumer, "open", columns={"due_at": _time(due)},
+        step = Step("record_objected", consumer, "open", columns={"due_at": moment_text(due)},
                     reason=f"disputed: {', '.join(objection.pointers)}"[:500],  # the reason itself stays off the log
                     detail={"pointers": objection.pointers},
                     notices=[Notice(source, "record_objected", item["id"], {
                         "record_type": record_type, "record_id": record_id, "version": version,
                         "pointers": objection.pointers, "reason": objection.reason,
-                        "proposed": proposed, "due_at": _time(due),
+                        "proposed": proposed, "due_at": moment_text(due),
                         "answer": f"push a new version with \"corrects\": \"{item['id']}\", or POST "
                                   f"/v1/objections/{item['id']}/answer"})])
         opened = await self.runner.call(self.runner.store.procedure.open, item, step)
@@ -494,7 +491,7 @@ class SharingProcedure:
         if item["status"] not in ("open", "overdue"):
             raise ProcedureStepError(f"异议已{item['status']} / the objection is {item['status']} already")
         step = Step("objection_upheld", actor.logged, "upheld", expect=("open", "overdue"),
-                    columns={"closed_at": _time(self._now())}, body={"answer": reason.reason},
+                    columns={"closed_at": moment_text(self._now())}, body={"answer": reason.reason},
                     reason="the producer upholds the record",
                     notices=[Notice(item["party"], "objection_upheld", item["id"], {"reason": reason.reason})])
         return _objection_view(await self._take(item, step, None))
@@ -570,7 +567,7 @@ class Deadlines:
 
     async def _due(self, item: dict[str, Any], now: dt.datetime, terms: Terms) -> str | None:
         kind, status = item["kind"], item["status"]
-        at = _time(now)
+        at = moment_text(now)
         passed = item["due_at"] is not None and item["due_at"] <= at and item["escalated_at"] is None
         procedure = self.runner.store.procedure
         if kind == "request" and status == "submitted" and passed and item["body"].get("sharing") == "unconditional":

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.exchange_log import LogEntry
+from gateway.exchange_log import LogEntry, moment_text
 from gateway.store.base import Connection, Database, upsert
 from policy.calendar import SHANGHAI, parse_limit
 from policy.exceptions import CalendarUnknownError
@@ -50,12 +50,8 @@ def item_id(kind: str, *key: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
-def _utc(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
-
-
 def _time(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else _utc(moment)
+    return None if moment is None else moment_text(moment)
 
 
 @dataclass
@@ -425,7 +421,7 @@ def month_span(text: str | None, now: dt.datetime) -> tuple[str, str, str]:
         raise ValueError(f"month 应为 YYYY-MM / month must be a month such as 2026-11, not {name!r}")
     first = dt.datetime(int(name[:4]), int(name[5:]), 1, tzinfo=SHANGHAI)
     following = (first + dt.timedelta(days=32)).replace(day=1)
-    return name, _utc(first), _utc(following)
+    return name, moment_text(first), moment_text(following)
 
 
 def quality_rows(figures: dict[str, dict[str, int]], departments: dict[str, str]) -> list[dict[str, Any]]:

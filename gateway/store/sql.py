@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gateway.encryption import DataCipher
-from gateway.exchange_log import EVENTS, LOG_COLUMNS, LogEntry, Stretch, chain_hash
+from gateway.exchange_log import EVENTS, LOG_COLUMNS, LogEntry, Stretch, chain_hash, moment_text
 from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, Connection, WriterTimes, log_head, utc_now
 from gateway.store.inbox import Inbox
 from gateway.store.log import ExchangeLogStore
@@ -154,7 +154,7 @@ class SQLStore:
 
     def now(self) -> str:
         """The store's notion of now, as the log writes it."""
-        return self.clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
+        return moment_text(self.clock())
 
     def append(self, db: Connection, entries: Sequence[LogEntry]) -> None:
         """Append ``entries`` to the exchange log inside the write transaction ``db``."""
