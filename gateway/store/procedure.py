@@ -259,7 +259,10 @@ class Procedure:
 
     def _late(self, db: Connection, at: str, record: Mapping[str, Any], *, source: str, seq: int,
               terms: Terms) -> None:
-        """Mark ``record`` late if it came later than its type allows after it occurred."""
+        """Mark ``record`` late if it came later than its type allows after it occurred (a correction
+        answering an objection is not a late report: the record it corrects was reported)."""
+        if record.get("corrects"):
+            return
         try:
             late = terms.late(record, dt.datetime.fromisoformat(at))
         except CalendarUnknownError:

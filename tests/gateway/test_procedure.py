@@ -512,6 +512,10 @@ async def test_a_late_record_is_stored_marked_late_and_counted(world: World) -> 
     status, behind = await world.tax("GET", "/v1/quality/records?figure=late&month=2026-09")
     assert [r["record_id"] for r in behind["records"]] == ["cf-1"]
     assert (await world.auditor("GET", "/v1/quality?month=2026-13"))[0] == 400
+    # a correction of it is not another late report
+    corrected = {**copy.deepcopy(penalty), "corrects": "obj-0000000000000000"}
+    assert (await world.tax("POST", "/v1/records", [corrected]))[0] == 200
+    assert len(world.log("late")) == 1
 
 
 async def test_the_quality_report_as_csv_and_as_a_workbook_linking_figures_to_records(
