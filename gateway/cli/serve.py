@@ -55,4 +55,8 @@ def check_config(args: argparse.Namespace) -> int:
           f"{counted(len(config.sharing), 'sharing rule')}, store {shown(config.gateway.store)}")
     for connector, source in config.secret_sources.items():  # where each secret came from, never the secret
         print(f"  secret of {connector}: {source}")
+    terms = config.terms
+    print(f"  procedure: {counted(len(terms.obligations), 'obligation')}, timeliness of "
+          f"{', '.join(f'{t} {v}' for t, v in terms.timeliness.items()) or 'no record type'}; working days known "
+          f"until {terms.calendar.known_until} (add [calendar.{terms.calendar.known_until.year + 1}] before then)")
     return EXIT_OK

@@ -157,7 +157,12 @@ def test_check_config_counts_the_sharing_rules(tmp_path: Path, capsys: pytest.Ca
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT + RULE))]) == 0
-    assert "1 sharing rule, " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 sharing rule, " in printed
+    assert "procedure: 0 obligations, timeliness of no record type; working days known until " in printed
+    procedure = '\n[[obligation]]\nid = "x"\nrecord_type = "clue"\nwithin = "3wd"\n\n[timeliness]\npenalty = "7wd"\n'
+    assert main(["check-config", str(_write(tmp_path, CONFIG_TEXT + RULE + procedure))]) == 0
+    assert "procedure: 1 obligation, timeliness of penalty 7wd; working days known until " in capsys.readouterr().out
     with_database = CONFIG_TEXT.replace('store = "sqlite:///supex.db"', 'store = "postgresql://ops:hunter2@db:5432/x"')
     assert main(["check-config", str(_write(tmp_path, with_database))]) == 0
     printed = capsys.readouterr().out
