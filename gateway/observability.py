@@ -126,7 +126,7 @@ class Metrics:
         self.procedure_overdue = Counter("supex_procedure_overdue_total", "Sharing requests, objections to records "
                                          "and feedback duties that ran past their deadline (escalated)", ["kind"],
                                          registry=self.registry)
-        self.procedure_steps = Counter("supex_procedure_steps_total", "Steps of the sharing procedure by event",
+        self.procedure_steps = Counter("supex_procedure_steps_total", "Steps of sharing requests and objections by event",
                                        ["event"], registry=self.registry)
         self.refusals = Counter("supex_auth_refusals_total", "Refused requests by status", ["status"],
                                 registry=self.registry)
