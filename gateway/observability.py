@@ -126,8 +126,8 @@ class Metrics:
         self.procedure_overdue = Counter("supex_procedure_overdue_total", "Sharing requests, objections to records "
                                          "and feedback duties that ran past their deadline (escalated)", ["kind"],
                                          registry=self.registry)
-        self.procedure_steps = Counter("supex_procedure_steps_total", "Steps of sharing requests and objections by event",
-                                       ["event"], registry=self.registry)
+        self.procedure_steps = Counter("supex_procedure_steps_total", "Steps of sharing requests and objections "
+                                       "by event", ["event"], registry=self.registry)
         self.refusals = Counter("supex_auth_refusals_total", "Refused requests by status", ["status"],
                                 registry=self.registry)
         self.auth_failures = Counter("supex_auth_failures_total", "Failed attempts at a secret (bearer tokens, "
