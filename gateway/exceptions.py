@@ -9,8 +9,8 @@ from __future__ import annotations
 from schemas.exceptions import ConfigurationError, FatalError, InputError, Refusal, RetriableError
 
 __all__ = ["AuthError", "BodyError", "ConfigError", "DataKeyError", "DeliveryFailedError", "LogIntegrityError",
-           "ParameterError", "ReadLimitError", "Refusal", "ReplayError", "SourceError", "SourceUnavailableError",
-           "StoreInUseError", "StoreUnavailableError"]
+           "NotFoundError", "ParameterError", "ReadLimitError", "Refusal", "ReplayError", "SourceError",
+           "SourceUnavailableError", "StoreInUseError", "StoreUnavailableError"]
 
 
 class ConfigError(ConfigurationError):
@@ -71,6 +71,15 @@ class ParameterError(Refusal):
 
     def __init__(self, message: str) -> None:
         super().__init__(400, "bad_parameter", message)
+
+
+class NotFoundError(Refusal):
+    """An item the request names is not there, or not the caller's to see (404: the same answer
+    either way, so that nobody learns of another party's items)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "not_found", f"没有 {what} / no {what!r} of yours")
+        self.what = what
 
 
 class ReplayError(AuthError):

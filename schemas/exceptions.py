@@ -25,6 +25,7 @@ because ``schemas`` is the package every other one imports. The whole tree::
     │   ├── AuthError                    (gateway: credentials: 401, 403, 429)
     │   │   └── ReplayError              (gateway: a nonce used before: 401)
     │   ├── ParameterError               (gateway: a query parameter: 400)
+    │   ├── NotFoundError                (gateway: an item not there, or not the caller's: 404)
     │   └── ReadLimitError               (gateway: an agreement's reads a day: 429)
     ├── RetriableError       a resource is unavailable now; the same call may succeed later
     │   ├── UnreachableError             (connectors: no answer to a request)

@@ -28,7 +28,7 @@ import structlog
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.config import Config
-from gateway.exceptions import DeliveryFailedError
+from gateway.exceptions import DeliveryFailedError, NotFoundError
 from gateway.exchange_log import moment_text
 from gateway.flow.in_force import PolicyInForce
 from gateway.observability import Metrics
@@ -239,7 +239,7 @@ class SharingProcedure:
     async def _item(self, kind: str, item: str) -> dict[str, Any]:
         found = await self.runner.call(self.runner.store.procedure.get, item)
         if found is None or found["kind"] != kind:
-            raise LookupError(item)
+            raise NotFoundError(item)
         return found
 
     # ---- sharing requests ---------------------------------------------------------------------------
@@ -294,7 +294,7 @@ class SharingProcedure:
         return _request_view(opened)
 
     async def request(self, item: str) -> dict[str, Any]:
-        """One request with its history (``LookupError`` if there is none)."""
+        """One request with its history (``NotFoundError`` if there is none)."""
         return _request_view(await self._item("request", item))
 
     def _rule(self, item: Mapping[str, Any], conditions: Conditions | None) -> dict[str, Any]:
@@ -355,7 +355,7 @@ class SharingProcedure:
             return "provider"
         if actor.name == item["party"]:
             return "requester"
-        raise LookupError(item["id"])  # not theirs: as if it did not exist
+        raise NotFoundError(item["id"])  # not theirs: as if it did not exist
 
     async def decide(self, item_key: str, actor: Actor, body: Mapping[str, Any] | None) -> dict[str, Any]:
         """The provider's (or, on an objection, the coordinating admin's) decision."""
@@ -433,7 +433,7 @@ class SharingProcedure:
         objection: ObjectionBody = checked(ObjectionBody, body)
         received = await self.runner.call(_received, self.runner.store, consumer, record_id, objection.source)
         if not received:
-            raise LookupError(record_id)
+            raise NotFoundError(record_id)
         if len(received) > 1:
             raise ProcedureStepError(f"source: 多个来源都有记录 {record_id}（{', '.join(r[0] for r in received)}）/ "
                                      f"several producers have a record {record_id!r}: name its source", malformed=True)
@@ -477,7 +477,7 @@ class SharingProcedure:
         """One objection, to its parties, admins and auditors."""
         item = await self._item("objection", item_key)
         if actor.role == "connector" and actor.name not in (item["party"], item["counterpart"]):
-            raise LookupError(item_key)
+            raise NotFoundError(item_key)
         return _objection_view(item)
 
     async def answer(self, item_key: str, actor: Actor, body: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -486,7 +486,7 @@ class SharingProcedure:
         if actor.role == "connector" and actor.name != item["counterpart"]:
             if actor.name == item["party"]:
                 raise ProcedureStepError("只有记录的报送方可以答复 / only the record's producer answers an objection")
-            raise LookupError(item_key)
+            raise NotFoundError(item_key)
         reason: AnswerBody = checked(AnswerBody, body)
         if item["status"] not in ("open", "overdue"):
             raise ProcedureStepError(f"异议已{item['status']} / the objection is {item['status']} already")

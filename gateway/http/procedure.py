@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.exceptions import ParameterError, Refusal
+from gateway.exceptions import NotFoundError, ParameterError, Refusal
 from gateway.flow.procedure import VIEWS, Actor, SharingProcedure
 from gateway.http.context import IDENTITY, IN_FORCE, PROCEDURE, STORE, json_response
 from gateway.http.docs import LIMIT, errors, json_body, obj, path_param
@@ -31,7 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 def _answered(handler: Handler) -> Handler:
     """The procedure's refusals as answers: a body that cannot be read 400, a step not allowed now
-    409, an item that is not there (or not the caller's) 404, a calendar that runs out 503."""
+    409, a calendar that runs out 503 (an item not there is a ``NotFoundError`` already)."""
     @wraps(handler)
     async def answer(request: web.Request) -> web.Response:
         try:
@@ -39,8 +39,6 @@ def _answered(handler: Handler) -> Handler:
         except ProcedureStepError as exc:
             raise Refusal(400 if exc.malformed else 409, "invalid" if exc.malformed else "conflict",
                           str(exc)) from exc
-        except LookupError as exc:
-            raise Refusal(404, "not_found", f"没有 {exc.args[0]} / no {exc.args[0]!r} of yours") from exc
         except CalendarUnknownError as exc:
             raise Refusal(503, "calendar_unknown", str(exc)) from exc
     return answer
@@ -83,9 +81,8 @@ async def _listed(request: web.Request, kind: str, statuses: tuple[str, ...], ro
     store = request.app[STORE]
     try:
         items = await store.call(store.store.procedure.listed, kind, **filters)
-    except LookupError:
-        raise ParameterError(f"after: 没有 {after} / no {kind} {after!r} to page after (give the `next` of a "
-                             "page)") from None
+    except ValueError as exc:
+        raise ParameterError(f"after: 没有 {after} / {exc} (give the `next` of a page)") from exc
     view = VIEWS[kind]
     listed = [{k: v for k, v in view(i).items() if k != "history"} for i in items]
     return json_response({key: listed, "next": listed[-1]["id"] if len(listed) == limit else None})
@@ -119,7 +116,7 @@ async def request_one(request: web.Request) -> web.Response:
     found = await _procedure(request).request(request.match_info["request_id"])
     identity = request[IDENTITY]
     if identity.role == "connector" and identity.name not in (found["requester"], found["provider"]):
-        raise LookupError(found["id"])
+        raise NotFoundError(found["id"])
     return json_response(found)
 
 

@@ -174,7 +174,8 @@ class Procedure:
                counterpart: str | None = None, either: str | None = None, limit: int = 100,
                after: str | None = None) -> list[dict[str, Any]]:
         """Items of ``kind`` (newest first, after the id ``after`` when paging), filtered by status
-        and by the party, the counterpart, or ``either`` of them."""
+        and by the party, the counterpart, or ``either`` of them; ``ValueError`` if ``after`` names no
+        item of that kind (a cursor that names nothing would quietly list nothing)."""
         sql = f"SELECT {', '.join(ITEM_COLUMNS)} FROM procedure_items WHERE kind = ?"
         args: list[Any] = [kind]
         for column, value in (("status", status), ("party", party), ("counterpart", counterpart)):
@@ -184,14 +185,15 @@ class Procedure:
         if either is not None:
             sql += " AND (party = ? OR counterpart = ?)"
             args += [either, either]
-        if after is not None:  # a cursor that names no item would quietly list nothing
-            sql += " AND (opened_at, id) < (SELECT opened_at, id FROM procedure_items WHERE id = ?)"
-            args.append(after)
-        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         with self.store.reading() as db:
-            if after is not None and db.execute("SELECT 1 FROM procedure_items WHERE id = ? AND kind = ?",
-                                                (after, kind)).fetchone() is None:
-                raise LookupError(after)
+            if after is not None:
+                cursor = db.execute("SELECT opened_at, id FROM procedure_items WHERE id = ? AND kind = ?",
+                                    (after, kind)).fetchone()
+                if cursor is None:
+                    raise ValueError(f"no {kind} {after!r} to page after")
+                sql += " AND (opened_at, id) < (?, ?)"
+                args += [cursor[0], cursor[1]]
+            sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
             return [_row(r) for r in db.execute(sql, [*args, limit]).fetchall()]
 
     def due(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
