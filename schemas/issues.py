@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["CODES", "Issue", "issue", "pointer"]
+__all__ = ["CODES", "Issue", "issue", "pointer", "points_to"]
 
 # code -> (Chinese template, English template); templates see ``field`` and the extra arguments.
 CODES: Final[dict[str, tuple[str, str]]] = {
@@ -77,6 +77,20 @@ def pointer(parts: tuple[Any, ...] | list[Any]) -> str:
     if not parts:
         return ""
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def points_to(value: Any, pointer: str) -> bool:
+    """Whether the JSON pointer (RFC 6901) ``pointer`` names something in ``value``."""
+    node = value
+    for raw in pointer[1:].split("/") if pointer else ():
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
 
 
 def issue(path: str, code: str, **args: Any) -> Issue:

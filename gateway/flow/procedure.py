@@ -31,6 +31,7 @@ from gateway.config import Config
 from gateway.exceptions import DeliveryFailedError, NotFoundError
 from gateway.exchange_log import moment_text
 from gateway.flow.in_force import PolicyInForce
+from gateway.flow.sharing import share
 from gateway.observability import Metrics
 from gateway.store import SQLStore
 from gateway.store.procedure import Notice, Step, item_id
@@ -40,6 +41,7 @@ from policy.exceptions import PolicyDefinitionError, ProcedureStepError
 from policy.procedure import Terms, next_request_status
 from policy.rules import known_record_types
 from schemas import load_schema_set
+from schemas.issues import points_to
 
 __all__ = ["VIEWS", "Actor", "Deadlines", "DecisionBody", "ObjectionBody", "RequestBody", "SharingProcedure", "checked"]
 
@@ -431,14 +433,19 @@ class SharingProcedure:
     async def object_to_record(self, consumer: str, record_id: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
         """A recipient disputes a record it received: the producer is told and must answer in time."""
         objection: ObjectionBody = checked(ObjectionBody, body)
-        received = await self.runner.call(_received, self.runner.store, consumer, record_id, objection.source)
+        store = self.runner.store
+        received = await self.runner.call(store.procedure.received, consumer, record_id, objection.source)
         if not received:
             raise NotFoundError(record_id)
         if len(received) > 1:
             raise ProcedureStepError(f"source: 多个来源都有记录 {record_id}（{', '.join(r[0] for r in received)}）/ "
                                      f"several producers have a record {record_id!r}: name its source", malformed=True)
-        source, record_type, version, seq, record = received[0]
-        missing = [p for p in objection.pointers if not _points(record, p)]
+        source, record_type, version, seq, stored = received[0]
+        # the record as the consumer receives it (fields left out, masks applied); as stored where its
+        # agreement has ended since: it may still dispute what it was given
+        sharing = share(self.in_force.policy, stored, consumer, local_today(store.clock()), store.log_hash)
+        record = sharing.shared.record if sharing.shared is not None else stored
+        missing = [p for p in objection.pointers if not points_to(record, p)]
         if missing:
             raise ProcedureStepError(f"pointers: 记录中没有 {missing} / the record as received has nothing at "
                                      f"{missing}", malformed=True)
@@ -505,39 +512,6 @@ def _checked_rule(values: dict[str, Any]) -> dict[str, Any]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ProcedureStepError(f"conditions.{where}: {first['msg']}", malformed=True) from exc
-
-
-def _received(store: SQLStore, consumer: str, record_id: str,
-              source: str | None) -> list[tuple[str, str, int, int, dict[str, Any]]]:
-    """The latest version of ``record_id`` given to ``consumer`` (served or pushed), per producer."""
-    sql = ("SELECT c.connector, c.record_type, c.version, c.seq, c.payload FROM deliveries d JOIN changes c ON "
-           "c.seq = d.seq WHERE d.consumer = ? AND c.record_id = ? AND d.status IN ('served', 'delivered')")
-    args: list[Any] = [consumer, record_id]
-    if source is not None:
-        sql += " AND c.connector = ?"
-        args.append(source)
-    with store.query() as db:
-        rows = db.execute(sql + " ORDER BY c.seq DESC", args).fetchall()
-    latest: dict[str, tuple[str, str, int, int, dict[str, Any]]] = {}
-    for connector, record_type, version, seq, payload in rows:
-        if connector not in latest:
-            record = store.sealed.record(seq, version, payload)
-            latest[connector] = (connector, record_type, version, seq, record)
-    return list(latest.values())
-
-
-def _points(record: Any, pointer: str) -> bool:
-    """Whether the JSON pointer ``pointer`` names something in ``record``."""
-    node = record
-    for raw in pointer[1:].split("/"):
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
 
 
 class Deadlines:

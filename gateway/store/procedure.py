@@ -26,6 +26,7 @@ import orjson
 
 from gateway.exchange_log import LogEntry, moment_text
 from gateway.store.base import Connection, Database, upsert
+from gateway.store.sealed import Sealed
 from policy.calendar import SHANGHAI, parse_limit
 from policy.exceptions import CalendarUnknownError
 
@@ -90,8 +91,8 @@ def _row(row: Sequence[Any]) -> dict[str, Any]:
 class Procedure:
     """Requests, objections and duties, their steps, notices and late records."""
 
-    def __init__(self, store: Database) -> None:
-        self.store = store
+    def __init__(self, store: Database, sealed: Sealed) -> None:
+        self.store, self.sealed = store, sealed
 
     # ---- items ----------------------------------------------------------------------------------
 
@@ -212,6 +213,25 @@ class Procedure:
         with self.store.reading() as db:
             rows = db.execute("SELECT kind, status, count(*) FROM procedure_items GROUP BY kind, status").fetchall()
         return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def received(self, consumer: str, record_id: str, source: str | None) -> list[
+        tuple[str, str, int, int, dict[str, Any]]
+    ]:
+        """The latest version of ``record_id`` given to ``consumer`` (served or pushed), per
+        producer: (producer, record type, version, seq, the record as stored)."""
+        sql = ("SELECT c.connector, c.record_type, c.version, c.seq, c.payload FROM deliveries d JOIN changes c ON "
+               "c.seq = d.seq WHERE d.consumer = ? AND c.record_id = ? AND d.status IN ('served', 'delivered')")
+        args: list[Any] = [consumer, record_id]
+        if source is not None:
+            sql += " AND c.connector = ?"
+            args.append(source)
+        with self.store.query() as db:
+            rows = db.execute(sql + " ORDER BY c.seq DESC", args).fetchall()
+        latest: dict[str, tuple[str, str, int, int, dict[str, Any]]] = {}
+        for connector, record_type, version, seq, payload in rows:
+            if connector not in latest:
+                latest[connector] = (connector, record_type, version, seq, self.sealed.record(seq, version, payload))
+        return list(latest.values())
 
     # ---- notices ----------------------------------------------------------------------------------
 

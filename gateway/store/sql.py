@@ -99,7 +99,7 @@ class SQLStore:
         self.inbox = Inbox(self, self.sealed)
         self.runtime = Runtime(self)
         self.log = ExchangeLogStore(self)
-        self.procedure = Procedure(self)
+        self.procedure = Procedure(self, self.sealed)
         self.routing.procedure = self.procedure
 
     # ---- what a backend provides ----------------------------------------------------------------

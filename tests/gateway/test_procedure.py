@@ -453,6 +453,7 @@ async def test_an_objection_needs_a_record_received_and_pointers_into_it(world: 
     await _given_clue(world)
     assert (await world.jinan("POST", "/v1/records/xs-1/objections", objection))[0] == 404  # not given to jinan
     for body, words in (({**objection, "pointers": ["/data/colour"]}, "nothing at"),
+                        ({**objection, "pointers": ["/data/deadline"]}, "nothing at"),  # stored, not shared with it
                         ({**objection, "pointers": ["data/category"]}, "not a JSON pointer"),
                         ({**objection, "proposed": {"/data/region_code": "x"}}, "not among the pointers")):
         status, said = await world.amr("POST", "/v1/records/xs-1/objections", body)
