@@ -85,10 +85,6 @@ class WorkingCalendar:
         """The years the configuration adds to the package's."""
         return frozenset(d.year for d in self.holidays | self.workdays)
 
-    def known(self, day: dt.date) -> bool:
-        """Whether the calendar knows ``day``: the package's years, and years the configuration gives."""
-        return day.year in _package_years() or day.year in self.extra_years
-
     @property
     def known_until(self) -> dt.date:
         """The last day the calendar knows without a gap from today's years."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -175,9 +175,6 @@ REQUEST_STEPS: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
     "granted": {"revoke": ("revoked", frozenset({"provider", "admin"}))},
     "revoked": {},
 }
-
-Role = Literal["requester", "provider", "admin"]
-
 
 def next_request_status(status: str, action: str, role: str, *, objected_before: bool = False) -> str:
     """The status a sharing request moves to when ``role`` takes ``action``; ``ProcedureStepError``

@@ -27,7 +27,6 @@ import orjson
 import structlog
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.config import Config
 from gateway.exceptions import DeliveryFailedError, NotFoundError
 from gateway.exchange_log import moment_text
 from gateway.flow.in_force import PolicyInForce
@@ -92,7 +91,7 @@ class RequestBody(_Body):
         return value
 
 
-class Conditions(_Body):
+class ApprovalConditions(_Body):
     """An approval's conditions: the fields shared, masks, validity, reads a day."""
 
     fields: list[str] | None = Field(default=None, min_length=1)
@@ -110,7 +109,7 @@ class DecisionBody(_Body):
 
     decision: str = Field(validation_alias=AliasChoices("decision", "action"))
     reason: str | None = Field(default=None, min_length=1, max_length=1000)
-    conditions: Conditions = Field(default_factory=Conditions)
+    conditions: ApprovalConditions = Field(default_factory=ApprovalConditions)
 
     @field_validator("decision")
     @classmethod
@@ -222,9 +221,8 @@ class SharingProcedure:
     """Requests and objections: each step checked, kept with its log entry, the policy changed
     where a step grants or revokes."""
 
-    def __init__(self, config: Config, runner: StoreRunner, in_force: PolicyInForce, *,
-                 metrics: Metrics | None = None) -> None:
-        self.config, self.runner, self.in_force, self.metrics = config, runner, in_force, metrics
+    def __init__(self, runner: StoreRunner, in_force: PolicyInForce, *, metrics: Metrics | None = None) -> None:
+        self.runner, self.in_force, self.metrics = runner, in_force, metrics
 
     @property
     def terms(self) -> Terms:
@@ -299,9 +297,9 @@ class SharingProcedure:
         """One request with its history (``NotFoundError`` if there is none)."""
         return _request_view(await self._item("request", item))
 
-    def _rule(self, item: Mapping[str, Any], conditions: Conditions | None) -> dict[str, Any]:
+    def _rule(self, item: Mapping[str, Any], conditions: ApprovalConditions | None) -> dict[str, Any]:
         """The sharing rule a request granted under ``conditions`` makes."""
-        body, given = item["body"], conditions or Conditions()
+        body, given = item["body"], conditions or ApprovalConditions()
         requested = body.get("fields")
         if given.fields is not None and requested is not None:
             wider = [f for f in given.fields if f not in requested]
@@ -517,11 +515,9 @@ def _checked_rule(values: dict[str, Any]) -> dict[str, Any]:
 class Deadlines:
     """The one scheduler of the procedure's deadlines."""
 
-    def __init__(self, procedure: SharingProcedure, *, metrics: Metrics | None = None,
-                 notify: Callable[[str, bytes], Awaitable[None]] | None = None,
+    def __init__(self, procedure: SharingProcedure, *, notify: Callable[[str, bytes], Awaitable[None]] | None = None,
                  push_connectors: frozenset[str] = frozenset()) -> None:
-        self.procedure, self.metrics = procedure, metrics
-        self.runner = procedure.runner
+        self.procedure, self.metrics, self.runner = procedure, procedure.metrics, procedure.runner
         self.notify, self.push_connectors = notify, push_connectors
         self._task: asyncio.Task[None] | None = None
 

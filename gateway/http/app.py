@@ -115,8 +115,8 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
         in_force.on_change(deliverer.wake)
         sources = app[SOURCES] = Sources(config, runner, in_force, app[PREPARER], mappings, clock=app[CLOCK])
         app[METRICS].registry.register(SourceCollector(sources.status))
-        sharing = app[PROCEDURE] = SharingProcedure(config, runner, in_force, metrics=app[METRICS])
-        deadlines = app[DEADLINES] = Deadlines(sharing, metrics=app[METRICS], notify=deliverer.notify,
+        sharing = app[PROCEDURE] = SharingProcedure(runner, in_force, metrics=app[METRICS])
+        deadlines = app[DEADLINES] = Deadlines(sharing, notify=deliverer.notify,
                                                push_connectors=frozenset(deliverer.consumers))
         if deliver:
             await deliverer.start()

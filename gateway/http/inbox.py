@@ -27,10 +27,9 @@ async def inbox(request: web.Request) -> web.Response:
         request.app[METRICS].overdue.labels(connector).inc(page.overdue)
     answer: dict[str, object] = {"records": [r.record for r in page.records], "next": str(page.next)}
     store = request.app[STORE]
-    notices = await store.call(store.store.procedure.unsent, [connector])  # the procedure's, not yet handed over
+    notices = await store.call(store.store.procedure.hand_over, connector)  # the procedure's, once each
     if notices:
-        await store.call(store.store.procedure.sent, [n["id"] for n in notices])
-        answer["notices"] = [{k: v for k, v in n.items() if k != "connector"} for n in notices]
+        answer["notices"] = notices
     return json_response(answer)
 
 

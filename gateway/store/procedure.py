@@ -208,12 +208,6 @@ class Procedure:
                 [*OPEN, at, at, limit]).fetchall()
         return [_row(r) for r in rows]
 
-    def counts(self) -> dict[tuple[str, str], int]:
-        """Items by kind and status, for the metrics and the console."""
-        with self.store.reading() as db:
-            rows = db.execute("SELECT kind, status, count(*) FROM procedure_items GROUP BY kind, status").fetchall()
-        return {(r[0], r[1]): int(r[2]) for r in rows}
-
     def received(self, consumer: str, record_id: str, source: str | None) -> list[
         tuple[str, str, int, int, dict[str, Any]]
     ]:
@@ -243,7 +237,7 @@ class Procedure:
         return [{"id": r[0], "at": r[1], "kind": r[2], "item": r[3], **orjson.loads(r[4])} for r in rows]
 
     def unsent(self, connectors: Iterable[str], limit: int = 100) -> list[dict[str, Any]]:
-        """Notices not yet pushed to the push connectors among ``connectors``, oldest first."""
+        """Notices not yet handed to ``connectors`` (pushed, or given with an inbox page), oldest first."""
         names = list(connectors)
         if not names:
             return []
@@ -254,8 +248,16 @@ class Procedure:
         return [{"id": r[0], "connector": r[1], "at": r[2], "kind": r[3], "item": r[4], **orjson.loads(r[5])}
                 for r in rows]
 
+    def hand_over(self, connector: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The notices not yet handed to ``connector``, marked handed over (a pull connector's, with
+        its inbox page)."""
+        notices = self.unsent([connector], limit)
+        if notices:
+            self.sent([n["id"] for n in notices])
+        return [{k: v for k, v in n.items() if k != "connector"} for n in notices]
+
     def sent(self, ids: Sequence[int]) -> None:
-        """Mark notices pushed."""
+        """Mark notices handed over."""
         with self.store.transaction(serial=False) as db:
             db.executemany("UPDATE notices SET sent_at = ? WHERE id = ?", [(self.store.now(), i) for i in ids])
 
