@@ -1,9 +1,12 @@
-"""The exchange log's entries and hash chain (SPEC §5), as pure values and functions.
+"""The exchange log's entries, their hashes and the one verifier, as pure values and functions.
 
-``hash = H(prev_hash || canonical JSON of the entry)`` with H = SM3 or SHA-256. An entry holds
-metadata only: who, what type and id, which rule, which field paths, a digest — no payload values.
-``check_stretch`` is the one verifier of the chain: the store runs it over its rows (in worker
-processes for long logs), and ``verify_chain`` over entries in hand.
+An entry holds metadata only: who, what type and id, which rule, which field paths, a digest — no
+payload values. Its hash is its leaf in the log's Merkle tree (``gateway.merkle``),
+``H(0x00 || canonical JSON of the entry)`` with H = SM3 or SHA-256, and ``prev_hash`` links it to
+the entry before; entries written before the log became a tree keep their chain hash,
+``H(prev_hash || canonical JSON)``, and verify as they always did. ``check_stretch`` is the one
+verifier: the store runs it over its rows (in worker processes for long logs), and
+``verify_chain`` over entries in hand.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from cryptography.hazmat.primitives import hashes
+
+from gateway.merkle import Hash, compact, fold, hash_function, leaf_hash, node_hash
 
 if TYPE_CHECKING:
     from policy import Shared
@@ -35,6 +40,7 @@ __all__ = [
     "content_digest",
     "delivery_entry",
     "joined",
+    "leaf_of",
     "log_time",
     "moment_text",
     "row_entry",
@@ -127,17 +133,19 @@ def _chained(algorithm: str, prev_hash: str, canonical: bytes) -> str:
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """The outcome of verifying a chain: ``first_bad_seq`` names the first entry that fails."""
+    """The outcome of verifying the log: ``first_bad_seq`` names the first entry that fails;
+    ``root`` is the root hash of the tree recomputed from the entries (when all of them hold)."""
 
     ok: bool
     entries: int
     first_bad_seq: int | None = None
     reason: str | None = None
     head: str = GENESIS
+    root: bytes | None = None
 
 
 def against_checkpoint(outcome: ChainCheck, checkpoint: tuple[int, str], hash_at: str | None) -> ChainCheck:
-    """Hold a verified chain to a head recorded outside the system: a removed tail shows here.
+    """Hold a verified log to a head recorded outside the system: a removed tail shows here.
 
     ``hash_at`` is the hash the log now holds at the checkpoint's seq (``None`` if it ends before)."""
     seq, expected = checkpoint
@@ -152,10 +160,13 @@ def against_checkpoint(outcome: ChainCheck, checkpoint: tuple[int, str], hash_at
     return outcome
 
 
+Border = tuple[tuple[int, int, bytes], ...]  # complete subtrees as (level, index, hash), left to right
+
+
 class Stretch(NamedTuple):
     """What verifying entries ``first`` … ``last`` found: how many hold before the first bad one (if
-    any), the first entry's ``prev_hash`` (its link is checked when stretches are joined) and the
-    last good hash."""
+    any), the first entry's ``prev_hash`` (its link is checked when stretches are joined), the last
+    good hash, and the subtrees of the tree their leaves make."""
 
     first: int
     verified: int
@@ -163,6 +174,7 @@ class Stretch(NamedTuple):
     last_hash: str | None
     bad_seq: int | None = None
     bad_reason: str | None = None
+    border: Border = ()
 
 
 # (seq, prev_hash, hash, canonical JSON of the entry): what verifying one entry reads of it
@@ -170,35 +182,58 @@ Link = tuple[int, str, str, bytes]
 
 
 def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int | None = None, *,
-                  recheck: Callable[[int], bool] | None = None) -> Stretch:
-    """The one verifier of the chain: entries ``first`` … ``last`` (to the end when ``None``), each
-    where it should be, linked to the one before and matching its hash. ``recheck(seq)`` is asked
-    before an entry is called changed, where the canonical bytes were built by other means than
-    ``LogEntry.canonical`` (a database's own JSON) and may differ from them without a change."""
+                  chained: int = 0, recheck: Callable[[int], bytes] | None = None) -> Stretch:
+    """The one verifier of the log: entries ``first`` … ``last`` (to the end when ``None``), each
+    where it should be, linked to the one before by ``prev_hash`` and matching its hash — its leaf
+    in the tree, ``H(0x00 || canonical JSON)``, or for the entries up to ``chained``, written before
+    the tree, ``H(prev_hash || canonical JSON)``. ``recheck(seq)`` gives an entry's canonical JSON
+    by its definition (``LogEntry.canonical``) before the entry is called changed, where the bytes
+    were built by other means (a database's own JSON) and may differ without a change.
+
+    ``first - 1`` must be a multiple of the largest stretch the caller joins, a power of two, so
+    that the stretches' subtrees join into the tree's."""
     count, expected, prev, first_prev = 0, first, None, None
-    new_hash, hash_algorithm = hashes.Hash, HASHES[algorithm]  # bound once: this loop is the whole cost
+    h = hash_function(algorithm)  # bound once: this loop is the whole cost
+    leaves: list[bytes] = []
+
+    def outcome(bad_seq: int | None = None, reason: str | None = None) -> Stretch:
+        border: list[tuple[int, int, bytes]] = []
+        compact(h, border, leaves, first - 1)
+        return Stretch(first, count, first_prev, prev, bad_seq, reason, tuple(border))
+
     for seq, prev_hash, stored, canonical in links:
         if seq != expected:
-            return Stretch(first, count, first_prev, prev, expected,
-                           f"seq {seq} where {expected} was expected (an entry removed or reordered)")
+            return outcome(expected, f"seq {seq} where {expected} was expected (an entry removed or reordered)")
         if prev is None:
             first_prev = prev_hash
         elif prev_hash != prev:
-            return Stretch(first, count, first_prev, prev, seq, "prev_hash does not match the previous entry's hash")
-        digest = new_hash(hash_algorithm)
-        digest.update(prev_hash.encode() + canonical)
-        if digest.finalize().hex() != stored and not (recheck is not None and recheck(seq)):
-            return Stretch(first, count, first_prev, prev, seq, "hash does not match the entry's content (changed)")
+            return outcome(seq, "prev_hash does not match the previous entry's hash")
+        leaf = _leaf_if_holds(h, seq, prev_hash, stored, canonical, chained)
+        if leaf is None and recheck is not None:
+            leaf = _leaf_if_holds(h, seq, prev_hash, stored, recheck(seq), chained)
+        if leaf is None:
+            return outcome(seq, "hash does not match the entry's content (changed)")
+        leaves.append(leaf)
         count, expected, prev = count + 1, expected + 1, stored
     if last is not None and expected <= last:
-        return Stretch(first, count, first_prev, prev, expected, f"seq {expected} is missing (an entry removed)")
-    return Stretch(first, count, first_prev, prev)
+        return outcome(expected, f"seq {expected} is missing (an entry removed)")
+    return outcome()
 
 
-def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS) -> Iterator[ChainCheck]:
+def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes, chained: int) -> bytes | None:
+    """The entry's leaf hash if its stored hash is what its content gives (``None`` otherwise)."""
+    leaf = h(b"\x00" + canonical)
+    if seq > chained:
+        return leaf if leaf.hex() == stored else None
+    return leaf if h(prev_hash.encode() + canonical).hex() == stored else None
+
+
+def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS, algorithm: str = "sm3") -> Iterator[ChainCheck]:
     """The outcome of consecutive stretches, after each and last: each must start from the hash the
-    one before ended on (the first from ``prev_hash``)."""
+    one before ended on (the first from ``prev_hash``); the last carries the tree's root."""
     verified, head = 0, prev_hash
+    h = hash_function(algorithm)
+    stack: list[tuple[int, int, bytes]] = []
     for stretch in stretches:
         if stretch.first_prev is not None and stretch.first_prev != head:
             yield ChainCheck(False, verified, stretch.first, "prev_hash does not match the previous entry's hash",
@@ -208,17 +243,27 @@ def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS) -> Iterator[C
             yield ChainCheck(False, verified + stretch.verified, stretch.bad_seq, stretch.bad_reason,
                              stretch.last_hash or head)
             return
+        for node in stretch.border:
+            stack.append(node)
+            while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+                level, index, right = stack.pop()
+                stack[-1] = (level + 1, index >> 1, node_hash(h, stack[-1][2], right))
         verified, head = verified + stretch.verified, stretch.last_hash or head
         yield ChainCheck(True, verified, None, None, head)
-    yield ChainCheck(True, verified, None, None, head)
+    yield ChainCheck(True, verified, None, None, head, fold(h, [n[2] for n in stack]) if stack else None)
 
 
-def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0,
-                 prev_hash: str = GENESIS) -> Iterator[ChainCheck]:
-    """Check entries in order (those after seq ``after``, chained from ``prev_hash``) with the one
-    verifier; the outcome last."""
+def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0, prev_hash: str = GENESIS,
+                 chained: int = 0) -> Iterator[ChainCheck]:
+    """Check entries in order (those after seq ``after``, linked from ``prev_hash``; those up to
+    ``chained`` hash-chained) with the one verifier; the outcome last."""
     links = ((e.seq, e.prev_hash, e.hash, e.canonical(e.seq)) for e in entries)
-    return joined([check_stretch(links, algorithm, after + 1)], prev_hash)
+    return joined([check_stretch(links, algorithm, after + 1, chained=chained)], prev_hash, algorithm)
+
+
+def leaf_of(algorithm: str, entry: LogEntry, seq: int) -> str:
+    """The hash an entry appended at ``seq`` holds: its leaf in the log's tree, in hex."""
+    return leaf_hash(hash_function(algorithm), entry.canonical(seq)).hex()
 
 
 def row_entry(row: Sequence[Any]) -> LogEntry:

@@ -1,5 +1,5 @@
 """The exchange log read back: entries streamed by filter, searched newest first for the console,
-one record's trail, daily volumes, the head, and the whole chain verified (in worker processes for
+one record's trail, daily volumes, the head, and the whole log verified (in worker processes for
 long logs) with the one verifier, ``exchange_log.check_stretch``."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from gateway.exchange_log import (
     Link,
     LogEntry,
     Stretch,
-    chain_hash,
     check_stretch,
     joined,
     row_entry,
@@ -28,7 +27,7 @@ from gateway.store.model import LogFilter
 
 __all__ = ["ExchangeLogStore", "verify_stretch"]
 
-_VERIFY_STRETCH = 50_000  # entries a worker checks at a time
+_VERIFY_STRETCH = 1 << 16  # entries a worker checks at a time: a power of two, so that stretches are subtrees
 _PARALLEL_FROM = 200_000  # logs from this size are verified in several processes
 _COLUMNS = ", ".join(LOG_COLUMNS)
 # the filters of a query by the column each compares, besides ``connector`` (either side of an event)
@@ -151,29 +150,38 @@ class ExchangeLogStore:
         with self.store.query() as db:
             return log_head(db)
 
+    def chained(self) -> int:
+        """The last seq of the entries written before the log became a tree (hash-chained)."""
+        with self.store.query() as db:
+            return int(db.execute("SELECT seq FROM progress WHERE name = 'chained'").fetchone()[0])
+
     def verify(self, processes: int | None = None) -> Iterator[ChainCheck]:
-        """Verify the whole chain as it stands now, yielding progress after each stretch of entries and
-        the outcome last. Stretches are checked side by side in ``processes`` worker processes (default:
-        one a core, for large logs); each entry's hash depends only on its own row, so only the links
-        between stretches are left to join here."""
+        """Verify the whole log as it stands now, yielding progress after each stretch of entries and
+        the outcome last, with the root of the tree the entries make. Stretches are checked side by
+        side in ``processes`` worker processes (default: one a core, for large logs); each entry's
+        hash depends only on its own row, so only the links between stretches, and the subtrees
+        they make, are left to join here."""
         store = self.store
-        total = self.head()[0]
+        total, chained = self.head()[0], self.chained()
         ranges = [(first, min(first + _VERIFY_STRETCH - 1, total)) for first in range(1, total + 1, _VERIFY_STRETCH)]
         workers = (os.cpu_count() or 1) if processes is None else processes
         worker = store.verify_worker()
         if worker is None or total < _PARALLEL_FROM or workers < 2:
             with store.reading() as db:
-                yield from joined(verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL) for a, b in ranges)
+                yield from joined((verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL, chained)
+                                   for a, b in ranges), algorithm=store.log_hash)
             return
         # forked where this process runs no other thread (the command line): nothing to re-import;
         # spawned otherwise (a serving gateway), since forking beside running threads is unsafe
         method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             yield from joined(pool.map(worker, repeat(store.location), repeat(store.log_hash),
-                                       [a for a, _ in ranges], [b for _, b in ranges]))
+                                       [a for a, _ in ranges], [b for _, b in ranges], repeat(chained)),
+                              algorithm=store.log_hash)
 
 
-def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None) -> Stretch:
+def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None,
+                   chained: int = 0) -> Stretch:
     """Entries ``first`` … ``last`` of the database checked by ``check_stretch``. ``canonical_sql``
     builds an entry's canonical JSON in the database, which spares making a Python value of every
     column; without it, each row is read whole."""
@@ -189,13 +197,13 @@ def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canoni
                 for row in rows:
                     yield row[0], row[-2], row[-1], row_entry(row).canonical(row[0])
 
-    def holds(seq: int) -> bool:
-        """Whether entry ``seq`` matches its hash by the canonical JSON's definition (where the
-        database's bytes did not give it)."""
-        entry = row_entry(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone())
-        return chain_hash(algorithm, entry.prev_hash, entry) == entry.hash
+    def canonical(seq: int) -> bytes:
+        """Entry ``seq``'s canonical JSON by its definition (where the database's bytes did not hold)."""
+        return row_entry(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
+                         ).canonical(seq)
 
-    return check_stretch(links(), algorithm, first, last, recheck=holds if canonical_sql else None)
+    return check_stretch(links(), algorithm, first, last, chained=chained,
+                         recheck=canonical if canonical_sql else None)
 
 
 def _seq_bounds(db: Connection, since: str | None, until: str | None) -> tuple[int, int]:

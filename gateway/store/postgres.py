@@ -136,6 +136,18 @@ MIGRATIONS: tuple[str, ...] = (
         at TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, body TEXT NOT NULL, sent_at TEXT);
     CREATE INDEX notices_by_connector ON notices (connector, id);
     """,
+    # 10: the verifiable log: the hash of every complete subtree of the exchange log's Merkle tree
+    #     (its leaves too), keyed by level and index; the checkpoints signed over it and the
+    #     witnesses' cosignatures; the seq up to which entries were hash-chained (those before the
+    #     tree), and the tree's size, kept with every append
+    """
+    CREATE TABLE log_tree (node BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
+    CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL, note TEXT NOT NULL);
+    CREATE TABLE cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,
+        PRIMARY KEY (size, witness));
+    INSERT INTO progress (name, seq) SELECT 'chained', coalesce(max(seq), 0) FROM exchange_log;
+    INSERT INTO progress (name, seq) VALUES ('tree', 0)
+    """,
 )
 
 
@@ -319,7 +331,7 @@ class PostgresStore(SQLStore):
     def reading(self) -> Any:
         return self._connection(streaming=True)
 
-    def verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
+    def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None:
         return _verify_stretch_at
 
     def backup(self, target: Path) -> None:
@@ -348,7 +360,7 @@ def _reason(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _verify_stretch_at(url: str, algorithm: str, first: int, last: int) -> Stretch:
+def _verify_stretch_at(url: str, algorithm: str, first: int, last: int, chained: int) -> Stretch:
     """``verify_stretch`` in a worker process, on a connection of its own."""
     with psycopg.connect(url, autocommit=False) as connection:
-        return verify_stretch(_Connection(connection, streaming=True), algorithm, first, last, None)
+        return verify_stretch(_Connection(connection, streaming=True), algorithm, first, last, None, chained)

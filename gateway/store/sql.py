@@ -10,6 +10,7 @@ appending to the exchange log — and one object per concern, each in a module o
 ``inbox``       pull consumers' pages and acknowledgements
 ``runtime``     sharing rules and connector states changed at run time; one gateway's turn
 ``log``         the exchange log read back, searched and verified
+``tree``        the log's Merkle tree (grown with every append), its signed checkpoints, cosignatures
 ``procedure``   sharing requests, objections to records, feedback duties, notices, late records
 ``sealed``      payloads sealed at rest: opened, counted, sealed again under a new key
 ==============  ==================================================================================
@@ -20,7 +21,7 @@ entries about it are committed together or not at all. A backend (``SQLiteStore`
 
 - ``transaction()`` for a write. Writes that append to the exchange log or number stored
   versions are serialised, across every gateway on the database (SQLite's write lock, a
-  PostgreSQL advisory lock), so that the log is one chain and seqs are in commit order: a
+  PostgreSQL advisory lock), so that the log is one tree and seqs are in commit order: a
   consumer's cursor never passes a version that is yet to commit.
 - ``transaction(serial=False)`` for a write that touches only its own rows: claiming push
   deliveries, where rows another gateway holds are skipped (``FOR UPDATE SKIP LOCKED``);
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gateway.encryption import DataCipher
-from gateway.exchange_log import EVENTS, LOG_COLUMNS, LogEntry, Stretch, chain_hash, moment_text
+from gateway.exchange_log import EVENTS, LOG_COLUMNS, LogEntry, Stretch, moment_text
 from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, Connection, WriterTimes, log_head, utc_now
 from gateway.store.inbox import Inbox
 from gateway.store.log import ExchangeLogStore
@@ -54,6 +55,7 @@ from gateway.store.records import Records
 from gateway.store.routing import Routing
 from gateway.store.runtime import Runtime
 from gateway.store.sealed import Sealed
+from gateway.store.tree import LogTree
 from policy.rules import LOCAL
 
 __all__ = ["VOLUME_EVENTS", "SQLStore", "procedure_series"]
@@ -99,6 +101,7 @@ class SQLStore:
         self.inbox = Inbox(self, self.sealed)
         self.runtime = Runtime(self)
         self.log = ExchangeLogStore(self)
+        self.tree = LogTree(self)
         self.procedure = Procedure(self, self.sealed)
         self.routing.procedure = self.procedure
 
@@ -116,7 +119,7 @@ class SQLStore:
         """A connection for a read that should not wait on the writer (the console, log queries)."""
         return self.query()
 
-    def verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
+    def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None:
         """A function that verifies a stretch of the log from ``location`` in a worker process."""
         return None
 
@@ -145,6 +148,7 @@ class SQLStore:
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+        self.tree.catch_up()  # a log written before its tree existed gets it now
 
     @property
     def schema_version(self) -> int:
@@ -157,15 +161,19 @@ class SQLStore:
         return moment_text(self.clock())
 
     def append(self, db: Connection, entries: Sequence[LogEntry]) -> None:
-        """Append ``entries`` to the exchange log inside the write transaction ``db``."""
-        # the chain continues from the head as it is now, read inside the serialised write: another
+        """Append ``entries`` to the exchange log inside the write transaction ``db``: each entry's
+        hash is its leaf in the log's Merkle tree, ``H(0x00 || canonical JSON)``, linked to the one
+        before by ``prev_hash``, and the tree grows by them in the same transaction."""
+        # the log continues from the head as it is now, read inside the serialised write: another
         # gateway or a command may have appended since this one last did
         seq, prev = log_head(db)
-        rows = []
-        algorithm = self.log_hash
+        size, rows, leaves = seq, [], []
+        h = self.tree.hash
         for entry in entries:
             seq += 1
-            digest = chain_hash(algorithm, prev, entry, seq)
+            leaf = h(b"\x00" + entry.canonical(seq))
+            digest = leaf.hex()
+            leaves.append(leaf)
             rows.append((seq, entry.at, entry.event, entry.connector, entry.counterpart, entry.source,
                          entry.record_type, entry.record_id, entry.version, entry.batch_id, entry.rule, entry.purpose,
                          ",".join(entry.fields), ",".join(entry.masked), entry.digest, entry.reason, prev, digest))
@@ -173,6 +181,7 @@ class SQLStore:
         if rows:
             db.executemany(f"INSERT INTO exchange_log ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' * 18)})",
                            rows)
+            self.tree.grow(db, size, leaves)
         volume = Counter((_local_day(e.at), e.connector, e.event) for e in entries
                          if e.event in VOLUME_EVENTS and e.connector)
         if volume:

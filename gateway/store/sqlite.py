@@ -135,6 +135,18 @@ MIGRATIONS: tuple[str, ...] = (
         item TEXT NOT NULL, body TEXT NOT NULL, sent_at TEXT);
     CREATE INDEX notices_by_connector ON notices (connector, id);
     """,
+    # 10: the verifiable log: the hash of every complete subtree of the exchange log's Merkle tree
+    #     (its leaves too), keyed by level and index; the checkpoints signed over it and the
+    #     witnesses' cosignatures; the seq up to which entries were hash-chained (those before the
+    #     tree), and the tree's size, kept with every append
+    """
+    CREATE TABLE log_tree (node INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL, note TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE cosignatures (size INTEGER NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,
+        PRIMARY KEY (size, witness)) WITHOUT ROWID;
+    INSERT INTO progress (name, seq) SELECT 'chained', coalesce(max(seq), 0) FROM exchange_log;
+    INSERT INTO progress (name, seq) VALUES ('tree', 0)
+    """,
 )
 
 
@@ -144,7 +156,7 @@ def _json_list(column: str) -> str:
 
 # An entry's canonical JSON built by SQLite itself: the same bytes as ``LogEntry.canonical`` for
 # the entries the gateway writes. It only speeds verification up: where its bytes do not give the
-# stored hash, the entry is read whole and checked again with ``chain_hash``, the definition.
+# stored hash, the entry is read whole and checked again with ``LogEntry.canonical``, the definition.
 _SQL_CANONICAL = (
     "json_object('at', at, 'batch_id', batch_id, 'connector', connector, 'counterpart', counterpart, "
     f"'digest', digest, 'event', event, 'fields', {_json_list('fields')}, 'masked', {_json_list('masked')}, "
@@ -218,7 +230,7 @@ class SQLiteStore(SQLStore):
         finally:
             db.close()
 
-    def verify_worker(self) -> Callable[[str, str, int, int], Stretch] | None:
+    def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None:
         return None if self.path == ":memory:" else _verify_stretch_at
 
     def checkpoint(self) -> None:
@@ -282,10 +294,10 @@ def _private_file(path: Path) -> None:
         os.close(create_private(path))
 
 
-def _verify_stretch_at(path: str, algorithm: str, first: int, last: int) -> Stretch:
+def _verify_stretch_at(path: str, algorithm: str, first: int, last: int, chained: int) -> Stretch:
     """``verify_stretch`` in a worker process, on a read-only connection of its own."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return verify_stretch(db, algorithm, first, last, _SQL_CANONICAL)
+        return verify_stretch(db, algorithm, first, last, _SQL_CANONICAL, chained)
     finally:
         db.close()

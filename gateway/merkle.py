@@ -1,0 +1,154 @@
+"""The exchange log as a Merkle tree (RFC 9162 §2.1), as pure functions over node hashes.
+
+Leaves are ``H(0x00 || entry)``, nodes ``H(0x01 || left || right)``, H the log's hash (SM3 or
+SHA-256); the leaf of the entry at seq ``s`` has index ``s - 1``. The store keeps the hash of
+every complete, aligned subtree — the node at ``level`` and ``index`` covers leaves
+``index·2^level`` … ``(index+1)·2^level - 1`` — so that any root, inclusion proof or consistency
+proof is a handful of stored nodes folded together, never the tree recomputed. This module says
+which nodes each needs (``*_nodes``) and folds them (``fold``); the proofs are checked by the
+standalone verifier, ``gateway.verify_receipt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from cryptography.hazmat.primitives import hashes
+
+__all__ = ["Hash", "Node", "Range", "compact", "consistency_ranges", "fold", "hash_function", "inclusion_ranges",
+           "leaf_hash", "node_hash", "node_id", "range_nodes", "root_nodes"]
+
+Hash = Callable[[bytes], bytes]
+Node = tuple[int, int]  # level, index
+Range = tuple[int, int]  # leaves start … end - 1
+_INDEX_BITS = 48  # a node's id: its level above its index's 48 bits (2^48 leaves is beyond any log)
+
+
+def hash_function(algorithm: str) -> Hash:
+    """H of the log's ``algorithm`` (``sm3`` or ``sha256``) over bytes, as one call."""
+    try:
+        hashlib.new(algorithm)
+    except ValueError:  # an OpenSSL without SM3 in hashlib: the same digest through cryptography
+        kind = {"sm3": hashes.SM3, "sha256": hashes.SHA256}[algorithm]
+
+        def digest(data: bytes) -> bytes:
+            h = hashes.Hash(kind())
+            h.update(data)
+            return h.finalize()
+        return digest
+    new = hashlib.new
+    return lambda data: new(algorithm, data).digest()
+
+
+def leaf_hash(h: Hash, entry: bytes) -> bytes:
+    """``H(0x00 || entry)``."""
+    return h(b"\x00" + entry)
+
+
+def node_hash(h: Hash, left: bytes, right: bytes) -> bytes:
+    """``H(0x01 || left || right)``."""
+    return h(b"\x01" + left + right)
+
+
+def node_id(node: Node) -> int:
+    """The one integer a node is stored under."""
+    level, index = node
+    return (level << _INDEX_BITS) | index
+
+
+def range_nodes(start: int, end: int) -> list[Node]:
+    """The complete aligned subtrees that make up leaves ``start`` … ``end - 1``, left to right,
+    each as large as its place allows."""
+    nodes: list[Node] = []
+    while start < end:
+        level = (start & -start).bit_length() - 1 if start else (end - start).bit_length() - 1
+        while start + (1 << level) > end:
+            level -= 1
+        nodes.append((level, start >> level))
+        start += 1 << level
+    return nodes
+
+
+def root_nodes(size: int) -> list[Node]:
+    """The nodes a tree of ``size`` leaves folds its root from (its right border)."""
+    return range_nodes(0, size)
+
+
+def fold(h: Hash, hashes_left_to_right: Sequence[bytes]) -> bytes:
+    """The root of a range from the hashes of ``range_nodes`` over it, folded from the right: the
+    hash of the range as RFC 9162 defines it, for the ranges trees and proofs ask of."""
+    root = hashes_left_to_right[-1]
+    for left in reversed(hashes_left_to_right[:-1]):
+        root = node_hash(h, left, root)
+    return root
+
+
+def inclusion_ranges(index: int, size: int) -> list[Range]:
+    """The ranges whose hashes make the audit path of leaf ``index`` in a tree of ``size`` leaves
+    (RFC 9162 §2.1.3.1), from the leaf upwards."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf {index} is not in a tree of {size}")
+    path: list[Range] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = 1 << ((end - start - 1).bit_length() - 1)  # the largest power of two below the width
+        if index < start + k:
+            path.append((start + k, end))
+            end = start + k
+        else:
+            path.append((start, start + k))
+            start += k
+    path.reverse()
+    return path
+
+
+def consistency_ranges(first: int, second: int) -> list[Range]:
+    """The ranges whose hashes make the proof that the tree of ``second`` leaves extends the one of
+    ``first`` (RFC 9162 §2.1.4.1), in the order of the proof."""
+    if not 0 < first <= second:
+        raise ValueError(f"no consistency proof from a tree of {first} to one of {second}")
+    proof: list[Range] = []
+    start, end, whole = 0, second, True
+    m = first
+    while m != end - start:
+        k = 1 << ((end - start - 1).bit_length() - 1)
+        if m <= k:
+            proof.append((start + k, end))
+            end = start + k
+        else:
+            proof.append((start, start + k))
+            start, m, whole = start + k, m - k, False
+    if not whole:
+        proof.append((start, end))
+    proof.reverse()
+    return proof
+
+
+def compact(h: Hash, stack: list[tuple[int, int, bytes]], leaves: Iterable[bytes], first: int,
+            made: list[tuple[int, bytes]] | None = None) -> None:
+    """Append ``leaves`` (leaf indexes from ``first``) to ``stack``, the right border of the tree
+    so far as ``(level, index, hash)``: whenever two subtrees of one size meet, their parent is
+    made. Every node made (the leaves too) is added to ``made`` as ``(node id, hash)``."""
+    index = first
+    for leaf in leaves:
+        stack.append((0, index, leaf))
+        if made is not None:
+            made.append((index, leaf))
+        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+            level, right_index, right = stack.pop()
+            _, _, left = stack.pop()
+            parent = (level + 1, right_index >> 1, node_hash(h, left, right))
+            stack.append(parent)
+            if made is not None:
+                made.append((node_id(parent[:2]), parent[2]))
+        index += 1
+
+
+def stored_hashes(found: Mapping[int, bytes], nodes: Sequence[Node]) -> list[bytes]:
+    """The hashes of ``nodes`` from what the store returned (``LookupError`` naming one it lacks)."""
+    try:
+        return [found[node_id(n)] for n in nodes]
+    except KeyError as exc:
+        level, index = divmod(int(exc.args[0]), 1 << _INDEX_BITS)
+        raise LookupError(f"the tree lacks its node at level {level}, index {index}") from None

@@ -1,0 +1,172 @@
+"""The exchange log's Merkle tree as the store keeps it: the hash of every complete subtree, grown
+inside the transaction that appends the entries (one update a transaction: the new leaves and the
+parents they complete), so that roots and proofs are read, never recomputed; the checkpoints
+signed over it and the cosignatures witnesses returned."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from gateway.exceptions import LogIntegrityError, ParameterError
+from gateway.exchange_log import LOG_COLUMNS, row_entry
+from gateway.merkle import (
+    Range,
+    compact,
+    consistency_ranges,
+    fold,
+    hash_function,
+    inclusion_ranges,
+    leaf_hash,
+    node_id,
+    range_nodes,
+    root_nodes,
+    stored_hashes,
+)
+from gateway.store.base import Connection, Database
+
+__all__ = ["LogTree", "SignedCheckpoint"]
+
+_CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
+
+
+class SignedCheckpoint(NamedTuple):
+    """A checkpoint as signed and kept: the tree size, when, the signing key's id, the note."""
+
+    size: int
+    at: str
+    key_id: str
+    note: str
+
+
+class LogTree:
+    """The tree over the exchange log, its checkpoints and their cosignatures."""
+
+    def __init__(self, store: Database) -> None:
+        self.store = store
+        self.hash = hash_function(store.log_hash)
+
+    # ---- growing, inside the appending transaction ----------------------------------------------
+
+    def grow(self, db: Connection, size: int, leaves: Sequence[bytes]) -> None:
+        """Add ``leaves`` to the tree of ``size`` leaves (the log's head before them)."""
+        held = db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()
+        if held is None or held[0] != size:
+            raise LogIntegrityError(f"交换日志的树与日志不一致 / the log's tree holds {held and held[0]} entries, the "
+                                    f"log {size}: run `supex log verify`")
+        stack = [(*node, hash_) for node, hash_ in zip(root_nodes(size), self._hashes(db, root_nodes(size)),
+                                                         strict=True)]
+        made: list[tuple[int, bytes]] = []
+        compact(self.hash, stack, leaves, size, made)
+        db.executemany("INSERT INTO log_tree (node, hash) VALUES (?, ?)", made)
+        db.execute("UPDATE progress SET seq = ? WHERE name = 'tree'", (size + len(leaves),))
+
+    def catch_up(self) -> int:
+        """Build the tree over entries appended before it existed (a store migrated to it): their
+        leaves are the hash of the same canonical JSON their chain hashed. How many were added."""
+        added = 0
+        while True:
+            with self.store.transaction() as db:
+                size = db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0]
+                rows = db.execute(f"SELECT {', '.join(LOG_COLUMNS)} FROM exchange_log WHERE seq > ? ORDER BY seq "
+                                  "LIMIT ?", (size, _CATCH_UP)).fetchall()
+                if not rows:
+                    return added
+                self.grow(db, size, [leaf_hash(self.hash, row_entry(r).canonical(r[0])) for r in rows])
+                added += len(rows)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """How many entries the tree holds."""
+        with self.store.query() as db:
+            return int(db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0])
+
+    def root(self, size: int) -> bytes:
+        """The root hash of the tree of the first ``size`` entries."""
+        with self.store.reading() as db:
+            self._within(db, size)
+            return self._ranges(db, [(0, size)])[0]
+
+    def inclusion(self, seq: int, size: int) -> tuple[bytes, list[bytes]]:
+        """The leaf hash of entry ``seq`` and its audit path in the tree of ``size`` entries."""
+        with self.store.reading() as db:
+            self._within(db, size)
+            if not 1 <= seq <= size:
+                raise ParameterError(f"seq 应在 1 到 {size} 之间 / seq must be between 1 and tree_size {size}")
+            leaf, *path = self._ranges(db, [(seq - 1, seq), *inclusion_ranges(seq - 1, size)])
+            return leaf, path
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        """The proof that the tree of ``second`` entries extends the one of ``first``."""
+        with self.store.reading() as db:
+            self._within(db, second)
+            if not 1 <= first <= second:
+                raise ParameterError(f"first 应在 1 到 {second} 之间 / first must be between 1 and second ({second})")
+            return self._ranges(db, consistency_ranges(first, second)) if first < second else []
+
+    def _within(self, db: Connection, size: int) -> None:
+        held = db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0]
+        if not 1 <= size <= held:
+            raise ParameterError(f"树的大小应在 1 到 {held} 之间 / a tree size must be between 1 and {held}, the log's "
+                                 f"size now (not {size})")
+
+    def _ranges(self, db: Connection, ranges: Sequence[Range]) -> list[bytes]:
+        """The hash of each range, from the stored nodes it is made of (one query for all)."""
+        parts = [range_nodes(a, b) for a, b in ranges]
+        found = self._found(db, [n for nodes in parts for n in nodes])
+        try:
+            return [fold(self.hash, stored_hashes(found, nodes)) for nodes in parts]
+        except LookupError as exc:
+            raise LogIntegrityError(f"交换日志的树缺少节点 / {exc}: run `supex log verify`") from None
+
+    def _hashes(self, db: Connection, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
+        try:
+            return stored_hashes(self._found(db, nodes), nodes)
+        except LookupError as exc:
+            raise LogIntegrityError(f"交换日志的树缺少节点 / {exc}: run `supex log verify`") from None
+
+    @staticmethod
+    def _found(db: Connection, nodes: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+        ids = list({node_id(n) for n in nodes})
+        if not ids:
+            return {}
+        rows = db.execute(f"SELECT node, hash FROM log_tree WHERE node IN ({', '.join('?' * len(ids))})", ids)
+        return {int(r[0]): bytes(r[1]) for r in rows}
+
+    # ---- checkpoints and cosignatures ---------------------------------------------------------
+
+    def keep_checkpoint(self, checkpoint: SignedCheckpoint) -> bool:
+        """Keep a signed checkpoint; whether it is new (another gateway may have signed that size)."""
+        with self.store.transaction(serial=False) as db:
+            rows = db.execute("INSERT INTO checkpoints (size, at, key_id, note) VALUES (?, ?, ?, ?) "
+                              "ON CONFLICT (size) DO NOTHING RETURNING size", checkpoint).fetchall()
+        return bool(rows)
+
+    def checkpoint(self, size: int | None = None) -> SignedCheckpoint | None:
+        """The checkpoint signed at ``size``, or the latest one."""
+        with self.store.reading() as db:
+            if size is None:
+                row = db.execute("SELECT size, at, key_id, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            else:
+                row = db.execute("SELECT size, at, key_id, note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return None if row is None else SignedCheckpoint(*row)
+
+    def checkpoints(self, after: int = 0, limit: int = 1000) -> list[SignedCheckpoint]:
+        """Signed checkpoints of sizes above ``after``, smallest first."""
+        with self.store.reading() as db:
+            return [SignedCheckpoint(*r) for r in db.execute(
+                "SELECT size, at, key_id, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", (after, limit))]
+
+    def keep_cosignature(self, size: int, witness: str, line: str, at: str) -> None:
+        """Keep a witness's cosignature line of the checkpoint of ``size`` (its latest, per witness)."""
+        with self.store.transaction(serial=False) as db:
+            db.execute("INSERT INTO cosignatures (size, witness, at, line) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (size, witness) DO UPDATE SET at = excluded.at, line = excluded.line",
+                       (size, witness, at, line))
+
+    def cosignatures(self, size: int) -> list[str]:
+        """The cosignature lines witnesses returned for the checkpoint of ``size``."""
+        with self.store.reading() as db:
+            return [str(r[0]) for r in db.execute(
+                "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
