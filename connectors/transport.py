@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -64,15 +64,17 @@ def retry_after(answer: Answer) -> float | None:
 async def send(session: aiohttp.ClientSession, method: str, url: str | URL, body: bytes = b"", *, key: str,
                secret: str, content_type: str | None = None, algorithm: str = "hmac-sha256",
                timeout: float | None = None, clock: Callable[[], float] = time.time,
-               headers: dict[str, str] | None = None) -> Answer:
+               headers: dict[str, str] | None = None, extra_headers: Mapping[str, str] | None = None) -> Answer:
     """Send one request signed as connector ``key`` with ``secret`` (or with ``headers`` as given,
-    to test a gateway with a forged one), and read the whole answer; ``UnreachableError`` when
-    none comes (refused, reset, timed out)."""
+    to test a gateway with a forged one), with ``extra_headers`` besides, and read the whole
+    answer; ``UnreachableError`` when none comes (refused, reset, timed out)."""
     target = URL(url)
     sent = headers if headers is not None else signature_headers(key, secret, method, target.raw_path_qs, body,
                                                                  algorithm=algorithm, now=clock)
     if content_type is not None:
         sent = {**sent, "Content-Type": content_type}
+    if extra_headers:
+        sent = {**sent, **extra_headers}
     limit = aiohttp.ClientTimeout(total=timeout) if timeout is not None else session.timeout
     try:
         async with session.request(method, target, data=body or None, headers=sent, allow_redirects=False,

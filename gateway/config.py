@@ -294,6 +294,23 @@ class ConnectorConfig(_Strict):
         return code
 
 
+class WitnessConfig(_Strict):
+    """A witness whose cosignatures of this log's checkpoints the gateway keeps and publishes."""
+
+    name: str = Field(min_length=1, max_length=200)
+    key: str = Field(min_length=1, max_length=500)  # its verifier key: name+id+base64(0x04 || Ed25519 key)
+
+
+class LogConfig(_Strict):
+    """``[log]``: the verifiable exchange log — its name, its signing key, how often it signs."""
+
+    origin: str = Field(default="supex.local/exchange-log", pattern=r"^[^\s+]{1,200}$")
+    key_file: str = "var/log-key"  # written by `supex keys create` (or by the gateway's first start)
+    signature: Literal["ed25519", "sm2"] = "ed25519"  # the algorithm of the log key
+    checkpoint_every_seconds: float = Field(default=5.0, ge=0.1, le=3600)
+    witness: list[WitnessConfig] = Field(default_factory=list)
+
+
 class CalendarYear(_Strict):
     """A ``[calendar.YEAR]`` table: that year's holidays and make-up workdays beyond (or, for a year
     the calendar package does not know yet, instead of) the official calendar's."""
@@ -313,6 +330,7 @@ class Config(_Strict):
     connector: list[ConnectorConfig] = Field(default_factory=list)
     sharing: list[SharingRule] = Field(default_factory=list)
     procedure: ProcedureLimits = Field(default_factory=ProcedureLimits)
+    log: LogConfig = Field(default_factory=LogConfig)
     obligation: list[Obligation] = Field(default_factory=list)
     timeliness: dict[str, str] = Field(default_factory=dict)  # record type -> the delay allowed after it occurred
     calendar: dict[str, CalendarYear] = Field(default_factory=dict)
@@ -392,6 +410,11 @@ class Config(_Strict):
     def connectors(self) -> dict[str, ConnectorConfig]:
         """The connectors by id."""
         return {c.id: c for c in self.connector}
+
+    def key_path(self) -> Path:
+        """Where the log key is (``[log] key_file``, relative to the configuration's folder)."""
+        path = Path(self.log.key_file)
+        return path if path.is_absolute() else self.base_dir / path
 
     def store_path(self) -> str:
         """Where the store is: a PostgreSQL URL as it is, or the SQLite file of ``store``, relative

@@ -37,7 +37,7 @@ __all__ = ["Checkpoint", "ReceiptError", "VerifierKey", "canonical_entry", "chec
 
 Hash = Callable[[bytes], bytes]
 ED25519, SM2 = "ed25519", "sm2"
-_SM2_TYPE = b"\xffsm2"  # signature type 0xff, then a longer name (signed-note: no byte assigned to SM2)
+SM2_TYPE = b"\xffsm2"  # signature type 0xff, then a longer name (signed-note: no byte assigned to SM2)
 
 
 class ReceiptError(Exception):
@@ -168,7 +168,7 @@ class VerifierKey:
     """A log's public key as ``name+hexid+base64(type || key)`` (C2SP vkey)."""
 
     def __init__(self, text: str) -> None:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         if len(parts) != 3 or not parts[0]:
             raise ReceiptError(f"not a verifier key (name+id+key): {text[:80]!r}")
         self.name = parts[0]
@@ -181,8 +181,8 @@ class VerifierKey:
             raise ReceiptError("a verifier key's id is 4 bytes (8 hex digits)")
         if raw[:1] == b"\x01" and len(raw) == 33:
             self.algorithm, self.public_key, kind = ED25519, raw[1:], raw[:1]
-        elif raw.startswith(_SM2_TYPE) and len(raw) == len(_SM2_TYPE) + 64:
-            self.algorithm, self.public_key, kind = SM2, raw[len(_SM2_TYPE):], _SM2_TYPE
+        elif raw.startswith(SM2_TYPE) and len(raw) == len(SM2_TYPE) + 64:
+            self.algorithm, self.public_key, kind = SM2, raw[len(SM2_TYPE):], SM2_TYPE
         else:
             raise ReceiptError("the verifier key is neither Ed25519 (type 0x01) nor SM2")
         if sha256(self.name.encode() + b"\n" + kind + self.public_key)[:4] != self.key_id:

@@ -135,11 +135,14 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("log", help="the exchange log: verify, query, export, checkpoint",
-                       description="Work with the tamper-evident exchange log.")
-    inner = p.add_subparsers(dest="log_command", metavar="{verify,query,export,checkpoint}", required=True)
-    verify = inner.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad entry",
-                              description="Recompute the whole hash chain; exit 1 naming the first bad entry.")
+    p = sub.add_parser("log", help="the exchange log: verify, query, export, checkpoint, receipts, archives",
+                       description="Work with the verifiable exchange log (a Merkle tree with signed checkpoints).")
+    inner = p.add_subparsers(dest="log_command", required=True,
+                             metavar="{verify,query,export,checkpoint,check-receipt,archive,check-archive}")
+    verify = inner.add_parser("verify", help="recompute every entry and the tree; exit 1 naming the first bad entry",
+                              description="Recompute every entry's hash and the Merkle tree they make, hold it to "
+                              "the tree proofs are served from and to the latest signed checkpoint (by a "
+                              "consistency proof); exit 1 naming the first bad entry.")
     verify.add_argument("--json", action="store_true", help="the verdict as JSON")
     verify.add_argument("--checkpoint", type=_checkpoint, metavar="SEQ:HASH",
                         help="a head recorded earlier with 'log checkpoint': a removed tail is detected too")
@@ -153,7 +156,32 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     query.set_defaults(command="log query")
     export = inner.add_parser("export", help="entries as NDJSON", description="Every entry, with hashes, as NDJSON.")
     export.set_defaults(command="log export")
-    for command in (verify, checkpoint, query, export):
+    receipt = inner.add_parser("check-receipt", help="check a receipt offline against the log's key",
+                               description="Check a receipt (GET /v1/records/{id}/receipt) offline: the checkpoint's "
+                               "signature (Ed25519 or SM2) and the entry's inclusion proof (RFC 9162). With --older "
+                               "and --proof, also that the log extends a checkpoint kept earlier. Exit 1 if it does "
+                               "not hold. Needs no configuration and no gateway.")
+    receipt.add_argument("receipt", type=Path, metavar="FILE", help="the receipt (JSON)")
+    receipt.add_argument("--key", required=True, metavar="KEY", help="the log's verifier key (supex keys show)")
+    receipt.add_argument("--older", type=Path, metavar="FILE", help="a checkpoint note kept earlier")
+    receipt.add_argument("--proof", type=Path, metavar="FILE",
+                         help="the consistency proof from it (GET /v1/audit/proof/consistency)")
+    receipt.set_defaults(command="log check-receipt")
+    archive = inner.add_parser("archive", help="write a closed range of the log as a self-verifying bundle",
+                               description="Write the entries after the folder's last bundle up to --until as a new "
+                               "bundle in FOLDER: the entries, the subtrees of the tree before them, and a checkpoint "
+                               "of exactly that size signed with the log key. Logged as audit_query.")
+    archive.add_argument("--until", type=int, required=True, metavar="SEQ", help="the last entry of the bundle")
+    archive.add_argument("folder", type=Path, metavar="FOLDER", help="the archive's folder (bundles accumulate)")
+    archive.set_defaults(command="log archive")
+    check_archive = inner.add_parser("check-archive", help="verify an archived bundle by itself",
+                                     description="Verify a bundle written by 'supex log archive': its checkpoint's "
+                                     "signature, every entry's hash, and the root they make. Exit 1 if it does not "
+                                     "hold.")
+    check_archive.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle's folder")
+    check_archive.add_argument("--key", required=True, metavar="KEY", help="the log's verifier key")
+    check_archive.set_defaults(command="log check-archive")
+    for command in (verify, checkpoint, query, export, archive):
         command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
     filters = {
         "since": ("TIME", "entries at or after TIME: ISO 8601 with an offset or Z (2026-12-01T14:55:00+08:00), "
@@ -224,10 +252,29 @@ def _add_connector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("keys", help="data keys of encryption at rest: generate, status, rotate",
-                       description="Important and core payloads are sealed at rest (SM4-GCM, or AES-256-GCM) under "
-                       "the key ring that data_key_env or data_key_file names: base64 keys, the current one first.")
-    inner = p.add_subparsers(dest="keys_command", metavar="{generate,status,rotate}", required=True)
+    p = sub.add_parser("keys", help="the log key (create, show, rotate --log) and data keys (generate, status, rotate)",
+                       description="The log key signs the exchange log's checkpoints ([log] key_file; Ed25519 or "
+                       "SM2). Data keys: important and core payloads are sealed at rest (SM4-GCM, or AES-256-GCM) "
+                       "under the key ring that data_key_env or data_key_file names: base64 keys, the current one "
+                       "first.")
+    inner = p.add_subparsers(dest="keys_command", metavar="{create,show,generate,status,rotate}", required=True)
+    create = inner.add_parser("create", help="create the log key (or, with --witness, a witness's key)",
+                              description="Create the log key at [log] key_file (mode 0600; never overwritten) and "
+                              "print its verifier key to publish. With --witness NAME --output FILE, create an "
+                              "Ed25519 witness key instead and print the verifier key a gateway's [[log.witness]] "
+                              "names.")
+    create.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the log key)")
+    create.add_argument("--algorithm", choices=["ed25519", "sm2"], help="default: [log] signature")
+    create.add_argument("--witness", metavar="NAME", help="create a witness key of this name instead")
+    create.add_argument("--output", type=Path, metavar="FILE", help="where the witness key goes")
+    create.set_defaults(command="keys create")
+    show = inner.add_parser("show", help="print the log's verifier key (public)",
+                            description="Print the log's verifier key, name+id+key, for departments and auditors to "
+                            "check receipts and checkpoints with; --json adds the algorithm, the key id and the keys "
+                            "it signed with before.")
+    show.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+    show.add_argument("--json", action="store_true", help="all of it as JSON")
+    show.set_defaults(command="keys show")
     generate = inner.add_parser("generate", help="print a new random data key (base64 of 32 bytes)",
                                 description="Print a new random data key, to put first in the key ring, or write "
                                 "it to a new key file (mode 0600; an existing file is never overwritten).")
@@ -242,10 +289,33 @@ def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                               "hold the old and the new key). Interrupted, it goes on from where it stopped when run "
                               "again. Logged as config_changed.")
     rotate.add_argument("--batch", type=int, default=500, metavar="N", help="payloads a transaction (default 500)")
+    rotate.add_argument("--log", action="store_true", help="rotate the log key instead: a new key signs from the "
+                        "gateways' next start; the old verifier key is kept listed as retired")
     rotate.set_defaults(command="keys rotate")
     status.set_defaults(command="keys status")
     for command in (status, rotate):
         command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
+
+
+def _add_witness(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("witness", help="cosign a gateway's checkpoints while they stay consistent",
+                       description="Poll a gateway's signed checkpoint; cosign each one that a consistency proof "
+                       "shows extends the last one cosigned, and return the cosignature to the gateway (which "
+                       "publishes it). A checkpoint that does not verify or is inconsistent is not cosigned: both "
+                       "are kept in the state folder as evidence, the alert is printed and counted in "
+                       "witness.prom, and the exit code is 3. One gateway can witness another.")
+    p.add_argument("--gateway", required=True, metavar="URL", help="the gateway watched")
+    p.add_argument("--key", required=True, type=Path, metavar="FILE",
+                   help="the witness's key (supex keys create --witness NAME --output FILE)")
+    p.add_argument("--log-key", required=True, metavar="KEY", help="the watched log's verifier key")
+    p.add_argument("--log-hash", choices=["sm3", "sha256"], default="sm3", help="the watched log's hash (sm3)")
+    p.add_argument("--token-env", default="SUPEX_WITNESS_TOKEN", metavar="VAR",
+                   help="the variable holding an auditor token of the gateway (default SUPEX_WITNESS_TOKEN)")
+    p.add_argument("--state", required=True, type=Path, metavar="FOLDER",
+                   help="where the last cosigned checkpoint, evidence and witness.prom are kept")
+    p.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="seconds between polls (10)")
+    p.add_argument("--once", action="store_true", help="poll once and exit")
+    p.set_defaults(command="witness")
 
 
 def _add_backup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -307,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an unexpected error, show its traceback instead of one line")
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     for add in (_add_gateway, _add_validate, _add_map, _add_mapping, _add_schemas, _add_log, _add_policy,
-                _add_deadletter, _add_connector, _add_quality, _add_keys, _add_backup, _add_demo):
+                _add_deadletter, _add_connector, _add_quality, _add_keys, _add_witness, _add_backup, _add_demo):
         add(sub)
     return parser
 
@@ -334,6 +404,12 @@ _COMMANDS = {
     "log checkpoint": "log:log_checkpoint",
     "log query": "log:log_query",
     "log export": "log:log_export",
+    "log check-receipt": "transparency:log_check_receipt",
+    "log archive": "transparency:log_archive",
+    "log check-archive": "transparency:log_check_archive",
+    "keys create": "transparency:keys_create",
+    "keys show": "transparency:keys_show",
+    "witness": "transparency:witness",
     "policy explain": "admin:policy_explain",
     "deadletter list": "admin:deadletter_list",
     "deadletter replay": "admin:deadletter_replay",

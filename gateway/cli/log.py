@@ -12,6 +12,8 @@ import orjson
 
 from gateway.cli.common import audited, configured_store, log_filter, store_of
 from gateway.exchange_log import ChainCheck, against_checkpoint
+from gateway.flow.checkpoints import held_to_tree, load_log_key
+from gateway.verify_receipt import VerifierKey
 from gateway.store.model import LogFilter
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 
@@ -19,8 +21,10 @@ __all__ = ["log_checkpoint", "log_export", "log_query", "log_verify"]
 
 
 def log_verify(args: argparse.Namespace) -> int:
-    """``supex log verify``: recompute the whole hash chain; exit 1 naming the first bad entry."""
-    store = store_of(args)
+    """``supex log verify``: recompute every entry's hash and the tree they make, and hold it to the
+    tree proofs are served from and to the latest signed checkpoint; exit 1 naming the first bad
+    entry."""
+    config, store = configured_store(args)
     try:
         total = store.log.head()[0]
         outcome = ChainCheck(True, 0)
@@ -28,9 +32,12 @@ def log_verify(args: argparse.Namespace) -> int:
             task = progress.add_task("verifying", total=total)
             for outcome in store.log.verify():
                 progress.update(task, completed=outcome.entries)
-        audited(store, args, "log verify")
+        key = VerifierKey(load_log_key(config).verifier) if config.key_path().exists() else None
+        outcome = held_to_tree(store, outcome, key)
         if args.checkpoint:
             outcome = against_checkpoint(outcome, args.checkpoint, store.log.hash_at(args.checkpoint[0]))
+        if outcome.ok:  # a broken log takes no more entries until it is looked into
+            audited(store, args, "log verify")
     finally:
         store.close()
     if args.json:

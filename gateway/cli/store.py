@@ -74,7 +74,11 @@ def keys_status(args: argparse.Namespace) -> int:
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
-    """``supex keys rotate``: seal everything again under the current key, resumably, with a progress bar."""
+    """``supex keys rotate``: seal everything again under the current key, resumably, with a progress
+    bar; with ``--log``, a new log key instead."""
+    if args.log:
+        from gateway.cli.transparency import keys_rotate_log  # noqa: PLC0415 - loaded by the command that uses it
+        return keys_rotate_log(args)
     store = _keyed_store(args)
     try:
         before = store.sealed.key_status()

@@ -227,8 +227,10 @@ class Deliverer:
             sendable = [s for s in sendable if s[0].seq not in written]
             if not sendable:
                 return 0.0
+        # the seqs of the log entries that shared them, in the body's order: each one's receipt
+        receipts = ",".join(str(item.log_seq) for item, _ in sendable)
         try:
-            await self._post(consumer, body, content_type)
+            await self._post(consumer, body, content_type, {"X-Supex-Receipts": receipts})
         except DeliveryFailedError as exc:
             breaker.failed()
             await self._failed(consumer, [s[0] for s in sendable], exc)
@@ -270,7 +272,8 @@ class Deliverer:
         (``DeliveryFailedError`` if it does not take them)."""
         await self._post(self.consumers[consumer_id], body, NOTICES)
 
-    async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str) -> None:
+    async def _post(self, consumer: ConnectorConfig, body: bytes, content_type: str,
+                    headers: Mapping[str, str] | None = None) -> None:
         assert consumer.endpoint is not None
         if self._session is None:
             self._session = aiohttp.ClientSession()
@@ -278,7 +281,7 @@ class Deliverer:
         try:
             answer = await send(self._session, "POST", url, body, key=consumer.id,
                                 secret=self.config.secrets[consumer.id], content_type=content_type,
-                                timeout=consumer.push_timeout_seconds, clock=self._clock)
+                                timeout=consumer.push_timeout_seconds, clock=self._clock, extra_headers=headers)
         except UnreachableError as exc:
             raise DeliveryFailedError(f"无法送达 {url} / cannot deliver to {url}: {exc}") from exc
         verdict = classify(answer.status)

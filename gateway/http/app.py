@@ -19,15 +19,17 @@ import structlog
 from aiohttp import web
 
 from gateway.config import Config, resolve_mapping
+from gateway.flow.checkpoints import Checkpoints, load_log_key
 from gateway.flow.delivery import Deliverer
 from gateway.flow.in_force import PolicyInForce
 from gateway.flow.prepare import PreparePool, RecordPreparer
 from gateway.flow.procedure import Deadlines, SharingProcedure
 from gateway.flow.sharing import Sharer
 from gateway.flow.sources import Sources
-from gateway.http import admin, audit, console, inbox, probes, procedure, records
+from gateway.http import admin, audit, console, inbox, probes, procedure, records, transparency
 from gateway.http.auth import authenticate
 from gateway.http.context import (
+    CHECKPOINTS,
     BODIES,
     CLOCK,
     CONFIG,
@@ -67,17 +69,20 @@ log = structlog.get_logger("supex.gateway")
 
 def all_routes() -> tuple[Route, ...]:
     """Every route of the gateway, room by room."""
-    return (*records.ROUTES, *inbox.ROUTES, *procedure.ROUTES, *audit.ROUTES, *admin.ROUTES, *probes.ROUTES,
+    return (*records.ROUTES, *inbox.ROUTES, *procedure.ROUTES, *audit.ROUTES, *transparency.ROUTES, *admin.ROUTES,
+            *probes.ROUTES,
             *console.ROUTES)
 
 
 async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: int = 10,
                         forget_every: int = 300) -> None:
     """Checkpoint the WAL five times a second, beside the writer, so that no backlog builds up;
-    every two seconds take up rules and connector states changed at another gateway; and every
-    minute forget the nonces whose window has passed."""
+    every two seconds take up rules and connector states changed at another gateway; every minute
+    forget the nonces whose window has passed; and every ``[log] checkpoint_every_seconds`` sign a
+    checkpoint of the log, if it has grown."""
     runner = app[STORE]
     loop = asyncio.get_running_loop()
+    sign_every = max(1, round(app[CONFIG].log.checkpoint_every_seconds / every))
     for turn in itertools.count(1):
         await asyncio.sleep(every)
         try:
@@ -86,6 +91,8 @@ async def _housekeeping(app: web.Application, every: float = 0.2, follow_every: 
                 await app[IN_FORCE].follow()
             if turn % forget_every == 0:
                 await runner.call(runner.store.records.forget_nonces, app[CLOCK]())
+            if turn % sign_every == 0:
+                await app[CHECKPOINTS].sign()
         except Exception as exc:  # noqa: BLE001 - retried at the next turn
             log.warning("housekeeping_failed", reason=str(exc))
 
@@ -106,6 +113,7 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
             runner.close()
             raise
         app[METRICS].registry.register(WriterCollector(lambda: (store.writer.waited, store.writer.held)))
+        app[CHECKPOINTS] = Checkpoints(runner, load_log_key(config, create=True), config.log.witness)
         in_force = app[IN_FORCE] = PolicyInForce(config, runner)
         await in_force.load()
         sharer = app[SHARER] = Sharer(in_force, runner)

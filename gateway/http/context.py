@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.flow.checkpoints import Checkpoints
 from gateway.flow.delivery import Deliverer
 from gateway.flow.in_force import PolicyInForce
 from gateway.flow.prepare import PreparePool, RecordPreparer
@@ -21,7 +22,7 @@ from gateway.store.records import Nonce
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 
-__all__ = ["BODIES", "BODY", "CLOCK", "CONFIG", "DEADLINES", "DELIVERER", "IDENTITY", "IN_FORCE", "LIMITER",
+__all__ = ["BODIES", "BODY", "CHECKPOINTS", "CLOCK", "CONFIG", "DEADLINES", "DELIVERER", "IDENTITY", "IN_FORCE", "LIMITER",
            "MAPPINGS", "METRICS", "NONCE", "NONCES", "OPENAPI", "PREPARER", "PREPARE_POOL", "PROCEDURE", "SHARER",
            "SOURCES", "STORE", "THROTTLE", "TOKENS", "WARNINGS", "Clock", "error", "json_response"]
 
@@ -48,6 +49,7 @@ SOURCES = web.AppKey("sources", Sources)
 PROCEDURE = web.AppKey("procedure", SharingProcedure)
 DEADLINES = web.AppKey("deadlines", Deadlines)
 PREPARE_POOL = web.AppKey("prepare_pool", PreparePool)
+CHECKPOINTS = web.AppKey("checkpoints", Checkpoints)
 # set on each request the authentication admits
 IDENTITY = web.RequestKey("identity", Identity)
 BODY = web.RequestKey("body", bytes)

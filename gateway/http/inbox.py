@@ -25,7 +25,9 @@ async def inbox(request: web.Request) -> web.Response:
     page = await request.app[SHARER].inbox(connector, after, limit)  # ReadLimitError past the agreement's reads
     if page.overdue:
         request.app[METRICS].overdue.labels(connector).inc(page.overdue)
-    answer: dict[str, object] = {"records": [r.record for r in page.records], "next": str(page.next)}
+    answer: dict[str, object] = {"records": [r.record for r in page.records], "next": str(page.next),
+                                 "receipts": [{"record_id": r.record_id, "version": r.version, "seq": r.log_seq}
+                                              for r in page.records]}
     store = request.app[STORE]
     notices = await store.call(store.store.procedure.hand_over, connector)  # the procedure's, once each
     if notices:

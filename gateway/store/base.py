@@ -11,10 +11,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gateway.exceptions import StoreUnavailableError
 from gateway.exchange_log import GENESIS, LogEntry, Stretch
+
+if TYPE_CHECKING:
+    from gateway.store.tree import LogTree
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "Clock", "Connection", "Database", "WriterTimes", "create_private", "log_head",
            "new_backup_file", "upsert", "utc_now"]
@@ -71,11 +74,14 @@ class Database(Protocol):
 
     def reading(self) -> AbstractContextManager[Connection]: ...
 
+    @property
+    def tree(self) -> LogTree: ...
+
     def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None: ...
 
     def now(self) -> str: ...
 
-    def append(self, db: Connection, entries: Sequence[LogEntry]) -> None: ...
+    def append(self, db: Connection, entries: Sequence[LogEntry]) -> int: ...
 
 
 def utc_now() -> dt.datetime:

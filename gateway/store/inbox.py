@@ -4,6 +4,7 @@ against the agreement's daily limit, and acknowledged cursors."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from gateway.exceptions import ReadLimitError
 from gateway.exchange_log import LogEntry, delivery_entry
 from gateway.store.base import Connection, Database, upsert
+from gateway.store.log import routed_seqs
 from gateway.store.model import InboxPage, Sharing, StoredRecord
 from gateway.store.sealed import Sealed
 from policy.rules import LOCAL
@@ -61,7 +63,9 @@ class Inbox:
                 entries.append(LogEntry("pulled", at, connector=consumer,
                                         reason=f"{len(records)} records, seq {rows[0][0]}-{following}"))
             store.append(db, entries)
-            return InboxPage(records, following, sum(1 for e in entries if e.event == "overdue"))
+            seqs = routed_seqs(db, consumer, [(r.connector, r.record_id, r.version) for r in records])
+            return InboxPage([dataclasses.replace(r, log_seq=s) for r, s in zip(records, seqs, strict=True)], following,
+                             sum(1 for e in entries if e.event == "overdue"))
 
     def ack(self, consumer: str, cursor: int) -> int:
         """Mark everything up to ``cursor`` consumed; returns the acknowledged cursor."""

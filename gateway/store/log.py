@@ -25,7 +25,7 @@ from gateway.exchange_log import (
 from gateway.store.base import Connection, Database, log_head
 from gateway.store.model import LogFilter
 
-__all__ = ["ExchangeLogStore", "verify_stretch"]
+__all__ = ["ExchangeLogStore", "routed_seqs", "verify_stretch"]
 
 _VERIFY_STRETCH = 1 << 16  # entries a worker checks at a time: a power of two, so that stretches are subtrees
 _PARALLEL_FROM = 200_000  # logs from this size are verified in several processes
@@ -139,6 +139,27 @@ class ExchangeLogStore:
                            for column in ("connector", "counterpart"))
         return known
 
+    def entry(self, seq: int) -> LogEntry | None:
+        """The entry at ``seq``, if there is one."""
+        with self.store.reading() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else row_entry(row)
+
+    def receipted(self, connector: str, record_id: str, version: int | None = None, *,
+                  as_consumer: bool = False) -> LogEntry | None:
+        """The entry a receipt of ``connector`` about ``record_id`` proves: as its producer, the
+        entry that stored it (its latest version, or ``version``); as a consumer, the ``routed``
+        entry that shared it with it (the latest)."""
+        event, column = ("routed", "connector") if as_consumer else ("stored", "source")
+        sql = f"SELECT {_COLUMNS} FROM exchange_log WHERE record_id = ? AND event = ? AND {column} = ?"
+        args: list[Any] = [record_id, event, connector]
+        if version is not None:
+            sql += " AND version = ?"
+            args.append(version)
+        with self.store.reading() as db:
+            row = db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return None if row is None else row_entry(row)
+
     def hash_at(self, seq: int) -> str | None:
         """The hash the log holds at ``seq``, or ``None`` if it has no such entry."""
         with self.store.query() as db:
@@ -162,6 +183,8 @@ class ExchangeLogStore:
         hash depends only on its own row, so only the links between stretches, and the subtrees
         they make, are left to join here."""
         store = self.store
+        if _VERIFY_STRETCH & (_VERIFY_STRETCH - 1):
+            raise ValueError("a stretch of the log verified at a time must be a power of two (a subtree)")
         total, chained = self.head()[0], self.chained()
         ranges = [(first, min(first + _VERIFY_STRETCH - 1, total)) for first in range(1, total + 1, _VERIFY_STRETCH)]
         workers = (os.cpu_count() or 1) if processes is None else processes
@@ -204,6 +227,22 @@ def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canoni
 
     return check_stretch(links(), algorithm, first, last, chained=chained,
                          recheck=canonical if canonical_sql else None)
+
+
+def routed_seqs(db: Connection, consumer: str, records: Sequence[tuple[str, str, int]]) -> list[int | None]:
+    """The seq of the ``routed`` entry that shared each ``(source, record_id, version)`` with
+    ``consumer`` — the entry its receipt proves (the latest, if routed again) — in order."""
+    found: dict[tuple[str, str, int], int] = {}
+    ids = sorted({record_id for _, record_id, _ in records})
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = db.execute(f"SELECT seq, source, record_id, version FROM exchange_log WHERE record_id IN "
+                          f"({', '.join('?' * len(chunk))}) AND event = 'routed' AND connector = ?",
+                          (*chunk, consumer))
+        for seq, source, record_id, version in rows:
+            key = (source, record_id, version)
+            found[key] = max(seq, found.get(key, 0))
+    return [found.get(key) for key in records]
 
 
 def _seq_bounds(db: Connection, since: str | None, until: str | None) -> tuple[int, int]:

@@ -66,12 +66,15 @@ class IngestOutcome(NamedTuple):
     seq: int | None = None
     errors: tuple[dict[str, str], ...] | list[dict[str, str]] = ()
     warnings: tuple[dict[str, str], ...] = ()
+    log_seq: int | None = None  # the seq of its entry in the exchange log (stored, duplicate, stale, rejected)
 
     def as_dict(self) -> dict[str, Any]:
-        """The per-record result of the push answer."""
+        """The per-record result of the push answer: ``seq`` is its log entry's, for its receipt."""
         out: dict[str, Any] = {"index": self.position, "record_id": self.record_id, "status": self.status}
         if self.version is not None:
             out["version"] = self.version
+        if self.log_seq is not None:
+            out["seq"] = self.log_seq
         if self.status == "rejected":
             out["errors"] = list(self.errors)
         out["warnings"] = list(self.warnings)
@@ -95,6 +98,7 @@ class StoredRecord:
     record_id: str
     version: int
     record: dict[str, Any]
+    log_seq: int | None = None  # the seq of the log entry that shared it with the consumer (its receipt)
 
 
 class Due(NamedTuple):
@@ -104,6 +108,7 @@ class Due(NamedTuple):
     record: dict[str, Any]
     attempts: int
     due_by: str | None
+    log_seq: int | None = None  # the seq of the log entry that shared it with the consumer (its receipt)
 
 
 class Sharing(NamedTuple):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.exchange_log import LogEntry, delivery_entry
+from gateway.store.log import routed_seqs
 from gateway.store.base import Database
 from gateway.store.model import Due, Sharing
 from gateway.store.sealed import Sealed
@@ -37,8 +38,11 @@ class Outbox:
                 (consumer, now, now, limit)).fetchall()
             db.executemany("UPDATE deliveries SET lease_until = ?, claimed_by = ? WHERE consumer = ? AND seq = ?",
                            [(now + store.lease_seconds, claimant, consumer, row[0]) for row in rows])
-        return [Due(seq, self.sealed.record(seq, version, payload), attempts, due_by)
-                for seq, version, payload, attempts, due_by in rows]
+            due = [Due(seq, self.sealed.record(seq, version, payload), attempts, due_by)
+                   for seq, version, payload, attempts, due_by in rows]
+            seqs = routed_seqs(db, consumer, [(d.record["source"]["connector"], d.record["record_id"], d.record["version"])
+                                              for d in due])
+        return [d._replace(log_seq=s) for d, s in zip(due, seqs, strict=True)]
 
     def release(self, consumer: str, items: Sequence[Due]) -> None:
         """Give claimed deliveries back untried, for the next round here or elsewhere."""

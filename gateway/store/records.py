@@ -107,8 +107,8 @@ class Records:
         writes.write(db)
         if policy is not None and writes.stored:
             self.routing.route(db, at, writes.stored, writes.entries, policy)
-        self.store.append(db, writes.entries)
-        return results
+        before = self.store.append(db, writes.entries)  # each outcome's log_seq was its entry's place in them
+        return [[o._replace(log_seq=before + (o.log_seq or 0)) for o in outcomes] for outcomes in results]
 
     def _ingest_batch(self, at: str, next_seq: int, batch: Batch, writes: _Writes) -> tuple[list[IngestOutcome], int]:
         connector, batch_id, incoming, rejected, mark = batch
@@ -135,7 +135,7 @@ class Records:
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=verdict.version, batch_id=batch_id, digest=item.digest))
                 outcomes.append(IngestOutcome(item.position, item.record_id, "accepted", verdict.version, next_seq,
-                                              warnings=item.warnings))
+                                              warnings=item.warnings, log_seq=len(entries)))
                 next_seq += 1
             elif verdict.status == "rejected":
                 errors = [verdict.error] if verdict.error else []
@@ -145,13 +145,13 @@ class Records:
                                         record_type=item.record_type, record_id=item.record_id,
                                         batch_id=batch_id, reason="version_conflict"))
                 outcomes.append(IngestOutcome(item.position, item.record_id, "rejected", errors=errors,
-                                              warnings=item.warnings))
+                                              warnings=item.warnings, log_seq=len(entries)))
             else:
                 entries.append(LogEntry(verdict.status, at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=item.version, batch_id=batch_id, digest=item.digest))
                 outcomes.append(IngestOutcome(item.position, item.record_id, verdict.status, verdict.version,
-                                              warnings=item.warnings))
+                                              warnings=item.warnings, log_seq=len(entries)))
         for bad in rejected:
             codes = sorted({e["code"] for e in bad.errors})
             quarantine.append((connector, batch_id, bad.position, bad.record_id, bad.record_type, at,
@@ -159,7 +159,8 @@ class Records:
             entries.append(LogEntry("rejected", at, connector=connector, source=connector,
                                     record_type=bad.record_type, record_id=bad.record_id, batch_id=batch_id,
                                     reason=",".join(codes)))
-            outcomes.append(IngestOutcome(bad.position, bad.record_id, "rejected", errors=bad.errors))
+            outcomes.append(IngestOutcome(bad.position, bad.record_id, "rejected", errors=bad.errors,
+                                          log_seq=len(entries)))
         return sorted(outcomes, key=lambda o: o.position), next_seq
 
     def source_mark(self, connector: str, name: str) -> str | None:

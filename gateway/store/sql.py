@@ -160,10 +160,11 @@ class SQLStore:
         """The store's notion of now, as the log writes it."""
         return moment_text(self.clock())
 
-    def append(self, db: Connection, entries: Sequence[LogEntry]) -> None:
+    def append(self, db: Connection, entries: Sequence[LogEntry]) -> int:
         """Append ``entries`` to the exchange log inside the write transaction ``db``: each entry's
         hash is its leaf in the log's Merkle tree, ``H(0x00 || canonical JSON)``, linked to the one
-        before by ``prev_hash``, and the tree grows by them in the same transaction."""
+        before by ``prev_hash``, and the tree grows by them in the same transaction. The seq before
+        the first of them (entry ``n`` of them is at that seq plus ``n``)."""
         # the log continues from the head as it is now, read inside the serialised write: another
         # gateway or a command may have appended since this one last did
         seq, prev = log_head(db)
@@ -187,6 +188,7 @@ class SQLStore:
         if volume:
             db.executemany("INSERT INTO volume VALUES (?, ?, ?, ?) ON CONFLICT (day, connector, event) DO UPDATE "
                            "SET count = volume.count + excluded.count", [(*key, n) for key, n in volume.items()])
+        return size
 
     def ping(self) -> bool:
         """Whether the store answers."""

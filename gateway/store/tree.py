@@ -88,6 +88,11 @@ class LogTree:
             self._within(db, size)
             return self._ranges(db, [(0, size)])[0]
 
+    def hashes(self, ranges: Sequence[Range]) -> list[bytes]:
+        """The hash of each range of leaves (each within the tree)."""
+        with self.store.reading() as db:
+            return self._ranges(db, ranges)
+
     def inclusion(self, seq: int, size: int) -> tuple[bytes, list[bytes]]:
         """The leaf hash of entry ``seq`` and its audit path in the tree of ``size`` entries."""
         with self.store.reading() as db:

@@ -48,7 +48,10 @@ async def test_versions_duplicates_and_stale(gw: Signed) -> None:
     assert body["duplicates"] == 1 and body["accepted"] == 0
     v5 = {**inspection(1), "version": 5}
     _, body = await gw.push("amr", [v5])
+    seq = body["results"][0].pop("seq")
     assert body["results"][0] == {"index": 0, "record_id": "in-1", "status": "accepted", "version": 5, "warnings": []}
+    stored = (await gw.call("GET", f"/v1/audit/events?after={seq - 1}&limit=1", bearer=AUDITOR_TOKEN))[1]["events"][0]
+    assert (stored["seq"], stored["event"], stored["record_id"], stored["version"]) == (seq, "stored", "in-1", 5)
     _, body = await gw.push("amr", [{**inspection(1), "version": 4}])
     assert body["stale"] == 1
     _, body = await gw.push("amr", [inspection(1, mode="网络检查")])

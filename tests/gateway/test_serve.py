@@ -119,13 +119,12 @@ def test_push_survives_sigkill_and_the_log_verifies(served: Served, tmp_path: Pa
     assert checkpoint["algorithm"] == "sm3" and len(checkpoint["hash"]) == 64
     mark = checkpoint["checkpoint"]
     assert served.supex("log", "verify", "--config", str(served.config), "--checkpoint", mark).returncode == 0
-    with sqlite3.connect(tmp_path / "supex.db") as db:  # remove the tail: the chain alone cannot tell
+    with sqlite3.connect(tmp_path / "supex.db") as db:  # remove the tail: the tree, grown by it, tells
         db.execute("DELETE FROM exchange_log WHERE seq >= ?", (checkpoint["seq"] - 1,))
-    assert served.supex("log", "verify", "--config", str(served.config)).returncode == 0
+    truncated = served.supex("log", "verify", "--config", str(served.config))
+    assert truncated.returncode == 1 and "removed at the tail" in truncated.stdout
     truncated = served.supex("log", "verify", "--config", str(served.config), "--checkpoint", mark)
-    # the verification just before appended its own audit_query entry where the tail was: the
-    # checkpoint still tells, by the hash at its seq
-    assert truncated.returncode == 1 and "differs from the checkpoint" in truncated.stdout
+    assert truncated.returncode == 1 and f"BROKEN at seq {checkpoint['seq'] - 1}" in truncated.stdout
     with sqlite3.connect(tmp_path / "supex.db") as db:
         db.execute("UPDATE exchange_log SET at = at || 'x' WHERE seq = 7")  # a record's outcome entry
     broken = served.supex("log", "verify", "--config", str(served.config))

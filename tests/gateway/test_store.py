@@ -73,7 +73,7 @@ def test_records_and_their_log_entries_survive_a_reopen(backend: Backend) -> Non
     assert again.log.head() == head == (5, again.log.head()[1])  # received, 2 stored, 2 routed
     page = inbox_page(again, POLICY, "jinan", None, 10)
     assert [r.record_id for r in page.records] == ["in-1", "in-2"]
-    assert again.schema_version == len(type(again).MIGRATIONS) == 9
+    assert again.schema_version == len(type(again).MIGRATIONS) == 10
 
 
 def test_records_stored_without_a_policy_are_routed_when_one_is_set(backend: Backend) -> None:
@@ -139,10 +139,10 @@ def test_verify_names_reordered_entries(backend: Backend) -> None:
 
 
 @pytest.mark.parametrize(("sql", "first_bad"), [
-    ("UPDATE exchange_log SET reason = 'x' WHERE seq = 4", 4),  # the first entry of a stretch
-    ("UPDATE exchange_log SET prev_hash = hash WHERE seq = 7", 7),  # its link to the stretch before
-    ("DELETE FROM exchange_log WHERE seq = 7", 7),  # a whole stretch's first entry gone
-    ("UPDATE exchange_log SET record_id = 'x' WHERE seq = 9", 9),
+    ("UPDATE exchange_log SET reason = 'x' WHERE seq = 5", 5),  # the first entry of a stretch
+    ("UPDATE exchange_log SET prev_hash = hash WHERE seq = 5", 5),  # its link to the stretch before
+    ("DELETE FROM exchange_log WHERE seq = 5", 5),  # a whole stretch's first entry gone
+    ("UPDATE exchange_log SET record_id = 'x' WHERE seq = 7", 7),
     ("SELECT 1", None),
 ])
 def test_verifying_in_stretches_side_by_side_finds_what_one_pass_finds(
@@ -153,7 +153,7 @@ def test_verifying_in_stretches_side_by_side_finds_what_one_pass_finds(
     store.close()
     backend.execute(sql)
     serial = list(_store(backend).log.verify(processes=1))[-1]
-    monkeypatch.setattr(log_store, "_VERIFY_STRETCH", 3)
+    monkeypatch.setattr(log_store, "_VERIFY_STRETCH", 4)
     monkeypatch.setattr(log_store, "_PARALLEL_FROM", 0)
     side_by_side = list(_store(backend).log.verify(processes=2))
     assert side_by_side[-1] == serial and serial.first_bad_seq == first_bad
@@ -178,7 +178,8 @@ def test_entries_with_awkward_text_verify_and_their_changes_are_found(
 
 
 def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
-    """Chains verify from genesis; each entry's hash covers the previous hash and all its fields."""
+    """Entries written before the tree verify as a chain from genesis; each one's hash covers the
+    previous hash and all its fields."""
     entries, prev = [], GENESIS
     for n in range(1, 4):
         entry = LogEntry("received", "2026-01-01T00:00:00Z", record_id=f"r{n}", seq=n, prev_hash=prev)
@@ -186,10 +187,11 @@ def test_verify_notices_a_dropped_tail_only_against_a_checkpoint() -> None:
         entries.append(LogEntry("received", "2026-01-01T00:00:00Z", record_id=f"r{n}", seq=n, prev_hash=prev,
                                 hash=digest))
         prev = digest
-    assert list(verify_chain("sm3", entries))[-1].ok
-    assert list(verify_chain("sm3", entries))[-1].head == prev
-    assert not list(verify_chain("sha256", entries))[-1].ok
-    assert list(verify_chain("sm3", entries[:2]))[-1].head != prev  # a checkpoint reveals a dropped tail
+    assert list(verify_chain("sm3", entries, chained=3))[-1].ok
+    assert list(verify_chain("sm3", entries, chained=3))[-1].head == prev
+    assert not list(verify_chain("sha256", entries, chained=3))[-1].ok
+    assert not list(verify_chain("sm3", entries))[-1].ok  # a chain hash is no leaf hash
+    assert list(verify_chain("sm3", entries[:2], chained=3))[-1].head != prev  # a checkpoint reveals a dropped tail
 
 
 def test_log_entries_hold_no_payload_values(backend: Backend) -> None:

@@ -1,0 +1,342 @@
+"""The verifiable log from the command line: the log key made, shown and rotated (``supex keys
+create|show|rotate --log``), receipts checked offline (``supex log check-receipt``), closed ranges
+of the log archived as self-verifying bundles (``supex log archive``, ``supex log check-archive``),
+and a witness that cosigns a gateway's checkpoints while they stay consistent (``supex witness``)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.cli.common import audited, configured_store
+from gateway.config import load_config
+from gateway.exceptions import ConfigError
+from gateway.exchange_log import LogEntry
+from gateway.flow.checkpoints import load_log_key
+from gateway.merkle import compact, fold, hash_function, leaf_hash, range_nodes
+from gateway.signing import LogKey, checkpoint_text, cosign, open_signed, verify_with, witness_verifier
+from gateway.store.base import create_private
+from gateway.store.tree import SignedCheckpoint
+from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
+from gateway.verify_receipt import (
+    ReceiptError,
+    VerifierKey,
+    canonical_entry,
+    check_receipt,
+    verify_consistency,
+)
+
+__all__ = ["keys_create", "keys_show", "log_archive", "log_check_archive", "log_check_receipt", "retired_keys",
+           "witness"]
+
+EXIT_ALERT = 3  # a witness saw a checkpoint inconsistent with the one it cosigned before
+
+
+def retired_keys(key_path: Path) -> list[str]:
+    """The verifier keys the log signed with before its key was rotated, oldest first."""
+    listed = key_path.with_name(key_path.name + ".retired")
+    return [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if listed.exists() else []
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    """``supex keys create``: the log key of a configuration, or a witness's key (``--witness``)."""
+    if args.witness:
+        if args.output is None:
+            raise ConfigError("--witness 需要 --output / --witness needs --output FILE for the witness's key")
+        key = LogKey.new(args.witness, "ed25519")
+        key.save(args.output)
+        print(f"witness key written to {args.output} (mode 0600) / 见证人密钥已写入")
+        print(f"its verifier key, for the gateway's [[log.witness]]: {witness_verifier(key)}")
+        return EXIT_OK
+    if args.config is None:
+        raise ConfigError("需要 --config / --config FILE is required (or --witness NAME --output FILE)")
+    config = load_config(args.config, secrets_of=())
+    algorithm = args.algorithm or config.log.signature
+    if algorithm != config.log.signature:
+        raise ConfigError(f"[log] signature 为 {config.log.signature} / [log] signature is {config.log.signature}: set "
+                          f"it to {algorithm} first, so that the gateway uses the key it is given")
+    key = LogKey.new(config.log.origin, algorithm)
+    key.save(config.key_path())
+    print(f"log key ({algorithm}) written to {config.key_path()} (mode 0600) / 日志签名密钥已写入")
+    print(f"publish its verifier key: {key.verifier}")
+    return EXIT_OK
+
+
+def keys_show(args: argparse.Namespace) -> int:
+    """``supex keys show``: the log's verifier key (public), and those it signed with before."""
+    config = load_config(args.config, secrets_of=())
+    key = load_log_key(config)
+    shown = {"origin": key.name, "algorithm": key.algorithm, "key_id": key.key_id.hex(), "created": key.created,
+             "verifier_key": key.verifier, "retired": retired_keys(config.key_path()), "log_hash": config.gateway.log_hash}
+    print(json.dumps(shown, ensure_ascii=False, indent=2) if args.json else key.verifier)
+    return EXIT_OK
+
+
+def keys_rotate_log(args: argparse.Namespace) -> int:
+    """``supex keys rotate --log``: a new log key; the old one's verifier key listed as retired
+    (published beside the new one, so that checkpoints signed before stay checkable)."""
+    config = load_config(args.config, secrets_of=())
+    path = config.key_path()
+    old = load_log_key(config)
+    listed = path.with_name(path.name + ".retired")
+    with listed.open("a", encoding="utf-8") as file:
+        file.write(old.verifier + "\n")
+    path.rename(path.with_name(f"{path.name}.{old.key_id.hex()}.old"))
+    new = LogKey.new(config.log.origin, config.log.signature)
+    new.save(path)
+    _, store = configured_store(args)
+    try:
+        store.log.append([LogEntry("config_changed", store.now(), counterpart="cli", rule="log-key",
+                                   reason=f"log key rotated: {old.key_id.hex()} retired, {new.key_id.hex()} in use")])
+    finally:
+        store.close()
+    print(f"new log key {new.key_id.hex()} in {path}; the old one ({old.key_id.hex()}) is retired / 日志签名密钥已轮换")
+    print(f"publish: {new.verifier}")
+    print("restart the gateways on this store so that they sign with it")
+    return EXIT_OK
+
+
+# ---- receipts ---------------------------------------------------------------------------------------
+
+def log_check_receipt(args: argparse.Namespace) -> int:
+    """``supex log check-receipt``: a receipt checked offline against the log's verifier key."""
+    try:
+        receipt = json.loads(args.receipt.read_text(encoding="utf-8"))
+        key = VerifierKey(args.key)
+        h = hash_function(str(receipt.get("log_hash")))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"无法读取回执 / cannot read the receipt {args.receipt}: {exc}") from None
+    except ReceiptError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        checkpoint = check_receipt(receipt, key, h, verify_with)
+        if args.older is not None:
+            earlier = open_signed(args.older.read_text(encoding="utf-8"), key)
+            proof = [bytes.fromhex(p) for p in json.loads(args.proof.read_text(encoding="utf-8"))["proof"]] \
+                if args.proof else []
+            if not verify_consistency(h, earlier.size, checkpoint.size, earlier.root, checkpoint.root, proof):
+                raise ReceiptError(f"the log of {checkpoint.size} entries does not extend the checkpoint of "
+                                   f"{earlier.size} you kept: it was rewritten")
+    except ReceiptError as exc:
+        print(f"NOT VERIFIED: {exc} / 回执验证失败")
+        return EXIT_INVALID
+    entry = receipt["entry"]
+    print(f"verified: entry {entry['seq']} ({entry.get('event')}, record {entry.get('record_id')}, "
+          f"{entry.get('at')}) is in the log {checkpoint.origin} of {checkpoint.size} entries / 回执有效")
+    return EXIT_OK
+
+
+# ---- archives ---------------------------------------------------------------------------------------
+
+def log_archive(args: argparse.Namespace) -> int:
+    """``supex log archive --until SEQ DIR``: entries after the last archive up to ``SEQ`` written
+    as a bundle that verifies by itself: the entries, the subtrees of the tree before them, and a
+    checkpoint of the tree of exactly ``SEQ`` entries signed with the log key."""
+    config, store = configured_store(args)
+    try:
+        key = load_log_key(config)
+        size = store.tree.size()
+        until = args.until
+        if not 1 <= until <= size:
+            raise ConfigError(f"--until 应在 1 到 {size} 之间 / --until must be from 1 to the log's size, {size}")
+        folder: Path = args.folder
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        first = _archived_until(folder) + 1
+        if first > until:
+            raise ConfigError(f"{folder} 已归档到 {first - 1} / {folder} holds the log up to seq {first - 1} already")
+        signed = store.tree.checkpoint(until)
+        if signed is None:
+            root = store.tree.root(until)
+            note = key.sign_note(checkpoint_text(key.name, until, root, store.clock()))
+            signed = SignedCheckpoint(until, store.now(), key.key_id.hex(), note)
+            store.tree.keep_checkpoint(signed)
+        border = store.tree.hashes(_border_ranges(first - 1))
+        bundle = folder / f"log-{first:012d}-{until:012d}"
+        bundle.mkdir(mode=0o700)
+        with progress_bar() as progress, (bundle / "entries.ndjson").open("wb") as out:
+            task = progress.add_task("archiving", total=until - first + 1)
+            for n, entry in enumerate(store.log.entries(after=first - 1, limit=until - first + 1), 1):
+                out.write(orjson.dumps({**entry.content(), "prev_hash": entry.prev_hash, "hash": entry.hash}) + b"\n")
+                if n % 1000 == 0:
+                    progress.update(task, completed=n)
+            progress.update(task, completed=until - first + 1)
+        manifest = {"origin": key.name, "log_hash": store.log_hash, "first": first, "until": until,
+                    "verifier_key": key.verifier, "left_border": [h.hex() for h in border],
+                    "checkpoint": signed.note}
+        (bundle / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        audited(store, args, f"log archive to seq {until}")
+    finally:
+        store.close()
+    print(f"archived entries {first}-{until} to {bundle}; check it with: supex log check-archive {bundle} --key "
+          f"'{key.verifier}' / 归档完成")
+    return EXIT_OK
+
+
+def _border_ranges(size: int) -> list[tuple[int, int]]:
+    return [(i << level, (i + 1) << level) for level, i in range_nodes(0, size)]
+
+
+def _archived_until(folder: Path) -> int:
+    done = [int(p.name.rsplit("-", 1)[1]) for p in folder.glob("log-*-*") if p.name.rsplit("-", 1)[1].isdigit()]
+    return max(done, default=0)
+
+
+def log_check_archive(args: argparse.Namespace) -> int:
+    """``supex log check-archive BUNDLE --key KEY``: a bundle verified by itself — its checkpoint's
+    signature, each entry's hash, and the root the entries make with the subtrees before them."""
+    try:
+        manifest = json.loads((args.bundle / "manifest.json").read_text(encoding="utf-8"))
+        key = VerifierKey(args.key)
+        h = hash_function(manifest["log_hash"])
+        checkpoint = open_signed(manifest["checkpoint"], key)
+        first, until = int(manifest["first"]), int(manifest["until"])
+        stack = [(level, i, bytes.fromhex(x)) for (level, i), x in
+                 zip(range_nodes(0, first - 1), manifest["left_border"], strict=True)]
+        expected, prev = first, None
+        with (args.bundle / "entries.ndjson").open("rb") as entries:
+            for line in entries:
+                entry = orjson.loads(line)
+                leaf = leaf_hash(h, canonical_entry(entry))
+                if entry["seq"] != expected or (prev is not None and entry["prev_hash"] != prev):
+                    raise ReceiptError(f"entry {expected} is missing or out of place")
+                if leaf.hex() != entry["hash"] and h(entry["prev_hash"].encode() + canonical_entry(entry)).hex() != \
+                        entry["hash"]:
+                    raise ReceiptError(f"entry {expected} does not match its hash (changed)")
+                compact(h, stack, [leaf], expected - 1)
+                expected, prev = expected + 1, entry["hash"]
+        if expected != until + 1:
+            raise ReceiptError(f"the bundle ends at {expected - 1}, its manifest says {until}")
+        if checkpoint.size != until or fold(h, [n[2] for n in stack]) != checkpoint.root:
+            raise ReceiptError("the entries do not make the tree its checkpoint signs (altered)")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"无法读取归档 / cannot read the archive {args.bundle}: {exc}") from None
+    except ReceiptError as exc:
+        print(f"NOT VERIFIED: {exc} / 归档验证失败")
+        return EXIT_INVALID
+    print(f"verified: entries {first}-{until} of {checkpoint.origin}, signed at size {until} / 归档有效")
+    return EXIT_OK
+
+
+# ---- the witness ------------------------------------------------------------------------------------
+
+class _Gateway:
+    """The gateway a witness watches, over HTTP with an auditor's token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url.rstrip("/"), token
+
+    def get(self, path: str) -> Any:
+        return self._call(urllib.request.Request(self.url + path, headers=self._auth()))
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call(urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                                 headers={**self._auth(), "Content-Type": "application/json"}))
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @staticmethod
+    def _call(request: urllib.request.Request) -> Any:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the configured gateway
+            return json.loads(answer.read())
+
+
+def witness(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
+    """``supex witness``: poll a gateway's checkpoint; cosign each that is consistent with the last
+    one cosigned (by a consistency proof), and return the cosignature; on one that is not, keep
+    both as evidence, refuse, alert and exit 3."""
+    token = os.environ.get(args.token_env, "")
+    if not token:
+        raise ConfigError(f"环境变量 {args.token_env} 未设置 / {args.token_env} must hold the auditor token the "
+                          "witness calls the gateway with")
+    key = LogKey.load(args.key)
+    log_key = VerifierKey(args.log_key)
+    gateway = _Gateway(args.gateway, token)
+    state_dir: Path = args.state
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    while True:
+        verdict = _witness_once(gateway, key, log_key, state_dir, args.log_hash)
+        if verdict != EXIT_OK or args.once:
+            return verdict
+        sleep(args.every)
+
+
+def _witness_once(gateway: _Gateway, key: LogKey, log_key: VerifierKey, state_dir: Path, log_hash: str) -> int:
+    state_file = state_dir / "cosigned.txt"
+    try:
+        published = gateway.get("/v1/audit/checkpoint")
+        note = str(published["checkpoint"])
+        checkpoint = open_signed(note, log_key)
+        last = state_file.read_text(encoding="utf-8") if state_file.exists() else None
+        if last is not None:
+            earlier = open_signed(last, log_key)
+            if checkpoint.size < earlier.size or (checkpoint.size == earlier.size and checkpoint.root != earlier.root):
+                return _alert(state_dir, last, note, "the log shrank or its root changed at the same size", key)
+            if checkpoint.size == earlier.size:
+                _metrics(state_dir, checkpoint.size, 0)
+                return EXIT_OK  # nothing new to cosign
+            proof = gateway.get(f"/v1/audit/proof/consistency?first={earlier.size}&second={checkpoint.size}")
+            hashes = [bytes.fromhex(p) for p in proof["proof"]]
+            if not verify_consistency(hash_function(log_hash), earlier.size, checkpoint.size, earlier.root,
+                                      checkpoint.root, hashes):
+                return _alert(state_dir, last, note, "no consistency proof: the log was rewritten (a fork)", key)
+        line = cosign(key, note, dt.datetime.now(dt.UTC))
+        gateway.post("/v1/audit/cosignatures", {"tree_size": checkpoint.size, "cosignature": line})
+    except ReceiptError as exc:
+        print(f"witness: the checkpoint does not verify: {exc} / 检查点签名无效", file=sys.stderr)
+        return EXIT_INVALID
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        print(f"witness: the gateway did not answer usefully: {exc} / 网关无应答", file=sys.stderr)
+        return EXIT_INVALID
+    _write(state_file, note)
+    _metrics(state_dir, checkpoint.size, 0)
+    print(f"cosigned the checkpoint of {checkpoint.size} entries of {checkpoint.origin} / 已见证")
+    return EXIT_OK
+
+
+def _alert(state_dir: Path, last: str, seen: str, why: str, key: LogKey) -> int:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    evidence = state_dir / f"evidence-{stamp}"
+    evidence.mkdir(mode=0o700)
+    (evidence / "cosigned-before.txt").write_text(last, encoding="utf-8")
+    (evidence / "seen-now.txt").write_text(seen, encoding="utf-8")
+    (evidence / "why.txt").write_text(why + "\n", encoding="utf-8")
+    _metrics(state_dir, None, 1)
+    print(f"ALERT: {why}; not cosigned; both checkpoints kept in {evidence} / 检查点不一致，拒绝见证", file=sys.stderr)
+    return EXIT_ALERT
+
+
+def _write(path: Path, text: str) -> None:
+    fresh = path.with_name(path.name + ".new")
+    fresh.unlink(missing_ok=True)
+    with os.fdopen(create_private(fresh), "w", encoding="utf-8") as file:
+        file.write(text)
+    fresh.replace(path)
+
+
+def _metrics(state_dir: Path, size: int | None, inconsistent: int) -> None:
+    """The witness's figures as a Prometheus text file (for a node exporter's textfile collector)."""
+    path = state_dir / "witness.prom"
+    before = 0
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("supex_witness_inconsistent_total "):
+                before = int(float(line.split()[1]))
+    lines = ["# HELP supex_witness_inconsistent_total Checkpoints refused as inconsistent with the one cosigned",
+             "# TYPE supex_witness_inconsistent_total counter", f"supex_witness_inconsistent_total {before + inconsistent}"]
+    if size is not None:
+        lines += ["# HELP supex_witness_cosigned_size The tree size last cosigned",
+                  "# TYPE supex_witness_cosigned_size gauge", f"supex_witness_cosigned_size {size}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,149 @@
+"""Checkpoints of the exchange log signed with the log key, and the receipts they make possible.
+
+While entries arrive the gateway signs, at most every ``[log] checkpoint_every_seconds``, a
+checkpoint of its tree as it is (``sign``); a receipt asked for an entry newer than the last one
+signs one at once (``covering``). Witnesses send back their cosignatures of a checkpoint; those of
+a witness the configuration names, and that verify, are kept and published beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from gateway.config import Config, WitnessConfig
+from gateway.exceptions import ConfigError, LogIntegrityError, NotFoundError, ParameterError
+from gateway.exchange_log import ChainCheck
+from gateway.signing import LogKey, checkpoint_text, cosignature_holds, open_signed
+from gateway.store.runner import StoreRunner
+from gateway.store.sql import SQLStore
+from gateway.store.tree import LogTree, SignedCheckpoint
+from gateway.verify_receipt import ReceiptError, VerifierKey, parse_checkpoint, parse_note, verify_consistency
+
+__all__ = ["Checkpoints", "held_to_tree", "load_log_key"]
+
+log = structlog.get_logger("supex.checkpoints")
+
+
+def load_log_key(config: Config, *, create: bool = False) -> LogKey:
+    """The log key of ``config``; with ``create``, made (and said so) where there is none yet."""
+    path = config.key_path()
+    if create and not path.exists():
+        key = LogKey.new(config.log.origin, config.log.signature)
+        key.save(path)
+        log.warning("log_key_created", path=str(path), verifier_key=key.verifier,
+                    hint="publish the verifier key (supex keys show) so that departments can check receipts")
+        return key
+    key = LogKey.load(path)
+    if key.algorithm != config.log.signature or key.name != config.log.origin:
+        raise ConfigError(f"日志签名密钥与配置不符 / the log key {path} is {key.algorithm} for {key.name!r}, [log] "
+                          f"asks {config.log.signature} for {config.log.origin!r}: `supex keys rotate` makes a new "
+                          "one")
+    return key
+
+
+class Checkpoints:
+    """The log's signed checkpoints, as the gateway makes and serves them."""
+
+    def __init__(self, runner: StoreRunner, key: LogKey, witnesses: Sequence[WitnessConfig] = ()) -> None:
+        self.runner, self.key = runner, key
+        self.witnesses = {w.name: w.key for w in witnesses}
+        self._signing = asyncio.Lock()
+
+    @property
+    def tree(self) -> LogTree:
+        return self.runner.store.tree
+
+    async def sign(self) -> SignedCheckpoint | None:
+        """The latest checkpoint, signed now if the tree has grown since (``None``: an empty log)."""
+        async with self._signing:  # one signature at a time: two would sign the same size
+            size = await self.runner.call(self.tree.size)
+            latest = await self.runner.call(self.tree.checkpoint)
+            if size == 0 or (latest is not None and latest.size >= size):
+                return latest
+            root = await self.runner.call(self.tree.root, size)
+            store = self.runner.store
+            text = checkpoint_text(self.key.name, size, root, store.clock())
+            note = await asyncio.get_running_loop().run_in_executor(None, self.key.sign_note, text)
+            made = SignedCheckpoint(size, store.now(), self.key.key_id.hex(), note)
+            await self.runner.call(self.tree.keep_checkpoint, made)
+            return await self.runner.call(self.tree.checkpoint, size)  # another gateway's, if it signed first
+
+    async def covering(self, seq: int) -> SignedCheckpoint:
+        """A signed checkpoint whose tree holds entry ``seq``."""
+        latest = await self.runner.call(self.tree.checkpoint)
+        if latest is None or latest.size < seq:
+            latest = await self.sign()
+        if latest is None or latest.size < seq:
+            raise NotFoundError(f"entry {seq}")
+        return latest
+
+    async def published(self, size: int | None = None) -> dict[str, Any]:
+        """A checkpoint (the latest, or of ``size``) as the API gives it: the note with every
+        cosignature kept appended, and its parts."""
+        checkpoint = await self.runner.call(self.tree.checkpoint, size) if size else await self.sign()
+        if checkpoint is None:
+            raise NotFoundError("a checkpoint" + (f" of size {size}" if size else " (the log is empty)"))
+        lines = await self.runner.call(self.tree.cosignatures, checkpoint.size)
+        return {"origin": self.key.name, "tree_size": checkpoint.size, "signed_at": checkpoint.at,
+                "key_id": checkpoint.key_id, "checkpoint": checkpoint.note,
+                "cosigned": checkpoint.note + "".join(line + "\n" for line in lines), "cosignatures": len(lines)}
+
+    async def keep_cosignature(self, size: int, line: str, at: str) -> str:
+        """Keep a witness's cosignature of the checkpoint of ``size``; the witness's name.
+        ``ParameterError`` if no configured witness made it or it does not verify."""
+        checkpoint = await self.runner.call(self.tree.checkpoint, size)
+        if checkpoint is None:
+            raise NotFoundError(f"a checkpoint of size {size}")
+        name = line.removeprefix("\u2014 ").rpartition(" ")[0]
+        key = self.witnesses.get(name)
+        if key is None:
+            raise ParameterError(f"未配置的见证人 / {name!r} is not a witness of this log ([[log.witness]])")
+        if not cosignature_holds(checkpoint.note, line, key):
+            raise ParameterError(f"见证签名无效 / the cosignature of {name!r} does not verify for the checkpoint of "
+                                 f"size {size}")
+        # kept beside the checkpoint, not in the log: an entry for it would grow the tree the
+        # witness has just seen, and so on for ever
+        await self.runner.call(self.tree.keep_cosignature, size, name, line, at)
+        log.info("checkpoint_cosigned", size=size, witness=name)
+        return name
+
+
+def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) -> ChainCheck:
+    """Hold a verified log to what is served and signed of it: the root its entries make must be
+    the root of the tree proofs are read from, and the log must extend the latest signed checkpoint
+    (checked with ``key`` where given) by a consistency proof — so that a tail rewritten and
+    re-hashed, or entries removed, show even where every entry matches its own hash."""
+    if not outcome.ok or outcome.entries == 0 or outcome.root is None:
+        return outcome
+    size = outcome.entries
+
+    def failed(reason: str, bad: int | None = None) -> ChainCheck:
+        return dataclasses.replace(outcome, ok=False, first_bad_seq=bad, reason=reason)
+
+    try:
+        held = store.tree.size()
+        if held != size:
+            return failed(f"the tree holds {held} entries, the log {size}: entries were "
+                          + ("removed at the tail" if held > size else "added without the tree"),
+                          min(held, size) + 1)
+        if store.tree.root(size) != outcome.root:
+            return failed("the tree proofs are read from differs from the entries (its nodes were altered)")
+        latest = store.tree.checkpoint()
+        if latest is None:
+            return outcome
+        checkpoint = open_signed(latest.note, key) if key is not None else parse_checkpoint(parse_note(latest.note)[0])
+        if checkpoint.size > size:
+            return failed(f"the log ends at seq {size}, before the checkpoint signed at size {checkpoint.size} "
+                          "(entries removed)", size + 1)
+        proof = store.tree.consistency(checkpoint.size, size)
+    except (LogIntegrityError, ReceiptError, ParameterError) as exc:
+        return failed(str(exc))
+    if not verify_consistency(store.tree.hash, checkpoint.size, size, checkpoint.root, outcome.root, proof):
+        return failed(f"the log does not extend the checkpoint signed at size {checkpoint.size}: entries up to it "
+                      "were rewritten")
+    return outcome

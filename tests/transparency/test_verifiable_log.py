@@ -1,0 +1,297 @@
+"""The verifiable log end to end, through the gateway's HTTP interface: receipts a department checks
+without supex, every entry's inclusion proof against a signed checkpoint and the consistency of
+checkpoints (the tree's roots computed independently by pymerkle), tampering and a rewritten,
+re-signed tail caught by the verifier and by a witness holding an older checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pymerkle import InmemoryTree
+
+from gateway.cli import main
+from gateway.cli.transparency import EXIT_ALERT, witness
+from gateway.config import Config, load_config
+from gateway.exchange_log import GENESIS, LogEntry, chain_hash, row_entry
+from gateway.http.app import create_app
+from gateway.http.context import CHECKPOINTS
+from gateway.merkle import hash_function
+from gateway.signing import LogKey, cosign, open_signed, verify_with, witness_verifier
+from gateway.store.sqlite import MIGRATIONS
+from gateway.store import open_store
+from gateway.verify_receipt import (
+    ReceiptError,
+    VerifierKey,
+    canonical_entry,
+    check_receipt,
+    verify_consistency,
+    verify_inclusion,
+)
+from tests.gateway.conftest import AUDITOR_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
+
+VERIFIER = Path(__file__).resolve().parents[2] / "gateway" / "verify_receipt.py"
+
+
+def _config(folder: Path, log_hash: str = "sha256", signature: str = "ed25519", witness_key: str = "") -> Config:
+    text = CONFIG_TEXT.replace('log_hash = "sm3"', f'log_hash = "{log_hash}"')
+    text += f'\n[log]\norigin = "supex.test/exchange-log"\nsignature = "{signature}"\n'
+    if witness_key:
+        text += f'\n[[log.witness]]\nname = "witness.test/w1"\nkey = "{witness_key}"\n'
+    (folder / "supex.toml").write_text(text, encoding="utf-8")
+    return load_config(folder / "supex.toml", environ={f"SUPEX_SECRET_{k.upper()}": v for k, v in SECRETS.items()})
+
+
+async def _gateway(config: Config) -> AsyncIterator[Signed]:
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, clock=lambda: NOW, deliver=False)))
+    await client.start_server()
+    try:
+        yield Signed(client)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[Signed]:
+    async for signed in _gateway(_config(tmp_path)):
+        yield signed
+
+
+async def _auditor(gw: Signed, path: str) -> Any:
+    status, body = await gw.call("GET", path, bearer=AUDITOR_TOKEN)
+    assert status == 200, body
+    return body
+
+
+async def _key(gw: Signed) -> VerifierKey:
+    status, body = await gw.call("GET", "/.well-known/supex/log-key")
+    assert status == 200
+    return VerifierKey(body["verifier_key"])
+
+
+def _entries(store_path: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(store_path) as db:
+        columns = [c[1] for c in db.execute("PRAGMA table_info(exchange_log)")]
+        rows = db.execute(f"SELECT {', '.join(columns)} FROM exchange_log ORDER BY seq").fetchall()
+    return [{**row_entry(r).content(), "prev_hash": r[-2], "hash": r[-1]} for r in rows]
+
+
+async def test_a_producers_receipt_verifies_with_the_standard_library_alone(gw: Signed, tmp_path: Path) -> None:
+    status, answer = await gw.push("amr", [inspection(1), inspection(2)])
+    assert status == 200
+    seqs = [r["seq"] for r in answer["results"]]
+    status, receipt = await gw.call("GET", "/v1/records/in-2/receipt", connector="amr")
+    assert status == 200 and receipt["entry"]["seq"] == seqs[1] and receipt["entry"]["event"] == "stored"
+    assert "data" not in json.dumps(receipt["entry"])  # metadata only
+    key = await _key(gw)
+    vkey = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+
+    def verified(receipt: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        """The shipped verifier run as a department would: isolated, no site-packages, no supex."""
+        (tmp_path / "receipt.json").write_text(json.dumps(receipt), encoding="utf-8")
+        return subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(tmp_path / "receipt.json"),
+                               "--key", vkey], capture_output=True, text=True, check=False)
+
+    checked = verified(receipt)
+    assert checked.returncode == 0 and "verified: entry" in checked.stdout, checked.stdout + checked.stderr
+    refused = verified({**receipt, "entry": {**receipt["entry"], "record_id": "in-3"}})
+    assert refused.returncode == 1 and "NOT VERIFIED" in refused.stdout
+    # another connector has no receipt of it; the consumer has its own, of the entry that shared it
+    assert (await gw.call("GET", "/v1/records/in-2/receipt", connector="qingdao"))[0] == 404
+    status, theirs = await gw.call("GET", "/v1/records/in-2/receipt?as=consumer", connector="jinan")
+    assert status == 200 and (theirs["entry"]["event"], theirs["entry"]["connector"]) == ("routed", "jinan")
+    check_receipt(theirs, key)
+    page = (await gw.inbox("jinan"))[1]
+    assert page["receipts"][-1] == {"record_id": "in-2", "version": 1, "seq": theirs["entry"]["seq"]}
+    assert [r["record_id"] for r in page["receipts"]] == [r["record_id"] for r in page["records"]]
+
+
+async def test_every_entry_is_proved_in_a_signed_tree_whose_root_pymerkle_computes_alike(
+        gw: Signed, tmp_path: Path) -> None:
+    await gw.push("amr", [inspection(n) for n in range(7)])
+    first = await _auditor(gw, "/v1/audit/checkpoint")
+    await gw.push("amr", [inspection(n) for n in range(7, 20)])
+    await gw.push("amr", [inspection(3)])  # a duplicate: an entry too
+    second = await _auditor(gw, "/v1/audit/checkpoint")
+    key = await _key(gw)
+    old, new = open_signed(first["checkpoint"], key), open_signed(second["checkpoint"], key)
+    assert old.size < new.size
+    entries = _entries(tmp_path / "supex.db")[:new.size]
+    theirs = InmemoryTree(algorithm="sha256")
+    for entry in entries:
+        theirs.append_entry(canonical_entry(entry))
+    assert theirs.get_root(new.size) == new.root and theirs.get_root(old.size) == old.root
+    h = hash_function("sha256")
+    for entry in entries:
+        proof = await _auditor(gw, f"/v1/audit/proof/inclusion?seq={entry['seq']}&tree_size={new.size}")
+        assert verify_inclusion(h, entry["seq"] - 1, new.size, bytes.fromhex(proof["leaf_hash"]),
+                                [bytes.fromhex(p) for p in proof["audit_path"]], new.root)
+        assert proof["leaf_hash"] == theirs.get_leaf(entry["seq"]).hex()
+    consistency = await _auditor(gw, f"/v1/audit/proof/consistency?first={old.size}&second={new.size}")
+    assert verify_consistency(h, old.size, new.size, old.root, new.root,
+                              [bytes.fromhex(p) for p in consistency["proof"]])
+    for bad in ("seq=0", f"seq={new.size + 1}&tree_size={new.size}", "seq=1&tree_size=999999"):
+        assert (await gw.call("GET", f"/v1/audit/proof/inclusion?{bad}", bearer=AUDITOR_TOKEN))[0] in (400, 404)
+    assert (await gw.call("GET", f"/v1/audit/proof/consistency?first={new.size}&second={old.size}",
+                          bearer=AUDITOR_TOKEN))[0] == 400
+
+
+async def test_a_connector_gets_proofs_of_its_own_entries_only(gw: Signed) -> None:
+    status, answer = await gw.push("amr", [inspection(1)])
+    seq = answer["results"][0]["seq"]
+    assert (await gw.call("GET", f"/v1/audit/proof/inclusion?seq={seq}", connector="amr"))[0] == 200
+    assert (await gw.call("GET", f"/v1/audit/proof/inclusion?seq={seq}", connector="qingdao"))[0] == 404
+    assert (await gw.call("GET", "/v1/audit/checkpoint", connector="qingdao"))[0] == 200
+
+
+def _rewrite_tail(store_path: Path, config: Config, seq: int) -> None:
+    """What an operator with the database and the log key could do: change entry ``seq``, rebuild
+    the tree from the changed entries and sign a new checkpoint over it."""
+    with sqlite3.connect(store_path) as db:
+        db.execute("UPDATE exchange_log SET reason = 'rewritten' WHERE seq = ?", (seq,))
+        db.execute("DELETE FROM log_tree")
+        db.execute("DELETE FROM checkpoints")
+        db.execute("UPDATE progress SET seq = 0 WHERE name = 'tree'")
+        columns = [c[1] for c in db.execute("PRAGMA table_info(exchange_log)")]
+        h = hash_function(config.gateway.log_hash)
+        prev = "0" * 64
+        for row in db.execute(f"SELECT {', '.join(columns)} FROM exchange_log ORDER BY seq").fetchall():
+            entry = row_entry(row)
+            leaf = h(b"\x00" + entry.canonical(entry.seq)).hex()
+            db.execute("UPDATE exchange_log SET hash = ?, prev_hash = ? WHERE seq = ?", (leaf, prev, entry.seq))
+            prev = leaf
+    store = open_store(str(store_path), log_hash=config.gateway.log_hash)
+    store.tree.catch_up()
+    store.close()
+
+
+async def test_a_witness_cosigns_consistent_checkpoints_and_catches_a_rewritten_re_signed_tail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    witness_key = LogKey.new("witness.test/w1", "ed25519")
+    witness_key.save(tmp_path / "witness-key")
+    config = _config(tmp_path, witness_key=witness_verifier(witness_key))
+    args = argparse.Namespace(key=tmp_path / "witness-key", log_hash="sha256", token_env="SUPEX_TEST_WITNESS",
+                              state=tmp_path / "witness", every=0.0, once=True)
+    monkeypatch.setenv("SUPEX_TEST_WITNESS", AUDITOR_TOKEN)
+    async for gw in _gateway(config):
+        args.gateway = str(gw.client.make_url("/"))
+        args.log_key = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+        loop = asyncio.get_running_loop()
+        await gw.push("amr", [inspection(n) for n in range(5)])
+        assert await loop.run_in_executor(None, witness, args) == 0
+        await gw.push("amr", [inspection(n) for n in range(5, 9)])
+        assert await loop.run_in_executor(None, witness, args) == 0  # consistent: cosigned again
+        published = await _auditor(gw, "/v1/audit/checkpoint")
+        assert published["cosignatures"] == 1 and "\u2014 witness.test/w1 " in published["cosigned"]
+        cosigned_size = published["tree_size"]
+        # a cosignature of anyone else, or of another checkpoint, is not taken
+        other = LogKey.new("witness.test/w1", "ed25519")
+        forged = cosign(other, published["checkpoint"], dt.datetime.now(dt.UTC))
+        status, _ = await gw.call("POST", "/v1/audit/cosignatures", json.dumps(
+            {"tree_size": cosigned_size, "cosignature": forged}).encode(), bearer=AUDITOR_TOKEN)
+        assert status == 400
+    _rewrite_tail(tmp_path / "supex.db", config, 3)
+    async for gw in _gateway(config):  # the same store served again, on another port
+        args.gateway = str(gw.client.make_url("/"))
+        await gw.push("amr", [inspection(20)])
+        assert await asyncio.get_running_loop().run_in_executor(None, witness, args) == EXIT_ALERT
+        evidence = list((tmp_path / "witness").glob("evidence-*"))
+        assert len(evidence) == 1 and (evidence[0] / "cosigned-before.txt").exists()
+        assert "supex_witness_inconsistent_total 1" in (tmp_path / "witness" / "witness.prom").read_text()
+
+
+async def test_altering_one_entry_breaks_its_receipt_and_verification(gw: Signed, tmp_path: Path) -> None:
+    await gw.push("amr", [inspection(n) for n in range(4)])
+    status, receipt = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
+    key = await _key(gw)
+    check_receipt(receipt, key)
+    seq = receipt["entry"]["seq"]
+    with sqlite3.connect(tmp_path / "supex.db") as db:
+        db.execute("UPDATE exchange_log SET digest = 'f' || substr(digest, 2) WHERE seq = ?", (seq,))
+    status, tampered = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
+    with pytest.raises(ReceiptError, match="not in the signed tree"):
+        check_receipt(tampered, key)
+    status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
+    assert verdict["ok"] is False and verdict["first_bad_seq"] == seq
+
+
+async def test_sm2_and_sm3_receipts_check_with_supex(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path, log_hash="sm3", signature="sm2")
+    async for gw in _gateway(config):
+        await gw.push("amr", [inspection(1)])
+        receipt = (await gw.call("GET", "/v1/records/in-1/receipt", connector="amr"))[1]
+        vkey = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+    assert VerifierKey(vkey).algorithm == "sm2"
+    check_receipt(receipt, VerifierKey(vkey), hash_function("sm3"), verify_with)
+    (tmp_path / "r.json").write_text(json.dumps(receipt), encoding="utf-8")
+    assert main(["log", "check-receipt", str(tmp_path / "r.json"), "--key", vkey]) == 0
+    size = receipt["inclusion_proof"]["tree_size"]
+    receipt["checkpoint"] = receipt["checkpoint"].replace(f"\n{size}\n", f"\n{size + 1}\n", 1)
+    (tmp_path / "r.json").write_text(json.dumps(receipt), encoding="utf-8")
+    assert main(["log", "check-receipt", str(tmp_path / "r.json"), "--key", vkey]) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+
+
+async def test_archives_verify_by_themselves_and_chain(gw: Signed, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    await gw.push("amr", [inspection(n) for n in range(6)])
+    checkpoint = await gw.client.app[CHECKPOINTS].sign()
+    assert checkpoint is not None
+    config = str(tmp_path / "supex.toml")
+    vkey = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+    assert main(["log", "archive", "--config", config, "--until", "5", str(tmp_path / "archive")]) == 0
+    assert main(["log", "archive", "--config", config, "--until", str(checkpoint.size), str(tmp_path / "archive")]) == 0
+    bundles = sorted((tmp_path / "archive").iterdir())
+    assert [b.name for b in bundles] == ["log-000000000001-000000000005",
+                                         f"log-000000000006-{checkpoint.size:012d}"]
+    for bundle in bundles:
+        assert main(["log", "check-archive", str(bundle), "--key", vkey]) == 0
+    entries = bundles[1] / "entries.ndjson"
+    lines = entries.read_text(encoding="utf-8").splitlines()
+    lines[0] = lines[0].replace('"stored"', '"rejected"', 1) if '"stored"' in lines[0] else lines[0].replace(
+        '"received"', '"rejected"', 1)
+    entries.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["log", "check-archive", str(bundles[1]), "--key", vkey]) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+
+
+def test_a_log_written_before_the_tree_gets_it_and_keeps_verifying(tmp_path: Path) -> None:
+    """A store at the migration before the tree, its entries hash-chained: opened now, its tree is
+    built, it verifies, and new entries are leaves linked after the chained ones."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for number, script in enumerate(MIGRATIONS[:9], 1):
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?)", (number,))
+        prev = GENESIS
+        for seq in range(1, 6):
+            entry = LogEntry("config_changed", "2026-11-01T00:00:00.000+00:00", counterpart="ops", reason=f"n{seq}")
+            digest = chain_hash("sm3", prev, entry, seq)
+            db.execute("INSERT INTO exchange_log (seq, at, event, counterpart, fields, masked, reason, prev_hash, "
+                       "hash) VALUES (?, ?, ?, ?, '', '', ?, ?, ?)", (seq, entry.at, entry.event, "ops", entry.reason,
+                                                                      prev, digest))
+            prev = digest
+    store = open_store(str(path), log_hash="sm3")
+    assert store.tree.size() == 5 and store.log.chained() == 5
+    store.log.append([LogEntry("audit_query", store.now(), counterpart="sec")])
+    outcome = list(store.log.verify(processes=1))[-1]
+    assert outcome.ok and outcome.entries == 6 and outcome.root == store.tree.root(6)
+    with sqlite3.connect(path) as db:  # the first leaf links to the last chained entry
+        assert db.execute("SELECT prev_hash FROM exchange_log WHERE seq = 6").fetchone()[0] == prev
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE exchange_log SET reason = 'x' WHERE seq = 2")
+    assert list(store.log.verify(processes=1))[-1].first_bad_seq == 2
+    store.close()
