@@ -208,9 +208,9 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
             first_prev = prev_hash
         elif prev_hash != prev:
             return outcome(seq, "prev_hash does not match the previous entry's hash")
-        leaf = _leaf_if_holds(h, seq, prev_hash, stored, canonical, chained)
+        leaf = _leaf_if_holds(h, seq, prev_hash, stored, canonical, chained=chained)
         if leaf is None and recheck is not None:
-            leaf = _leaf_if_holds(h, seq, prev_hash, stored, recheck(seq), chained)
+            leaf = _leaf_if_holds(h, seq, prev_hash, stored, recheck(seq), chained=chained)
         if leaf is None:
             return outcome(seq, "hash does not match the entry's content (changed)")
         leaves.append(leaf)
@@ -220,7 +220,7 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
     return outcome()
 
 
-def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes, chained: int) -> bytes | None:
+def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes, *, chained: int) -> bytes | None:
     """The entry's leaf hash if its stored hash is what its content gives (``None`` otherwise)."""
     leaf = h(b"\x00" + canonical)
     if seq > chained:

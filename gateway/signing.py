@@ -25,11 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gmssl import sm2
 
 from gateway.exceptions import ConfigError
-from gateway.store.base import create_private
 from gateway.verify_receipt import (
-    SM2_TYPE,
     ED25519,
     SM2,
+    SM2_TYPE,
     Checkpoint,
     ReceiptError,
     VerifierKey,
@@ -37,8 +36,8 @@ from gateway.verify_receipt import (
     parse_note,
 )
 
-__all__ = ["ALGORITHMS", "LogKey", "checkpoint_text", "cosign", "cosignature_holds", "open_signed", "verify_with",
-           "witness_verifier"]
+__all__ = ["ALGORITHMS", "LogKey", "checkpoint_text", "cosign", "cosignature_holds", "open_signed", "retired_keys",
+           "verify_with", "witness_verifier"]
 
 ALGORITHMS = (ED25519, SM2)
 _COSIGNATURE = b"\x04"  # tlog-cosignature: timestamped Ed25519
@@ -113,8 +112,8 @@ class LogKey:
     def save(self, path: Path) -> None:
         """Write the key to ``path``, new, readable by this user alone."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = create_private(path)
+        try:  # new, for writing, readable by this user alone, never through a link planted there
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             raise ConfigError(f"密钥文件已存在 / {path} exists: `supex keys rotate` replaces a key") from None
         with os.fdopen(fd, "w", encoding="utf-8") as file:
@@ -139,6 +138,13 @@ class LogKey:
         if key.algorithm not in ALGORITHMS or len(key.private) != 32:
             raise ConfigError(f"日志签名密钥无效 / {path} is not an Ed25519 or SM2 key")
         return key
+
+
+def retired_keys(key_path: Path) -> list[str]:
+    """The verifier keys the log signed with before its key was rotated, oldest first."""
+    listed = key_path.with_name(key_path.name + ".retired")
+    return [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if listed.exists() else []
 
 
 def _valid_name(name: str) -> None:

@@ -13,9 +13,9 @@ import orjson
 from gateway.cli.common import audited, configured_store, log_filter, store_of
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.flow.checkpoints import held_to_tree, load_log_key
-from gateway.verify_receipt import VerifierKey
 from gateway.store.model import LogFilter
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
+from gateway.verify_receipt import VerifierKey
 
 __all__ = ["log_checkpoint", "log_export", "log_query", "log_verify"]
 

@@ -25,7 +25,15 @@ from gateway.exceptions import ConfigError
 from gateway.exchange_log import LogEntry
 from gateway.flow.checkpoints import load_log_key
 from gateway.merkle import compact, fold, hash_function, leaf_hash, range_nodes
-from gateway.signing import LogKey, checkpoint_text, cosign, open_signed, verify_with, witness_verifier
+from gateway.signing import (
+    LogKey,
+    checkpoint_text,
+    cosign,
+    open_signed,
+    retired_keys,
+    verify_with,
+    witness_verifier,
+)
 from gateway.store.base import create_private
 from gateway.store.tree import SignedCheckpoint
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
@@ -37,17 +45,10 @@ from gateway.verify_receipt import (
     verify_consistency,
 )
 
-__all__ = ["keys_create", "keys_show", "log_archive", "log_check_archive", "log_check_receipt", "retired_keys",
+__all__ = ["keys_create", "keys_rotate_log", "keys_show", "log_archive", "log_check_archive", "log_check_receipt",
            "witness"]
 
 EXIT_ALERT = 3  # a witness saw a checkpoint inconsistent with the one it cosigned before
-
-
-def retired_keys(key_path: Path) -> list[str]:
-    """The verifier keys the log signed with before its key was rotated, oldest first."""
-    listed = key_path.with_name(key_path.name + ".retired")
-    return [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if listed.exists() else []
 
 
 def keys_create(args: argparse.Namespace) -> int:
@@ -79,7 +80,8 @@ def keys_show(args: argparse.Namespace) -> int:
     config = load_config(args.config, secrets_of=())
     key = load_log_key(config)
     shown = {"origin": key.name, "algorithm": key.algorithm, "key_id": key.key_id.hex(), "created": key.created,
-             "verifier_key": key.verifier, "retired": retired_keys(config.key_path()), "log_hash": config.gateway.log_hash}
+             "verifier_key": key.verifier, "retired": retired_keys(config.key_path()),
+             "log_hash": config.gateway.log_hash}
     print(json.dumps(shown, ensure_ascii=False, indent=2) if args.json else key.verifier)
     return EXIT_OK
 
@@ -235,13 +237,16 @@ class _Gateway:
     """The gateway a witness watches, over HTTP with an auditor's token."""
 
     def __init__(self, url: str, token: str) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--gateway 应为 http(s) 地址 / --gateway must be an http:// or https:// URL: {url!r}")
         self.url, self.token = url.rstrip("/"), token
 
     def get(self, path: str) -> Any:
-        return self._call(urllib.request.Request(self.url + path, headers=self._auth()))
+        return self._call(urllib.request.Request(self.url + path, headers=self._auth()))  # noqa: S310 - http(s)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._call(urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+        return self._call(urllib.request.Request(self.url + path, data=json.dumps(body).encode(),  # noqa: S310
+                                                 method="POST",
                                                  headers={**self._auth(), "Content-Type": "application/json"}))
 
     def _auth(self) -> dict[str, str]:
@@ -335,7 +340,8 @@ def _metrics(state_dir: Path, size: int | None, inconsistent: int) -> None:
             if line.startswith("supex_witness_inconsistent_total "):
                 before = int(float(line.split()[1]))
     lines = ["# HELP supex_witness_inconsistent_total Checkpoints refused as inconsistent with the one cosigned",
-             "# TYPE supex_witness_inconsistent_total counter", f"supex_witness_inconsistent_total {before + inconsistent}"]
+             "# TYPE supex_witness_inconsistent_total counter",
+             f"supex_witness_inconsistent_total {before + inconsistent}"]
     if size is not None:
         lines += ["# HELP supex_witness_cosigned_size The tree size last cosigned",
                   "# TYPE supex_witness_cosigned_size gauge", f"supex_witness_cosigned_size {size}"]

@@ -113,7 +113,7 @@ class Checkpoints:
         return name
 
 
-def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) -> ChainCheck:
+def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) -> ChainCheck:  # noqa: PLR0911
     """Hold a verified log to what is served and signed of it: the root its entries make must be
     the root of the tree proofs are read from, and the log must extend the latest signed checkpoint
     (checked with ``key`` where given) by a consistency proof — so that a tail rewritten and

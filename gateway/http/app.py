@@ -29,8 +29,8 @@ from gateway.flow.sources import Sources
 from gateway.http import admin, audit, console, inbox, probes, procedure, records, transparency
 from gateway.http.auth import authenticate
 from gateway.http.context import (
-    CHECKPOINTS,
     BODIES,
+    CHECKPOINTS,
     CLOCK,
     CONFIG,
     DEADLINES,

@@ -22,9 +22,9 @@ from gateway.store.records import Nonce
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
 
-__all__ = ["BODIES", "BODY", "CHECKPOINTS", "CLOCK", "CONFIG", "DEADLINES", "DELIVERER", "IDENTITY", "IN_FORCE", "LIMITER",
-           "MAPPINGS", "METRICS", "NONCE", "NONCES", "OPENAPI", "PREPARER", "PREPARE_POOL", "PROCEDURE", "SHARER",
-           "SOURCES", "STORE", "THROTTLE", "TOKENS", "WARNINGS", "Clock", "error", "json_response"]
+__all__ = ["BODIES", "BODY", "CHECKPOINTS", "CLOCK", "CONFIG", "DEADLINES", "DELIVERER", "IDENTITY", "IN_FORCE",
+           "LIMITER", "MAPPINGS", "METRICS", "NONCE", "NONCES", "OPENAPI", "PREPARER", "PREPARE_POOL", "PROCEDURE",
+           "SHARER", "SOURCES", "STORE", "THROTTLE", "TOKENS", "WARNINGS", "Clock", "error", "json_response"]
 
 Clock = Callable[[], float]
 # set when the app is made

@@ -12,13 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.cli.transparency import retired_keys
 from gateway.exceptions import NotFoundError, ParameterError
 from gateway.exchange_log import LogEntry
 from gateway.http.context import CHECKPOINTS, CONFIG, IDENTITY, STORE, json_response
 from gateway.http.docs import errors, json_body, obj, path_param
 from gateway.http.params import int_param, json_object
 from gateway.http.routes import PUBLIC, Route, route
+from gateway.signing import retired_keys
 
 __all__ = ["ROUTES", "receipt_entry"]
 

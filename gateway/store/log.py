@@ -191,7 +191,7 @@ class ExchangeLogStore:
         worker = store.verify_worker()
         if worker is None or total < _PARALLEL_FROM or workers < 2:
             with store.reading() as db:
-                yield from joined((verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL, chained)
+                yield from joined((verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL, chained=chained)
                                    for a, b in ranges), algorithm=store.log_hash)
             return
         # forked where this process runs no other thread (the command line): nothing to re-import;
@@ -203,7 +203,7 @@ class ExchangeLogStore:
                               algorithm=store.log_hash)
 
 
-def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None,
+def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None, *,
                    chained: int = 0) -> Stretch:
     """Entries ``first`` … ``last`` of the database checked by ``check_stretch``. ``canonical_sql``
     builds an entry's canonical JSON in the database, which spares making a Python value of every

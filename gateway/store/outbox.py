@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.exchange_log import LogEntry, delivery_entry
-from gateway.store.log import routed_seqs
 from gateway.store.base import Database
+from gateway.store.log import routed_seqs
 from gateway.store.model import Due, Sharing
 from gateway.store.sealed import Sealed
 
@@ -40,8 +40,8 @@ class Outbox:
                            [(now + store.lease_seconds, claimant, consumer, row[0]) for row in rows])
             due = [Due(seq, self.sealed.record(seq, version, payload), attempts, due_by)
                    for seq, version, payload, attempts, due_by in rows]
-            seqs = routed_seqs(db, consumer, [(d.record["source"]["connector"], d.record["record_id"], d.record["version"])
-                                              for d in due])
+            seqs = routed_seqs(db, consumer, [(d.record["source"]["connector"], d.record["record_id"],
+                                               d.record["version"]) for d in due])
         return [d._replace(log_seq=s) for d, s in zip(due, seqs, strict=True)]
 
     def release(self, consumer: str, items: Sequence[Due]) -> None:

@@ -142,7 +142,8 @@ MIGRATIONS: tuple[str, ...] = (
     #     tree), and the tree's size, kept with every append
     """
     CREATE TABLE log_tree (node BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
-    CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL, note TEXT NOT NULL);
+    CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL,
+        note TEXT NOT NULL);
     CREATE TABLE cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,
         PRIMARY KEY (size, witness));
     INSERT INTO progress (name, seq) SELECT 'chained', coalesce(max(seq), 0) FROM exchange_log;
@@ -363,4 +364,4 @@ def _reason(exc: BaseException) -> str:
 def _verify_stretch_at(url: str, algorithm: str, first: int, last: int, chained: int) -> Stretch:
     """``verify_stretch`` in a worker process, on a connection of its own."""
     with psycopg.connect(url, autocommit=False) as connection:
-        return verify_stretch(_Connection(connection, streaming=True), algorithm, first, last, None, chained)
+        return verify_stretch(_Connection(connection, streaming=True), algorithm, first, last, None, chained=chained)

@@ -141,7 +141,8 @@ MIGRATIONS: tuple[str, ...] = (
     #     tree), and the tree's size, kept with every append
     """
     CREATE TABLE log_tree (node INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL, note TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL,
+        note TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE cosignatures (size INTEGER NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,
         PRIMARY KEY (size, witness)) WITHOUT ROWID;
     INSERT INTO progress (name, seq) SELECT 'chained', coalesce(max(seq), 0) FROM exchange_log;
@@ -298,6 +299,6 @@ def _verify_stretch_at(path: str, algorithm: str, first: int, last: int, chained
     """``verify_stretch`` in a worker process, on a read-only connection of its own."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return verify_stretch(db, algorithm, first, last, _SQL_CANONICAL, chained)
+        return verify_stretch(db, algorithm, first, last, _SQL_CANONICAL, chained=chained)
     finally:
         db.close()

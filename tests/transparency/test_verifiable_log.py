@@ -28,8 +28,8 @@ from gateway.http.app import create_app
 from gateway.http.context import CHECKPOINTS
 from gateway.merkle import hash_function
 from gateway.signing import LogKey, cosign, open_signed, verify_with, witness_verifier
-from gateway.store.sqlite import MIGRATIONS
 from gateway.store import open_store
+from gateway.store.sqlite import MIGRATIONS
 from gateway.verify_receipt import (
     ReceiptError,
     VerifierKey,
@@ -147,7 +147,7 @@ async def test_every_entry_is_proved_in_a_signed_tree_whose_root_pymerkle_comput
 
 
 async def test_a_connector_gets_proofs_of_its_own_entries_only(gw: Signed) -> None:
-    status, answer = await gw.push("amr", [inspection(1)])
+    _status, answer = await gw.push("amr", [inspection(1)])
     seq = answer["results"][0]["seq"]
     assert (await gw.call("GET", f"/v1/audit/proof/inclusion?seq={seq}", connector="amr"))[0] == 200
     assert (await gw.call("GET", f"/v1/audit/proof/inclusion?seq={seq}", connector="qingdao"))[0] == 404
@@ -212,16 +212,16 @@ async def test_a_witness_cosigns_consistent_checkpoints_and_catches_a_rewritten_
 
 async def test_altering_one_entry_breaks_its_receipt_and_verification(gw: Signed, tmp_path: Path) -> None:
     await gw.push("amr", [inspection(n) for n in range(4)])
-    status, receipt = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
+    _, receipt = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
     key = await _key(gw)
     check_receipt(receipt, key)
     seq = receipt["entry"]["seq"]
     with sqlite3.connect(tmp_path / "supex.db") as db:
         db.execute("UPDATE exchange_log SET digest = 'f' || substr(digest, 2) WHERE seq = ?", (seq,))
-    status, tampered = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
+    _, tampered = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
     with pytest.raises(ReceiptError, match="not in the signed tree"):
         check_receipt(tampered, key)
-    status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
+    _status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
     assert verdict["ok"] is False and verdict["first_bad_seq"] == seq
 
 
