@@ -129,19 +129,21 @@ def compact(h: Hash, stack: list[tuple[int, int, bytes]], leaves: Iterable[bytes
             made: list[tuple[int, bytes]] | None = None) -> None:
     """Append ``leaves`` (leaf indexes from ``first``) to ``stack``, the right border of the tree
     so far as ``(level, index, hash)``: whenever two subtrees of one size meet, their parent is
-    made. Every node made (the leaves too) is added to ``made`` as ``(node id, hash)``."""
+    made, and added to ``made`` as ``(node id, hash)`` (the leaves are not: their entries hold them)."""
     index = first
     for leaf in leaves:
         stack.append((0, index, leaf))
-        if made is not None:
-            made.append((index, leaf))
-        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
-            level, right_index, right = stack.pop()
-            _, _, left = stack.pop()
-            parent = (level + 1, right_index >> 1, node_hash(h, left, right))
-            stack.append(parent)
+        level, merged = 0, index
+        # the leaf completes a subtree at each level its index ends in a one at, as far as the
+        # stack holds the left halves (a stack begun at an aligned index holds no more)
+        while merged & 1 and len(stack) > 1 and stack[-2][0] == level:
+            right = stack.pop()[2]
+            left = stack.pop()[2]
+            level, merged = level + 1, merged >> 1
+            parent = h(b"\x01" + left + right)
+            stack.append((level, merged, parent))
             if made is not None:
-                made.append((node_id(parent[:2]), parent[2]))
+                made.append(((level << _INDEX_BITS) | merged, parent))
         index += 1
 
 

@@ -294,7 +294,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         receipt = json.loads(Path(args.receipt).read_text(encoding="utf-8"))
         older = Path(args.older).read_text(encoding="utf-8") if args.older else None
         proof = json.loads(Path(args.proof).read_text(encoding="utf-8")) if args.proof else None
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        print(f"cannot read: {exc}", file=sys.stderr)
         return 2
     try:
         key = VerifierKey(args.key)
@@ -305,9 +306,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
             if not verify_consistency(sha256, earlier.size, checkpoint.size, earlier.root, checkpoint.root, hashes):
                 raise ReceiptError(f"the log of {checkpoint.size} does not extend the one of {earlier.size} you "
                                    "kept: it was rewritten")
-    except ReceiptError:
+    except ReceiptError as exc:
+        print(f"NOT VERIFIED: {exc}")
         return 1
-    receipt["entry"]
+    entry = receipt["entry"]
+    print(f"verified: entry {entry['seq']} ({entry.get('event')}, record {entry.get('record_id')}) is in the log "
+          f"{checkpoint.origin} of {checkpoint.size} entries, signed by {key.name}")
     return 0
 
 

@@ -48,15 +48,17 @@ class LogTree:
 
     # ---- growing, inside the appending transaction ----------------------------------------------
 
-    def grow(self, db: Connection, size: int, leaves: Sequence[bytes]) -> None:
-        """Add ``leaves`` to the tree of ``size`` leaves (the log's head before them)."""
+    def grow(self, db: Connection, size: int, leaves: Sequence[bytes], *, keep_leaves: bool = False) -> None:
+        """Add ``leaves`` to the tree of ``size`` leaves (the log's head before them): the parents
+        they complete are kept; the leaves themselves only with ``keep_leaves`` (entries written
+        before the tree, whose hash is their chain's), since every later entry's hash is its leaf."""
         held = db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()
         if held is None or held[0] != size:
             raise LogIntegrityError(f"交换日志的树与日志不一致 / the log's tree holds {held and held[0]} entries, the "
                                     f"log {size}: run `supex log verify`")
         stack = [(*node, hash_) for node, hash_ in zip(root_nodes(size), self._hashes(db, root_nodes(size)),
                                                          strict=True)]
-        made: list[tuple[int, bytes]] = []
+        made: list[tuple[int, bytes]] = list(enumerate(leaves, size)) if keep_leaves else []
         compact(self.hash, stack, leaves, size, made)
         db.executemany("INSERT INTO log_tree (node, hash) VALUES (?, ?)", made)
         db.execute("UPDATE progress SET seq = ? WHERE name = 'tree'", (size + len(leaves),))
@@ -72,7 +74,8 @@ class LogTree:
                                   "LIMIT ?", (size, _CATCH_UP)).fetchall()
                 if not rows:
                     return added
-                self.grow(db, size, [leaf_hash(self.hash, row_entry(r).canonical(r[0])) for r in rows])
+                self.grow(db, size, [leaf_hash(self.hash, row_entry(r).canonical(r[0])) for r in rows],
+                          keep_leaves=True)
                 added += len(rows)
 
     # ---- reading ------------------------------------------------------------------------------
@@ -84,18 +87,18 @@ class LogTree:
 
     def root(self, size: int) -> bytes:
         """The root hash of the tree of the first ``size`` entries."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             self._within(db, size)
             return self._ranges(db, [(0, size)])[0]
 
     def hashes(self, ranges: Sequence[Range]) -> list[bytes]:
         """The hash of each range of leaves (each within the tree)."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             return self._ranges(db, ranges)
 
     def inclusion(self, seq: int, size: int) -> tuple[bytes, list[bytes]]:
         """The leaf hash of entry ``seq`` and its audit path in the tree of ``size`` entries."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             self._within(db, size)
             if not 1 <= seq <= size:
                 raise ParameterError(f"seq 应在 1 到 {size} 之间 / seq must be between 1 and tree_size {size}")
@@ -104,7 +107,7 @@ class LogTree:
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         """The proof that the tree of ``second`` entries extends the one of ``first``."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             self._within(db, second)
             if not 1 <= first <= second:
                 raise ParameterError(f"first 应在 1 到 {second} 之间 / first must be between 1 and second ({second})")
@@ -133,11 +136,19 @@ class LogTree:
 
     @staticmethod
     def _found(db: Connection, nodes: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+        """The stored hashes of ``nodes``: parents (and the leaves of entries written before the
+        tree) from the tree's table, the other leaves from their entries' hashes."""
         ids = list({node_id(n) for n in nodes})
         if not ids:
             return {}
-        rows = db.execute(f"SELECT node, hash FROM log_tree WHERE node IN ({', '.join('?' * len(ids))})", ids)
-        return {int(r[0]): bytes(r[1]) for r in rows}
+        found = {int(r[0]): bytes(r[1]) for r in db.execute(
+            f"SELECT node, hash FROM log_tree WHERE node IN ({', '.join('?' * len(ids))})", ids)}
+        leaves = [i for i in ids if i not in found and i < 1 << 48]  # level 0: the node id is the leaf index
+        if leaves:
+            found.update({int(r[0]) - 1: bytes.fromhex(r[1]) for r in db.execute(
+                f"SELECT seq, hash FROM exchange_log WHERE seq IN ({', '.join('?' * len(leaves))})",
+                [i + 1 for i in leaves])})
+        return found
 
     # ---- checkpoints and cosignatures ---------------------------------------------------------
 
@@ -150,7 +161,7 @@ class LogTree:
 
     def checkpoint(self, size: int | None = None) -> SignedCheckpoint | None:
         """The checkpoint signed at ``size``, or the latest one."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             if size is None:
                 row = db.execute("SELECT size, at, key_id, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
             else:
@@ -159,7 +170,7 @@ class LogTree:
 
     def checkpoints(self, after: int = 0, limit: int = 1000) -> list[SignedCheckpoint]:
         """Signed checkpoints of sizes above ``after``, smallest first."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             return [SignedCheckpoint(*r) for r in db.execute(
                 "SELECT size, at, key_id, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", (after, limit))]
 
@@ -172,6 +183,6 @@ class LogTree:
 
     def cosignatures(self, size: int) -> list[str]:
         """The cosignature lines witnesses returned for the checkpoint of ``size``."""
-        with self.store.reading() as db:
+        with self.store.query() as db:
             return [str(r[0]) for r in db.execute(
                 "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]

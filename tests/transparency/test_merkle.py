@@ -30,6 +30,7 @@ def _tree(count: int) -> tuple[dict[int, bytes], list[bytes], InmemoryTree]:
     stack: list[tuple[int, int, bytes]] = []
     made: list[tuple[int, bytes]] = []
     for n, entry in enumerate(entries):
+        made.append((node_id((0, n)), leaf_hash(H, entry)))  # leaves are kept by their entries
         compact(H, stack, [leaf_hash(H, entry)], n, made)
     theirs = InmemoryTree(algorithm="sha256")
     for entry in entries:
