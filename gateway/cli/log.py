@@ -52,13 +52,18 @@ def log_verify(args: argparse.Namespace) -> int:
 
 
 def log_checkpoint(args: argparse.Namespace) -> int:
-    """``supex log checkpoint``: print the head hash, to record outside the system."""
+    """``supex log checkpoint``: print the head hash and the tree's root, to record outside the
+    system, with the latest checkpoint signed with the log key."""
     store = store_of(args)
     try:
         seq, head = store.log.head()
+        root = store.tree.root(seq).hex() if seq else None
+        signed = store.tree.checkpoint()
     finally:
         store.close()
-    print(json.dumps({"seq": seq, "hash": head, "algorithm": store.log_hash, "checkpoint": f"{seq}:{head}"}))
+    print(json.dumps({"seq": seq, "hash": head, "algorithm": store.log_hash, "checkpoint": f"{seq}:{head}",
+                      "tree_size": seq, "root": root, "signed": signed.note if signed else None},
+                     ensure_ascii=False))
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ import sys
 import structlog
 
 from gateway.config import load_config
+from gateway.flow.checkpoints import load_log_key
 from gateway.http.app import create_app
 from gateway.http.serving import raise_open_files_limit, run_gateway
 from gateway.observability import configure_logging
@@ -59,4 +60,12 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"  procedure: {counted(len(terms.obligations), 'obligation')}, timeliness of "
           f"{', '.join(f'{t} {v}' for t, v in terms.timeliness.items()) or 'no record type'}; working days known "
           f"until {terms.calendar.known_until} (add [calendar.{terms.calendar.known_until.year + 1}] before then)")
+    key_path = config.key_path()
+    if key_path.exists():
+        key = load_log_key(config)  # refused here, as at start, if it is not the key [log] asks for
+        print(f"  log key: {key.algorithm} {key.key_id.hex()} for {key.name} ({key_path}); "
+              f"{counted(len(config.log.witness), 'witness')}")
+    else:
+        print(f"  log key: none yet at {key_path}: the first start makes one ({config.log.signature}) "
+              "(or `supex keys create`)")
     return EXIT_OK

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway.cli.common import audited, configured_store
+from gateway.cli.common import audited, configured_store, open_configured_store
 from gateway.config import load_config
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import LogEntry
@@ -98,12 +99,14 @@ def keys_rotate_log(args: argparse.Namespace) -> int:
     path.rename(path.with_name(f"{path.name}.{old.key_id.hex()}.old"))
     new = LogKey.new(config.log.origin, config.log.signature)
     new.save(path)
-    _, store = configured_store(args)
-    try:
-        store.log.append([LogEntry("config_changed", store.now(), counterpart="cli", rule="log-key",
-                                   reason=f"log key rotated: {old.key_id.hex()} retired, {new.key_id.hex()} in use")])
-    finally:
-        store.close()
+    store = open_configured_store(config, required=False)
+    if store is not None:  # a store yet to be made has nothing signed to tell of it
+        try:
+            store.log.append([LogEntry("config_changed", store.now(), counterpart=f"cli:{getpass.getuser()}",
+                                       rule="log-key", reason=f"log key rotated: {old.key_id.hex()} retired, "
+                                       f"{new.key_id.hex()} in use")])
+        finally:
+            store.close()
     print(f"new log key {new.key_id.hex()} in {path}; the old one ({old.key_id.hex()}) is retired / 日志签名密钥已轮换")
     print(f"publish: {new.verifier}")
     print("restart the gateways on this store so that they sign with it")

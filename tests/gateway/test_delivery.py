@@ -143,6 +143,13 @@ async def test_a_healthy_consumer_gets_every_record_signed_with_its_own_secret(
     status, trail = await gw.call("GET", "/v1/records/in-0/trail", connector="amr")
     delivered = [e for e in trail["events"] if e["event"] == "delivered" and e["connector"] == "healthy"]
     assert status == 200 and len(delivered) == 1 and delivered[0]["digest"]
+    # each record's receipt: the seq of the entry that shared it with this consumer, in the body's order
+    routed = {}
+    for n in range(3):
+        _, events = await gw.call("GET", f"/v1/records/in-{n}/trail", connector="amr")
+        routed[f"in-{n}"] = next(e["seq"] for e in events["events"]
+                                 if e["event"] == "routed" and e["connector"] == "healthy")
+    assert headers["X-Supex-Receipts"] == ",".join(str(routed[r["record_id"]]) for r in json.loads(body))
 
 
 async def test_a_flaky_consumer_gets_everything_once_after_it_recovers(

@@ -295,3 +295,43 @@ def test_a_log_written_before_the_tree_gets_it_and_keeps_verifying(tmp_path: Pat
         db.execute("UPDATE exchange_log SET reason = 'x' WHERE seq = 2")
     assert list(store.log.verify(processes=1))[-1].first_bad_seq == 2
     store.close()
+
+
+def test_the_log_key_is_created_shown_and_rotated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    path = str(tmp_path / "supex.toml")
+    assert main(["keys", "create", "--config", path]) == 0
+    assert (tmp_path / "var" / "log-key").stat().st_mode & 0o777 == 0o600
+    assert main(["keys", "create", "--config", path]) == 2  # never over an existing key
+    capsys.readouterr()
+    assert main(["keys", "show", "--config", path]) == 0
+    first = capsys.readouterr().out.strip()
+    assert VerifierKey(first).name == "supex.test/exchange-log"
+    open_store(config.store_path(), log_hash="sha256").close()
+    assert main(["keys", "rotate", "--log", "--config", path]) == 0
+    capsys.readouterr()
+    assert main(["keys", "show", "--config", path, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["retired"] == [first] and shown["verifier_key"] != first
+    store = open_store(config.store_path(), log_hash="sha256")
+    assert [e.rule for e in store.log.entries()] == ["log-key"]  # the rotation is logged
+    store.close()
+    # a key of another algorithm than [log] asks for is refused, naming both
+    _config(tmp_path, signature="sm2")
+    assert main(["check-config", "--no-secrets", path]) == 2
+    assert "ed25519" in capsys.readouterr().err
+    witness_key = tmp_path / "w.key"
+    assert main(["keys", "create", "--witness", "witness.test/w1", "--output", str(witness_key)]) == 0
+    assert "witness.test/w1+" in capsys.readouterr().out
+
+
+def test_log_checkpoint_prints_the_root_and_the_signed_checkpoint(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    store = open_store(config.store_path(), log_hash="sha256")
+    store.log.append([LogEntry("audit_query", store.now(), counterpart="sec") for _ in range(3)])
+    root = store.tree.root(3)
+    store.close()
+    assert main(["log", "checkpoint", "--config", str(tmp_path / "supex.toml")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["tree_size"], printed["root"], printed["signed"]) == (3, root.hex(), None)
