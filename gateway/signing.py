@@ -110,12 +110,12 @@ class LogKey:
     # ---- the key file ---------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write the key to ``path``, new, readable by this user alone."""
+        """Write the key to ``path``, new, readable by this user alone (``FileExistsError`` if
+        anything is there already: a key is never overwritten)."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:  # new, for writing, readable by this user alone, never through a link planted there
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            raise ConfigError(f"密钥文件已存在 / {path} exists: `supex keys rotate` replaces a key") from None
+        # new, for writing, readable by this user alone, never through a link planted there
+        # (``FileExistsError`` if anything is there)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write("# supex log key: private, readable by the gateway's user alone\n"
                        f'name = "{self.name}"\nalgorithm = "{self.algorithm}"\n'

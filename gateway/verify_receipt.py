@@ -170,7 +170,8 @@ class VerifierKey:
     """A log's public key as ``name+hexid+base64(type || key)`` (C2SP vkey)."""
 
     def __init__(self, text: str) -> None:
-        parts = text.strip().split("+", 2)
+        self.text = text.strip()
+        parts = self.text.split("+", 2)
         if len(parts) != 3 or not parts[0]:
             raise ReceiptError(f"not a verifier key (name+id+key): {text[:80]!r}")
         self.name = parts[0]

@@ -58,7 +58,7 @@ def keys_create(args: argparse.Namespace) -> int:
         if args.output is None:
             raise ConfigError("--witness 需要 --output / --witness needs --output FILE for the witness's key")
         key = LogKey.new(args.witness, "ed25519")
-        key.save(args.output)
+        _save(key, args.output)
         print(f"witness key written to {args.output} (mode 0600) / 见证人密钥已写入")
         print(f"its verifier key, for the gateway's [[log.witness]]: {witness_verifier(key)}")
         return EXIT_OK
@@ -70,7 +70,7 @@ def keys_create(args: argparse.Namespace) -> int:
         raise ConfigError(f"[log] signature 为 {config.log.signature} / [log] signature is {config.log.signature}: set "
                           f"it to {algorithm} first, so that the gateway uses the key it is given")
     key = LogKey.new(config.log.origin, algorithm)
-    key.save(config.key_path())
+    _save(key, config.key_path())
     print(f"log key ({algorithm}) written to {config.key_path()} (mode 0600) / 日志签名密钥已写入")
     print(f"publish its verifier key: {key.verifier}")
     return EXIT_OK
@@ -98,7 +98,7 @@ def keys_rotate_log(args: argparse.Namespace) -> int:
         file.write(old.verifier + "\n")
     path.rename(path.with_name(f"{path.name}.{old.key_id.hex()}.old"))
     new = LogKey.new(config.log.origin, config.log.signature)
-    new.save(path)
+    _save(new, path)
     store = open_configured_store(config, required=False)
     if store is not None:  # a store yet to be made has nothing signed to tell of it
         try:
@@ -111,6 +111,14 @@ def keys_rotate_log(args: argparse.Namespace) -> int:
     print(f"publish: {new.verifier}")
     print("restart the gateways on this store so that they sign with it")
     return EXIT_OK
+
+
+def _save(key: LogKey, path: Path) -> None:
+    try:
+        key.save(path)
+    except FileExistsError:
+        raise ConfigError(f"密钥文件已存在 / {path} exists: a key is never overwritten (`supex keys rotate --log` "
+                          "replaces the log key)") from None
 
 
 # ---- receipts ---------------------------------------------------------------------------------------
@@ -165,8 +173,10 @@ def log_archive(args: argparse.Namespace) -> int:
         if signed is None:
             root = store.tree.root(until)
             note = key.sign_note(checkpoint_text(key.name, until, root, store.clock()))
-            signed = SignedCheckpoint(until, store.now(), key.key_id.hex(), note)
-            store.tree.keep_checkpoint(signed)
+            signed = SignedCheckpoint(until, store.now(), key.verifier, note)
+            if not store.tree.keep_checkpoint(signed, retired=retired_keys(config.key_path())):
+                raise ConfigError("日志由另一密钥签名 / the log is signed by another key than this configuration's: "
+                                  "use the log key of the gateways on this store")
         border = store.tree.hashes(_border_ranges(first - 1))
         bundle = folder / f"log-{first:012d}-{until:012d}"
         bundle.mkdir(mode=0o700)

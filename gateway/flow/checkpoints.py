@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
 from gateway.config import Config, WitnessConfig
-from gateway.exceptions import ConfigError, LogIntegrityError, NotFoundError, ParameterError
+from gateway.exceptions import ConfigError, LogIntegrityError, NotFoundError, ParameterError, Refusal
 from gateway.exchange_log import ChainCheck
 from gateway.signing import LogKey, checkpoint_text, cosignature_holds, open_signed
 from gateway.store.runner import StoreRunner
 from gateway.store.sql import SQLStore
 from gateway.store.tree import LogTree, SignedCheckpoint
-from gateway.verify_receipt import ReceiptError, VerifierKey, parse_checkpoint, parse_note, verify_consistency
+from gateway.verify_receipt import ReceiptError, VerifierKey, verify_consistency
 
 __all__ = ["Checkpoints", "held_to_tree", "load_log_key"]
 
@@ -34,10 +35,14 @@ def load_log_key(config: Config, *, create: bool = False) -> LogKey:
     path = config.key_path()
     if create and not path.exists():
         key = LogKey.new(config.log.origin, config.log.signature)
-        key.save(path)
-        log.warning("log_key_created", path=str(path), verifier_key=key.verifier,
-                    hint="publish the verifier key (supex keys show) so that departments can check receipts")
-        return key
+        try:
+            key.save(path)
+        except FileExistsError:  # made meanwhile by a gateway starting beside this one: that one is the key
+            pass
+        else:
+            log.warning("log_key_created", path=str(path), verifier_key=key.verifier,
+                        hint="publish the verifier key (supex keys show) so that departments can check receipts")
+            return key
     key = LogKey.load(path)
     if key.algorithm != config.log.signature or key.name != config.log.origin:
         raise ConfigError(f"日志签名密钥与配置不符 / the log key {path} is {key.algorithm} for {key.name!r}, [log] "
@@ -49,10 +54,12 @@ def load_log_key(config: Config, *, create: bool = False) -> LogKey:
 class Checkpoints:
     """The log's signed checkpoints, as the gateway makes and serves them."""
 
-    def __init__(self, runner: StoreRunner, key: LogKey, witnesses: Sequence[WitnessConfig] = ()) -> None:
-        self.runner, self.key = runner, key
+    def __init__(self, runner: StoreRunner, key: LogKey, witnesses: Sequence[WitnessConfig] = (),
+                 retired: Sequence[str] = (), every: float = 5.0) -> None:
+        self.runner, self.key, self.retired, self.every = runner, key, tuple(retired), every
         self.witnesses = {w.name: w.key for w in witnesses}
         self._signing = asyncio.Lock()
+        self._told = False
 
     @property
     def tree(self) -> LogTree:
@@ -69,9 +76,19 @@ class Checkpoints:
             store = self.runner.store
             text = checkpoint_text(self.key.name, size, root, store.clock())
             note = await asyncio.get_running_loop().run_in_executor(None, self.key.sign_note, text)
-            made = SignedCheckpoint(size, store.now(), self.key.key_id.hex(), note)
-            await self.runner.call(self.tree.keep_checkpoint, made)
-            return await self.runner.call(self.tree.checkpoint, size)  # another gateway's, if it signed first
+            made = SignedCheckpoint(size, store.now(), self.key.verifier, note)
+            if not await self.runner.call(self.tree.keep_checkpoint, made, retired=self.retired):
+                self._differs(latest)
+            return await self.runner.call(self.tree.checkpoint)  # ours, or another gateway's
+
+    def _differs(self, latest: SignedCheckpoint | None) -> None:
+        """Say once that the log is signed with another key than this gateway's (its checkpoints are
+        served as they are; this gateway signs none)."""
+        if latest is not None and latest.signer != self.key.verifier and not self._told:
+            self._told = True
+            log.error("log_key_differs", signed_by=latest.signer, this_gateway=self.key.verifier,
+                      hint="every gateway on one store signs with the same log key: copy [log] key_file from the "
+                      "gateway that holds it, and restart this one")
 
     async def covering(self, seq: int) -> SignedCheckpoint:
         """A signed checkpoint whose tree holds entry ``seq``."""
@@ -79,7 +96,11 @@ class Checkpoints:
         if latest is None or latest.size < seq:
             latest = await self.sign()
         if latest is None or latest.size < seq:
-            raise NotFoundError(f"entry {seq}")
+            if seq > await self.runner.call(self.tree.size):
+                raise NotFoundError(f"entry {seq}")
+            # the log is signed by another gateway's key: its next checkpoint will cover the entry
+            raise Refusal(503, "checkpoint_pending", f"检查点尚未覆盖该条目 / no signed checkpoint covers entry {seq} "
+                          f"yet: ask again in {self.every:g} s", retry_after=math.ceil(self.every))
         return latest
 
     async def published(self, size: int | None = None) -> dict[str, Any]:
@@ -90,7 +111,7 @@ class Checkpoints:
             raise NotFoundError("a checkpoint" + (f" of size {size}" if size else " (the log is empty)"))
         lines = await self.runner.call(self.tree.cosignatures, checkpoint.size)
         return {"origin": self.key.name, "tree_size": checkpoint.size, "signed_at": checkpoint.at,
-                "key_id": checkpoint.key_id, "checkpoint": checkpoint.note,
+                "signer": checkpoint.signer, "checkpoint": checkpoint.note,
                 "cosigned": checkpoint.note + "".join(line + "\n" for line in lines), "cosignatures": len(lines)}
 
     async def keep_cosignature(self, size: int, line: str, at: str) -> str:
@@ -116,8 +137,9 @@ class Checkpoints:
 def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) -> ChainCheck:  # noqa: PLR0911
     """Hold a verified log to what is served and signed of it: the root its entries make must be
     the root of the tree proofs are read from, and the log must extend the latest signed checkpoint
-    (checked with ``key`` where given) by a consistency proof — so that a tail rewritten and
-    re-hashed, or entries removed, show even where every entry matches its own hash."""
+    by a consistency proof — so that a tail rewritten and re-hashed, or entries removed, show even
+    where every entry matches its own hash. The checkpoint's signature is checked with ``key``
+    (which must be the one that signed it), or without one with the signer's key kept with it."""
     if not outcome.ok or outcome.entries == 0 or outcome.root is None:
         return outcome
     size = outcome.entries
@@ -136,7 +158,10 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) 
         latest = store.tree.checkpoint()
         if latest is None:
             return outcome
-        checkpoint = open_signed(latest.note, key) if key is not None else parse_checkpoint(parse_note(latest.note)[0])
+        if key is not None and latest.signer != key.text:
+            return failed(f"the latest checkpoint (size {latest.size}) is signed by {latest.signer}, not by this "
+                          f"configuration's log key {key.text}: copy the log key to every gateway on this store")
+        checkpoint = open_signed(latest.note, key or VerifierKey(latest.signer))
         if checkpoint.size > size:
             return failed(f"the log ends at seq {size}, before the checkpoint signed at size {checkpoint.size} "
                           "(entries removed)", size + 1)

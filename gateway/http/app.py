@@ -58,6 +58,7 @@ from gateway.http.routes import Route, check_declared, install_routes
 from gateway.http.security import BodyBudget, FailureThrottle, NonceCache, RateLimiter, TokenBook
 from gateway.observability import Metrics, SourceCollector, WriterCollector
 from gateway.safety import at_rest_warnings
+from gateway.signing import retired_keys
 from gateway.store import open_store
 from gateway.store.runner import StoreRunner
 from mappings import CompiledMapping
@@ -113,7 +114,8 @@ def _store_context(given: StoreRunner | None, deliver: bool) -> Callable[[web.Ap
             runner.close()
             raise
         app[METRICS].registry.register(WriterCollector(lambda: (store.writer.waited, store.writer.held)))
-        app[CHECKPOINTS] = Checkpoints(runner, load_log_key(config, create=True), config.log.witness)
+        app[CHECKPOINTS] = Checkpoints(runner, load_log_key(config, create=True), config.log.witness,
+                                       retired_keys(config.key_path()), config.log.checkpoint_every_seconds)
         in_force = app[IN_FORCE] = PolicyInForce(config, runner)
         await in_force.load()
         sharer = app[SHARER] = Sharer(in_force, runner)

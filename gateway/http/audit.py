@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from gateway.exchange_log import audit_query
+from gateway.flow.checkpoints import held_to_tree
 from gateway.http.context import IDENTITY, STORE, json_response
 from gateway.http.docs import CURSOR, LIMIT, LOG_FILTERS, errors, json_body, obj, ref
 from gateway.http.params import int_param, log_filter
@@ -39,9 +40,11 @@ async def events(request: web.Request) -> web.Response:
 
 async def verify(request: web.Request) -> web.Response:
     """GET /v1/audit/verify: the whole hash chain checked."""
-    store = request.app[STORE].store
-    # beside the store thread, on connections of its own: writes go on while the chain is checked
+    runner = request.app[STORE]
+    store = runner.store
+    # beside the store thread, on connections of its own: writes go on while the log is checked
     outcome = await asyncio.get_running_loop().run_in_executor(None, lambda: list(store.log.verify())[-1])
+    outcome = await runner.call(held_to_tree, store, outcome, None)
     await audited(request, "verify")
     return json_response({"ok": outcome.ok, "entries": outcome.entries, "first_bad_seq": outcome.first_bad_seq,
                           "reason": outcome.reason})

@@ -19,6 +19,7 @@ from gateway.http.docs import errors, json_body, obj, path_param
 from gateway.http.params import int_param, json_object
 from gateway.http.routes import PUBLIC, Route, route
 from gateway.signing import retired_keys
+from gateway.verify_receipt import VerifierKey
 
 __all__ = ["ROUTES", "receipt_entry"]
 
@@ -124,18 +125,22 @@ async def cosignature(request: web.Request) -> web.Response:
 
 async def log_key(request: web.Request) -> web.Response:
     """GET /.well-known/supex/log-key: the log's verifier key, for anyone to check its checkpoints."""
-    checkpoints, config = request.app[CHECKPOINTS], request.app[CONFIG]
-    return json_response({"origin": checkpoints.key.name, "algorithm": checkpoints.key.algorithm,
-                          "log_hash": config.gateway.log_hash, "verifier_key": checkpoints.key.verifier,
+    checkpoints, config, store = request.app[CHECKPOINTS], request.app[CONFIG], request.app[STORE]
+    latest = await store.call(store.store.tree.checkpoint)
+    signer = VerifierKey(latest.signer) if latest is not None else VerifierKey(checkpoints.key.verifier)
+    return json_response({"origin": signer.name, "algorithm": signer.algorithm,
+                          "log_hash": config.gateway.log_hash, "verifier_key": signer.text,
+                          "this_gateway_signs": signer.text == checkpoints.key.verifier,
                           "retired": retired_keys(config.key_path()),
                           "witnesses": [{"name": w.name, "key": w.key} for w in config.log.witness]})
 
 
 _READERS = {"auditor", "connector"}
 _SIZE = {"name": "size", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
-_CHECKPOINT = obj(["origin", "tree_size", "signed_at", "key_id", "checkpoint", "cosigned", "cosignatures"],
+_CHECKPOINT = obj(["origin", "tree_size", "signed_at", "signer", "checkpoint", "cosigned", "cosignatures"],
                   origin={"type": "string"}, tree_size={"type": "integer"}, signed_at={"type": "string"},
-                  key_id={"type": "string"}, checkpoint={"type": "string", "description": "C2SP signed note"},
+                  signer={"type": "string", "description": "the verifier key that signed it"},
+                  checkpoint={"type": "string", "description": "C2SP signed note"},
                   cosigned={"type": "string", "description": "the note with the witnesses' cosignatures"},
                   cosignatures={"type": "integer"})
 _RECEIPT = obj(["log_hash", "origin", "entry", "inclusion_proof", "checkpoint"], log_hash={"type": "string"},
@@ -186,8 +191,10 @@ ROUTES: list[Route] = [
         "responses": {"200": json_body(_RECEIPT, "The receipt"), **errors(400, 401, 403, 404)}}),
     route("GET", "/.well-known/supex/log-key", log_key, name="log_key", roles={PUBLIC}, doc={
         "summary": "The exchange log's verifier key",
-        "responses": {"200": json_body(obj(["origin", "algorithm", "log_hash", "verifier_key", "retired", "witnesses"],
+        "responses": {"200": json_body(obj(["origin", "algorithm", "log_hash", "verifier_key", "this_gateway_signs",
+                                            "retired", "witnesses"],
                                            origin={"type": "string"}, algorithm={"type": "string"},
+                                           this_gateway_signs={"type": "boolean"},
                                            retired={"type": "array", "items": {"type": "string"}},
                                            log_hash={"type": "string"}, verifier_key={"type": "string"},
                                            witnesses={"type": "array", "items": {"type": "object"}}),

@@ -142,7 +142,7 @@ MIGRATIONS: tuple[str, ...] = (
     #     tree), and the tree's size, kept with every append
     """
     CREATE TABLE log_tree (node BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
-    CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL,
+    CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, at TEXT NOT NULL, signer TEXT NOT NULL,
         note TEXT NOT NULL);
     CREATE TABLE cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,
         PRIMARY KEY (size, witness));

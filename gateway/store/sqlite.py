@@ -141,7 +141,7 @@ MIGRATIONS: tuple[str, ...] = (
     #     tree), and the tree's size, kept with every append
     """
     CREATE TABLE log_tree (node INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, at TEXT NOT NULL, key_id TEXT NOT NULL,
+    CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, at TEXT NOT NULL, signer TEXT NOT NULL,
         note TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE cosignatures (size INTEGER NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,
         PRIMARY KEY (size, witness)) WITHOUT ROWID;

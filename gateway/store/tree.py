@@ -31,11 +31,12 @@ _CATCH_UP = 20_000  # entries of a log written before the tree added to it a tra
 
 
 class SignedCheckpoint(NamedTuple):
-    """A checkpoint as signed and kept: the tree size, when, the signing key's id, the note."""
+    """A checkpoint as signed and kept: the tree size, when, the verifier key of the key that
+    signed it, the note."""
 
     size: int
     at: str
-    key_id: str
+    signer: str
     note: str
 
 
@@ -152,10 +153,16 @@ class LogTree:
 
     # ---- checkpoints and cosignatures ---------------------------------------------------------
 
-    def keep_checkpoint(self, checkpoint: SignedCheckpoint) -> bool:
-        """Keep a signed checkpoint; whether it is new (another gateway may have signed that size)."""
-        with self.store.transaction(serial=False) as db:
-            rows = db.execute("INSERT INTO checkpoints (size, at, key_id, note) VALUES (?, ?, ?, ?) "
+    def keep_checkpoint(self, checkpoint: SignedCheckpoint, *, retired: Sequence[str] = ()) -> bool:
+        """Keep a signed checkpoint, if the log is signed by its key — the signer of the latest one
+        kept, or one ``retired`` in its favour (a rotation), or any for the first — and no
+        checkpoint of its size is kept yet; whether it was. Checked and kept in one serialised
+        write, so that gateways on one database never sign the log with two keys."""
+        with self.store.transaction() as db:
+            latest = db.execute("SELECT signer FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            if latest is not None and latest[0] != checkpoint.signer and latest[0] not in retired:
+                return False
+            rows = db.execute("INSERT INTO checkpoints (size, at, signer, note) VALUES (?, ?, ?, ?) "
                               "ON CONFLICT (size) DO NOTHING RETURNING size", checkpoint).fetchall()
         return bool(rows)
 
@@ -163,16 +170,16 @@ class LogTree:
         """The checkpoint signed at ``size``, or the latest one."""
         with self.store.query() as db:
             if size is None:
-                row = db.execute("SELECT size, at, key_id, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+                row = db.execute("SELECT size, at, signer, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
             else:
-                row = db.execute("SELECT size, at, key_id, note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+                row = db.execute("SELECT size, at, signer, note FROM checkpoints WHERE size = ?", (size,)).fetchone()
         return None if row is None else SignedCheckpoint(*row)
 
     def checkpoints(self, after: int = 0, limit: int = 1000) -> list[SignedCheckpoint]:
         """Signed checkpoints of sizes above ``after``, smallest first."""
         with self.store.query() as db:
             return [SignedCheckpoint(*r) for r in db.execute(
-                "SELECT size, at, key_id, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", (after, limit))]
+                "SELECT size, at, signer, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", (after, limit))]
 
     def keep_cosignature(self, size: int, witness: str, line: str, at: str) -> None:
         """Keep a witness's cosignature line of the checkpoint of ``size`` (its latest, per witness)."""

@@ -69,8 +69,9 @@ def test_three_gateways_share_one_database_through_a_kill(tmp_path: Path, postgr
         folder.mkdir()
         gateway = Served(folder)
         gateway.config.write_text(gateway_config(gateway.port, store, batch=BATCH,
-                                                 push={"county": f"http://127.0.0.1:{receiver_port}/in"}),
-                                  encoding="utf-8")
+                                                 push={"county": f"http://127.0.0.1:{receiver_port}/in"})
+                                  # every gateway on one store signs with the one log key
+                                  + f'\n[log]\nkey_file = "{tmp_path / "log-key"}"\n', encoding="utf-8")
         gateways.append(gateway)
     try:
         for gateway in gateways:

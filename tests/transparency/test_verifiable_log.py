@@ -23,9 +23,11 @@ from pymerkle import InmemoryTree
 from gateway.cli import main
 from gateway.cli.transparency import EXIT_ALERT, witness
 from gateway.config import Config, load_config
+from gateway.exceptions import Refusal
 from gateway.exchange_log import GENESIS, LogEntry, chain_hash, row_entry
+from gateway.flow.checkpoints import Checkpoints, held_to_tree
 from gateway.http.app import create_app
-from gateway.http.context import CHECKPOINTS
+from gateway.http.context import CHECKPOINTS, STORE
 from gateway.merkle import hash_function
 from gateway.signing import LogKey, cosign, open_signed, verify_with, witness_verifier
 from gateway.store import open_store
@@ -335,3 +337,25 @@ def test_log_checkpoint_prints_the_root_and_the_signed_checkpoint(tmp_path: Path
     assert main(["log", "checkpoint", "--config", str(tmp_path / "supex.toml")]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["tree_size"], printed["root"], printed["signed"]) == (3, root.hex(), None)
+
+
+async def test_gateways_on_one_store_never_sign_with_two_keys(gw: Signed) -> None:
+    """A second gateway with a key of its own signs nothing: it serves the log key's checkpoints,
+    a receipt it cannot cover yet is a 503 to retry, and verifying with its key says why it fails."""
+    app = gw.client.app
+    assert app is not None
+    await gw.push("amr", [inspection(1)])
+    ours = await app[CHECKPOINTS].sign()
+    assert ours is not None
+    other = Checkpoints(app[STORE], LogKey.new("supex.test/exchange-log", "ed25519"), every=5)
+    await gw.push("amr", [inspection(2)])
+    assert await other.sign() == ours  # not signed: the log is the first key's
+    with pytest.raises(Refusal, match="no signed checkpoint covers") as refused:
+        await other.covering(ours.size + 1)
+    assert refused.value.status == 503 and refused.value.retry_after == 5
+    store = app[STORE].store
+    outcome = list(store.log.verify(processes=1))[-1]
+    assert held_to_tree(store, outcome, None).ok
+    mismatch = held_to_tree(store, outcome, VerifierKey(other.key.verifier))
+    assert not mismatch.ok and "copy the log key" in (mismatch.reason or "")
+    assert (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"] == ours.signer

@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from gateway.exchange_log import EVENTS, ChainCheck, LogEntry
+from gateway.flow.checkpoints import held_to_tree
 from gateway.flow.procedure import VIEWS
 from gateway.http.audit import audited
 from gateway.http.console.i18n import LANGUAGES, words
@@ -75,9 +76,11 @@ class ChainMonitor:
             self._task = asyncio.create_task(self._verify(app))
 
     async def _verify(self, app: web.Application) -> None:
-        store = app[STORE].store
+        runner = app[STORE]
+        store = runner.store
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(None, lambda: list(store.log.verify())[-1])
+            outcome = await runner.call(held_to_tree, store, outcome, None)
             self.result, self.checked_at = outcome, store.now()
             if not outcome.ok:
                 log.error("chain_broken", first_bad_seq=outcome.first_bad_seq, reason=outcome.reason)
