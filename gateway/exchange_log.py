@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from cryptography.hazmat.primitives import hashes
 
 from gateway.merkle import Hash, compact, fold, hash_function, leaf_hash, node_hash
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENTS",
     "GENESIS",
-    "HASHES",
     "LOG_COLUMNS",
     "ChainCheck",
     "Link",
@@ -59,7 +57,6 @@ EVENTS = (
 GENESIS = "0" * 64
 LOG_COLUMNS = ("seq", "at", "event", "connector", "counterpart", "source", "record_type", "record_id", "version",
                "batch_id", "rule", "purpose", "fields", "masked", "digest", "reason", "prev_hash", "hash")
-HASHES: dict[str, hashes.HashAlgorithm] = {"sm3": hashes.SM3(), "sha256": hashes.SHA256()}  # stateless: shared
 
 
 class LogEntry(NamedTuple):
@@ -105,9 +102,7 @@ class LogEntry(NamedTuple):
 
 def content_digest(algorithm: str, value: Any) -> str:
     """The digest of a JSON value as the log records it: H(canonical JSON), sorted keys, UTF-8."""
-    digest = hashes.Hash(HASHES[algorithm])
-    digest.update(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-    return digest.finalize().hex()
+    return hash_function(algorithm)(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hex()
 
 
 def shared_digest(algorithm: str, shared: Shared) -> str:
@@ -126,9 +121,7 @@ def chain_hash(algorithm: str, prev_hash: str, entry: LogEntry, seq: int | None 
 
 def _chained(algorithm: str, prev_hash: str, canonical: bytes) -> str:
     """``H(prev_hash || canonical JSON of the entry)`` (SPEC §5)."""
-    digest = hashes.Hash(HASHES[algorithm])
-    digest.update(prev_hash.encode() + canonical)
-    return digest.finalize().hex()
+    return hash_function(algorithm)(prev_hash.encode() + canonical).hex()
 
 
 @dataclass(frozen=True)
