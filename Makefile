@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_fanout.py
 	$(BIN)/python benchmarks/bench_store_path.py
 	$(BIN)/python benchmarks/bench_log.py
+	$(BIN)/python benchmarks/bench_proofs.py
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/crash.py
 	$(BIN)/python benchmarks/outage.py

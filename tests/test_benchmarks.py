@@ -24,6 +24,7 @@ TINY: dict[str, list[str]] = {
     "bench_fanout.py": ["--records", "1000"],
     "bench_store_path.py": [],
     "bench_log.py": ["--entries", "2000", "--rounds", "1"],
+    "bench_proofs.py": ["--entries", "3000", "--proofs", "200"],
     "bench_scale.py": ["--records", "1000"],
     "crash.py": ["--records", "500", "--kills", "1", "--no-postgres"],
     "outage.py": ["--phase", "1"],
