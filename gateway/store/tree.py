@@ -28,6 +28,9 @@ from gateway.store.base import Connection, Database
 __all__ = ["LogTree", "SignedCheckpoint"]
 
 _CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
+_LEAVES = 1 << 48  # node ids below this are leaves (level 0)
+_UPPER = 8 << 48  # nodes from level 8 up (subtrees of 256 entries and more) are kept in memory once read…
+_UPPER_KEPT = 500_000  # …up to this many (a log of some 100 million entries)
 
 
 class SignedCheckpoint(NamedTuple):
@@ -46,6 +49,10 @@ class LogTree:
     def __init__(self, store: Database) -> None:
         self.store = store
         self.hash = hash_function(store.log_hash)
+        # a complete subtree's hash never changes: those high in the tree, shared by most proofs,
+        # are kept here once read (a few thousand for a log of a million entries)
+        self._upper: dict[int, bytes] = {}
+        self._known = 0  # a tree size known to be held (read again only for a larger one)
 
     # ---- growing, inside the appending transaction ----------------------------------------------
 
@@ -115,7 +122,9 @@ class LogTree:
             return self._ranges(db, consistency_ranges(first, second)) if first < second else []
 
     def _within(self, db: Connection, size: int) -> None:
-        held = db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0]
+        if 1 <= size <= self._known:
+            return
+        held = self._known = int(db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0])
         if not 1 <= size <= held:
             raise ParameterError(f"树的大小应在 1 到 {held} 之间 / a tree size must be between 1 and {held}, the log's "
                                  f"size now (not {size})")
@@ -135,20 +144,30 @@ class LogTree:
         except LookupError as exc:
             raise LogIntegrityError(f"交换日志的树缺少节点 / {exc}: run `supex log verify`") from None
 
-    @staticmethod
-    def _found(db: Connection, nodes: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+    def _found(self, db: Connection, nodes: Sequence[tuple[int, int]]) -> dict[int, bytes]:
         """The stored hashes of ``nodes``: parents (and the leaves of entries written before the
         tree) from the tree's table, the other leaves from their entries' hashes."""
-        ids = list({node_id(n) for n in nodes})
-        if not ids:
-            return {}
-        found = {int(r[0]): bytes(r[1]) for r in db.execute(
-            f"SELECT node, hash FROM log_tree WHERE node IN ({', '.join('?' * len(ids))})", ids)}
-        leaves = [i for i in ids if i not in found and i < 1 << 48]  # level 0: the node id is the leaf index
+        upper = self._upper
+        found: dict[int, bytes] = {}
+        wanted = []
+        for i in {node_id(n) for n in nodes}:
+            if i in upper:
+                found[i] = upper[i]
+            else:
+                wanted.append(i)
+        if not wanted:
+            return found
+        for node, value in db.execute(f"SELECT node, hash FROM log_tree WHERE node IN "
+                                      f"({', '.join('?' * len(wanted))})", wanted):
+            found[node] = bytes(value)
+            if node >= _UPPER and len(upper) < _UPPER_KEPT:
+                upper[node] = found[node]
+        # level 0, not in the table (only entries written before the tree have their leaves there):
+        # a node's id is its leaf's index, the entry's hash its leaf
+        leaves = [i + 1 for i in wanted if i < _LEAVES and i not in found]
         if leaves:
-            found.update({int(r[0]) - 1: bytes.fromhex(r[1]) for r in db.execute(
-                f"SELECT seq, hash FROM exchange_log WHERE seq IN ({', '.join('?' * len(leaves))})",
-                [i + 1 for i in leaves])})
+            found.update({seq - 1: bytes.fromhex(value) for seq, value in db.execute(
+                f"SELECT seq, hash FROM exchange_log WHERE seq IN ({', '.join('?' * len(leaves))})", leaves)})
         return found
 
     # ---- checkpoints and cosignatures ---------------------------------------------------------

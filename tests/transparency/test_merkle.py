@@ -18,6 +18,7 @@ from gateway.merkle import (
     node_id,
     range_nodes,
     root_nodes,
+    subtrees,
 )
 from gateway.verify_receipt import verify_consistency, verify_inclusion
 
@@ -81,6 +82,14 @@ def test_every_consistency_proof_verifies_and_a_forked_one_does_not(second: int)
         if first < second:
             assert not verify_consistency(H, first, second, H(b"forked"), second_root, proof)
             assert not verify_consistency(H, first, second, first_root, H(b"rewritten"), proof)
+
+
+@pytest.mark.parametrize(("first", "count"), [(0, 1), (0, 7), (0, 64), (0, 70), (64, 1), (64, 33), (128, 128)])
+def test_subtrees_made_a_level_at_a_time_are_the_border_made_a_leaf_at_a_time(first: int, count: int) -> None:
+    leaves = [leaf_hash(H, f"{n}".encode()) for n in range(count)]
+    border: list[tuple[int, int, bytes]] = []
+    compact(H, border, leaves, first)
+    assert subtrees(H, leaves, first) == border
 
 
 def test_proofs_are_logarithmic() -> None:
