@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -112,4 +113,15 @@ class SupexClient:
     async def ack(self, cursor: str) -> dict[str, Any]:
         """Acknowledge everything up to ``cursor``."""
         answer: dict[str, Any] = await self.request("POST", "/v1/inbox/ack", orjson.dumps({"cursor": cursor}))
+        return answer
+
+    async def receipt(self, record_id: str, *, version: int | None = None, as_consumer: bool = False) -> dict[str, Any]:
+        """The connector's receipt (回执) of a record: the log entry that stored it (or, as its
+        consumer, that shared it with this connector), its inclusion proof and a signed checkpoint,
+        to keep and check offline (``supex log check-receipt``)."""
+        query = [f"version={version}"] if version is not None else []
+        if as_consumer:
+            query.append("as=consumer")
+        path = f"/v1/records/{quote(record_id, safe='')}/receipt" + ("?" + "&".join(query) if query else "")
+        answer: dict[str, Any] = await self.request("GET", path)
         return answer

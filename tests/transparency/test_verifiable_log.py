@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pymerkle import InmemoryTree
 
+from connectors import SupexClient
 from gateway.cli import main
 from gateway.cli.transparency import EXIT_ALERT, witness
 from gateway.config import Config, load_config
@@ -359,3 +360,14 @@ async def test_gateways_on_one_store_never_sign_with_two_keys(gw: Signed) -> Non
     mismatch = held_to_tree(store, outcome, VerifierKey(other.key.verifier))
     assert not mismatch.ok and "copy the log key" in (mismatch.reason or "")
     assert (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"] == ours.signer
+
+
+async def test_the_client_fetches_receipts_to_keep(gw: Signed) -> None:
+    await gw.push("amr", [inspection(1)])
+    async with SupexClient(str(gw.client.make_url("")), "amr", SECRETS["amr"], clock=lambda: NOW) as client:
+        receipt = await client.receipt("in-1")
+        assert receipt["entry"]["record_id"] == "in-1"
+        check_receipt(receipt, await _key(gw))
+    async with SupexClient(str(gw.client.make_url("")), "jinan", SECRETS["jinan"], clock=lambda: NOW) as client:
+        theirs = await client.receipt("in-1", version=1, as_consumer=True)
+        assert (theirs["entry"]["event"], theirs["entry"]["version"]) == ("routed", 1)
