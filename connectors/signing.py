@@ -1,4 +1,4 @@
-"""Request signatures of SPEC §3.1, shared by the client and the gateway.
+"""Request signatures (HMAC over method, path, time, nonce and body hash), shared by the client and the gateway.
 
 ``hex(HMAC(secret, METHOD \\n PATH_AND_QUERY \\n TIMESTAMP \\n NONCE \\n hex(H(body))))`` with
 H = SHA-256 (default) or SM3 (``X-Supex-Algorithm: hmac-sm3``), both from ``cryptography``.
@@ -43,7 +43,7 @@ def body_digest(body: bytes, algorithm: str = "hmac-sha256") -> str:
     return digest.finalize().hex()
 
 
-def sign(  # noqa: PLR0917 - the six parts of the SPEC §3.1 recipe, in its order
+def sign(  # noqa: PLR0917 - the six parts of the signature recipe, in its order
     secret: str, method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes, *,
     algorithm: str = "hmac-sha256",
 ) -> str:

@@ -2,7 +2,7 @@
 
 Every call supex makes to another system goes through ``send``: a connector's client calling the
 gateway, the gateway polling a system, pushing to a consumer, or testing a connector. It signs the
-request (SPEC §3.1), never follows a redirect (a signature is not sent elsewhere), reads the whole
+request, never follows a redirect (a signature is not sent elsewhere), reads the whole
 answer, and turns a failure to get one into ``UnreachableError``. ``classify`` is the one retry
 rule: 2xx is ``ok``; 408, 429, 500, 502, 503 and 504 are worth trying again (``retry``); any other
 answer is ``fatal`` — the same request would be refused again. ``retrying`` is the one way to

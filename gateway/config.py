@@ -1,4 +1,4 @@
-"""The gateway's configuration (SPEC §8): one TOML file read strictly into frozen models.
+"""The gateway's configuration: one TOML file read strictly into frozen models.
 
 An unknown key is an error naming the key and its line. Secrets never come from the file's
 text: they come from a secrets file it names, or from ``SUPEX_SECRET_<ID>`` variables.

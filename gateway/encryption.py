@@ -1,4 +1,4 @@
-"""Encryption at rest of ``important`` and ``core`` payloads (SPEC §6; GB/T 39786 level 3).
+"""Encryption at rest of ``important`` and ``core`` payloads (GB/T 39786 level 3).
 
 A key ring of master keys (32 bytes each, base64) comes from the environment variable the
 configuration names (``data_key_env``) or from a key file (``data_key_file``): one key a line or

@@ -120,7 +120,7 @@ def chain_hash(algorithm: str, prev_hash: str, entry: LogEntry, seq: int | None 
 
 
 def _chained(algorithm: str, prev_hash: str, canonical: bytes) -> str:
-    """``H(prev_hash || canonical JSON of the entry)`` (SPEC §5)."""
+    """``H(prev_hash || canonical JSON of the entry)``."""
     return hash_function(algorithm)(prev_hash.encode() + canonical).hex()
 
 

@@ -1,4 +1,4 @@
-"""Routing, sharing-scope and confidentiality rules (SPEC §4): a pure core.
+"""Routing, sharing-scope and confidentiality rules: a pure core.
 
 Records and rules in, decisions and shared records out; no network, no store. Lookups that need
 the store (the matter catalogue, who produced a record) are passed in as functions.

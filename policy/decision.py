@@ -1,4 +1,4 @@
-"""Routing and sharing decisions (SPEC §4) as pure functions of record, configuration and lookups.
+"""Routing and sharing decisions as pure functions of record, configuration and lookups.
 
 ``Policy.routes`` says which consumers a record goes to and why; ``Policy.decide`` says whether a
 routed consumer may have it, under which rule; ``Policy.share`` builds exactly what it receives.
@@ -20,7 +20,7 @@ from schemas import load_schema_set
 
 __all__ = ["ENVELOPE", "Decision", "Party", "Policy", "Route", "Shared", "local_today"]
 
-# always shared with the data a rule lets through (SPEC §8), with the gateway's own fields
+# always shared with the data a rule lets through, with the gateway's own fields
 ENVELOPE = ("record_type", "record_id", "op", "version", "occurred_at", "region_code", "sharing", "grade", "source",
             "received_at", "seq", "corrects")
 Catalogue = Callable[[str], Collection[str]]  # matter code -> department codes of its lead and co-departments

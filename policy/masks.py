@@ -1,4 +1,4 @@
-"""Field masks of SPEC §4: what of a value a consumer may see.
+"""Field masks: what of a value a consumer may see.
 
 Each mask keeps a documented part of a text and replaces every other character with ``*``
 (one for one, so that the form stays recognisable), except ``address``, which keeps the

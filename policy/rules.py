@@ -1,4 +1,4 @@
-"""Sharing rules (SPEC §4, §8): the model read from the configuration or the admin API, checked
+"""Sharing rules: the model read from the configuration or the admin API, checked
 against the schemas, and compiled into a matcher and a shaper that the decision runs per record.
 
 Field paths in ``fields`` and ``mask`` are relative to the record's ``data``; a path through an

@@ -1,6 +1,6 @@
 """Validation issues as data: ``{path, code, message}`` with a stable code and a zh/en message.
 
-The codes are part of the external contract (SPEC §2.3); the messages are for people.
+The codes are part of the external contract; the messages are for people.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Semantic checks beyond JSON Schema (SPEC §2.3): identifiers by their check characters,
+"""Semantic checks beyond JSON Schema: identifiers by their check characters,
 GB/T 2260 region codes, time order, event times not in the future, distinct inspectors.
 
 Which fields carry which identifier is read off the schemas themselves (a ``$ref`` to the

@@ -1,4 +1,4 @@
-"""Push delivery (SPEC §4): the outbox worked off by one task per push consumer.
+"""Push delivery: the outbox worked off by one task per push consumer.
 
 Each round takes the consumer's due deliveries (oldest first, up to its batch size), shares each
 record again under the policy in force (``gateway.flow.sharing``, as the inbox does), writes them

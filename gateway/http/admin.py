@@ -1,4 +1,4 @@
-"""The admin API (SPEC §3.2 ``/v1/admin/…``): connectors and sharing rules at run time, the policy
+"""The admin API (``/v1/admin/…``): connectors and sharing rules at run time, the policy
 explained, dead letters listed and replayed. Admins manage; they never read payloads, so an
 explanation shows the shared record only as the consumer would receive it.
 

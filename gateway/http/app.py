@@ -1,4 +1,4 @@
-"""The HTTP gateway (SPEC §3): the aiohttp application factory, and what runs while it serves.
+"""The HTTP gateway: the aiohttp application factory, and what runs while it serves.
 
 Each room of ``gateway.http`` holds the handlers of one part of the interface and declares its
 routes (``ROUTES``): ``records`` (producers), ``inbox`` (consumers), ``procedure``, ``audit``, ``admin``,

@@ -1,4 +1,4 @@
-"""Who is calling: signed connectors (SPEC §3.1), auditors and administrators by bearer token.
+"""Who is calling: signed connectors, auditors and administrators by bearer token.
 
 The three roles are kept apart (GB/T 39477): a credential is one role's, and a route names the
 roles it admits. Everything a caller can be refused for by its headers alone (``claim_connector``,

@@ -1,6 +1,6 @@
 """How a pushed record relates to the stored one: accepted, duplicate, stale or a conflict.
 
-SPEC §2.1: with a version, an older one than stored is stale; without, identical content is a
+With a version, an older one than stored is stale; without, identical content is a
 duplicate and different content is an update the gateway numbers.
 """
 

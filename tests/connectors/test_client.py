@@ -24,7 +24,7 @@ def test_classify(status: int, verdict: str) -> None:
 
 
 def test_the_signature_of_a_known_request() -> None:
-    """A fixed request has a fixed signature (the SPEC §3.1 recipe)."""
+    """A fixed request has a fixed signature (the signature recipe)."""
     assert sign("k" * 16, "post", "/v1/records", "1700000000", "n" * 16, b"[]") == sign(
         "k" * 16, "POST", "/v1/records", "1700000000", "n" * 16, b"[]")
     assert sign("k" * 16, "POST", "/v1/records", "1700000000", "n" * 16, b"[]") != sign(

@@ -28,7 +28,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 class SignAs(requests.auth.AuthBase):
-    """Signs the final request (method, path and query, body) as a connector, as SPEC §3.1 says."""
+    """Signs the final request (method, path and query, body) as a connector, as the interface says."""
 
     def __init__(self, connector: str) -> None:
         self.connector = connector

@@ -158,7 +158,7 @@ def _matrix_records() -> list[dict[str, Any]]:
 
 async def test_the_policy_matrix_by_pull_and_by_push(tmp_path: Path, backend: Backend, make: AppMaker,
                                                      sinks: dict[str, tuple[Sink, str]]) -> None:
-    """Every type × class reaches each kind of consumer exactly as SPEC §4 says, pulled or pushed."""
+    """Every type × class reaches each kind of consumer exactly as the sharing rules say, pulled or pushed."""
     config = _load(tmp_path, _config_text({k: url for k, (_, url) in sinks.items()}, _matrix_rules()), backend)
     client, app = await make(config)
     pushed = await client.push("src", _matrix_records())

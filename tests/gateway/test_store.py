@@ -34,7 +34,7 @@ from tests.gateway.conftest import inspection
 ])
 def test_version_decisions(stored: tuple[int, str, int] | None, version: int | None, digest: str, status: str,
                            number: int | None) -> None:
-    """SPEC §2.1 version rules as a table."""
+    """The version rules as a table."""
     verdict = decide(stored, version, digest)
     assert (verdict.status, verdict.version) == (status, number)
 

@@ -29,7 +29,7 @@ SAMPLE_FILES = [
 
 
 def test_the_spec_mappings_are_built_in() -> None:
-    """SPEC §9 names three built-in mappings; Internet+ also takes penalties in its own rows."""
+    """Three built-in mappings, as documented; Internet+ also takes penalties in its own rows."""
     assert builtin_names() == ["double_random.result", "enforcement_oversight.penalty", "internet_plus.check_action",
                                "internet_plus.penalty"]
     with pytest.raises(UnknownMappingError, match=r"internet_plus\.check_action"):

@@ -1,4 +1,4 @@
-"""The masks of SPEC §4: what of an identifier, phone, name or address a consumer may see."""
+"""The masks: what of an identifier, phone, name or address a consumer may see."""
 
 from __future__ import annotations
 

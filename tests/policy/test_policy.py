@@ -174,7 +174,7 @@ def test_feedback_goes_back_to_the_producer_of_the_record_it_refers_to() -> None
 
 
 def test_a_producer_gets_its_own_records_unless_it_opts_out_and_a_disabled_connector_nothing() -> None:
-    """Routing as SPEC §4 defines it includes a producer that subscribes to its own type;
+    """Routing as defined includes a producer that subscribes to its own type;
     ``receive_own = false`` leaves its own records out. A disabled connector receives nothing."""
     off = party("off", consumes=["clue"], enabled=False)
     policy = Policy([party(SOURCE, consumes=["clue"]), off], [])
@@ -229,7 +229,7 @@ def matrix_record(record_type: str, sharing: str) -> dict[str, Any]:
 
 
 def expected(record: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    """What a consumer of ``kind`` receives, stated directly from SPEC §4 (``None``: nothing)."""
+    """What a consumer of ``kind`` receives, stated directly from the routing and sharing rules (``None``: nothing)."""
     sharing = record["sharing"]
     if kind == "out-of-jurisdiction":
         return None
