@@ -13,6 +13,7 @@ import orjson
 from gateway.cli.common import audited, configured_store, log_filter, store_of
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.flow.checkpoints import held_to_tree, load_log_key
+from gateway.signing import retired_keys
 from gateway.store.model import LogFilter
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from gateway.verify_receipt import VerifierKey
@@ -33,7 +34,7 @@ def log_verify(args: argparse.Namespace) -> int:
             for outcome in store.log.verify():
                 progress.update(task, completed=outcome.entries)
         key = VerifierKey(load_log_key(config).verifier) if config.key_path().exists() else None
-        outcome = held_to_tree(store, outcome, key)
+        outcome = held_to_tree(store, outcome, key, retired_keys(config.key_path()))
         if args.checkpoint:
             outcome = against_checkpoint(outcome, args.checkpoint, store.log.hash_at(args.checkpoint[0]))
         if outcome.ok:  # a broken log takes no more entries until it is looked into

@@ -134,12 +134,14 @@ class Checkpoints:
         return name
 
 
-def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) -> ChainCheck:  # noqa: PLR0911
+def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None,  # noqa: PLR0911
+                 retired: Sequence[str] = ()) -> ChainCheck:
     """Hold a verified log to what is served and signed of it: the root its entries make must be
     the root of the tree proofs are read from, and the log must extend the latest signed checkpoint
     by a consistency proof — so that a tail rewritten and re-hashed, or entries removed, show even
     where every entry matches its own hash. The checkpoint's signature is checked with ``key``
-    (which must be the one that signed it), or without one with the signer's key kept with it."""
+    (which must be the one that signed it, or one ``retired`` in its favour), or without one with
+    the signer's key kept with it."""
     if not outcome.ok or outcome.entries == 0 or outcome.root is None:
         return outcome
     size = outcome.entries
@@ -158,10 +160,11 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None) 
         latest = store.tree.checkpoint()
         if latest is None:
             return outcome
-        if key is not None and latest.signer != key.text:
+        if key is not None and latest.signer != key.text and latest.signer not in retired:
             return failed(f"the latest checkpoint (size {latest.size}) is signed by {latest.signer}, not by this "
                           f"configuration's log key {key.text}: copy the log key to every gateway on this store")
-        checkpoint = open_signed(latest.note, key or VerifierKey(latest.signer))
+        checkpoint = open_signed(latest.note, VerifierKey(latest.signer) if key is None or latest.signer in retired
+                                 else key)
         if checkpoint.size > size:
             return failed(f"the log ends at seq {size}, before the checkpoint signed at size {checkpoint.size} "
                           "(entries removed)", size + 1)

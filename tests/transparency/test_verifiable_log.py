@@ -30,9 +30,10 @@ from gateway.flow.checkpoints import Checkpoints, held_to_tree
 from gateway.http.app import create_app
 from gateway.http.context import CHECKPOINTS, STORE
 from gateway.merkle import hash_function
-from gateway.signing import LogKey, cosign, open_signed, verify_with, witness_verifier
+from gateway.signing import LogKey, checkpoint_text, cosign, open_signed, verify_with, witness_verifier
 from gateway.store import open_store
 from gateway.store.sqlite import MIGRATIONS
+from gateway.store.tree import SignedCheckpoint
 from gateway.verify_receipt import (
     ReceiptError,
     VerifierKey,
@@ -310,15 +311,21 @@ def test_the_log_key_is_created_shown_and_rotated(tmp_path: Path, capsys: pytest
     assert main(["keys", "show", "--config", path]) == 0
     first = capsys.readouterr().out.strip()
     assert VerifierKey(first).name == "supex.test/exchange-log"
-    open_store(config.store_path(), log_hash="sha256").close()
+    store = open_store(config.store_path(), log_hash="sha256")  # a checkpoint signed with the first key
+    store.log.append([LogEntry("audit_query", store.now(), counterpart="sec")])
+    signer = LogKey.load(tmp_path / "var" / "log-key")
+    note = signer.sign_note(checkpoint_text(signer.name, 1, store.tree.root(1), dt.datetime.now(dt.UTC)))
+    assert store.tree.keep_checkpoint(SignedCheckpoint(1, store.now(), first, note))
+    store.close()
     assert main(["keys", "rotate", "--log", "--config", path]) == 0
     capsys.readouterr()
     assert main(["keys", "show", "--config", path, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["retired"] == [first] and shown["verifier_key"] != first
     store = open_store(config.store_path(), log_hash="sha256")
-    assert [e.rule for e in store.log.entries()] == ["log-key"]  # the rotation is logged
+    assert [e.rule for e in store.log.entries() if e.event == "config_changed"] == ["log-key"]  # logged
     store.close()
+    assert main(["log", "verify", "--config", path]) == 0  # signed by the key retired in the new one's favour
     # a key of another algorithm than [log] asks for is refused, naming both
     _config(tmp_path, signature="sm2")
     assert main(["check-config", "--no-secrets", path]) == 2
