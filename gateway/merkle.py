@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 
-__all__ = ["Hash", "Node", "Range", "compact", "consistency_ranges", "fold", "hash_function", "inclusion_ranges",
-           "leaf_hash", "node_hash", "node_id", "range_nodes", "root_nodes", "stored_hashes", "subtrees"]
+__all__ = ["TILE_HEIGHT", "TILE_NODES", "TILE_TIERS", "Hash", "Node", "Range", "compact", "consistency_ranges", "fold",
+           "hash_function", "in_tile", "inclusion_ranges", "leaf_hash", "node_hash", "node_id", "range_nodes",
+           "root_nodes", "stored_hashes", "subtrees", "tile_nodes", "tile_of", "tiles_path"]
 
 Hash = Callable[[bytes], bytes]
 Node = tuple[int, int]  # level, index
@@ -169,6 +170,50 @@ def subtrees(h: Hash, leaves: Sequence[bytes], first: int) -> list[tuple[int, in
         level += 1
     border.reverse()
     return border
+
+
+TILE_HEIGHT = 4  # a tile: the 16 nodes at the foot of a height-4 subtree and every node above them, below its root
+TILE_TIERS = 2  # tiles at levels 0-3 (of 16 leaves) and 4-7 (of 256 leaves); nodes higher up are few
+_TILE_START = [sum(1 << (TILE_HEIGHT - h) for h in range(height)) for height in range(TILE_HEIGHT)]
+TILE_NODES = _TILE_START[-1] + 2  # 30: every node of a tile but its root
+
+
+def tile_of(tier: int, leaf: int) -> int:
+    """The id of the tile of ``tier`` that holds leaf index ``leaf`` (below the tile's root)."""
+    return (tier << _INDEX_BITS) | (leaf >> (TILE_HEIGHT * (tier + 1)))
+
+
+def tile_nodes(tile: int) -> list[Node]:
+    """The nodes a tile's row holds, in its order: its 16 foot nodes, then each level up to its
+    root's two children."""
+    tier, index = divmod(tile, 1 << _INDEX_BITS)
+    return [(TILE_HEIGHT * tier + h, (index << (TILE_HEIGHT - h)) + i) for h in range(TILE_HEIGHT)
+            for i in range(1 << (TILE_HEIGHT - h))]
+
+
+def in_tile(row: bytes, tile: int, node: Node) -> bytes | None:
+    """The hash of ``node`` from the row of ``tile``, or ``None`` if the tile does not hold it."""
+    tier, index = divmod(tile, 1 << _INDEX_BITS)
+    level, at = node
+    height = level - TILE_HEIGHT * tier
+    if not 0 <= height < TILE_HEIGHT or at >> (TILE_HEIGHT - height) != index:
+        return None
+    place = _TILE_START[height] + at - (index << (TILE_HEIGHT - height))
+    return row[32 * place:32 * place + 32]
+
+
+def tiles_path(rows: Sequence[bytes], index: int) -> tuple[bytes, list[bytes]]:
+    """Leaf ``index`` and its first ``TILE_HEIGHT * len(rows)`` siblings (the start of its audit
+    path, from the leaf up) from the rows of its tiles, lowest tier first, each complete."""
+    leaf = index - ((index >> TILE_HEIGHT) << TILE_HEIGHT)
+    siblings = []
+    for tier, row in enumerate(rows):
+        base = index >> (TILE_HEIGHT * tier)  # the leaf's ancestor at the tile's foot
+        tile = base >> TILE_HEIGHT
+        for height in range(TILE_HEIGHT):
+            place = _TILE_START[height] + ((base >> height) ^ 1) - (tile << (TILE_HEIGHT - height))
+            siblings.append(row[32 * place:32 * place + 32])
+    return rows[0][32 * leaf:32 * leaf + 32], siblings
 
 
 def stored_hashes(found: Mapping[int, bytes], nodes: Sequence[Node]) -> list[bytes]:

@@ -137,11 +137,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX notices_by_connector ON notices (connector, id);
     """,
     # 10: the verifiable log: the hash of every complete subtree of the exchange log's Merkle tree
-    #     (its leaves too), keyed by level and index; the checkpoints signed over it and the
-    #     witnesses' cosignatures; the seq up to which entries were hash-chained (those before the
-    #     tree), and the tree's size, kept with every append
+    #     but the leaves of entries that hold them, keyed by level and index, and every complete
+    #     tile of 256 leaves with all its nodes in one row (an inclusion proof reads one); the
+    #     checkpoints signed over it and the witnesses' cosignatures; the seq up to which entries
+    #     were hash-chained (those before the tree), and the tree's size, kept with every append
     """
     CREATE TABLE log_tree (node BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
+    CREATE TABLE log_tiles (tile BIGINT PRIMARY KEY, hashes BYTEA NOT NULL);
     CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, at TEXT NOT NULL, signer TEXT NOT NULL,
         note TEXT NOT NULL);
     CREATE TABLE cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL, at TEXT NOT NULL, line TEXT NOT NULL,

@@ -11,17 +11,23 @@ from typing import NamedTuple
 from gateway.exceptions import LogIntegrityError, ParameterError
 from gateway.exchange_log import LOG_COLUMNS, row_entry
 from gateway.merkle import (
+    TILE_HEIGHT,
+    TILE_TIERS,
     Range,
     compact,
     consistency_ranges,
     fold,
     hash_function,
+    in_tile,
     inclusion_ranges,
     leaf_hash,
     node_id,
     range_nodes,
     root_nodes,
     stored_hashes,
+    tile_nodes,
+    tile_of,
+    tiles_path,
 )
 from gateway.store.base import Connection, Database
 
@@ -29,8 +35,19 @@ __all__ = ["LogTree", "SignedCheckpoint"]
 
 _CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
 _LEAVES = 1 << 48  # node ids below this are leaves (level 0)
+_TILE_ROOTS = {TILE_HEIGHT * (tier + 1) for tier in range(TILE_TIERS)}  # the levels of tiles' roots: 4, 8
 _UPPER = 8 << 48  # nodes from level 8 up (subtrees of 256 entries and more) are kept in memory once read…
 _UPPER_KEPT = 500_000  # …up to this many (a log of some 100 million entries)
+
+
+def _from_tiles(rows: dict[int, bytes], leaves: Range) -> bytes | None:
+    """The hash of a range of leaves from the tiles' rows, where it is one node they hold."""
+    nodes = range_nodes(*leaves)
+    if len(nodes) == 1:
+        for tile, row in rows.items():
+            if (found := in_tile(row, tile, nodes[0])) is not None:
+                return found
+    return None
 
 
 class SignedCheckpoint(NamedTuple):
@@ -52,6 +69,8 @@ class LogTree:
         # a complete subtree's hash never changes: those high in the tree, shared by most proofs,
         # are kept here once read (a few thousand for a log of a million entries)
         self._upper: dict[int, bytes] = {}
+        # the audit path above a tile of 256 leaves, by tile and tree size: the same for its leaves
+        self._paths: dict[tuple[int, int], list[bytes]] = {}
         self._known = 0  # a tree size known to be held (read again only for a larger one)
 
     # ---- growing, inside the appending transaction ----------------------------------------------
@@ -66,10 +85,27 @@ class LogTree:
                                     f"log {size}: run `supex log verify`")
         stack = [(*node, hash_) for node, hash_ in zip(root_nodes(size), self._hashes(db, root_nodes(size)),
                                                          strict=True)]
-        made: list[tuple[int, bytes]] = list(enumerate(leaves, size)) if keep_leaves else []
+        made: list[tuple[int, bytes]] = []
         compact(self.hash, stack, leaves, size, made)
-        db.executemany("INSERT INTO log_tree (node, hash) VALUES (?, ?)", made)
+        db.executemany("INSERT INTO log_tree (node, hash) VALUES (?, ?)", [*enumerate(leaves, size), *made]
+                       if keep_leaves else made)
         db.execute("UPDATE progress SET seq = ? WHERE name = 'tree'", (size + len(leaves),))
+        # a tile is kept once complete: when its root is made
+        completed = [((level // TILE_HEIGHT - 1) << 48) | (node & (_LEAVES - 1)) for node, _ in made
+                     if (level := node >> 48) in _TILE_ROOTS]
+        if completed:
+            self._tile(db, completed, {**dict(enumerate(leaves, size)), **dict(made)})
+
+    def _tile(self, db: Connection, tiles: Sequence[int], have: dict[int, bytes]) -> None:
+        """Keep each of ``tiles``, just completed, as one row of its nodes (those made before this
+        transaction read back from the table and the entries)."""
+        rows = []
+        for tile in tiles:
+            nodes = tile_nodes(tile)
+            missing = [n for n in nodes if node_id(n) not in have]
+            found = {**have, **self._found(db, missing)} if missing else have
+            rows.append((tile, b"".join(stored_hashes(found, nodes))))
+        db.executemany("INSERT INTO log_tiles (tile, hashes) VALUES (?, ?)", rows)
 
     def catch_up(self) -> int:
         """Build the tree over entries appended before it existed (a store migrated to it): their
@@ -110,8 +146,33 @@ class LogTree:
             self._within(db, size)
             if not 1 <= seq <= size:
                 raise ParameterError(f"seq 应在 1 到 {size} 之间 / seq must be between 1 and tree_size {size}")
-            leaf, *path = self._ranges(db, [(seq - 1, seq), *inclusion_ranges(seq - 1, size)])
-            return leaf, path
+            index = seq - 1
+            # the complete tiles above the leaf, a row each; what they do not hold is high in the
+            # tree (the same few nodes for every leaf of a tile, kept in memory once made), or in
+            # the last tiles, not complete yet
+            tiles = [tile_of(tier, index) for tier in range(TILE_TIERS)
+                     if ((index >> (TILE_HEIGHT * (tier + 1))) + 1) << (TILE_HEIGHT * (tier + 1)) <= size]
+            rows = {int(r[0]): bytes(r[1]) for r in db.execute(
+                f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * len(tiles))})", tiles)
+                } if tiles else {}
+            if len(rows) != len(tiles):
+                raise LogIntegrityError(f"交换日志的树缺少分片 / the tree lacks a tile above entry {seq}: run "
+                                        "`supex log verify`")
+            if len(rows) == TILE_TIERS:  # the common case: every tile complete, the path's start read off them
+                leaf, low = tiles_path([rows[t] for t in tiles], index)
+                key = (index >> (TILE_HEIGHT * TILE_TIERS), size)
+                high = self._paths.get(key)
+                if high is None:
+                    high = self._ranges(db, inclusion_ranges(index, size)[len(low):])
+                    if len(self._paths) > _UPPER_KEPT // 20:
+                        self._paths.clear()
+                    self._paths[key] = high
+                return leaf, low + high
+            wanted = [(index, seq), *inclusion_ranges(index, size)]  # the leaf, then its audit path
+            hashes = [_from_tiles(rows, r) for r in wanted]
+            made = iter(self._ranges(db, [r for r, h in zip(wanted, hashes, strict=True) if h is None]))
+            done = [h if h is not None else next(made) for h in hashes]
+            return done[0], done[1:]
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         """The proof that the tree of ``second`` entries extends the one of ``first``."""

@@ -9,16 +9,20 @@ import pytest
 from pymerkle import InmemoryTree
 
 from gateway.merkle import (
+    TILE_NODES,
     compact,
     consistency_ranges,
     fold,
     hash_function,
+    in_tile,
     inclusion_ranges,
     leaf_hash,
     node_id,
     range_nodes,
     root_nodes,
     subtrees,
+    tile_nodes,
+    tile_of,
 )
 from gateway.verify_receipt import verify_consistency, verify_inclusion
 
@@ -97,3 +101,17 @@ def test_proofs_are_logarithmic() -> None:
     assert len(consistency_ranges(123_456, 1_000_000)) <= 2 * 20
     with pytest.raises(ValueError, match="not in a tree"):
         inclusion_ranges(5, 5)
+
+
+def test_a_tile_holds_its_nodes_where_in_tile_finds_them() -> None:
+    tree, _, theirs = _tree(600)
+    for tier, leaf in ((0, 0), (0, 37), (1, 0), (1, 300)):
+        tile = tile_of(tier, leaf)
+        row = b"".join(tree[node_id(n)] for n in tile_nodes(tile))
+        assert len(row) == 32 * TILE_NODES
+        held = set(tile_nodes(tile))
+        for node in held:
+            assert in_tile(row, tile, node) == tree[node_id(node)]
+        for node in ((4 * tier + 4, 0), (4 * tier, (leaf >> (4 * tier)) + 16)):  # its root; a tile beside it
+            assert node not in held and in_tile(row, tile, node) is None
+    assert theirs.get_root(512) == tree[node_id((9, 0))]
