@@ -42,6 +42,7 @@ from gateway.verify_receipt import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.backends import Backend
 from tests.gateway.conftest import AUDITOR_TOKEN, CONFIG_TEXT, NOW, SECRETS, Signed, inspection
 
 VERIFIER = Path(__file__).resolve().parents[2] / "gateway" / "verify_receipt.py"
@@ -418,4 +419,27 @@ def test_proofs_read_from_tiles_hold_for_every_entry(tmp_path: Path, chained: in
         for seq in range(1, size + 1):
             leaf, proof = store.tree.inclusion(seq, size)
             assert leaf == theirs.get_leaf(seq) and verify_inclusion(h, seq - 1, size, leaf, proof, root), seq
+    store.close()
+
+
+def test_the_tree_and_its_tiles_hold_on_either_backend(backend: Backend) -> None:
+    """The same 600 entries, appended in transactions that end mid-tile, make the same tree on
+    SQLite and PostgreSQL: roots, tiles and every proof, against pymerkle."""
+    store = backend.open(log_hash="sha256")
+    entries = [LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", counterpart="sec", reason=f"n{n}")
+               for n in range(600)]
+    for start in range(0, 600, 71):
+        store.log.append(entries[start:start + 71])
+    assert backend.rows("SELECT count(*) FROM log_tiles")[0][0] == 600 // 16 + 600 // 256
+    theirs = InmemoryTree(algorithm="sha256")
+    for seq, entry in enumerate(entries, 1):
+        theirs.append_entry(entry.canonical(seq))
+    h = hash_function("sha256")
+    root = theirs.get_root(600)
+    assert store.tree.root(600) == root and list(store.log.verify(processes=1))[-1].root == root
+    for seq in range(1, 601):
+        leaf, proof = store.tree.inclusion(seq, 600)
+        assert verify_inclusion(h, seq - 1, 600, leaf, proof, root), seq
+    for first in (1, 16, 255, 256, 257, 599):
+        assert verify_consistency(h, first, 600, theirs.get_root(first), root, store.tree.consistency(first, 600))
     store.close()
