@@ -272,24 +272,31 @@ async def test_archives_verify_by_themselves_and_chain(gw: Signed, tmp_path: Pat
     assert "NOT VERIFIED" in capsys.readouterr().out
 
 
-def test_a_log_written_before_the_tree_gets_it_and_keeps_verifying(tmp_path: Path) -> None:
-    """A store at the migration before the tree, its entries hash-chained: opened now, its tree is
-    built, it verifies, and new entries are leaves linked after the chained ones."""
-    path = tmp_path / "old.db"
+def _before_the_tree(path: Path, entries: list[LogEntry], algorithm: str) -> str:
+    """A store at the migration before the tree, holding ``entries`` hash-chained; the last hash."""
+    prev = GENESIS
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         for number, script in enumerate(MIGRATIONS[:9], 1):
             for statement in filter(str.strip, script.split(";")):
                 db.execute(statement)
             db.execute("INSERT INTO schema_version VALUES (?)", (number,))
-        prev = GENESIS
-        for seq in range(1, 6):
-            entry = LogEntry("config_changed", "2026-11-01T00:00:00.000+00:00", counterpart="ops", reason=f"n{seq}")
-            digest = chain_hash("sm3", prev, entry, seq)
+        for seq, entry in enumerate(entries, 1):
+            digest = chain_hash(algorithm, prev, entry, seq)
             db.execute("INSERT INTO exchange_log (seq, at, event, counterpart, fields, masked, reason, prev_hash, "
-                       "hash) VALUES (?, ?, ?, ?, '', '', ?, ?, ?)", (seq, entry.at, entry.event, "ops", entry.reason,
-                                                                      prev, digest))
+                       "hash) VALUES (?, ?, ?, ?, '', '', ?, ?, ?)",
+                       (seq, entry.at, entry.event, entry.counterpart, entry.reason, prev, digest))
             prev = digest
+    return prev
+
+
+def test_a_log_written_before_the_tree_gets_it_and_keeps_verifying(tmp_path: Path) -> None:
+    """A store at the migration before the tree, its entries hash-chained: opened now, its tree is
+    built, it verifies, and new entries are leaves linked after the chained ones."""
+    path = tmp_path / "old.db"
+    entries = [LogEntry("config_changed", "2026-11-01T00:00:00.000+00:00", counterpart="ops", reason=f"n{seq}")
+               for seq in range(1, 6)]
+    prev = _before_the_tree(path, entries, "sm3")
     store = open_store(str(path), log_hash="sm3")
     assert store.tree.size() == 5 and store.log.chained() == 5
     store.log.append([LogEntry("audit_query", store.now(), counterpart="sec")])
@@ -391,19 +398,7 @@ def test_proofs_read_from_tiles_hold_for_every_entry(tmp_path: Path, chained: in
     entries = [LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", counterpart="sec", reason=f"n{n}")
                for n in range(700)]
     if chained:  # a store at the migration before the tree, its first entries hash-chained
-        with sqlite3.connect(path) as db:
-            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            for number, script in enumerate(MIGRATIONS[:9], 1):
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version VALUES (?)", (number,))
-            prev = GENESIS
-            for seq, entry in enumerate(entries[:chained], 1):
-                digest = chain_hash("sha256", prev, entry, seq)
-                db.execute("INSERT INTO exchange_log (seq, at, event, counterpart, fields, masked, reason, prev_hash, "
-                           "hash) VALUES (?, ?, ?, ?, '', '', ?, ?, ?)",
-                           (seq, entry.at, entry.event, "sec", entry.reason, prev, digest))
-                prev = digest
+        _before_the_tree(path, entries[:chained], "sha256")
     store = open_store(str(path), log_hash="sha256")
     for start in range(chained, 700, 97):  # transactions that end mid-tile
         store.log.append(entries[start:min(start + 97, 700)])
