@@ -202,18 +202,24 @@ def in_tile(row: bytes, tile: int, node: Node) -> bytes | None:
     return row[32 * place:32 * place + 32]
 
 
+def _sibling_places(foot: int) -> tuple[int, ...]:
+    """Where in a tile's row the siblings of the node at its foot ``foot`` (0 … 15) lie, in bytes,
+    from the foot up."""
+    return tuple(32 * (_TILE_START[height] + ((foot >> height) ^ 1)) for height in range(TILE_HEIGHT))
+
+
+_SIBLINGS = [_sibling_places(foot) for foot in range(1 << TILE_HEIGHT)]  # a proof reads these, not works them out
+
+
 def tiles_path(rows: Sequence[bytes], index: int) -> tuple[bytes, list[bytes]]:
     """Leaf ``index`` and its first ``TILE_HEIGHT * len(rows)`` siblings (the start of its audit
     path, from the leaf up) from the rows of its tiles, lowest tier first, each complete."""
-    leaf = index - ((index >> TILE_HEIGHT) << TILE_HEIGHT)
+    foot = (1 << TILE_HEIGHT) - 1
     siblings = []
     for tier, row in enumerate(rows):
-        base = index >> (TILE_HEIGHT * tier)  # the leaf's ancestor at the tile's foot
-        tile = base >> TILE_HEIGHT
-        for height in range(TILE_HEIGHT):
-            place = _TILE_START[height] + ((base >> height) ^ 1) - (tile << (TILE_HEIGHT - height))
-            siblings.append(row[32 * place:32 * place + 32])
-    return rows[0][32 * leaf:32 * leaf + 32], siblings
+        siblings += [row[at:at + 32] for at in _SIBLINGS[(index >> (TILE_HEIGHT * tier)) & foot]]
+    leaf = 32 * (index & foot)
+    return rows[0][leaf:leaf + 32], siblings
 
 
 def stored_hashes(found: Mapping[int, bytes], nodes: Sequence[Node]) -> list[bytes]:

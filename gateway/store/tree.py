@@ -36,6 +36,9 @@ __all__ = ["LogTree", "SignedCheckpoint"]
 _CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
 _LEAVES = 1 << 48  # node ids below this are leaves (level 0)
 _TILE_ROOTS = {TILE_HEIGHT * (tier + 1) for tier in range(TILE_TIERS)}  # the levels of tiles' roots: 4, 8
+# the tiles above a leaf, lowest tier first (a tier is the high bits of a tile's id)
+_TILES_SQL = {n: f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * n)}) ORDER BY tile"
+              for n in range(1, TILE_TIERS + 1)}
 _UPPER = 8 << 48  # nodes from level 8 up (subtrees of 256 entries and more) are kept in memory once read…
 _UPPER_KEPT = 500_000  # …up to this many (a log of some 100 million entries)
 
@@ -152,14 +155,12 @@ class LogTree:
             # the last tiles, not complete yet
             tiles = [tile_of(tier, index) for tier in range(TILE_TIERS)
                      if ((index >> (TILE_HEIGHT * (tier + 1))) + 1) << (TILE_HEIGHT * (tier + 1)) <= size]
-            rows = {int(r[0]): bytes(r[1]) for r in db.execute(
-                f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * len(tiles))})", tiles)
-                } if tiles else {}
-            if len(rows) != len(tiles):
+            found = db.execute(_TILES_SQL[len(tiles)], tiles).fetchall() if tiles else []
+            if len(found) != len(tiles):
                 raise LogIntegrityError(f"交换日志的树缺少分片 / the tree lacks a tile above entry {seq}: run "
                                         "`supex log verify`")
-            if len(rows) == TILE_TIERS:  # the common case: every tile complete, the path's start read off them
-                leaf, low = tiles_path([rows[t] for t in tiles], index)
+            if len(found) == TILE_TIERS:  # the common case: every tile complete, the path's start read off them
+                leaf, low = tiles_path([bytes(r[1]) for r in found], index)
                 key = (index >> (TILE_HEIGHT * TILE_TIERS), size)
                 high = self._paths.get(key)
                 if high is None:
@@ -169,6 +170,7 @@ class LogTree:
                     self._paths[key] = high
                 return leaf, low + high
             wanted = [(index, seq), *inclusion_ranges(index, size)]  # the leaf, then its audit path
+            rows = {int(r[0]): bytes(r[1]) for r in found}
             hashes = [_from_tiles(rows, r) for r in wanted]
             made = iter(self._ranges(db, [r for r, h in zip(wanted, hashes, strict=True) if h is None]))
             done = [h if h is not None else next(made) for h in hashes]
