@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from gateway.merkle import Hash, fold, hash_function, leaf_hash, node_hash, subtrees
+from gateway.merkle import Hash, fold, hash_function, node_hash, subtrees
 
 if TYPE_CHECKING:
     from policy import Shared
@@ -38,7 +38,6 @@ __all__ = [
     "content_digest",
     "delivery_entry",
     "joined",
-    "leaf_of",
     "log_time",
     "moment_text",
     "row_entry",
@@ -254,11 +253,6 @@ def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0,
     ``chained`` hash-chained) with the one verifier; the outcome last."""
     links = ((e.seq, e.prev_hash, e.hash, e.canonical(e.seq)) for e in entries)
     return joined([check_stretch(links, algorithm, after + 1, chained=chained)], prev_hash, algorithm)
-
-
-def leaf_of(algorithm: str, entry: LogEntry, seq: int) -> str:
-    """The hash an entry appended at ``seq`` holds: its leaf in the log's tree, in hex."""
-    return leaf_hash(hash_function(algorithm), entry.canonical(seq)).hex()
 
 
 def row_entry(row: Sequence[Any]) -> LogEntry:

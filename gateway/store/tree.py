@@ -102,12 +102,7 @@ class LogTree:
     def _tile(self, db: Connection, tiles: Sequence[int], have: dict[int, bytes]) -> None:
         """Keep each of ``tiles``, just completed, as one row of its nodes (those made before this
         transaction read back from the table and the entries)."""
-        rows = []
-        for tile in tiles:
-            nodes = tile_nodes(tile)
-            missing = [n for n in nodes if node_id(n) not in have]
-            found = {**have, **self._found(db, missing)} if missing else have
-            rows.append((tile, b"".join(stored_hashes(found, nodes))))
+        rows = [(tile, b"".join(self._hashes(db, tile_nodes(tile), have))) for tile in tiles]
         db.executemany("INSERT INTO log_tiles (tile, hashes) VALUES (?, ?)", rows)
 
     def catch_up(self) -> int:
@@ -195,15 +190,19 @@ class LogTree:
     def _ranges(self, db: Connection, ranges: Sequence[Range]) -> list[bytes]:
         """The hash of each range, from the stored nodes it is made of (one query for all)."""
         parts = [range_nodes(a, b) for a, b in ranges]
-        found = self._found(db, [n for nodes in parts for n in nodes])
-        try:
-            return [fold(self.hash, stored_hashes(found, nodes)) for nodes in parts]
-        except LookupError as exc:
-            raise LogIntegrityError(f"交换日志的树缺少节点 / {exc}: run `supex log verify`") from None
+        hashes = iter(self._hashes(db, [n for nodes in parts for n in nodes]))
+        return [fold(self.hash, [next(hashes) for _ in nodes]) for nodes in parts]
 
-    def _hashes(self, db: Connection, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
+    def _hashes(self, db: Connection, nodes: Sequence[tuple[int, int]],
+                have: dict[int, bytes] | None = None) -> list[bytes]:
+        """The stored hashes of ``nodes`` (those in ``have`` taken from there);
+        ``LogIntegrityError`` if the tree lacks one."""
+        found = have or {}
+        missing = [n for n in nodes if node_id(n) not in found]
+        if missing:
+            found = {**found, **self._found(db, missing)}
         try:
-            return stored_hashes(self._found(db, nodes), nodes)
+            return stored_hashes(found, nodes)
         except LookupError as exc:
             raise LogIntegrityError(f"交换日志的树缺少节点 / {exc}: run `supex log verify`") from None
 
@@ -256,12 +255,6 @@ class LogTree:
             else:
                 row = db.execute("SELECT size, at, signer, note FROM checkpoints WHERE size = ?", (size,)).fetchone()
         return None if row is None else SignedCheckpoint(*row)
-
-    def checkpoints(self, after: int = 0, limit: int = 1000) -> list[SignedCheckpoint]:
-        """Signed checkpoints of sizes above ``after``, smallest first."""
-        with self.store.query() as db:
-            return [SignedCheckpoint(*r) for r in db.execute(
-                "SELECT size, at, signer, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", (after, limit))]
 
     def keep_cosignature(self, size: int, witness: str, line: str, at: str) -> None:
         """Keep a witness's cosignature line of the checkpoint of ``size`` (its latest, per witness)."""
