@@ -302,12 +302,15 @@ class WitnessConfig(_Strict):
 
 
 class LogConfig(_Strict):
-    """``[log]``: the verifiable exchange log — its name, its signing key, how often it signs."""
+    """``[log]``: the verifiable exchange log — its name, its signing key, how often it signs, how
+    long archived entries stay in the store."""
 
     origin: str = Field(default="supex.local/exchange-log", pattern=r"^[^\s+]{1,200}$")
     key_file: str = "var/log-key"  # written by `supex keys create` (or by the gateway's first start)
     signature: Literal["ed25519", "sm2"] = "ed25519"  # the algorithm of the log key
     checkpoint_every_seconds: float = Field(default=5.0, ge=0.1, le=3600)
+    # entries older than this may be pruned from the store by `supex log prune` once archived (unset: never)
+    retain_days: int | None = Field(default=None, ge=0, le=36_500)
     witness: list[WitnessConfig] = Field(default_factory=list)
 
 

@@ -82,6 +82,15 @@ class NotFoundError(Refusal):
         self.what = what
 
 
+class ArchivedError(Refusal):
+    """An exchange-log entry archived and pruned from the store (410): a bundle of the log's
+    archive holds it, with what checks it."""
+
+    def __init__(self, seq: int, through: int) -> None:
+        super().__init__(410, "archived", f"第 {seq} 条已归档并从存储中删除 / entry {seq} was archived and pruned "
+                         f"from the store (entries 1-{through}): the log's archive holds it in a bundle")
+
+
 class ReplayError(AuthError):
     """A signed request's nonce was used before, at this gateway or another on the same store (401)."""
 

@@ -11,9 +11,9 @@ verifier: the store runs it over its rows (in worker processes for long logs), a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -123,10 +123,11 @@ def _chained(algorithm: str, prev_hash: str, canonical: bytes) -> str:
     return hash_function(algorithm)(prev_hash.encode() + canonical).hex()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ChainCheck:
-    """The outcome of verifying the log: ``first_bad_seq`` names the first entry that fails;
-    ``root`` is the root hash of the tree recomputed from the entries (when all of them hold)."""
+    """The outcome of verifying the log: ``entries`` verified after the ``archived`` ones (pruned
+    from the store, whose archive verifies them); ``first_bad_seq`` names the first entry that
+    fails; ``root`` is the root hash of the tree recomputed from the entries (when all of them hold)."""
 
     ok: bool
     entries: int
@@ -134,6 +135,12 @@ class ChainCheck:
     reason: str | None = None
     head: str = GENESIS
     root: bytes | None = None
+    archived: int = 0
+
+    @property
+    def size(self) -> int:
+        """The seq of the last entry verified: the size of the tree they make."""
+        return self.archived + self.entries
 
 
 def against_checkpoint(outcome: ChainCheck, checkpoint: tuple[int, str], hash_at: str | None) -> ChainCheck:
@@ -144,11 +151,11 @@ def against_checkpoint(outcome: ChainCheck, checkpoint: tuple[int, str], hash_at
     if not outcome.ok:
         return outcome
     if hash_at is None:
-        reason = f"the log ends at seq {outcome.entries}, before the checkpoint at seq {seq} (entries removed)"
-        return ChainCheck(False, outcome.entries, outcome.entries + 1, reason, outcome.head)
+        reason = f"the log ends at seq {outcome.size}, before the checkpoint at seq {seq} (entries removed)"
+        return dataclasses.replace(outcome, ok=False, first_bad_seq=outcome.size + 1, reason=reason, root=None)
     if hash_at != expected:
-        return ChainCheck(False, outcome.entries, seq, f"the hash at seq {seq} differs from the checkpoint",
-                          outcome.head)
+        return dataclasses.replace(outcome, ok=False, first_bad_seq=seq, root=None,
+                                   reason=f"the hash at seq {seq} differs from the checkpoint")
     return outcome
 
 
@@ -182,8 +189,7 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
     by its definition (``LogEntry.canonical``) before the entry is called changed, where the bytes
     were built by other means (a database's own JSON) and may differ without a change.
 
-    ``first - 1`` must be a multiple of the largest stretch the caller joins, a power of two, so
-    that the stretches' subtrees join into the tree's."""
+    Each stretch returns the subtrees its leaves make, which ``joined`` joins into the tree's."""
     count, expected, prev, first_prev = 0, first, None, None
     h = hash_function(algorithm)  # bound once: this loop is the whole cost
     leaves: list[bytes] = []
@@ -222,20 +228,22 @@ def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: by
     return leaf if h(prev_hash.encode() + canonical).hex() == stored else None
 
 
-def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS, algorithm: str = "sm3") -> Iterator[ChainCheck]:
+def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS, algorithm: str = "sm3",
+           before: Border = ()) -> Iterator[ChainCheck]:
     """The outcome of consecutive stretches, after each and last: each must start from the hash the
-    one before ended on (the first from ``prev_hash``); the last carries the tree's root."""
-    verified, head = 0, prev_hash
+    one before ended on (the first from ``prev_hash``); the last carries the tree's root, made with
+    the subtrees ``before`` the first stretch (entries archived and pruned from the store)."""
+    verified, head, archived = 0, prev_hash, sum(1 << level for level, _, _ in before)
     h = hash_function(algorithm)
-    stack: list[tuple[int, int, bytes]] = []
+    stack: list[tuple[int, int, bytes]] = list(before)
     for stretch in stretches:
         if stretch.first_prev is not None and stretch.first_prev != head:
             yield ChainCheck(False, verified, stretch.first, "prev_hash does not match the previous entry's hash",
-                             head)
+                             head, archived=archived)
             return
         if stretch.bad_seq is not None:
             yield ChainCheck(False, verified + stretch.verified, stretch.bad_seq, stretch.bad_reason,
-                             stretch.last_hash or head)
+                             stretch.last_hash or head, archived=archived)
             return
         for node in stretch.border:
             stack.append(node)
@@ -243,8 +251,8 @@ def joined(stretches: Iterable[Stretch], prev_hash: str = GENESIS, algorithm: st
                 level, index, right = stack.pop()
                 stack[-1] = (level + 1, index >> 1, node_hash(h, stack[-1][2], right))
         verified, head = verified + stretch.verified, stretch.last_hash or head
-        yield ChainCheck(True, verified, None, None, head)
-    yield ChainCheck(True, verified, None, None, head, fold(h, [n[2] for n in stack]) if stack else None)
+        yield ChainCheck(True, verified, None, None, head, archived=archived)
+    yield ChainCheck(True, verified, None, None, head, fold(h, [n[2] for n in stack]) if stack else None, archived)
 
 
 def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0, prev_hash: str = GENESIS,

@@ -157,19 +157,21 @@ def compact(h: Hash, stack: list[tuple[int, int, bytes]], leaves: Iterable[bytes
 
 
 def subtrees(h: Hash, leaves: Sequence[bytes], first: int) -> list[tuple[int, int, bytes]]:
-    """The complete aligned subtrees ``leaves`` make (leaf indexes from ``first``, a multiple of a
-    power of two at least their count), left to right, as ``(level, index, hash)``: the border
-    ``compact`` leaves on an empty stack, made a level at a time (a list comprehension a level,
-    several times faster than one leaf at a time)."""
-    border: list[tuple[int, int, bytes]] = []
+    """The complete aligned subtrees ``leaves`` make (leaf indexes from ``first``), left to right, as
+    ``(level, index, hash)``: the range's nodes (``range_nodes``) with their hashes, made a level at
+    a time (a list comprehension a level, several times faster than one leaf at a time)."""
+    left: list[tuple[int, int, bytes]] = []
+    right: list[tuple[int, int, bytes]] = []
     level, nodes, start = 0, list(leaves), first
     while nodes:
-        if len(nodes) & 1:  # the last one has no right half here: a subtree of the border
-            border.append((level, (start >> level) + len(nodes) - 1, nodes.pop()))
+        if start & 1:  # the first one has no left half here: a subtree of the border
+            left.append((level, start, nodes[0]))
+            nodes, start = nodes[1:], start + 1
+        if len(nodes) & 1:  # the last one has no right half here
+            right.append((level, start + len(nodes) - 1, nodes.pop()))
         nodes = [h(b"\x01" + nodes[i] + nodes[i + 1]) for i in range(0, len(nodes), 2)]
-        level += 1
-    border.reverse()
-    return border
+        level, start = level + 1, start >> 1
+    return left + right[::-1]
 
 
 TILE_HEIGHT = 4  # a tile: the 16 nodes at the foot of a height-4 subtree and every node above them, below its root

@@ -138,7 +138,7 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("log", help="the exchange log: verify, query, export, checkpoint, receipts, archives",
                        description="Work with the verifiable exchange log (a Merkle tree with signed checkpoints).")
     inner = p.add_subparsers(dest="log_command", required=True,
-                             metavar="{verify,query,export,checkpoint,check-receipt,archive,check-archive}")
+                             metavar="{verify,query,export,checkpoint,check-receipt,archive,check-archive,prune}")
     verify = inner.add_parser("verify", help="recompute every entry and the tree; exit 1 naming the first bad entry",
                               description="Recompute every entry's hash and the Merkle tree they make, hold it to "
                               "the tree proofs are served from and to the latest signed checkpoint (by a "
@@ -181,7 +181,19 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check_archive.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle's folder")
     check_archive.add_argument("--key", required=True, metavar="KEY", help="the log's verifier key")
     check_archive.set_defaults(command="log check-archive")
-    for command in (verify, checkpoint, query, export, archive):
+    prune = inner.add_parser("prune", help="delete archived entries older than the retention from the store",
+                             description="Delete from the store the entries that the bundles in --archive hold "
+                             "(each verified, signed with the log key and of this store's tree) and that are older "
+                             "than [log] retain_days (or --retain-days), in whole tiles of 256 entries, never the "
+                             "last one. The tree keeps every hash: checkpoints, proofs and receipts already issued "
+                             "stay checkable; the bundles hold the entries. Logged as audit_query.")
+    prune.add_argument("--archive", type=Path, required=True, metavar="FOLDER",
+                       help="the folder 'supex log archive' writes the bundles to")
+    prune.add_argument("--retain-days", type=int, choices=range(36_501), metavar="DAYS",
+                       help="keep entries of the last DAYS days (default: [log] retain_days)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be pruned, and delete nothing")
+    prune.set_defaults(command="log prune")
+    for command in (verify, checkpoint, query, export, archive, prune):
         command.add_argument("--config", required=True, metavar="FILE", help="the gateway's configuration")
     filters = {
         "since": ("TIME", "entries at or after TIME: ISO 8601 with an offset or Z (2026-12-01T14:55:00+08:00), "
@@ -407,6 +419,7 @@ _COMMANDS = {
     "log check-receipt": "transparency:log_check_receipt",
     "log archive": "transparency:log_archive",
     "log check-archive": "transparency:log_check_archive",
+    "log prune": "transparency:log_prune",
     "keys create": "transparency:keys_create",
     "keys show": "transparency:keys_show",
     "witness": "transparency:witness",

@@ -11,10 +11,12 @@ from typing import Any
 import orjson
 
 from gateway.cli.common import audited, configured_store, log_filter, store_of
+from gateway.exceptions import ConfigError
 from gateway.exchange_log import ChainCheck, against_checkpoint
 from gateway.flow.checkpoints import held_to_tree, load_log_key
 from gateway.signing import retired_keys
 from gateway.store.model import LogFilter
+from gateway.store.sql import SQLStore
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from gateway.verify_receipt import VerifierKey
 
@@ -27,7 +29,7 @@ def log_verify(args: argparse.Namespace) -> int:
     entry."""
     config, store = configured_store(args)
     try:
-        total = store.log.head()[0]
+        total = store.log.head()[0] - store.log.pruned()[0]
         outcome = ChainCheck(True, 0)
         with progress_bar() as progress:
             task = progress.add_task("verifying", total=total)
@@ -36,20 +38,33 @@ def log_verify(args: argparse.Namespace) -> int:
         key = VerifierKey(load_log_key(config).verifier) if config.key_path().exists() else None
         outcome = held_to_tree(store, outcome, key, retired_keys(config.key_path()))
         if args.checkpoint:
-            outcome = against_checkpoint(outcome, args.checkpoint, store.log.hash_at(args.checkpoint[0]))
+            outcome = against_checkpoint(outcome, args.checkpoint, recorded_hash(store, args.checkpoint[0]))
         if outcome.ok:  # a broken log takes no more entries until it is looked into
             audited(store, args, "log verify")
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"ok": outcome.ok, "entries": outcome.entries, "first_bad_seq": outcome.first_bad_seq,
-                          "reason": outcome.reason}))
+        print(json.dumps({"ok": outcome.ok, "entries": outcome.entries, "archived": outcome.archived,
+                          "first_bad_seq": outcome.first_bad_seq, "reason": outcome.reason}))
     elif outcome.ok:
-        print(f"OK: {outcome.entries} entries, head {outcome.head} / 日志完整")
+        archived = (f" after the {outcome.archived} archived and pruned (check their bundles with "
+                    "'supex log check-archive')") if outcome.archived else ""
+        print(f"OK: {outcome.entries} entries{archived}, head {outcome.head} / 日志完整")
     else:
         print(f"BROKEN at seq {outcome.first_bad_seq}: {outcome.reason} ({outcome.entries} entries before it verified)"
               f" / 日志在第 {outcome.first_bad_seq} 条被篡改")
     return EXIT_OK if outcome.ok else EXIT_INVALID
+
+
+def recorded_hash(store: SQLStore, seq: int) -> str | None:
+    """The hash the log holds at ``seq`` to compare with a head recorded then: an archived and
+    pruned entry's from the tree, whose leaf it is (``None``: the log ends before ``seq``)."""
+    if seq > store.log.pruned()[0]:
+        return store.log.hash_at(seq)
+    if seq <= store.log.chained():
+        raise ConfigError(f"第 {seq} 条已归档并从存储中删除 / entry {seq} was archived and pruned, and its hash was "
+                          "a chain's, not its leaf: hold the recorded head to its archive bundle instead")
+    return store.tree.hashes([(seq - 1, seq)])[0].hex()
 
 
 def log_checkpoint(args: argparse.Namespace) -> int:

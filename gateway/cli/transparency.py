@@ -23,7 +23,7 @@ import orjson
 from gateway.cli.common import audited, configured_store, open_configured_store
 from gateway.config import load_config
 from gateway.exceptions import ConfigError
-from gateway.exchange_log import LogEntry
+from gateway.exchange_log import LogEntry, moment_text
 from gateway.flow.checkpoints import load_log_key
 from gateway.merkle import compact, fold, hash_function, leaf_hash, range_nodes
 from gateway.signing import (
@@ -36,9 +36,12 @@ from gateway.signing import (
     witness_verifier,
 )
 from gateway.store.base import create_private
+from gateway.store.log import PRUNE_UNIT
+from gateway.store.sql import SQLStore
 from gateway.store.tree import SignedCheckpoint
 from gateway.terminal import EXIT_INVALID, EXIT_OK, progress_bar
 from gateway.verify_receipt import (
+    Checkpoint,
     ReceiptError,
     VerifierKey,
     canonical_entry,
@@ -46,8 +49,8 @@ from gateway.verify_receipt import (
     verify_consistency,
 )
 
-__all__ = ["keys_create", "keys_rotate_log", "keys_show", "log_archive", "log_check_archive", "log_check_receipt",
-           "witness"]
+__all__ = ["check_bundle", "keys_create", "keys_rotate_log", "keys_show", "log_archive", "log_check_archive",
+           "log_check_receipt", "log_prune", "witness"]
 
 EXIT_ALERT = 3  # a witness saw a checkpoint inconsistent with the one it cosigned before
 
@@ -167,6 +170,9 @@ def log_archive(args: argparse.Namespace) -> int:
         folder: Path = args.folder
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         first = _archived_until(folder) + 1
+        if first <= (pruned := store.log.pruned()[0]):
+            raise ConfigError(f"第 1 至 {pruned} 条已归档并删除 / entries 1-{pruned} were archived and pruned from the "
+                              f"store: archive into the folder that holds their bundles, not {folder}")
         if first > until:
             raise ConfigError(f"{folder} 已归档到 {first - 1} / {folder} holds the log up to seq {first - 1} already")
         signed = store.tree.checkpoint(until)
@@ -204,23 +210,34 @@ def _border_ranges(size: int) -> list[tuple[int, int]]:
 
 
 def _archived_until(folder: Path) -> int:
-    done = [int(p.name.rsplit("-", 1)[1]) for p in folder.glob("log-*-*") if p.name.rsplit("-", 1)[1].isdigit()]
-    return max(done, default=0)
+    return max((_bundle_end(p) for p in folder.glob("log-*-*")), default=0)
 
 
 def log_check_archive(args: argparse.Namespace) -> int:
     """``supex log check-archive BUNDLE --key KEY``: a bundle verified by itself — its checkpoint's
     signature, each entry's hash, and the root the entries make with the subtrees before them."""
     try:
-        manifest = json.loads((args.bundle / "manifest.json").read_text(encoding="utf-8"))
-        key = VerifierKey(args.key)
+        first, until, checkpoint = check_bundle(args.bundle, args.key)
+    except ReceiptError as exc:
+        print(f"NOT VERIFIED: {exc} / 归档验证失败")
+        return EXIT_INVALID
+    print(f"verified: entries {first}-{until} of {checkpoint.origin}, signed at size {until} / 归档有效")
+    return EXIT_OK
+
+
+def check_bundle(bundle: Path, key: str | None = None) -> tuple[int, int, Checkpoint]:
+    """Verify an archived bundle by itself; its first and last seq and its checkpoint, signed with
+    the verifier ``key`` (by default the key its manifest names). ``ReceiptError`` saying what does not hold,
+    ``ConfigError`` if it cannot be read."""
+    try:
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
         h = hash_function(manifest["log_hash"])
-        checkpoint = open_signed(manifest["checkpoint"], key)
+        checkpoint = open_signed(manifest["checkpoint"], VerifierKey(key or manifest["verifier_key"]))
         first, until = int(manifest["first"]), int(manifest["until"])
         stack = [(level, i, bytes.fromhex(x)) for (level, i), x in
                  zip(range_nodes(0, first - 1), manifest["left_border"], strict=True)]
         expected, prev = first, None
-        with (args.bundle / "entries.ndjson").open("rb") as entries:
+        with (bundle / "entries.ndjson").open("rb") as entries:
             for line in entries:
                 entry = orjson.loads(line)
                 leaf = leaf_hash(h, canonical_entry(entry))
@@ -231,17 +248,85 @@ def log_check_archive(args: argparse.Namespace) -> int:
                     raise ReceiptError(f"entry {expected} does not match its hash (changed)")
                 compact(h, stack, [leaf], expected - 1)
                 expected, prev = expected + 1, entry["hash"]
-        if expected != until + 1:
-            raise ReceiptError(f"the bundle ends at {expected - 1}, its manifest says {until}")
-        if checkpoint.size != until or fold(h, [n[2] for n in stack]) != checkpoint.root:
-            raise ReceiptError("the entries do not make the tree its checkpoint signs (altered)")
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"无法读取归档 / cannot read the archive {args.bundle}: {exc}") from None
-    except ReceiptError as exc:
-        print(f"NOT VERIFIED: {exc} / 归档验证失败")
-        return EXIT_INVALID
-    print(f"verified: entries {first}-{until} of {checkpoint.origin}, signed at size {until} / 归档有效")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"无法读取归档 / cannot read the archive {bundle}: {exc}") from None
+    if expected != until + 1:
+        raise ReceiptError(f"the bundle ends at {expected - 1}, its manifest says {until}")
+    if checkpoint.size != until or fold(h, [n[2] for n in stack]) != checkpoint.root:
+        raise ReceiptError("the entries do not make the tree its checkpoint signs (altered)")
+    return first, until, checkpoint
+
+
+def log_prune(args: argparse.Namespace) -> int:
+    """``supex log prune --archive FOLDER``: delete from the store the entries that the folder's
+    bundles hold — each verified, signed with the log's key and its root the store's tree at its
+    size — and that are older than ``[log] retain_days`` (or ``--retain-days``): whole tiles of 256
+    entries, never the last. Proofs, checkpoints and receipts issued stay checkable."""
+    config, store = configured_store(args)
+    try:
+        days = config.log.retain_days if args.retain_days is None else args.retain_days
+        if days is None:
+            raise ConfigError("未设置保留天数 / set [log] retain_days (or --retain-days DAYS): entries are pruned only "
+                              "once older than that")
+        start, _ = store.log.pruned()
+        keys = {load_log_key(config).verifier, *retired_keys(config.key_path())}
+        archived, bundle = _archived_through(store, args.archive, start, keys)
+        cutoff = store.clock() - dt.timedelta(days=days)
+        old = store.log.last_before(moment_text(cutoff))
+        head = store.log.head()[0]
+        through = min(archived, old, head - 1) // PRUNE_UNIT * PRUNE_UNIT
+        why = (f"archived in {args.archive} through seq {archived}, older than {days} days through {old}, "
+               f"the head {head} kept, in whole tiles of {PRUNE_UNIT}")
+        if through <= start:
+            print(f"nothing to prune: entries up to {start} are pruned already ({why}) / 没有可删除的条目")
+            return EXIT_OK
+        if args.dry_run:
+            print(f"would prune entries {start + 1}-{through} ({why}) / 试运行，未删除")
+            return EXIT_OK
+        with progress_bar() as progress:
+            task = progress.add_task("pruning", total=through - start)
+            store.log.prune(through, bundle, done=lambda n: progress.update(task, completed=n))
+        audited(store, args, f"log prune through seq {through} (archived in {bundle})")
+    finally:
+        store.close()
+    print(f"pruned entries {start + 1}-{through} ({why}); entries {through + 1}-{head} stay in the store / "
+          "已删除已归档的条目")
     return EXIT_OK
+
+
+def _archived_through(store: SQLStore, folder: Path, start: int, keys: set[str]) -> tuple[int, str]:
+    """How far the bundles of ``folder`` hold the log without a gap from its first entry, and the
+    name of the last: those after ``start`` each verified by ``check_bundle``, signed with one of
+    ``keys`` and signing the store's own tree at their size. ``ConfigError`` otherwise."""
+    bundles = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("log-*-*") if p.is_dir()) \
+        if folder.is_dir() else []
+    reach, last = 0, ""
+    for first, bundle in bundles:
+        if first != reach + 1:
+            break
+        until = _bundle_end(bundle)
+        if until > start:
+            try:
+                _, until, checkpoint = check_bundle(bundle)
+            except ReceiptError as exc:
+                raise ConfigError(f"归档未通过验证 / the bundle {bundle} does not verify: {exc}") from None
+            signer = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["verifier_key"]
+            if signer not in keys:
+                raise ConfigError(f"归档不是本日志的 / the bundle {bundle} is signed by {signer}, not by this log's "
+                                  "key")
+            if until > store.tree.size() or store.tree.root(until) != checkpoint.root:
+                raise ConfigError(f"归档与本日志不符 / the bundle {bundle} is not of this store's log: its tree at "
+                                  f"size {until} differs")
+        reach, last = until, bundle.name
+    if reach <= start:
+        raise ConfigError(f"{folder} 中没有新的归档 / {folder} holds no bundle of the log after seq {start} (from "
+                          f"seq 1 without a gap): write one first with 'supex log archive --until SEQ {folder}'")
+    return reach, last
+
+
+def _bundle_end(bundle: Path) -> int:
+    tail = bundle.name.rsplit("-", 1)[1]
+    return int(tail) if tail.isdigit() else 0
 
 
 # ---- the witness ------------------------------------------------------------------------------------

@@ -142,9 +142,9 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None, 
     where every entry matches its own hash. The checkpoint's signature is checked with ``key``
     (which must be the one that signed it, or one ``retired`` in its favour), or without one with
     the signer's key kept with it."""
-    if not outcome.ok or outcome.entries == 0 or outcome.root is None:
+    if not outcome.ok or outcome.size == 0 or outcome.root is None:
         return outcome
-    size = outcome.entries
+    size = outcome.size
 
     def failed(reason: str, bad: int | None = None) -> ChainCheck:
         return dataclasses.replace(outcome, ok=False, first_bad_seq=bad, reason=reason)

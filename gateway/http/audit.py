@@ -39,15 +39,16 @@ async def events(request: web.Request) -> web.Response:
 
 
 async def verify(request: web.Request) -> web.Response:
-    """GET /v1/audit/verify: the whole hash chain checked."""
+    """GET /v1/audit/verify: every entry the store holds checked, and the tree they make held to the
+    signed checkpoints (``archived``: entries before them were archived and pruned)."""
     runner = request.app[STORE]
     store = runner.store
     # beside the store thread, on connections of its own: writes go on while the log is checked
     outcome = await asyncio.get_running_loop().run_in_executor(None, lambda: list(store.log.verify())[-1])
     outcome = await runner.call(held_to_tree, store, outcome, None)
     await audited(request, "verify")
-    return json_response({"ok": outcome.ok, "entries": outcome.entries, "first_bad_seq": outcome.first_bad_seq,
-                          "reason": outcome.reason})
+    return json_response({"ok": outcome.ok, "entries": outcome.entries, "archived": outcome.archived,
+                          "first_bad_seq": outcome.first_bad_seq, "reason": outcome.reason})
 
 
 async def export(request: web.Request) -> web.StreamResponse:

@@ -22,7 +22,8 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def errors(*statuses: int) -> dict[str, Any]:
     """The error answers of ``statuses``."""
     text = {400: "Malformed request", 401: "Not authenticated", 403: "Wrong role", 404: "Not found",
-            408: "The body did not arrive within read_timeout_seconds", 409: "Exists", 413: "Body or batch too large",
+            408: "The body did not arrive within read_timeout_seconds", 409: "Exists",
+            410: "Archived and pruned from the store: the log's archive holds it", 413: "Body or batch too large",
             415: "Unsupported content type", 429: "Rate or frequency limit",
             503: "Store unavailable; retry after Retry-After seconds"}
     return {str(s): json_body(ref("Error"), text[s]) for s in statuses}

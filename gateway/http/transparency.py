@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.exceptions import NotFoundError, ParameterError
+from gateway.exceptions import ArchivedError, NotFoundError, ParameterError
 from gateway.exchange_log import LogEntry
 from gateway.http.context import CHECKPOINTS, CONFIG, IDENTITY, STORE, json_response
 from gateway.http.docs import errors, json_body, obj, path_param
@@ -54,7 +54,13 @@ async def inclusion(request: web.Request) -> web.Response:
     store = request.app[STORE]
     size = int_param(request, "tree_size", 0, 1) or (await request.app[CHECKPOINTS].covering(seq)).size
     entry = await store.call(store.store.log.entry, seq)
-    if entry is None or not _may_see(request, entry):
+    if entry is None:
+        through = (await store.call(store.store.log.pruned))[0]
+        if seq > through:
+            raise NotFoundError(f"entry {seq}")
+        if request[IDENTITY].role == "connector":  # whose it was, only the archive tells
+            raise ArchivedError(seq, through)
+    elif not _may_see(request, entry):
         raise NotFoundError(f"entry {seq}")
     leaf, path = await store.call(store.store.tree.inclusion, seq, size)
     return json_response({"seq": seq, "leaf_index": seq - 1, "tree_size": size, "leaf_hash": leaf.hex(),
@@ -84,7 +90,9 @@ async def receipt(request: web.Request) -> web.Response:
     entry = await store.call(store.store.log.receipted, request[IDENTITY].name, record_id, version,
                              as_consumer=side == "consumer")
     if entry is None:
-        raise NotFoundError(f"a receipt of record {record_id!r} for you as its {side}")
+        through = (await store.call(store.store.log.pruned))[0]
+        pruned = f" (entries 1-{through} are archived and pruned from the store)" if through else ""
+        raise NotFoundError(f"a receipt of record {record_id!r} for you as its {side}{pruned}")
     return json_response(await _receipt(request, entry))
 
 
@@ -106,6 +114,8 @@ async def entry_receipt(request: web.Request) -> web.Response:
     seq = int_param(request, "seq", 0, 1)
     store = request.app[STORE]
     entry = await store.call(store.store.log.entry, seq) if seq else None
+    if entry is None and seq and seq <= (through := (await store.call(store.store.log.pruned))[0]):
+        raise ArchivedError(seq, through)
     if entry is None or not _may_see(request, entry):
         raise NotFoundError(f"entry {seq}")
     return json_response(await _receipt(request, entry))
@@ -166,7 +176,7 @@ ROUTES: list[Route] = [
         "responses": {"200": json_body(obj(["seq", "leaf_index", "tree_size", "leaf_hash", "audit_path"],
                                            seq={"type": "integer"}, leaf_index={"type": "integer"},
                                            tree_size={"type": "integer"}, leaf_hash=_HEX, audit_path=_HEXES),
-                                       "The inclusion proof"), **errors(400, 401, 403, 404)}}),
+                                       "The inclusion proof"), **errors(400, 401, 403, 404, 410)}}),
     route("GET", "/v1/audit/proof/consistency", consistency, name="audit_consistency", roles=_READERS, doc={
         "summary": "The RFC 9162 consistency proof between two tree sizes",
         "parameters": [_query("first", "the earlier tree size"), _query("second", "the later tree size")],
@@ -175,7 +185,7 @@ ROUTES: list[Route] = [
                       **errors(400, 401, 403)}}),
     route("GET", "/v1/audit/receipt", entry_receipt, name="audit_receipt", roles=_READERS, doc={
         "summary": "The receipt of one log entry", "parameters": [_query("seq", "the entry")],
-        "responses": {"200": json_body(_RECEIPT, "The receipt"), **errors(400, 401, 403, 404)}}),
+        "responses": {"200": json_body(_RECEIPT, "The receipt"), **errors(400, 401, 403, 404, 410)}}),
     route("POST", "/v1/audit/cosignatures", cosignature, name="audit_cosign", roles={"auditor"}, doc={
         "summary": "A witness's cosignature of a checkpoint",
         "requestBody": {"required": True, "content": {"application/json": {"schema": obj(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gateway.store.tree import LogTree
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "Clock", "Connection", "Database", "WriterTimes", "create_private", "log_head",
-           "new_backup_file", "upsert", "utc_now"]
+           "new_backup_file", "pruned_through", "upsert", "utc_now"]
 
 Clock = Callable[[], dt.datetime]
 DEFAULT_LEASE_SECONDS = 60.0  # how long a claimed push delivery is another gateway's to leave alone
@@ -100,6 +100,13 @@ def log_head(db: Connection) -> tuple[int, str]:
     """The last seq and hash of the exchange log (``0`` and the genesis hash when it is empty)."""
     row = db.execute("SELECT seq, hash FROM exchange_log ORDER BY seq DESC LIMIT 1").fetchone()
     return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def pruned_through(db: Connection) -> tuple[int, str]:
+    """Up to which seq entries were archived and pruned from the exchange log, and that entry's hash
+    (``0`` and the genesis hash if none were)."""
+    row = db.execute("SELECT seq, hash FROM log_pruned ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
 def create_private(path: Path) -> int:

@@ -9,9 +9,10 @@ import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
+from gateway.exceptions import LogIntegrityError
 from gateway.exchange_log import (
     LOG_COLUMNS,
     ChainCheck,
@@ -22,12 +23,15 @@ from gateway.exchange_log import (
     joined,
     row_entry,
 )
-from gateway.store.base import Connection, Database, log_head
+from gateway.merkle import range_nodes
+from gateway.store.base import Connection, Database, log_head, pruned_through
 from gateway.store.model import LogFilter
 
-__all__ = ["ExchangeLogStore", "routed_seqs", "verify_stretch"]
+__all__ = ["PRUNE_UNIT", "ExchangeLogStore", "routed_seqs", "verify_stretch"]
 
-_VERIFY_STRETCH = 1 << 16  # entries a worker checks at a time: a power of two, so that stretches are subtrees
+_VERIFY_STRETCH = 1 << 16  # entries a worker checks at a time (after the first, stretches are whole subtrees)
+PRUNE_UNIT = 1 << 8  # entries are pruned in whole tiles of 256 leaves, whose rows keep their hashes
+_PRUNE_STRETCH = 50_000 // PRUNE_UNIT * PRUNE_UNIT  # entries deleted a transaction
 _PARALLEL_FROM = 200_000  # logs from this size are verified in several processes
 _COLUMNS = ", ".join(LOG_COLUMNS)
 # the filters of a query by the column each compares, besides ``connector`` (either side of an event)
@@ -171,6 +175,46 @@ class ExchangeLogStore:
         with self.store.query() as db:
             return log_head(db)
 
+    def last_before(self, moment: str) -> int:
+        """The seq of the last entry written before ``moment`` (as the log writes times), ``0`` if none."""
+        with self.store.reading() as db:
+            return _seq_bounds(db, None, moment)[1]
+
+    def pruned(self) -> tuple[int, str]:
+        """Up to which seq the entries were archived and pruned from the store, and that entry's hash
+        (``0`` and the genesis hash if none were)."""
+        with self.store.query() as db:
+            return pruned_through(db)
+
+    def prune(self, through: int, archive: str, *, done: Callable[[int], None] | None = None) -> int:
+        """Delete the entries up to ``through``, archived (``archive`` names the bundle holding the
+        last of them), a stretch a transaction so that the writer is held only briefly, each
+        recording how far it got; how many were deleted (``done`` told after each stretch). The tree
+        keeps every hash: proofs, roots and receipts issued stay as they were. ``ValueError`` unless
+        ``through`` ends a tile of 256 entries (whose row holds their leaves) before the head, which
+        is always kept: the log continues from it."""
+        deleted = 0
+        while True:
+            with self.store.transaction() as db:
+                start, _ = pruned_through(db)
+                head, _ = log_head(db)
+                if through % PRUNE_UNIT or not start <= through < head:
+                    raise ValueError(f"entries can be pruned up to a multiple of {PRUNE_UNIT} from {start} to before "
+                                     f"the head, {head} (not {through})")
+                end = min(through, start + _PRUNE_STRETCH)
+                if end == start:
+                    return deleted
+                row = db.execute("SELECT hash FROM exchange_log WHERE seq = ?", (end,)).fetchone()
+                count = db.execute("DELETE FROM exchange_log WHERE seq > ? AND seq <= ?", (start, end)).rowcount
+                if row is None or count != end - start:
+                    raise LogIntegrityError(f"交换日志缺少条目 / the log lacks entries between {start + 1} and {end}: "
+                                            "run `supex log verify`")
+                db.execute("INSERT INTO log_pruned (seq, hash, at, archive) VALUES (?, ?, ?, ?)",
+                           (end, row[0], self.store.now(), archive))
+            deleted += count
+            if done is not None:
+                done(deleted)
+
     def chained(self) -> int:
         """The last seq of the entries written before the log became a tree (hash-chained)."""
         with self.store.query() as db:
@@ -183,16 +227,18 @@ class ExchangeLogStore:
         hash depends only on its own row, so only the links between stretches, and the subtrees
         they make, are left to join here."""
         store = self.store
-        if _VERIFY_STRETCH & (_VERIFY_STRETCH - 1):
-            raise ValueError("a stretch of the log verified at a time must be a power of two (a subtree)")
         total, chained = self.head()[0], self.chained()
-        ranges = [(first, min(first + _VERIFY_STRETCH - 1, total)) for first in range(1, total + 1, _VERIFY_STRETCH)]
+        start, start_hash = self.pruned()  # archived before: the tree's subtrees stand for them
+        before = tuple((*node, h) for node, h in zip(range_nodes(0, start), store.tree.hashes(
+            [(i << level, (i + 1) << level) for level, i in range_nodes(0, start)]), strict=True))
+        cuts = [start, *range((start // _VERIFY_STRETCH + 1) * _VERIFY_STRETCH, total, _VERIFY_STRETCH), total]
+        ranges = [(a + 1, b) for a, b in pairwise(cuts) if a < b]
         workers = (os.cpu_count() or 1) if processes is None else processes
         worker = store.verify_worker()
         if worker is None or total < _PARALLEL_FROM or workers < 2:
             with store.reading() as db:
                 yield from joined((verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL, chained=chained)
-                                   for a, b in ranges), algorithm=store.log_hash)
+                                   for a, b in ranges), start_hash, store.log_hash, before)
             return
         # forked where this process runs no other thread (the command line): nothing to re-import;
         # spawned otherwise (a serving gateway), since forking beside running threads is unsafe
@@ -200,7 +246,7 @@ class ExchangeLogStore:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             yield from joined(pool.map(worker, repeat(store.location), repeat(store.log_hash),
                                        [a for a, _ in ranges], [b for _, b in ranges], repeat(chained)),
-                              algorithm=store.log_hash)
+                              start_hash, store.log_hash, before)
 
 
 def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None, *,

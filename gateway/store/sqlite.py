@@ -150,6 +150,11 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO progress (name, seq) SELECT 'chained', coalesce(max(seq), 0) FROM exchange_log;
     INSERT INTO progress (name, seq) VALUES ('tree', 0)
     """,
+    # 11: entries pruned from the live store once archived: up to which seq, that entry's hash (the
+    #     link of the first entry kept), when, and the bundle of the archive that holds the last of them
+    """
+    CREATE TABLE log_pruned (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, archive TEXT NOT NULL)
+    """,
 )
 
 

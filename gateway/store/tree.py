@@ -208,7 +208,8 @@ class LogTree:
 
     def _found(self, db: Connection, nodes: Sequence[tuple[int, int]]) -> dict[int, bytes]:
         """The stored hashes of ``nodes``: parents (and the leaves of entries written before the
-        tree) from the tree's table, the other leaves from their entries' hashes."""
+        tree) from the tree's table, the other leaves from their entries' hashes, or from their
+        tiles where the entries were archived and pruned."""
         upper = self._upper
         found: dict[int, bytes] = {}
         wanted = []
@@ -230,6 +231,14 @@ class LogTree:
         if leaves:
             found.update({seq - 1: bytes.fromhex(value) for seq, value in db.execute(
                 f"SELECT seq, hash FROM exchange_log WHERE seq IN ({', '.join('?' * len(leaves))})", leaves)})
+        if gone := [i for i in wanted if i < _LEAVES and i not in found]:  # archived and pruned: in their tiles
+            tiles = sorted({tile_of(0, i) for i in gone})
+            rows = {int(tile): bytes(row) for tile, row in db.execute(
+                f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * len(tiles))})", tiles)}
+            for i in gone:
+                tile = tile_of(0, i)
+                if tile in rows and (leaf := in_tile(rows[tile], tile, (0, i))) is not None:
+                    found[i] = leaf
         return found
 
     # ---- checkpoints and cosignatures ---------------------------------------------------------
