@@ -168,7 +168,7 @@ class SQLStore:
         # the log continues from the head as it is now, read inside the serialised write: another
         # gateway or a command may have appended since this one last did
         seq, prev = log_head(db)
-        size, rows, leaves = seq, [], []
+        size, head, rows, leaves = seq, prev, [], []
         h = self.tree.hash
         for entry in entries:
             seq += 1
@@ -182,7 +182,7 @@ class SQLStore:
         if rows:
             db.executemany(f"INSERT INTO exchange_log ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' * 18)})",
                            rows)
-            self.tree.grow(db, size, leaves)
+            self.tree.grow(db, size, leaves, heads=(head, prev))
         volume = Counter((_local_day(e.at), e.connector, e.event) for e in entries
                          if e.event in VOLUME_EVENTS and e.connector)
         if volume:

@@ -151,8 +151,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO progress (name, seq) VALUES ('tree', 0)
     """,
     # 11: entries pruned from the live store once archived: up to which seq, that entry's hash (the
-    #     link of the first entry kept), when, and the bundle of the archive that holds the last of them
+    #     link of the first entry kept), when, and the bundle of the archive that holds the last of them;
+    #     the entries by counterpart indexed only where they have one (what a producer's own events
+    #     lack: the index costs nothing to write for them, and `counterpart = ?` still finds it)
     """
+    DROP INDEX exchange_log_by_counterpart;
+    CREATE INDEX exchange_log_by_counterpart ON exchange_log (counterpart, seq) WHERE counterpart IS NOT NULL;
     CREATE TABLE log_pruned (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, archive TEXT NOT NULL)
     """,
 )

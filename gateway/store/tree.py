@@ -1,7 +1,8 @@
 """The exchange log's Merkle tree as the store keeps it: the hash of every complete subtree, grown
-inside the transaction that appends the entries (one update a transaction: the new leaves and the
-parents they complete), so that roots and proofs are read, never recomputed; the checkpoints
-signed over it and the cosignatures witnesses returned."""
+inside the transaction that appends the entries (one update a transaction: the parents the new
+leaves complete, and the tiles), so that roots and proofs are read, never recomputed (but for the
+few nodes below the last, incomplete tile); the checkpoints signed over it and the cosignatures
+witnesses returned."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ __all__ = ["LogTree", "SignedCheckpoint"]
 
 _CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
 _LEAVES = 1 << 48  # node ids below this are leaves (level 0)
+_IN_TILES = TILE_HEIGHT << 48  # nodes below level 4 are kept in their tile's row only, once it is complete
 _TILE_ROOTS = {TILE_HEIGHT * (tier + 1) for tier in range(TILE_TIERS)}  # the levels of tiles' roots: 4, 8
 # the tiles above a leaf, lowest tier first (a tier is the high bits of a tile's id)
 _TILES_SQL = {n: f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * n)}) ORDER BY tile"
@@ -75,23 +77,35 @@ class LogTree:
         # the audit path above a tile of 256 leaves, by tile and tree size: the same for its leaves
         self._paths: dict[tuple[int, int], list[bytes]] = {}
         self._known = 0  # a tree size known to be held (read again only for a larger one)
+        # the right border of the tree this gateway last grew: the size, the log's head hash then
+        self._border: tuple[int, str, list[tuple[int, int, bytes]]] = (0, "", [])
 
     # ---- growing, inside the appending transaction ----------------------------------------------
 
-    def grow(self, db: Connection, size: int, leaves: Sequence[bytes], *, keep_leaves: bool = False) -> None:
+    def grow(self, db: Connection, size: int, leaves: Sequence[bytes], *, keep_leaves: bool = False,
+             heads: tuple[str, str] | None = None) -> None:
         """Add ``leaves`` to the tree of ``size`` leaves (the log's head before them): the parents
         they complete are kept; the leaves themselves only with ``keep_leaves`` (entries written
-        before the tree, whose hash is their chain's), since every later entry's hash is its leaf."""
+        before the tree, whose hash is their chain's), since every later entry's hash is its leaf.
+        With ``heads``, the hashes of the log's last entry before and after them, the tree's right
+        border is kept in memory for the next append that starts from that same head."""
         held = db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()
         if held is None or held[0] != size:
             raise LogIntegrityError(f"交换日志的树与日志不一致 / the log's tree holds {held and held[0]} entries, the "
                                     f"log {size}: run `supex log verify`")
-        stack = [(*node, hash_) for node, hash_ in zip(root_nodes(size), self._hashes(db, root_nodes(size)),
-                                                         strict=True)]
+        # the border this gateway left, if the log has the head it left (another gateway may have
+        # appended since, or that transaction may have been rolled back): else read from the tree
+        if heads is not None and self._border[:2] == (size, heads[0]):
+            stack = list(self._border[2])
+        else:
+            stack = [(*node, hash_) for node, hash_ in zip(root_nodes(size), self._hashes(db, root_nodes(size)),
+                                                             strict=True)]
         made: list[tuple[int, bytes]] = []
         compact(self.hash, stack, leaves, size, made)
-        db.executemany("INSERT INTO log_tree (node, hash) VALUES (?, ?)", [*enumerate(leaves, size), *made]
-                       if keep_leaves else made)
+        self._border = (size + len(leaves), heads[1], stack) if heads is not None else (0, "", [])
+        kept = [(node, value) for node, value in made if node >= _IN_TILES]  # lower ones: in their tiles' rows
+        db.executemany("INSERT INTO log_tree (node, hash) VALUES (?, ?)", [*enumerate(leaves, size), *kept]
+                       if keep_leaves else kept)
         db.execute("UPDATE progress SET seq = ? WHERE name = 'tree'", (size + len(leaves),))
         # a tile is kept once complete: when its root is made
         completed = [((level // TILE_HEIGHT - 1) << 48) | (node & (_LEAVES - 1)) for node, _ in made
@@ -159,6 +173,7 @@ class LogTree:
                 key = (index >> (TILE_HEIGHT * TILE_TIERS), size)
                 high = self._paths.get(key)
                 if high is None:
+                    self._read_upper(db)
                     high = self._ranges(db, inclusion_ranges(index, size)[len(low):])
                     if len(self._paths) > _UPPER_KEPT // 20:
                         self._paths.clear()
@@ -170,6 +185,13 @@ class LogTree:
             made = iter(self._ranges(db, [r for r, h in zip(wanted, hashes, strict=True) if h is None]))
             done = [h if h is not None else next(made) for h in hashes]
             return done[0], done[1:]
+
+    def _read_upper(self, db: Connection) -> None:
+        """Read the nodes from level 8 up once, in one query (some 8,000 for a log of a million
+        entries, highest first up to the cap), rather than a query for each tile's path above it."""
+        if not self._upper:
+            self._upper.update((int(node), bytes(value)) for node, value in db.execute(
+                "SELECT node, hash FROM log_tree WHERE node >= ? ORDER BY node DESC LIMIT ?", (_UPPER, _UPPER_KEPT)))
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         """The proof that the tree of ``second`` entries extends the one of ``first``."""
@@ -207,9 +229,11 @@ class LogTree:
             raise LogIntegrityError(f"交换日志的树缺少节点 / {exc}: run `supex log verify`") from None
 
     def _found(self, db: Connection, nodes: Sequence[tuple[int, int]]) -> dict[int, bytes]:
-        """The stored hashes of ``nodes``: parents (and the leaves of entries written before the
-        tree) from the tree's table, the other leaves from their entries' hashes, or from their
-        tiles where the entries were archived and pruned."""
+        """The stored hashes of ``nodes``: from level 4 up (and the leaves of entries written before
+        the tree) from the tree's table; the leaves from their entries' hashes; the leaves and the
+        levels 1-3 from their tile's row once it is complete (the only place that keeps the leaves
+        of entries archived and pruned), and in the last tile, not complete yet, made from the leaves
+        under them."""
         upper = self._upper
         found: dict[int, bytes] = {}
         wanted = []
@@ -225,21 +249,32 @@ class LogTree:
             found[node] = bytes(value)
             if node >= _UPPER and len(upper) < _UPPER_KEPT:
                 upper[node] = found[node]
-        # level 0, not in the table (only entries written before the tree have their leaves there):
-        # a node's id is its leaf's index, the entry's hash its leaf
-        leaves = [i + 1 for i in wanted if i < _LEAVES and i not in found]
-        if leaves:
+        # a leaf's id is its index, its entry's hash the leaf
+        if leaves := [i + 1 for i in wanted if i < _LEAVES and i not in found]:
             found.update({seq - 1: bytes.fromhex(value) for seq, value in db.execute(
                 f"SELECT seq, hash FROM exchange_log WHERE seq IN ({', '.join('?' * len(leaves))})", leaves)})
-        if gone := [i for i in wanted if i < _LEAVES and i not in found]:  # archived and pruned: in their tiles
-            tiles = sorted({tile_of(0, i) for i in gone})
-            rows = {int(tile): bytes(row) for tile, row in db.execute(
-                f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * len(tiles))})", tiles)}
-            for i in gone:
-                tile = tile_of(0, i)
-                if tile in rows and (leaf := in_tile(rows[tile], tile, (0, i))) is not None:
-                    found[i] = leaf
+        if low := [i for i in wanted if i < _IN_TILES and i not in found]:
+            self._in_tiles(db, low, found)
         return found
+
+    def _in_tiles(self, db: Connection, low: Sequence[int], found: dict[int, bytes]) -> None:
+        """Add to ``found`` the hashes of the nodes ``low`` (ids below level 4) from their tiles' rows,
+        or made from the leaves under them where their tile is not complete yet."""
+        tiles = sorted({tile_of(0, (i & (_LEAVES - 1)) << (i >> 48)) for i in low})
+        rows = {int(tile): bytes(row) for tile, row in db.execute(
+            f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * len(tiles))})", tiles)}
+        for i in low:
+            level, index = i >> 48, i & (_LEAVES - 1)
+            tile = tile_of(0, index << level)
+            if tile in rows and (value := in_tile(rows[tile], tile, (level, index))) is not None:
+                found[i] = value
+        if parents := [i for i in low if i >= _LEAVES and i not in found]:
+            children = {i: (((i >> 48) - 1) << 48 | 2 * (i & (_LEAVES - 1)),
+                            ((i >> 48) - 1) << 48 | (2 * (i & (_LEAVES - 1)) + 1)) for i in parents}
+            below = self._found(db, [(c >> 48, c & (_LEAVES - 1)) for pair in children.values() for c in pair])
+            for i, (left, right) in children.items():
+                if left in below and right in below:
+                    found[i] = self.hash(b"\x01" + below[left] + below[right])
 
     # ---- checkpoints and cosignatures ---------------------------------------------------------
 

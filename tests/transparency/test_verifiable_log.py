@@ -392,8 +392,8 @@ async def test_the_client_fetches_receipts_to_keep(gw: Signed) -> None:
 @pytest.mark.parametrize("chained", [0, 300])
 def test_proofs_read_from_tiles_hold_for_every_entry(tmp_path: Path, chained: int) -> None:
     """Entries in complete tiles (of 16 and of 256 leaves) are proved from their rows, those in the
-    last, incomplete ones node by node; entries written before the tree get tiles too. Every proof
-    holds against pymerkle's root."""
+    last, incomplete ones node by node (those below level 4 made from the leaves under them);
+    entries written before the tree get tiles too. Every proof holds against pymerkle's root."""
     path = tmp_path / "tiles.db"
     entries = [LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", counterpart="sec", reason=f"n{n}")
                for n in range(700)]
@@ -404,6 +404,9 @@ def test_proofs_read_from_tiles_hold_for_every_entry(tmp_path: Path, chained: in
         store.log.append(entries[start:min(start + 97, 700)])
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM log_tiles").fetchone()[0] == 700 // 16 + 700 // 256
+        # below level 4 nothing is written but to the tiles (and the leaves of chained entries)
+        assert db.execute("SELECT count(*) FROM log_tree WHERE node >= 1 << 48 AND node < 4 << 48").fetchone()[0] \
+            == 0
     theirs = InmemoryTree(algorithm="sha256")
     for seq, entry in enumerate(entries, 1):
         theirs.append_entry(entry.canonical(seq))
@@ -438,3 +441,31 @@ def test_the_tree_and_its_tiles_hold_on_either_backend(backend: Backend) -> None
     for first in (1, 16, 255, 256, 257, 599):
         assert verify_consistency(h, first, 600, theirs.get_root(first), root, store.tree.consistency(first, 600))
     store.close()
+
+
+def test_the_border_kept_in_memory_never_outlives_what_was_committed(tmp_path: Path) -> None:
+    """A gateway keeps the tree's right border between its appends; after its transaction rolled
+    back and another gateway appended other entries up to the same size, it reads the tree again."""
+    path = str(tmp_path / "s.db")
+    entries = [LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", counterpart="sec", reason=f"n{n}")
+               for n in range(40)]
+    store, other = open_store(path, log_hash="sha256"), open_store(path, log_hash="sha256")
+    store.log.append(entries[:5])
+
+    def rolled_back() -> None:
+        with store.transaction() as db:
+            store.append(db, entries[5:9])
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    other.log.append(entries[10:14])  # the log reaches 9 entries again, with other content
+    store.log.append(entries[14:40])  # past two tiles: parents kept from the border
+    outcome = list(store.log.verify(processes=1))[-1]
+    assert outcome.ok and outcome.size == 35 and held_to_tree(store, outcome, None).ok
+    theirs = InmemoryTree(algorithm="sha256")
+    for seq, entry in enumerate([*entries[:5], *entries[10:40]], 1):
+        theirs.append_entry(entry.canonical(seq))
+    assert store.tree.root(35) == other.tree.root(35) == theirs.get_root(35)
+    store.close()
+    other.close()
