@@ -25,7 +25,7 @@ from gateway.config import load_config
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import LogEntry, moment_text
 from gateway.flow.checkpoints import load_log_key
-from gateway.merkle import compact, fold, hash_function, leaf_hash, range_nodes
+from gateway.merkle import compact, fold, hash_function, leaf_hash, prefix_ranges, range_nodes
 from gateway.signing import (
     LogKey,
     checkpoint_text,
@@ -183,7 +183,7 @@ def log_archive(args: argparse.Namespace) -> int:
             if not store.tree.keep_checkpoint(signed, retired=retired_keys(config.key_path())):
                 raise ConfigError("日志由另一密钥签名 / the log is signed by another key than this configuration's: "
                                   "use the log key of the gateways on this store")
-        border = store.tree.hashes(_border_ranges(first - 1))
+        border = store.tree.hashes(prefix_ranges(first - 1))
         bundle = folder / f"log-{first:012d}-{until:012d}"
         bundle.mkdir(mode=0o700)
         with progress_bar() as progress, (bundle / "entries.ndjson").open("wb") as out:
@@ -203,10 +203,6 @@ def log_archive(args: argparse.Namespace) -> int:
     print(f"archived entries {first}-{until} to {bundle}; check it with: supex log check-archive {bundle} --key "
           f"'{key.verifier}' / 归档完成")
     return EXIT_OK
-
-
-def _border_ranges(size: int) -> list[tuple[int, int]]:
-    return [(i << level, (i + 1) << level) for level, i in range_nodes(0, size)]
 
 
 def _archived_until(folder: Path) -> int:

@@ -96,6 +96,15 @@ def test_subtrees_made_a_level_at_a_time_are_the_border_made_a_leaf_at_a_time(fi
     assert subtrees(H, leaves, first) == border
 
 
+def test_subtrees_from_anywhere_are_the_ranges_nodes_with_their_hashes() -> None:
+    """A stretch starting mid-subtree (the first after entries pruned) gives the nodes of its range."""
+    for start in range(70):
+        for end in range(start + 1, 71):
+            got = subtrees(H, [NODES[node_id((0, n))] for n in range(start, end)], start)
+            assert [(level, index) for level, index, _ in got] == range_nodes(start, end), (start, end)
+            assert [value for *_, value in got] == [NODES[node_id(n)] for n in range_nodes(start, end)]
+
+
 def test_proofs_are_logarithmic() -> None:
     assert len(inclusion_ranges(123_456, 1_000_000)) <= 20
     assert len(consistency_ranges(123_456, 1_000_000)) <= 2 * 20
