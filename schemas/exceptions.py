@@ -26,6 +26,7 @@ because ``schemas`` is the package every other one imports. The whole tree::
     │   │   └── ReplayError              (gateway: a nonce used before: 401)
     │   ├── ParameterError               (gateway: a query parameter: 400)
     │   ├── NotFoundError                (gateway: an item not there, or not the caller's: 404)
+    │   ├── ArchivedError                (gateway: a log entry archived and pruned from the store: 410)
     │   └── ReadLimitError               (gateway: an agreement's reads a day: 429)
     ├── RetriableError       a resource is unavailable now; the same call may succeed later
     │   ├── UnreachableError             (connectors: no answer to a request)
