@@ -153,6 +153,9 @@ async def test_log_prune_deletes_archived_entries_and_receipts_stay_checkable(
     capsys.readouterr()
     assert main(["log", "verify", "--config", config]) == 0
     assert "after the 256 archived and pruned" in capsys.readouterr().out
+    # a head recorded back then is held to the tree's leaf of the pruned entry
+    assert main(["log", "verify", "--config", config, "--checkpoint", f"{seq}:{kept['entry']['hash']}"]) == 0
+    assert main(["log", "verify", "--config", config, "--checkpoint", f"{seq}:{'0' * 64}"]) == 1
     status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
     assert status == 200 and verdict["ok"] and verdict["archived"] == 256
     # the archive's folder can only grow from where the store now begins
