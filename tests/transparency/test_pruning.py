@@ -21,6 +21,7 @@ from gateway.merkle import hash_function
 from gateway.store import open_store
 from gateway.store.sql import SQLStore
 from gateway.verify_receipt import VerifierKey, check_receipt, verify_consistency, verify_inclusion
+from tests.backends import Backend
 from tests.gateway.conftest import AUDITOR_TOKEN, Signed, inspection
 from tests.transparency.test_verifiable_log import _before_the_tree, _config, _gateway
 
@@ -193,4 +194,20 @@ async def test_log_prune_deletes_nothing_it_cannot_account_for(
     assert code == 2 and ("cannot read" in said or "does not verify" in said or "not by this log's key" in said)
     store = open_store(str(tmp_path / "supex.db"), log_hash="sha256")
     assert store.log.pruned()[0] == 0 and store.log.entry(1) is not None and store.log.head()[0] >= size
+    store.close()
+
+
+def test_pruning_holds_on_either_backend(backend: Backend) -> None:
+    store = backend.open(log_hash="sha256")
+    for start in range(0, 600, 71):
+        store.log.append(ENTRIES[start:min(start + 71, 600)])
+    root = store.tree.root(600)
+    proofs = {seq: store.tree.inclusion(seq, 600) for seq in (1, 255, 256, 257, 512, 513, 600)}
+    consistency = {first: store.tree.consistency(first, 600) for first in (1, 255, 257, 511)}
+    assert store.log.prune(512, "b") == 512
+    outcome = list(store.log.verify(processes=1))[-1]
+    assert (outcome.ok, outcome.archived, outcome.size, outcome.root) == (True, 512, 600, root)
+    assert {seq: store.tree.inclusion(seq, 600) for seq in proofs} == proofs
+    assert {first: store.tree.consistency(first, 600) for first in consistency} == consistency
+    assert backend.rows("SELECT count(*) FROM exchange_log")[0][0] == 88
     store.close()
