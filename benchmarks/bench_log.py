@@ -112,7 +112,10 @@ def console_times(folder: Path, rounds: int) -> dict[str, list[float]]:
         csrf = re.search(r'name="csrf" value="([^"]+)"', login)
         assert csrf
         opener.open(url + "/console/login", urllib.parse.urlencode({"csrf": csrf[1], "token": TOKEN}).encode())
+        deadline = time.monotonic() + 300
         while "chain ok" not in opener.open(url + "/console/").read().decode():  # the start-up verification
+            if time.monotonic() > deadline:
+                raise SystemExit("the console's start-up verification did not find the log intact")
             time.sleep(0.5)
         times: dict[str, list[float]] = {page: [] for page in pages}
         for _ in range(rounds):

@@ -150,11 +150,13 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None, 
         return dataclasses.replace(outcome, ok=False, first_bad_seq=bad, reason=reason)
 
     try:
-        held = store.tree.size()
-        if held != size:
-            return failed(f"the tree holds {held} entries, the log {size}: entries were "
-                          + ("removed at the tail" if held > size else "added without the tree"),
-                          min(held, size) + 1)
+        held, head = store.tree.sizes()
+        if held != head or held < size:
+            return failed(f"the tree holds {held} entries, the log {head}: entries were "
+                          + ("removed at the tail" if held > head else "added without the tree"),
+                          min(held, head) + 1)
+        # entries appended while the log was verified are the next verification's: the tree of
+        # the entries verified must be the one proofs are read from, and the signed one extend it
         if store.tree.root(size) != outcome.root:
             return failed("the tree proofs are read from differs from the entries (its nodes were altered)")
         latest = store.tree.checkpoint()
@@ -165,13 +167,15 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None, 
                           f"configuration's log key {key.text}: copy the log key to every gateway on this store")
         checkpoint = open_signed(latest.note, VerifierKey(latest.signer) if key is None or latest.signer in retired
                                  else key)
-        if checkpoint.size > size:
-            return failed(f"the log ends at seq {size}, before the checkpoint signed at size {checkpoint.size} "
-                          "(entries removed)", size + 1)
-        proof = store.tree.consistency(checkpoint.size, size)
+        if checkpoint.size > held:
+            return failed(f"the log ends at seq {held}, before the checkpoint signed at size {checkpoint.size} "
+                          "(entries removed)", held + 1)
+        first, second = sorted((checkpoint.size, size))
+        proof = store.tree.consistency(first, second)
+        roots = (checkpoint.root, outcome.root) if checkpoint.size <= size else (outcome.root, checkpoint.root)
     except (LogIntegrityError, ReceiptError, ParameterError) as exc:
         return failed(str(exc))
-    if not verify_consistency(store.tree.hash, checkpoint.size, size, checkpoint.root, outcome.root, proof):
+    if not verify_consistency(store.tree.hash, first, second, *roots, proof):
         return failed(f"the log does not extend the checkpoint signed at size {checkpoint.size}: entries up to it "
                       "were rewritten")
     return outcome

@@ -141,6 +141,14 @@ class LogTree:
         with self.store.query() as db:
             return int(db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0])
 
+    def sizes(self) -> tuple[int, int]:
+        """How many entries the tree holds and the seq of the log's last entry, read together (one
+        statement: an append in between cannot make them differ)."""
+        with self.store.query() as db:
+            row = db.execute("SELECT (SELECT seq FROM progress WHERE name = 'tree'), "
+                             "(SELECT coalesce(max(seq), 0) FROM exchange_log)").fetchone()
+            return int(row[0]), int(row[1])
+
     def root(self, size: int) -> bytes:
         """The root hash of the tree of the first ``size`` entries."""
         with self.store.query() as db:

@@ -469,3 +469,24 @@ def test_the_border_kept_in_memory_never_outlives_what_was_committed(tmp_path: P
     assert store.tree.root(35) == other.tree.root(35) == theirs.get_root(35)
     store.close()
     other.close()
+
+
+def test_entries_appended_while_the_log_is_verified_are_no_removed_tail(tmp_path: Path) -> None:
+    """A busy gateway appends while its log is verified, and signs checkpoints past what was
+    verified: neither is a removed or rewritten tail; a tail removed after all still is."""
+    path = tmp_path / "s.db"
+    store = open_store(str(path), log_hash="sha256")
+    key = LogKey.new("supex.test/log", "ed25519")
+    entries = [LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", counterpart="sec", reason=f"n{n}")
+               for n in range(40)]
+    store.log.append(entries[:20])
+    outcome = list(store.log.verify(processes=1))[-1]
+    store.log.append(entries[20:40])  # during the verification
+    note = key.sign_note(checkpoint_text(key.name, 40, store.tree.root(40), dt.datetime.now(dt.UTC)))
+    assert store.tree.keep_checkpoint(SignedCheckpoint(40, store.now(), key.verifier, note))
+    held = held_to_tree(store, outcome, VerifierKey(key.verifier))
+    assert held.ok, held.reason
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM exchange_log WHERE seq > 30")
+    assert not held_to_tree(store, outcome, VerifierKey(key.verifier)).ok
+    store.close()
