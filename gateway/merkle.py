@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from cryptography.hazmat.primitives import hashes
 
 __all__ = ["TILE_HEIGHT", "TILE_NODES", "TILE_TIERS", "Hash", "Node", "Range", "compact", "consistency_ranges", "fold",
-           "hash_function", "in_tile", "inclusion_ranges", "leaf_hash", "node_hash", "node_id", "prefix_ranges",
-           "range_nodes", "root_nodes", "stored_hashes", "subtrees", "tile_nodes", "tile_of", "tiles_path"]
+           "hash_function", "in_tile", "inclusion_ranges", "leaf_hash", "node_hash", "node_id", "range_nodes",
+           "root_nodes", "stored_hashes", "subtrees", "tile_nodes", "tile_of", "tiles_path"]
 
 Hash = Callable[[bytes], bytes]
 Node = tuple[int, int]  # level, index
@@ -77,11 +77,6 @@ def range_nodes(start: int, end: int) -> list[Node]:
         nodes.append((level, start >> level))
         start += 1 << level
     return nodes
-
-
-def prefix_ranges(size: int) -> list[Range]:
-    """The leaves of each complete subtree that make up the first ``size`` leaves, left to right."""
-    return [(i << level, (i + 1) << level) for level, i in range_nodes(0, size)]
 
 
 def root_nodes(size: int) -> list[Node]:

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,7 +25,7 @@ from gateway.config import load_config
 from gateway.exceptions import ConfigError
 from gateway.exchange_log import LogEntry, moment_text
 from gateway.flow.checkpoints import load_log_key
-from gateway.merkle import compact, fold, hash_function, leaf_hash, prefix_ranges, range_nodes
+from gateway.merkle import compact, fold, hash_function, leaf_hash, range_nodes
 from gateway.signing import (
     LogKey,
     checkpoint_text,
@@ -49,7 +49,7 @@ from gateway.verify_receipt import (
     verify_consistency,
 )
 
-__all__ = ["check_bundle", "keys_create", "keys_rotate_log", "keys_show", "log_archive", "log_check_archive",
+__all__ = ["Bundle", "check_bundle", "keys_create", "keys_rotate_log", "keys_show", "log_archive", "log_check_archive",
            "log_check_receipt", "log_prune", "witness"]
 
 EXIT_ALERT = 3  # a witness saw a checkpoint inconsistent with the one it cosigned before
@@ -183,7 +183,7 @@ def log_archive(args: argparse.Namespace) -> int:
             if not store.tree.keep_checkpoint(signed, retired=retired_keys(config.key_path())):
                 raise ConfigError("日志由另一密钥签名 / the log is signed by another key than this configuration's: "
                                   "use the log key of the gateways on this store")
-        border = store.tree.hashes(prefix_ranges(first - 1))
+        border = [value for *_, value in store.tree.border(first - 1)]
         bundle = folder / f"log-{first:012d}-{until:012d}"
         bundle.mkdir(mode=0o700)
         with progress_bar() as progress, (bundle / "entries.ndjson").open("wb") as out:
@@ -206,14 +206,14 @@ def log_archive(args: argparse.Namespace) -> int:
 
 
 def _archived_until(folder: Path) -> int:
-    return max((_bundle_end(p) for p in folder.glob("log-*-*")), default=0)
+    return max((span[1] for p in folder.glob("log-*-*") if (span := _bundle_span(p))), default=0)
 
 
 def log_check_archive(args: argparse.Namespace) -> int:
     """``supex log check-archive BUNDLE --key KEY``: a bundle verified by itself — its checkpoint's
     signature, each entry's hash, and the root the entries make with the subtrees before them."""
     try:
-        first, until, checkpoint = check_bundle(args.bundle, args.key)
+        first, until, checkpoint, _ = check_bundle(args.bundle, args.key)
     except ReceiptError as exc:
         print(f"NOT VERIFIED: {exc} / 归档验证失败")
         return EXIT_INVALID
@@ -221,14 +221,25 @@ def log_check_archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def check_bundle(bundle: Path, key: str | None = None) -> tuple[int, int, Checkpoint]:
-    """Verify an archived bundle by itself; its first and last seq and its checkpoint, signed with
-    the verifier ``key`` (by default the key its manifest names). ``ReceiptError`` saying what does not hold,
-    ``ConfigError`` if it cannot be read."""
+class Bundle(NamedTuple):
+    """What a bundle of the archive holds, verified: its entries' first and last seq, its
+    checkpoint and the verifier key that signed it."""
+
+    first: int
+    until: int
+    checkpoint: Checkpoint
+    signer: str
+
+
+def check_bundle(bundle: Path, key: str | None = None) -> Bundle:
+    """Verify an archived bundle by itself, its checkpoint signed with the verifier ``key`` (by
+    default the key its manifest names). ``ReceiptError`` saying what does not hold, ``ConfigError``
+    if it cannot be read."""
     try:
         manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
         h = hash_function(manifest["log_hash"])
-        checkpoint = open_signed(manifest["checkpoint"], VerifierKey(key or manifest["verifier_key"]))
+        signer = str(key or manifest["verifier_key"])
+        checkpoint = open_signed(manifest["checkpoint"], VerifierKey(signer))
         first, until = int(manifest["first"]), int(manifest["until"])
         stack = [(level, i, bytes.fromhex(x)) for (level, i), x in
                  zip(range_nodes(0, first - 1), manifest["left_border"], strict=True)]
@@ -250,7 +261,7 @@ def check_bundle(bundle: Path, key: str | None = None) -> tuple[int, int, Checkp
         raise ReceiptError(f"the bundle ends at {expected - 1}, its manifest says {until}")
     if checkpoint.size != until or fold(h, [n[2] for n in stack]) != checkpoint.root:
         raise ReceiptError("the entries do not make the tree its checkpoint signs (altered)")
-    return first, until, checkpoint
+    return Bundle(first, until, checkpoint, signer)
 
 
 def log_prune(args: argparse.Namespace) -> int:
@@ -294,23 +305,23 @@ def _archived_through(store: SQLStore, folder: Path, start: int, keys: set[str])
     """How far the bundles of ``folder`` hold the log without a gap from its first entry, and the
     name of the last: those after ``start`` each verified by ``check_bundle``, signed with one of
     ``keys`` and signing the store's own tree at their size. ``ConfigError`` otherwise."""
-    bundles = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("log-*-*") if p.is_dir()) \
-        if folder.is_dir() else []
+    bundles = sorted((span, p) for p in folder.glob("log-*-*") if p.is_dir() and (span := _bundle_span(p)))
     reach, last = 0, ""
-    for first, bundle in bundles:
+    for (first, until), bundle in bundles:
         if first != reach + 1:
             break
-        until = _bundle_end(bundle)
         if until > start:
             try:
-                _, until, checkpoint = check_bundle(bundle)
+                checked = check_bundle(bundle)
             except ReceiptError as exc:
                 raise ConfigError(f"归档未通过验证 / the bundle {bundle} does not verify: {exc}") from None
-            signer = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["verifier_key"]
-            if signer not in keys:
-                raise ConfigError(f"归档不是本日志的 / the bundle {bundle} is signed by {signer}, not by this log's "
-                                  "key")
-            if until > store.tree.size() or store.tree.root(until) != checkpoint.root:
+            if checked.signer not in keys:
+                raise ConfigError(f"归档不是本日志的 / the bundle {bundle} is signed by {checked.signer}, not by this "
+                                  "log's key")
+            if (checked.first, checked.until) != (first, until):
+                raise ConfigError(f"归档名称与内容不符 / the bundle {bundle} holds entries {checked.first}-"
+                                  f"{checked.until}, not what its name says")
+            if until > store.tree.size() or store.tree.root(until) != checked.checkpoint.root:
                 raise ConfigError(f"归档与本日志不符 / the bundle {bundle} is not of this store's log: its tree at "
                                   f"size {until} differs")
         reach, last = until, bundle.name
@@ -320,9 +331,12 @@ def _archived_through(store: SQLStore, folder: Path, start: int, keys: set[str])
     return reach, last
 
 
-def _bundle_end(bundle: Path) -> int:
-    tail = bundle.name.rsplit("-", 1)[1]
-    return int(tail) if tail.isdigit() else 0
+def _bundle_span(bundle: Path) -> tuple[int, int] | None:
+    """The first and last seq a bundle's name gives (``log-FIRST-UNTIL``), ``None`` for another name."""
+    parts = bundle.name.split("-")
+    if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    return int(parts[1]), int(parts[2])
 
 
 # ---- the witness ------------------------------------------------------------------------------------

@@ -151,10 +151,13 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None, 
 
     try:
         held, head = store.tree.sizes()
-        if held != head or held < size:
+        if held != head:
             return failed(f"the tree holds {held} entries, the log {head}: entries were "
                           + ("removed at the tail" if held > head else "added without the tree"),
                           min(held, head) + 1)
+        if head < size:
+            return failed(f"the log ends at seq {head}, before the {size} entries just verified (entries removed)",
+                          head + 1)
         # entries appended while the log was verified are the next verification's: the tree of
         # the entries verified must be the one proofs are read from, and the signed one extend it
         if store.tree.root(size) != outcome.root:

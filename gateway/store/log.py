@@ -23,7 +23,6 @@ from gateway.exchange_log import (
     joined,
     row_entry,
 )
-from gateway.merkle import prefix_ranges, range_nodes
 from gateway.store.base import Connection, Database, log_head, pruned_through
 from gateway.store.model import LogFilter
 
@@ -229,8 +228,7 @@ class ExchangeLogStore:
         store = self.store
         total, chained = self.head()[0], self.chained()
         start, start_hash = self.pruned()  # archived before: the tree's subtrees stand for them
-        before = tuple((*node, h) for node, h in zip(range_nodes(0, start), store.tree.hashes(prefix_ranges(start)),
-                                                      strict=True))
+        before = tuple(store.tree.border(start))
         cuts = [start, *range((start // _VERIFY_STRETCH + 1) * _VERIFY_STRETCH, total, _VERIFY_STRETCH), total]
         ranges = [(a + 1, b) for a, b in pairwise(cuts) if a < b]
         workers = (os.cpu_count() or 1) if processes is None else processes

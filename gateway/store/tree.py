@@ -160,6 +160,13 @@ class LogTree:
         with self.store.query() as db:
             return self._ranges(db, ranges)
 
+    def border(self, size: int) -> list[tuple[int, int, bytes]]:
+        """The complete subtrees that make up the first ``size`` entries, left to right, as
+        ``(level, index, hash)``: what stands for entries archived before a bundle or pruned."""
+        nodes = range_nodes(0, size)
+        with self.store.query() as db:
+            return [(*node, value) for node, value in zip(nodes, self._hashes(db, nodes), strict=True)]
+
     def inclusion(self, seq: int, size: int) -> tuple[bytes, list[bytes]]:
         """The leaf hash of entry ``seq`` and its audit path in the tree of ``size`` entries."""
         with self.store.query() as db:
@@ -276,13 +283,12 @@ class LogTree:
             tile = tile_of(0, index << level)
             if tile in rows and (value := in_tile(rows[tile], tile, (level, index))) is not None:
                 found[i] = value
-        if parents := [i for i in low if i >= _LEAVES and i not in found]:
-            children = {i: (((i >> 48) - 1) << 48 | 2 * (i & (_LEAVES - 1)),
-                            ((i >> 48) - 1) << 48 | (2 * (i & (_LEAVES - 1)) + 1)) for i in parents}
-            below = self._found(db, [(c >> 48, c & (_LEAVES - 1)) for pair in children.values() for c in pair])
-            for i, (left, right) in children.items():
+        if parents := [(i >> 48, i & (_LEAVES - 1)) for i in low if i >= _LEAVES and i not in found]:
+            below = self._found(db, [(level - 1, 2 * index + side) for level, index in parents for side in (0, 1)])
+            for level, index in parents:
+                left, right = node_id((level - 1, 2 * index)), node_id((level - 1, 2 * index + 1))
                 if left in below and right in below:
-                    found[i] = self.hash(b"\x01" + below[left] + below[right])
+                    found[node_id((level, index))] = self.hash(b"\x01" + below[left] + below[right])
 
     # ---- checkpoints and cosignatures ---------------------------------------------------------
 

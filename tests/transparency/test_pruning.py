@@ -182,6 +182,10 @@ async def test_log_prune_deletes_nothing_it_cannot_account_for(
     code, said = prune("--retain-days", "0", "--archive", str(tmp_path / "empty"))
     assert code == 2 and "holds no bundle" in said
     bundle = next(archive.iterdir())
+    misnamed = bundle.rename(archive / "log-000000000001-000000000300")  # a name that says more than it holds
+    code, said = prune("--retain-days", "0")
+    assert code == 2 and "not what its name says" in said
+    misnamed.rename(bundle)
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     lines = (bundle / "entries.ndjson").read_text(encoding="utf-8").splitlines()
     (bundle / "entries.ndjson").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # a bundle cut short
