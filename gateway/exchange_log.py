@@ -34,6 +34,7 @@ __all__ = [
     "against_checkpoint",
     "audit_query",
     "chain_hash",
+    "check_bodies",
     "check_stretch",
     "content_digest",
     "delivery_entry",
@@ -218,6 +219,23 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
     if last is not None and expected <= last:
         return outcome(expected, f"seq {expected} is missing (an entry removed)")
     return outcome()
+
+
+def check_bodies(rows: Sequence[tuple[int, str, str, bytes]], algorithm: str, first: int, last: int) -> Stretch | None:
+    """``check_stretch`` for the common case at a fraction of its cost, a column at a time: ``rows``
+    of ``(seq, prev_hash, hash, 0x00 || canonical JSON)`` for entries ``first`` … ``last`` of the
+    tree (none hash-chained), in seq order. It gives the stretch when every entry holds, and
+    ``None`` when anything does not: ``check_stretch`` then says where and why."""
+    if len(rows) != last - first + 1 or not rows or rows[0][0] != first or rows[-1][0] != last:
+        return None  # seqs are unique and ordered: first … last, that many, is every one of them
+    _, prevs, stored, bodies = zip(*rows, strict=True)
+    if prevs[1:] != stored[:-1]:
+        return None
+    h = hash_function(algorithm)
+    leaves = list(map(h, bodies))
+    if b"".join(leaves).hex() != "".join(stored):
+        return None
+    return Stretch(first, len(rows), prevs[0], stored[-1], border=tuple(subtrees(h, leaves, first - 1)))
 
 
 def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes, *, chained: int) -> bytes | None:

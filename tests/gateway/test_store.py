@@ -10,8 +10,18 @@ from cryptography.hazmat.primitives import hashes
 
 from gateway.config import ConnectorConfig
 from gateway.exceptions import StoreUnavailableError
-from gateway.exchange_log import GENESIS, ChainCheck, LogEntry, against_checkpoint, chain_hash, verify_chain
+from gateway.exchange_log import (
+    GENESIS,
+    ChainCheck,
+    LogEntry,
+    against_checkpoint,
+    chain_hash,
+    check_bodies,
+    check_stretch,
+    verify_chain,
+)
 from gateway.flow.prepare import RecordPreparer
+from gateway.merkle import hash_function
 from gateway.store import PostgresStore, SQLStore
 from gateway.store import log as log_store
 from gateway.store import sqlite as sqlite_store
@@ -158,6 +168,36 @@ def test_verifying_in_stretches_side_by_side_finds_what_one_pass_finds(
     side_by_side = list(_store(backend).log.verify(processes=2))
     assert side_by_side[-1] == serial and serial.first_bad_seq == first_bad
     assert first_bad is not None or len(side_by_side) == 4  # progress after each of three stretches, the outcome
+
+
+def _bodies(count: int) -> list[tuple[int, str, str, bytes]]:
+    """Rows of a tree's entries 1 … ``count`` as ``check_bodies`` reads them."""
+    h, rows, prev = hash_function("sm3"), [], GENESIS
+    for seq in range(1, count + 1):
+        canonical = LogEntry("stored", "2026-01-01T00:00:00Z", record_id=f"r{seq}").canonical(seq)
+        rows.append((seq, prev, h(b"\x00" + canonical).hex(), b"\x00" + canonical))
+        prev = rows[-1][2]
+    return rows
+
+
+@pytest.mark.parametrize("change", ["none", "removed", "relinked", "changed", "hash", "first", "last"])
+def test_entries_checked_a_column_at_a_time_agree_with_the_one_verifier_or_defer_to_it(change: str) -> None:
+    """The fast check gives the very stretch ``check_stretch`` gives when all holds, and nothing at
+    all (so that ``check_stretch`` says where and why) when anything does not."""
+    rows, first, last = _bodies(9), 1, 9
+    if change == "removed":
+        del rows[4]
+    elif change == "relinked":
+        rows[4] = (5, rows[3][3].hex(), *rows[4][2:])
+    elif change == "changed":
+        rows[4] = (*rows[4][:3], rows[4][3].replace(b"r5", b"r6"))
+    elif change == "hash":
+        rows[4] = (5, rows[4][1], rows[4][2].upper(), rows[4][3])
+    elif change in ("first", "last"):  # rows that start or end elsewhere than asked
+        first, last = (2, 10) if change == "first" else (1, 10)
+    exact = check_stretch([(seq, prev, stored, body[1:]) for seq, prev, stored, body in rows], "sm3", first, last)
+    fast = check_bodies(rows, "sm3", first, last)
+    assert (fast == exact) if change == "none" else (fast is None and exact.bad_seq is not None)
 
 
 @pytest.mark.parametrize("sql_agrees", [True, False])
