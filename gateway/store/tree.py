@@ -43,6 +43,7 @@ _TILES_SQL = {n: f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join(
               for n in range(1, TILE_TIERS + 1)}
 _UPPER = 8 << 48  # nodes from level 8 up (subtrees of 256 entries and more) are kept in memory once read…
 _UPPER_KEPT = 500_000  # …up to this many (a log of some 100 million entries)
+_PATHS_KEPT = 100_000  # audit paths above nodes from level 8 up kept (two for each tile of a log of 12 million)
 
 
 def _from_tiles(rows: dict[int, bytes], leaves: Range) -> bytes | None:
@@ -74,8 +75,8 @@ class LogTree:
         # a complete subtree's hash never changes: those high in the tree, shared by most proofs,
         # are kept here once read (a few thousand for a log of a million entries)
         self._upper: dict[int, bytes] = {}
-        # the audit path above a tile of 256 leaves, by tile and tree size: the same for its leaves
-        self._paths: dict[tuple[int, int], list[bytes]] = {}
+        # the audit path above a node from level 8 up, by node and tree size: the same for its leaves
+        self._paths: dict[tuple[int, int, int], tuple[bytes, ...]] = {}
         self._known = 0  # a tree size known to be held (read again only for a larger one)
         # the right border of the tree this gateway last grew: the size, the log's head hash then
         self._border: tuple[int, str, list[tuple[int, int, bytes]]] = (0, "", [])
@@ -185,21 +186,31 @@ class LogTree:
                                         "`supex log verify`")
             if len(found) == TILE_TIERS:  # the common case: every tile complete, the path's start read off them
                 leaf, low = tiles_path([bytes(r[1]) for r in found], index)
-                key = (index >> (TILE_HEIGHT * TILE_TIERS), size)
-                high = self._paths.get(key)
-                if high is None:
-                    self._read_upper(db)
-                    high = self._ranges(db, inclusion_ranges(index, size)[len(low):])
-                    if len(self._paths) > _UPPER_KEPT // 20:
-                        self._paths.clear()
-                    self._paths[key] = high
-                return leaf, low + high
+                self._read_upper(db)
+                return leaf, [*low, *self._above(db, TILE_HEIGHT * TILE_TIERS, index >> len(low), size)]
             wanted = [(index, seq), *inclusion_ranges(index, size)]  # the leaf, then its audit path
             rows = {int(r[0]): bytes(r[1]) for r in found}
             hashes = [_from_tiles(rows, r) for r in wanted]
             made = iter(self._ranges(db, [r for r, h in zip(wanted, hashes, strict=True) if h is None]))
             done = [h if h is not None else next(made) for h in hashes]
             return done[0], done[1:]
+
+    def _above(self, db: Connection, level: int, index: int, size: int) -> tuple[bytes, ...]:
+        """The audit path above node ``(level, index)`` in the tree of ``size`` leaves: at each level,
+        the hash of its sibling's leaves (fewer at the tree's right edge, none past it). Kept by node
+        and size, it is made once for the two halves of every parent, not once for every tile."""
+        key = (level, index, size)
+        if (path := self._paths.get(key)) is not None:
+            return path
+        if index == 0 and 1 << level >= size:  # this node's leaves are the whole tree
+            return ()
+        above = self._above(db, level + 1, index >> 1, size)
+        start = (index ^ 1) << level
+        path = (*self._ranges(db, [(start, min(start + (1 << level), size))]), *above) if start < size else above
+        if len(self._paths) > _PATHS_KEPT:
+            self._paths.clear()
+        self._paths[key] = path
+        return path
 
     def _read_upper(self, db: Connection) -> None:
         """Read the nodes from level 8 up once, in one query (some 8,000 for a log of a million

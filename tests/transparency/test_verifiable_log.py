@@ -411,7 +411,7 @@ def test_proofs_read_from_tiles_hold_for_every_entry(tmp_path: Path, chained: in
     for seq, entry in enumerate(entries, 1):
         theirs.append_entry(entry.canonical(seq))
     h = hash_function("sha256")
-    for size in (512, 700):
+    for size in (256, 300, 512, 700):  # the paths above the tiles, kept by size, differ by size
         root = theirs.get_root(size)
         assert store.tree.root(size) == root
         for seq in range(1, size + 1):
