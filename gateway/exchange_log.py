@@ -27,6 +27,7 @@ __all__ = [
     "EVENTS",
     "GENESIS",
     "LOG_COLUMNS",
+    "Body",
     "ChainCheck",
     "Link",
     "LogEntry",
@@ -41,6 +42,7 @@ __all__ = [
     "joined",
     "log_time",
     "moment_text",
+    "row_canonical",
     "row_entry",
     "shared_digest",
     "verify_chain",
@@ -177,12 +179,15 @@ class Stretch(NamedTuple):
     border: Border = ()
 
 
-# (seq, prev_hash, hash, canonical JSON of the entry): what verifying one entry reads of it
-Link = tuple[int, str, str, bytes]
+# (seq, prev_hash, hash, canonical JSON of the entry): what verifying one entry reads of it; the
+# canonical JSON ``None`` where its row holds what no entry can (a value of another type)
+Link = tuple[int, str, str, bytes | None]
+# (seq, prev_hash, hash, 0x00 || canonical JSON): an entry of the tree as its leaf hash reads it
+Body = tuple[int, str, str, bytes]
 
 
 def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int | None = None, *,
-                  chained: int = 0, recheck: Callable[[int], bytes] | None = None) -> Stretch:
+                  chained: int = 0, recheck: Callable[[int], bytes | None] | None = None) -> Stretch:
     """The one verifier of the log: entries ``first`` … ``last`` (to the end when ``None``), each
     where it should be, linked to the one before by ``prev_hash`` and matching its hash — its leaf
     in the tree, ``H(0x00 || canonical JSON)``, or for the entries up to ``chained``, written before
@@ -205,7 +210,9 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
             first_prev = prev_hash
         elif prev_hash != prev:
             return outcome(seq, "prev_hash does not match the previous entry's hash")
-        if seq > chained:  # the common case, inline: this loop is the whole cost
+        if canonical is None:
+            leaf = None
+        elif seq > chained:  # the common case, inline: this loop is the whole cost
             hashed = h(b"\x00" + canonical)
             leaf = hashed if hashed.hex() == stored else None
         else:
@@ -221,7 +228,7 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
     return outcome()
 
 
-def check_bodies(rows: Sequence[tuple[int, str, str, bytes]], algorithm: str, first: int, last: int) -> Stretch | None:
+def check_bodies(rows: Sequence[Body], algorithm: str, first: int, last: int) -> Stretch | None:
     """``check_stretch`` for the common case at a fraction of its cost, a column at a time: ``rows``
     of ``(seq, prev_hash, hash, 0x00 || canonical JSON)`` for entries ``first`` … ``last`` of the
     tree (none hash-chained), in seq order. It gives the stretch when every entry holds, and
@@ -238,8 +245,11 @@ def check_bodies(rows: Sequence[tuple[int, str, str, bytes]], algorithm: str, fi
     return Stretch(first, len(rows), prevs[0], stored[-1], border=tuple(subtrees(h, leaves, first - 1)))
 
 
-def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes, *, chained: int) -> bytes | None:
+def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes | None, *,
+                   chained: int) -> bytes | None:
     """The entry's leaf hash if its stored hash is what its content gives (``None`` otherwise)."""
+    if canonical is None:
+        return None
     leaf = h(b"\x00" + canonical)
     if seq > chained:
         return leaf if leaf.hex() == stored else None
@@ -279,6 +289,15 @@ def verify_chain(algorithm: str, entries: Iterable[LogEntry], *, after: int = 0,
     ``chained`` hash-chained) with the one verifier; the outcome last."""
     links = ((e.seq, e.prev_hash, e.hash, e.canonical(e.seq)) for e in entries)
     return joined([check_stretch(links, algorithm, after + 1, chained=chained)], prev_hash, algorithm)
+
+
+def row_canonical(row: Sequence[Any]) -> bytes | None:
+    """The canonical JSON of the entry a row of ``LOG_COLUMNS`` holds, by its definition; ``None``
+    where the row holds what no entry can (bytes, or a number where text belongs): it was changed."""
+    try:
+        return row_entry(row).canonical(row[0])
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def row_entry(row: Sequence[Any]) -> LogEntry:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gateway.exceptions import StoreUnavailableError
-from gateway.exchange_log import GENESIS, LogEntry, Stretch
+from gateway.exchange_log import GENESIS, Body, LogEntry, Stretch
 
 if TYPE_CHECKING:
     from gateway.store.tree import LogTree
@@ -62,7 +62,6 @@ class Database(Protocol):
     appending to the exchange log within a transaction (``SQLStore`` over a backend)."""
 
     CLAIM_SUFFIX: ClassVar[str]
-    CANONICAL_SQL: ClassVar[str | None]
     location: str
     log_hash: str
     lease_seconds: float
@@ -78,6 +77,9 @@ class Database(Protocol):
     def tree(self) -> LogTree: ...
 
     def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None: ...
+
+    @staticmethod
+    def bodies(db: Connection, first: int, last: int) -> list[Body] | None: ...
 
     def now(self) -> str: ...
 

@@ -16,12 +16,14 @@ from typing import Any
 from gateway.exceptions import LogIntegrityError
 from gateway.exchange_log import (
     LOG_COLUMNS,
+    Body,
     ChainCheck,
     LogEntry,
     Stretch,
     check_bodies,
     check_stretch,
     joined,
+    row_canonical,
     row_entry,
 )
 from gateway.store.base import Connection, Database, log_head, pruned_through
@@ -236,7 +238,7 @@ class ExchangeLogStore:
         worker = store.verify_worker()
         if worker is None or total < _PARALLEL_FROM or workers < 2:
             with store.reading() as db:
-                yield from joined((verify_stretch(db, store.log_hash, a, b, store.CANONICAL_SQL, chained=chained)
+                yield from joined((verify_stretch(db, store.log_hash, a, b, store.bodies, chained=chained)
                                    for a, b in ranges), start_hash, store.log_hash, before)
             return
         # forked where this process runs no other thread (the command line): nothing to re-import;
@@ -251,30 +253,29 @@ class ExchangeLogStore:
                               start_hash, store.log_hash, before)
 
 
-def verify_stretch(db: Connection, algorithm: str, first: int, last: int, canonical_sql: str | None, *,
-                   chained: int = 0) -> Stretch:
-    """Entries ``first`` … ``last`` of the database checked by ``check_stretch``. ``canonical_sql``
-    builds an entry's canonical JSON in the database, which spares making a Python value of every
-    column, and lets the entries of the tree be checked a column at a time (``check_bodies``);
-    without it, each row is read whole."""
-    if canonical_sql is None:
+def verify_stretch(db: Connection, algorithm: str, first: int, last: int,
+                   bodies: Callable[[Connection, int, int], list[Body] | None] | None, *, chained: int = 0) -> Stretch:
+    """Entries ``first`` … ``last`` of the database checked by ``check_stretch``. ``bodies`` reads
+    them with their canonical JSON built by the database, which spares making a Python value of
+    every column and lets the entries of the tree be checked a column at a time (``check_bodies``);
+    without it, or where it cannot build them, each row is read whole."""
+    rows = bodies(db, first, last) if bodies is not None else None
+    if rows is None:
         cursor = db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
                             (first, last))
-        links = ((row[0], row[-2], row[-1], row_entry(row).canonical(row[0]))
+        links = ((row[0], row[-2], row[-1], row_canonical(row))
                  for rows in iter(lambda: cursor.fetchmany(5000), []) for row in rows)
         return check_stretch(links, algorithm, first, last, chained=chained)
-    rows = db.execute(f"SELECT seq, prev_hash, hash, CAST(X'00' || {canonical_sql} AS BLOB) FROM exchange_log "
-                      "WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)).fetchall()
     if first > chained and (stretch := check_bodies(rows, algorithm, first, last)) is not None:
         return stretch
 
-    def canonical(seq: int) -> bytes:
+    def canonical(seq: int) -> bytes | None:
         """Entry ``seq``'s canonical JSON by its definition (where the database's bytes did not hold)."""
-        return row_entry(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone()
-                         ).canonical(seq)
+        return row_canonical(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone())
 
-    return check_stretch(((seq, prev_hash, stored, body[1:]) for seq, prev_hash, stored, body in rows), algorithm,
-                         first, last, chained=chained, recheck=canonical)
+    return check_stretch(((seq, prev_hash, stored, body[1:] if body is not None else None)
+                          for seq, prev_hash, stored, body in rows), algorithm, first, last, chained=chained,
+                         recheck=canonical)
 
 
 def routed_seqs(db: Connection, consumer: str, records: Sequence[tuple[str, str, int]]) -> list[int | None]:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gateway.encryption import DataCipher
-from gateway.exchange_log import EVENTS, LOG_COLUMNS, LogEntry, Stretch, moment_text
+from gateway.exchange_log import EVENTS, LOG_COLUMNS, Body, LogEntry, Stretch, moment_text
 from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, Connection, WriterTimes, log_head, utc_now
 from gateway.store.inbox import Inbox
 from gateway.store.log import ExchangeLogStore
@@ -82,9 +82,6 @@ class SQLStore:
     MIGRATIONS: ClassVar[tuple[str, ...]]
     # what a claim of push deliveries adds so that rows another gateway is claiming are skipped
     CLAIM_SUFFIX: ClassVar[str] = ""
-    # an expression of ``exchange_log``'s columns giving an entry's canonical JSON, if the backend can
-    # build it (``None``: built in Python from the row)
-    CANONICAL_SQL: ClassVar[str | None] = None
 
     def __init__(self, location: str, *, log_hash: str = "sm3", clock: Clock = utc_now,
                  cipher: DataCipher | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
@@ -121,6 +118,12 @@ class SQLStore:
 
     def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None:
         """A function that verifies a stretch of the log from ``location`` in a worker process."""
+        return None
+
+    @staticmethod
+    def bodies(db: Connection, first: int, last: int) -> list[Body] | None:
+        """Entries ``first`` … ``last`` with their canonical JSON (after 0x00) built by the database,
+        if it can build it (``None``: each row is read whole and its JSON made in Python)."""
         return None
 
     def hold_for_serving(self) -> None:

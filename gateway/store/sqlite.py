@@ -15,12 +15,11 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
 
 from gateway.encryption import DataCipher
 from gateway.exceptions import StoreInUseError, StoreUnavailableError
-from gateway.exchange_log import Stretch
-from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, create_private, utc_now
+from gateway.exchange_log import Body, Stretch
+from gateway.store.base import DEFAULT_LEASE_SECONDS, Clock, Connection, create_private, utc_now
 from gateway.store.log import verify_stretch
 from gateway.store.sql import SQLStore
 
@@ -163,7 +162,10 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 def _json_list(column: str) -> str:
-    return f"""CASE WHEN {column} = '' THEN json_array() ELSE json('["' || replace({column}, ',', '","') || '"]') END"""
+    # field paths joined by commas, as a JSON array; NULL where that is no JSON (a path holding a quote
+    # or a control character): the entry is then checked by its definition instead
+    listed = f"""'["' || replace({column}, ',', '","') || '"]'"""
+    return f"CASE WHEN {column} = '' THEN json_array() WHEN json_valid({listed}) THEN json({listed}) END"
 
 
 # An entry's canonical JSON built by SQLite itself: the same bytes as ``LogEntry.canonical`` for
@@ -180,7 +182,6 @@ class SQLiteStore(SQLStore):
     """Records, quarantine, cursors and the exchange log in one SQLite file."""
 
     MIGRATIONS = MIGRATIONS
-    CANONICAL_SQL: ClassVar[str | None] = _SQL_CANONICAL
 
     def __init__(self, path: str, *, log_hash: str = "sm3", clock: Clock = utc_now,
                  cipher: DataCipher | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
@@ -244,6 +245,16 @@ class SQLiteStore(SQLStore):
 
     def verify_worker(self) -> Callable[[str, str, int, int, int], Stretch] | None:
         return None if self.path == ":memory:" else _verify_stretch_at
+
+    @staticmethod
+    def bodies(db: Connection, first: int, last: int) -> list[Body] | None:
+        """Entries ``first`` … ``last`` with their canonical JSON built by SQLite (``_SQL_CANONICAL``);
+        ``None`` where a row holds a value SQLite's JSON cannot (a BLOB, which no entry holds)."""
+        try:
+            return list(db.execute(f"SELECT seq, prev_hash, hash, CAST(X'00' || {_SQL_CANONICAL} AS BLOB) "
+                                   "FROM exchange_log WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)))
+        except sqlite3.OperationalError:
+            return None
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database without blocking writers (PASSIVE)."""
@@ -310,6 +321,6 @@ def _verify_stretch_at(path: str, algorithm: str, first: int, last: int, chained
     """``verify_stretch`` in a worker process, on a read-only connection of its own."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return verify_stretch(db, algorithm, first, last, _SQL_CANONICAL, chained=chained)
+        return verify_stretch(db, algorithm, first, last, SQLiteStore.bodies, chained=chained)
     finally:
         db.close()
