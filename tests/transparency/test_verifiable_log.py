@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import random
 import sqlite3
 import subprocess
 import sys
@@ -417,6 +418,25 @@ def test_proofs_read_from_tiles_hold_for_every_entry(tmp_path: Path, chained: in
         for seq in range(1, size + 1):
             leaf, proof = store.tree.inclusion(seq, size)
             assert leaf == theirs.get_leaf(seq) and verify_inclusion(h, seq - 1, size, leaf, proof, root), seq
+    store.close()
+
+
+def test_paths_above_the_tiles_hold_deep_in_a_larger_tree(tmp_path: Path) -> None:
+    """Above the tiles of 256 leaves, each audit path is made from its parent's and kept by node and
+    size: in trees of several sizes, ending on a tile's edge or past it, sampled proofs from one
+    store hold against pymerkle's roots."""
+    store = open_store(str(tmp_path / "deep.db"), log_hash="sha256")
+    entries = [LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", reason=f"n{n}") for n in range(3_000)]
+    store.log.append(entries)
+    theirs = InmemoryTree(algorithm="sha256")
+    for seq, entry in enumerate(entries, 1):
+        theirs.append_entry(entry.canonical(seq))
+    h, rng = hash_function("sha256"), random.Random(5)
+    for size in (2_048, 2_049, 2_304, 2_560, 3_000, 2_048):  # the first again, its paths kept meanwhile
+        root = theirs.get_root(size)
+        for seq in [1, size, *rng.sample(range(1, size + 1), 150)]:
+            leaf, proof = store.tree.inclusion(seq, size)
+            assert verify_inclusion(h, seq - 1, size, leaf, proof, root), (seq, size)
     store.close()
 
 
