@@ -161,11 +161,16 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+# a quote, a backslash or a control character: text that JSON writes otherwise than as it is
+_ESCAPED = "'*[' || char(" + ", ".join(str(c) for c in (*range(1, 32), 34, 92)) + ") || ']*'"
+
+
 def _json_list(column: str) -> str:
-    # field paths joined by commas, as a JSON array; NULL where that is no JSON (a path holding a quote
-    # or a control character): the entry is then checked by its definition instead
-    listed = f"""'["' || replace({column}, ',', '","') || '"]'"""
-    return f"CASE WHEN {column} = '' THEN json_array() WHEN json_valid({listed}) THEN json({listed}) END"
+    # field paths joined by commas, as a JSON array, where each path is its own JSON; NULL where
+    # one holds what JSON escapes (SQLite would read the escape, not the text): the entry is then
+    # checked by its definition instead
+    return (f"""CASE WHEN {column} = '' THEN json_array() WHEN {column} GLOB {_ESCAPED} THEN NULL """
+            f"""ELSE json('["' || replace({column}, ',', '","') || '"]') END""")
 
 
 # An entry's canonical JSON built by SQLite itself: the same bytes as ``LogEntry.canonical`` for

@@ -217,6 +217,17 @@ def test_entries_with_awkward_text_verify_and_their_changes_are_found(
     assert list(store.log.verify(processes=1))[-1].first_bad_seq == 1
 
 
+def test_a_field_list_changed_to_the_escape_of_what_it_held_is_found(backend: Backend) -> None:
+    """A field path holding a backspace, changed to the two characters that escape one in JSON: the
+    database's JSON would read them as what was there, the entry's definition does not."""
+    store = _store(backend, routing=False)
+    store.log.append([LogEntry("config_changed", store.now(), connector="amr", fields=("a\b",), reason=f"n{n}")
+                      for n in range(3)])
+    store.close()
+    backend.execute("UPDATE exchange_log SET fields = ? WHERE seq = 2", ("a\\b",))
+    assert list(_store(backend).log.verify(processes=1))[-1].first_bad_seq == 2
+
+
 @pytest.mark.parametrize("sql", [
     """UPDATE exchange_log SET fields = 'a"b' WHERE seq = 3""",  # a list SQLite cannot read as JSON
     "UPDATE exchange_log SET masked = 'tab\tthere' WHERE seq = 3",
