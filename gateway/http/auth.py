@@ -89,13 +89,17 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 def _check_parameters(request: web.Request, taken: frozenset[str] | None) -> None:
-    """Refuse a query parameter the route does not take (``taken``: ``None``, not checked)."""
+    """Refuse a query parameter the route does not take (``taken``: ``None``, not checked), and one
+    given twice: which of its values was meant cannot be told, and one would be ignored."""
     if taken is None:
         return
     unknown = sorted(set(request.query) - taken)
     if unknown:
         takes, named = ", ".join(sorted(taken)) or "none", ", ".join(ascii(n)[:40] for n in unknown[:5])
         raise ParameterError(f"未知的参数 {named} / unknown query parameter {named}: this endpoint takes {takes}")
+    if len(request.query) != len(set(request.query)):
+        twice = ", ".join(sorted({ascii(n)[:40] for n in request.query if len(request.query.getall(n)) > 1}))
+        raise ParameterError(f"参数 {twice} 重复出现 / the query parameter {twice} is given more than once")
 
 
 async def read_body(request: web.Request, limit: int, seconds: float, budget: BodyBudget) -> bytes:

@@ -230,7 +230,9 @@ async def test_audit_filters_are_read_or_refused_never_matched_against_nothing(g
         "events"] == []
     for query, words in (("from=yesterday", "from must be an ISO 8601"), ("event=stroed", "unknown event 'stroed'"),
                          ("record_type=inspektion", "unknown record type"), ("connector=nobody", "'nobody' is no"),
-                         ("since=2026-12-01", "unknown query parameter 'since'")):
+                         ("since=2026-12-01", "unknown query parameter 'since'"),
+                         ("event=stored&event=routed", "'event' is given more than once")):
         status, body = await gw.call("GET", f"/v1/audit/events?{query}", bearer=AUDITOR_TOKEN)
         assert (status, body["error"]["code"]) == (400, "bad_parameter") and words in body["error"]["message"], query
     assert (await gw.call("GET", "/v1/inbox?limit=5&since=3", connector="jinan"))[0] == 400
+    assert (await gw.call("GET", "/v1/inbox?limit=5&limit=500", connector="jinan"))[0] == 400  # which was meant?
