@@ -33,7 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Checkpoint", "ReceiptError", "VerifierKey", "canonical_entry", "check_receipt", "ed25519_verify",
+__all__ = ["Checkpoint", "ReceiptError", "VerifierKey", "canonical_entry", "check_receipt", "consistency_hashes",
+           "ed25519_verify",
            "open_checkpoint", "parse_checkpoint", "parse_note", "verify_consistency", "verify_inclusion"]
 
 Hash = Callable[[bytes], bytes]
@@ -263,8 +264,12 @@ def check_receipt(receipt: dict[str, Any], key: VerifierKey, h: Hash | None = No
                   verify: Callable[[VerifierKey, bytes, bytes], bool] | None = None) -> Checkpoint:
     """Check ``receipt`` against ``key``; the checkpoint it is proved in. ``h``: the log's hash
     (SHA-256 unless given)."""
+    if not isinstance(receipt, dict):
+        raise ReceiptError("a receipt is a JSON object, as GET /v1/records/{id}/receipt answers it")
     algorithm = receipt.get("log_hash")
     if h is None:
+        if algorithm not in ("sha256", "sm3"):
+            raise ReceiptError(f"the receipt names its log's hash as {str(algorithm)[:40]!r}, not sha256 or sm3")
         if algorithm != "sha256":
             raise ReceiptError(f"the log is hashed with {algorithm!r}: check it with `supex log check-receipt`")
         h = sha256
@@ -272,15 +277,27 @@ def check_receipt(receipt: dict[str, Any], key: VerifierKey, h: Hash | None = No
         entry, proof = receipt["entry"], receipt["inclusion_proof"]
         checkpoint = open_checkpoint(receipt["checkpoint"], key, verify)
         seq, size, path = int(entry["seq"]), int(proof["tree_size"]), [bytes.fromhex(p) for p in proof["audit_path"]]
-    except (KeyError, TypeError, ValueError) as exc:
+        leaf = h(b"\x00" + canonical_entry(entry))
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise ReceiptError(f"the receipt lacks or misstates {exc}") from None
     if size != checkpoint.size:
         raise ReceiptError(f"the proof is for a tree of {size}, the checkpoint signs one of {checkpoint.size}")
-    leaf = h(b"\x00" + canonical_entry(entry))
     if not verify_inclusion(h, seq - 1, size, leaf, path, checkpoint.root):
         raise ReceiptError(f"entry {seq} is not in the signed tree of {size} entries: the entry or its proof "
                            "was altered")
     return checkpoint
+
+
+def consistency_hashes(answer: Any) -> list[bytes]:
+    """The hashes of a consistency proof as GET /v1/audit/proof/consistency answers it (none given:
+    none, as between a checkpoint and itself)."""
+    if answer is None:
+        return []
+    try:
+        return [bytes.fromhex(p) for p in answer["proof"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReceiptError(f"the consistency proof lacks or misstates {exc}: expected "
+                           '{"proof": [hex, …]}') from None
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -303,7 +320,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         checkpoint = check_receipt(receipt, key)
         if older is not None:
             earlier = open_checkpoint(older, key)
-            hashes = [bytes.fromhex(p) for p in (proof or {}).get("proof", [])]
+            hashes = consistency_hashes(proof)
             if not verify_consistency(sha256, earlier.size, checkpoint.size, earlier.root, checkpoint.root, hashes):
                 raise ReceiptError(f"the log of {checkpoint.size} does not extend the one of {earlier.size} you "
                                    "kept: it was rewritten")

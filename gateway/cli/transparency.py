@@ -46,6 +46,7 @@ from gateway.verify_receipt import (
     VerifierKey,
     canonical_entry,
     check_receipt,
+    consistency_hashes,
     verify_consistency,
 )
 
@@ -131,17 +132,23 @@ def log_check_receipt(args: argparse.Namespace) -> int:
     try:
         receipt = json.loads(args.receipt.read_text(encoding="utf-8"))
         key = VerifierKey(args.key)
-        h = hash_function(str(receipt.get("log_hash")))
-    except (OSError, ValueError, KeyError) as exc:
+        older = args.older.read_text(encoding="utf-8") if args.older is not None else None
+        answer = json.loads(args.proof.read_text(encoding="utf-8")) if args.proof else None
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"无法读取回执 / cannot read the receipt {args.receipt}: {exc}") from None
     except ReceiptError as exc:
         raise ConfigError(str(exc)) from None
+    algorithm = receipt.get("log_hash") if isinstance(receipt, dict) else None
+    if algorithm not in ("sm3", "sha256"):
+        raise ConfigError(f"回执未注明日志的哈希算法 / the receipt {args.receipt} names its log's hash as "
+                          f"{str(algorithm)[:40]!r}, not sm3 or sha256: is it a receipt as "
+                          "GET /v1/records/{id}/receipt answers it?")
+    h = hash_function(algorithm)
     try:
         checkpoint = check_receipt(receipt, key, h, verify_with)
-        if args.older is not None:
-            earlier = open_signed(args.older.read_text(encoding="utf-8"), key)
-            proof = [bytes.fromhex(p) for p in json.loads(args.proof.read_text(encoding="utf-8"))["proof"]] \
-                if args.proof else []
+        if older is not None:
+            earlier = open_signed(older, key)
+            proof = consistency_hashes(answer)
             if not verify_consistency(h, earlier.size, checkpoint.size, earlier.root, checkpoint.root, proof):
                 raise ReceiptError(f"the log of {checkpoint.size} entries does not extend the checkpoint of "
                                    f"{earlier.size} you kept: it was rewritten")

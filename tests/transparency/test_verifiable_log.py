@@ -122,6 +122,34 @@ async def test_a_producers_receipt_verifies_with_the_standard_library_alone(gw: 
     assert [r["record_id"] for r in page["receipts"]] == [r["record_id"] for r in page["records"]]
 
 
+@pytest.mark.parametrize("mangle", [
+    lambda r: [r],  # not an object
+    lambda r: {k: v for k, v in r.items() if k != "log_hash"},
+    lambda r: {**r, "log_hash": ["sha256"]},
+    lambda r: {**r, "entry": "in-1"},
+    lambda r: {**r, "entry": {**r["entry"], "seq": float("inf")}},
+    lambda r: {**r, "inclusion_proof": {**r["inclusion_proof"], "audit_path": ["zz", None]}},
+    lambda r: {**r, "inclusion_proof": {**r["inclusion_proof"], "tree_size": -1}},
+    lambda r: {**r, "checkpoint": 7},
+])
+async def test_a_mangled_receipt_is_refused_with_a_reason_by_either_verifier(
+        gw: Signed, tmp_path: Path, mangle: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever a receipt file holds, both verifiers say why it does not verify: never a traceback."""
+    await gw.push("amr", [inspection(1)])
+    receipt = (await gw.call("GET", "/v1/records/in-1/receipt", connector="amr"))[1]
+    vkey = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+    path = tmp_path / "mangled.json"
+    path.write_text(json.dumps(mangle(receipt)), encoding="utf-8")  # inf: written as Infinity, as JSON is not
+    alone = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(path), "--key", vkey],
+                           capture_output=True, text=True, check=False)
+    assert alone.returncode in (1, 2) and "Traceback" not in alone.stderr, alone.stderr
+    assert "NOT VERIFIED" in alone.stdout or "cannot read" in alone.stderr
+    assert main(["log", "check-receipt", str(path), "--key", vkey]) in (1, 2)
+    said = capsys.readouterr()
+    assert "NOT VERIFIED" in said.out or "receipt" in said.err
+    assert "unexpected error" not in said.err
+
+
 async def test_every_entry_is_proved_in_a_signed_tree_whose_root_pymerkle_computes_alike(
         gw: Signed, tmp_path: Path) -> None:
     await gw.push("amr", [inspection(n) for n in range(7)])
