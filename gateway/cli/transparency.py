@@ -348,6 +348,9 @@ def _bundle_span(bundle: Path) -> tuple[int, int] | None:
 
 # ---- the witness ------------------------------------------------------------------------------------
 
+_ANSWER_LIMIT = 1 << 20  # bytes of a gateway's answer a witness reads
+
+
 class _Gateway:
     """The gateway a witness watches, over HTTP with an auditor's token."""
 
@@ -370,7 +373,13 @@ class _Gateway:
     @staticmethod
     def _call(request: urllib.request.Request) -> Any:
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the configured gateway
-            return json.loads(answer.read())
+            body = answer.read(_ANSWER_LIMIT + 1)
+        if len(body) > _ANSWER_LIMIT:  # a checkpoint or a proof is a few kilobytes
+            raise ValueError(f"an answer of over {_ANSWER_LIMIT} bytes to {request.full_url}")
+        value = json.loads(body)
+        if not isinstance(value, dict):
+            raise ValueError(f"{request.full_url} answered {type(value).__name__}, not a JSON object")
+        return value
 
 
 def witness(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
@@ -417,7 +426,7 @@ def _witness_once(gateway: _Gateway, key: LogKey, log_key: VerifierKey, state_di
     except ReceiptError as exc:
         print(f"witness: the checkpoint does not verify: {exc} / 检查点签名无效", file=sys.stderr)
         return EXIT_INVALID
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
         print(f"witness: the gateway did not answer usefully: {exc} / 网关无应答", file=sys.stderr)
         return EXIT_INVALID
     _write(state_file, note)

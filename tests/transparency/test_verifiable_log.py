@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pymerkle import InmemoryTree
 
@@ -35,6 +36,7 @@ from gateway.signing import LogKey, checkpoint_text, cosign, open_signed, verify
 from gateway.store import open_store
 from gateway.store.sqlite import MIGRATIONS
 from gateway.store.tree import SignedCheckpoint
+from gateway.terminal import EXIT_INVALID
 from gateway.verify_receipt import (
     ReceiptError,
     VerifierKey,
@@ -243,6 +245,33 @@ async def test_a_witness_cosigns_consistent_checkpoints_and_catches_a_rewritten_
         evidence = list((tmp_path / "witness").glob("evidence-*"))
         assert len(evidence) == 1 and (evidence[0] / "cosigned-before.txt").exists()
         assert "supex_witness_inconsistent_total 1" in (tmp_path / "witness" / "witness.prom").read_text()
+
+
+@pytest.mark.parametrize("answer", [b"[1, 2]", b'{"checkpoint": 5}', b'{"proof": "x"}', b"not json",
+                                    b'{"checkpoint": "' + b"x" * (2 << 20) + b'"}'])
+async def test_a_witness_refuses_a_gateway_that_answers_nonsense(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answer: bytes) -> None:
+    """A gateway answering what no gateway would (no object, the wrong types, megabytes) is
+    refused with a reason and exit 1; nothing is cosigned, nothing is kept."""
+    async def checkpoint(_request: web.Request) -> web.Response:
+        return web.Response(body=answer)
+
+    app = web.Application()
+    app.router.add_get("/v1/audit/checkpoint", checkpoint)
+    server = TestServer(app)
+    await server.start_server()
+    witness_key = LogKey.new("witness.test/w1", "ed25519")
+    witness_key.save(tmp_path / "witness-key")
+    args = argparse.Namespace(key=tmp_path / "witness-key", log_hash="sha256", token_env="SUPEX_TEST_WITNESS",
+                              state=tmp_path / "witness", every=0.0, once=True, gateway=str(server.make_url("/")),
+                              log_key=LogKey.new("supex.test/exchange-log", "ed25519").verifier)
+    monkeypatch.setenv("SUPEX_TEST_WITNESS", AUDITOR_TOKEN)
+    try:
+        assert await asyncio.get_running_loop().run_in_executor(None, witness, args) == EXIT_INVALID
+    finally:
+        await server.close()
+    assert "did not answer usefully" in capsys.readouterr().err or answer == b'{"checkpoint": 5}'
+    assert not (tmp_path / "witness" / "cosigned.txt").exists()
 
 
 async def test_altering_one_entry_breaks_its_receipt_and_verification(gw: Signed, tmp_path: Path) -> None:
