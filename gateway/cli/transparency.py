@@ -262,7 +262,7 @@ def check_bundle(bundle: Path, key: str | None = None) -> Bundle:
                     raise ReceiptError(f"entry {expected} does not match its hash (changed)")
                 compact(h, stack, [leaf], expected - 1)
                 expected, prev = expected + 1, entry["hash"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise ConfigError(f"无法读取归档 / cannot read the archive {bundle}: {exc}") from None
     if expected != until + 1:
         raise ReceiptError(f"the bundle ends at {expected - 1}, its manifest says {until}")

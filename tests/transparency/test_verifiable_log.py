@@ -328,6 +328,15 @@ async def test_archives_verify_by_themselves_and_chain(gw: Signed, tmp_path: Pat
     capsys.readouterr()
     assert main(["log", "check-archive", str(bundles[1]), "--key", vkey]) == 1
     assert "NOT VERIFIED" in capsys.readouterr().out
+    # a bundle holding what no bundle holds is refused as unreadable, naming it (exit 2), never a crash
+    manifest = json.loads((bundles[0] / "manifest.json").read_text(encoding="utf-8"))
+    for name, text in (("manifest.json", json.dumps({**manifest, "first": 1e400})),
+                       ("manifest.json", "[]"), ("entries.ndjson", "[1, 2]\n"), ("entries.ndjson", '{"seq": 1}\n')):
+        if name == "entries.ndjson":
+            (bundles[0] / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        (bundles[0] / name).write_text(text, encoding="utf-8")
+        assert main(["log", "check-archive", str(bundles[0]), "--key", vkey]) == 2, text
+        assert "cannot read the archive" in capsys.readouterr().err
 
 
 def _before_the_tree(path: Path, entries: list[LogEntry], algorithm: str) -> str:
