@@ -125,9 +125,12 @@ async def cosignature(request: web.Request) -> web.Response:
     """POST /v1/audit/cosignatures: a witness returns its cosignature of a checkpoint."""
     body = json_object(request) or {}
     size, line = body.get("tree_size"), body.get("cosignature")
-    if not isinstance(size, int) or isinstance(size, bool) or not isinstance(line, str):
-        raise ParameterError("需要 tree_size（整数）和 cosignature（签名行）/ tree_size (a whole number) and "
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 2**62 or not isinstance(line, str):
+        raise ParameterError("需要 tree_size（正整数）和 cosignature（签名行）/ tree_size (a whole number from 1) and "
                              "cosignature (the signature line) are required")
+    if not line.startswith("\u2014 ") or len(line) > 4096 or len(line.strip().split(" ")) != 3:
+        raise ParameterError("cosignature 应为签名行 / cosignature must be one signature line of a signed note, "
+                             "'\u2014 <witness name> <signature in base64>'")
     store = request.app[STORE]
     name = await request.app[CHECKPOINTS].keep_cosignature(size, line.strip(), store.store.now())
     return json_response({"tree_size": size, "witness": name, "kept": True})
@@ -189,7 +192,8 @@ ROUTES: list[Route] = [
     route("POST", "/v1/audit/cosignatures", cosignature, name="audit_cosign", roles={"auditor"}, doc={
         "summary": "A witness's cosignature of a checkpoint",
         "requestBody": {"required": True, "content": {"application/json": {"schema": obj(
-            ["tree_size", "cosignature"], tree_size={"type": "integer"}, cosignature={"type": "string"})}}},
+            ["tree_size", "cosignature"], tree_size={"type": "integer", "minimum": 1},
+            cosignature={"type": "string"})}}},
         "responses": {"200": json_body(obj(["tree_size", "witness", "kept"], tree_size={"type": "integer"},
                                            witness={"type": "string"}, kept={"type": "boolean"}), "Kept"),
                       **errors(400, 401, 403, 404)}}),

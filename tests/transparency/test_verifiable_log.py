@@ -237,6 +237,11 @@ async def test_a_witness_cosigns_consistent_checkpoints_and_catches_a_rewritten_
         status, _ = await gw.call("POST", "/v1/audit/cosignatures", json.dumps(
             {"tree_size": cosigned_size, "cosignature": forged}).encode(), bearer=AUDITOR_TOKEN)
         assert status == 400
+        for size, line in ((-1, forged), (10**30, forged), (cosigned_size, "x"), (cosigned_size, forged + " x"),
+                           (cosigned_size, forged[:2] + "A" * 5000)):  # no size a tree has, no signature line
+            status, body = await gw.call("POST", "/v1/audit/cosignatures", json.dumps(
+                {"tree_size": size, "cosignature": line}).encode(), bearer=AUDITOR_TOKEN)
+            assert (status, body["error"]["code"]) == (400, "bad_parameter"), (size, line[:20], body)
     _rewrite_tail(tmp_path / "supex.db", config, 3)
     async for gw in _gateway(config):  # the same store served again, on another port
         args.gateway = str(gw.client.make_url("/"))
