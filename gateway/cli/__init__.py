@@ -110,7 +110,7 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--connector", required=True, metavar="ID", help="the connector pushing (signs as it)")
     p.add_argument("--config", metavar="FILE", help="the gateway's configuration (for the secret and address)")
     p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
-    p.add_argument("--batch-size", type=int, default=500, choices=range(1, 10_001), metavar="N",
+    p.add_argument("--batch-size", type=_whole(1, 10_000), default=500, metavar="N",
                    help="standard records a request (1-10000, default 500)")
     p.add_argument("--json", action="store_true", help="print the gateway's whole answer to each request, a JSON "
                    "object a line, instead of the rejected records")
@@ -129,7 +129,7 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="with --follow: wait between polls")
     p.add_argument("--format", choices=("ndjson", "own"), default="ndjson",
                    help="ndjson standard records (default), or the connector's own format")
-    p.add_argument("--limit", type=int, default=500, choices=range(1, 1001), metavar="N",
+    p.add_argument("--limit", type=_whole(1, 1000), default=500, metavar="N",
                    help="records a page (1-1000)")
     p.set_defaults(command="pull")
 
@@ -189,7 +189,7 @@ def _add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                              "stay checkable; the bundles hold the entries. Logged as audit_query.")
     prune.add_argument("--archive", type=Path, required=True, metavar="FOLDER",
                        help="the folder 'supex log archive' writes the bundles to")
-    prune.add_argument("--retain-days", type=int, choices=range(36_501), metavar="DAYS",
+    prune.add_argument("--retain-days", type=_whole(0, 36_500), metavar="DAYS",
                        help="keep entries of the last DAYS days (default: [log] retain_days)")
     prune.add_argument("--dry-run", action="store_true", help="say what would be pruned, and delete nothing")
     prune.set_defaults(command="log prune")
@@ -370,6 +370,15 @@ def _add_quality(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                         help="the file to write (default: quality-YYYY-MM.xlsx here for xlsx, standard output "
                         "for csv)")
     report.set_defaults(command="quality report")
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argument's type: a whole number from ``low`` to ``high``, refused with that range named."""
+    def whole(text: str) -> int:
+        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, not {text[:40]!r}")
+        return int(text)
+    return whole
 
 
 def _checkpoint(text: str) -> tuple[int, str]:

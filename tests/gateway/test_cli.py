@@ -175,6 +175,20 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: tup
     assert "usage: supex" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("args", "bounds"), [
+    (["log", "prune", "--config", "c.toml", "--archive", "a", "--retain-days", "-5"], "from 0 to 36500"),
+    (["push", "--connector", "amr", "--batch-size", "0", "f.ndjson"], "from 1 to 10000"),
+    (["pull", "--connector", "jinan", "--limit", "1001"], "from 1 to 1000"),
+])
+def test_a_number_out_of_range_is_refused_naming_the_range(capsys: pytest.CaptureFixture[str], args: list[str],
+                                                           bounds: str) -> None:
+    """A ranged option's error names its range in one line, not every number it takes."""
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    said = capsys.readouterr().err
+    assert done.value.code == 2 and bounds in said and len(said) < 1000, said[-300:]
+
+
 def test_the_entry_point_is_installed() -> None:
     """The supex script runs as a program and exits 2 on a usage error."""
     exe = Path(sys.executable).parent / "supex"
