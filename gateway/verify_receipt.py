@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Checkpoint", "ReceiptError", "VerifierKey", "canonical_entry", "check_receipt", "consistency_hashes",
-           "ed25519_verify",
-           "open_checkpoint", "parse_checkpoint", "parse_note", "verify_consistency", "verify_inclusion"]
+           "ed25519_verify", "open_checkpoint", "parse_checkpoint", "parse_note", "verify_consistency",
+           "verify_inclusion"]
 
 Hash = Callable[[bytes], bytes]
 ED25519, SM2 = "ed25519", "sm2"
