@@ -210,9 +210,7 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
             first_prev = prev_hash
         elif prev_hash != prev:
             return outcome(seq, "prev_hash does not match the previous entry's hash")
-        if canonical is None:
-            leaf = None
-        elif seq > chained:  # the common case, inline: this loop is the whole cost
+        if seq > chained and canonical is not None:  # the common case, inline: this loop is the whole cost
             hashed = h(b"\x00" + canonical)
             leaf = hashed if hashed.hex() == stored else None
         else:

@@ -273,9 +273,8 @@ def verify_stretch(db: Connection, algorithm: str, first: int, last: int,
         """Entry ``seq``'s canonical JSON by its definition (where the database's bytes did not hold)."""
         return row_canonical(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone())
 
-    return check_stretch(((seq, prev_hash, stored, body[1:] if body is not None else None)
-                          for seq, prev_hash, stored, body in rows), algorithm, first, last, chained=chained,
-                         recheck=canonical)
+    return check_stretch(((seq, prev_hash, stored, body[1:]) for seq, prev_hash, stored, body in rows), algorithm,
+                         first, last, chained=chained, recheck=canonical)
 
 
 def routed_seqs(db: Connection, consumer: str, records: Sequence[tuple[str, str, int]]) -> list[int | None]:
