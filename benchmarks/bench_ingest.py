@@ -142,10 +142,11 @@ async def batches(urls: list[str], count: int, batch: int, tasks: int, seed: int
                 accepted += int(result["accepted"])
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=tasks)) as session:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(session) for _ in range(tasks)))
-        elapsed = time.perf_counter() - start
-    return {"records": count, "accepted": accepted, "seconds": elapsed, "per_second": count / elapsed}
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"records": count, "accepted": accepted, "seconds": elapsed, "per_second": count / elapsed,
+            "client_cpu_us": cpu / count * 1e6}
 
 
 async def singles(url: str, rate: int, seconds: int, seed: int) -> dict[str, float]:
@@ -223,6 +224,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(30)
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds spent so far by the gateway's process and by its worker processes together."""
+    main = psutil.Process(pid)
+    spent = {"serving process": sum(main.cpu_times()[:2]), "worker processes": 0.0}
+    for child in main.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            spent["worker processes"] += sum(child.cpu_times()[:2])
+    return spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
@@ -245,7 +256,10 @@ def main() -> None:
         try:
             run_client(url, "batches", min(5_000, args.records), 100)  # warm up
             single = run_client(url, "singles", 0, 2, args.seconds)
+            before = cpu_seconds(proc.pid)
             full = run_client(url, "batches", args.records, 1)
+            server_cpu = {name: (spent - before.get(name, 0.0)) / args.records * 1e6
+                          for name, spent in cpu_seconds(proc.pid).items()}
             loaded = run_client(url, "singles", 0, 4, args.seconds)  # right after the batches: the WAL copied back
             if args.million:
                 done = full["records"] + 5_000 + single["requests"] + loaded["requests"]
@@ -265,6 +279,9 @@ def main() -> None:
     ratio = full["per_second"] / limit["per_second"]
     print(f"batches of 500, 8 tasks: supex {full['per_second']:,.0f} records/s (target >= 15,000) | "
           f"limit (parse + executemany) {limit['per_second']:,.0f} records/s | supex/limit {ratio:.0%} (target >= 50%)")
+    shares = ", ".join(f"{name} {us:.1f}" for name, us in server_cpu.items())
+    print(f"CPU a record during the batches (µs): {shares}; the load generator {full['client_cpu_us']:.1f} "
+          f"(limit's load generator {limit['client_cpu_us']:.1f}); the machine has {os.cpu_count()} cores")
     for name, result in (("", single), (" right after the batches", loaded)):
         print(f"single records at 500/s offered{name}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms "
               f"(target <= 20 ms), max {result['max_ms']:.1f} ms over {result['requests']:,} requests")

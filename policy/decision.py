@@ -209,10 +209,17 @@ class Policy:
         return (f"区划 {region} 不在其管辖范围 {party.region_prefix}… 内 / region {region} is outside its "
                 f"jurisdiction {party.region_prefix}…")
 
-    def may_route(self, source: str) -> bool:
-        """Whether any record of ``source`` could reach anyone: an enabled connector besides it, or
-        itself where it receives its own."""
-        return bool(self._enabled - {source}) or (source in self._enabled and source not in self._not_own)
+    def may_receive(self, source: str, record_type: str) -> bool:
+        """Whether a record of ``record_type`` from ``source`` could reach anyone by a route
+        ``routes`` knows: a type whose records name their consumers, a subscriber to the type (in any
+        region), or a rule granted for the type. ``False`` only where ``routes`` gives nobody for
+        every record of the type; a correction may still go to whoever had the record before."""
+        if record_type in _NAMING_TYPES:
+            return True
+        excluded = source if source in self._not_own else None
+        return any(party_id != excluded for party_id, _ in self._subscribers.get(record_type, ())) or any(
+            party_id != source and party_id in self._enabled
+            for rule in self._grants.get(record_type, ()) for party_id in rule.rule.consumers)
 
     # ---- sharing ------------------------------------------------------------------------------
 
@@ -280,6 +287,10 @@ class Policy:
         shared["data"] = data
         return Shared(shared, tuple(dict.fromkeys(fields)), tuple(dict.fromkeys(masked)),
                       tuple(dict.fromkeys(omitted)))
+
+
+# the record types whose records name consumers of their own (``Policy._named``)
+_NAMING_TYPES = frozenset({"feedback", "risk_warning", "clue"})
 
 
 def _grants(rules: Iterable[CompiledRule]) -> dict[str, list[CompiledRule]]:

@@ -10,6 +10,7 @@ for the store: payload bytes and a few strings per record.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import multiprocessing
 import re
@@ -24,7 +25,7 @@ from lxml import etree
 
 from gateway.config import Config, ConnectorConfig, resolve_mapping
 from gateway.exceptions import BodyError
-from gateway.exchange_log import content_digest
+from gateway.merkle import hash_function
 from gateway.store.model import Incoming, Quarantined
 from mappings import CompiledMapping, SourceFormatError, map_record, read_source
 from mappings.formats import SourceItem
@@ -32,9 +33,10 @@ from mappings.media import READ_AS
 from schemas import Issue, Validator, Verdict, load_schema_set
 from schemas.issues import issue
 
-__all__ = ["INLINE_BELOW", "PreparePool", "Prepared", "RecordPreparer", "content_kind", "record_digest"]
+__all__ = ["INLINE_BELOW", "PreparePool", "Prepared", "RecordPreparer", "content_kind"]
 
-_GATEWAY_FIELDS = ("source", "received_at", "seq", "digest")
+# what a record's digest leaves out: the gateway's own fields, and the version stored beside it
+_NOT_CONTENT = frozenset({"source", "received_at", "seq", "digest", "version"})
 
 
 def content_kind(content_type: str) -> str:
@@ -45,11 +47,6 @@ def content_kind(content_type: str) -> str:
                         f"不支持的内容类型 / unsupported content type {main or '(none)'!r}: use application/json, "
                         "application/x-ndjson, or the connector's own XML, CSV or spreadsheet")
     return READ_AS[main]
-
-
-def record_digest(record: dict[str, Any], algorithm: str) -> str:
-    """The digest of a record's content as pushed (the gateway's own fields left out)."""
-    return content_digest(algorithm, {k: v for k, v in record.items() if k not in _GATEWAY_FIELDS and k != "version"})
 
 
 def _json_items(body: bytes, kind: str) -> list[Any]:
@@ -133,6 +130,7 @@ class RecordPreparer:
 
     def __init__(self, *, log_hash: str, max_records: int, extra_regions: dict[str, str] | None = None) -> None:
         self.log_hash = log_hash
+        self.hash = hash_function(log_hash)
         self.max_records = max_records
         self.validators = {policy: Validator(identifiers=policy, extra_regions=extra_regions)
                            for policy in ("strict", "lenient")}
@@ -147,8 +145,10 @@ class RecordPreparer:
         source_format = "json" if kind == "ndjson" else kind
         use_mapping = mapping if mapping is not None and mapping.format == source_format else None
         validator = self.validators[connector.identifiers]
-        source = {"connector": connector.id, "department_code": connector.department_code,
-                  "region_code": connector.region_code}
+        # what the gateway adds to each stored record, after its content (as JSON, a batch's once)
+        added = b'","received_at":%b,"source":%b}' % (orjson.dumps(received_at), orjson.dumps(
+            {"connector": connector.id, "department_code": connector.department_code,
+             "region_code": connector.region_code}))
         incoming, rejected = [], []
         for count, item in enumerate(_source_items(body, kind, use_mapping, mapping), 1):
             if count > max_records:
@@ -161,16 +161,20 @@ class RecordPreparer:
                 rejected.append(self._quarantined(item, record, verdict))
                 continue
             assert record is not None
-            normalised = {**record, "sharing": record.get("sharing") or self.defaults[record["record_type"]],
-                          "grade": record.get("grade") or "general"}
-            digest = record_digest(normalised, self.log_hash)
-            version = normalised.pop("version", None)
-            normalised.update(source=source, received_at=received_at, digest=digest)
+            sharing = record.get("sharing") or self.defaults[record["record_type"]]
+            grade = record.get("grade") or "general"
+            # the digest covers the record's content as pushed, sharing and grade filled in, as
+            # canonical JSON (sorted keys); the stored record is that JSON with the gateway's fields
+            content = orjson.dumps({**{k: v for k, v in record.items() if k not in _NOT_CONTENT},
+                                    "sharing": sharing, "grade": grade}, option=orjson.OPT_SORT_KEYS)
+            digest = self.hash(content).hex()
             incoming.append(Incoming(
                 position=item.index, record_id=record["record_id"], record_type=record["record_type"], op=record["op"],
-                version=version, region_code=record["region_code"], sharing=normalised["sharing"],
-                grade=normalised["grade"], digest=digest, payload=orjson.dumps(normalised),
-                warnings=tuple(w.as_dict() for w in verdict.warnings)))
+                version=record.get("version"), region_code=record["region_code"], sharing=sharing, grade=grade,
+                digest=digest, payload=b'%b,"digest":"%b%b' % (content[:-1], digest.encode(), added),
+                warnings=tuple(w.as_dict() for w in verdict.warnings),
+                occurred_at=occurred if isinstance(occurred := record.get("occurred_at"), str) else None,
+                corrects=bool(record.get("corrects"))))
         return Prepared(incoming, rejected)
 
     @staticmethod
@@ -215,6 +219,10 @@ def _start(connectors: list[ConnectorConfig], base_dir: Path, log_hash: str, max
     mappings = {c.id: resolve_mapping(name, base_dir) for c in connectors if (name := c.mapping_name)}
     preparer = RecordPreparer(log_hash=log_hash, max_records=max_records, extra_regions=extra_regions)
     _state = (preparer, {c.id: c for c in connectors}, mappings)
+    # as in the serving process: what start-up built (schemas, code tables) kept out of the
+    # collector's way, and the young generation collected less often while a batch is prepared
+    gc.set_threshold(50_000, 50, 1000)
+    gc.freeze()
 
 
 def _prepare(connector_id: str, body: bytes, content_type: str, received_at: str) -> Prepared:

@@ -34,6 +34,9 @@ class Incoming(NamedTuple):
     digest: str
     payload: bytes  # the normalised record as JSON, without its version (stored beside it)
     warnings: tuple[dict[str, str], ...] = ()
+    # what routing a record nobody else could receive needs of it, without reading its payload
+    occurred_at: str | None = None  # as the record gives it (a string), for its timeliness
+    corrects: bool = False  # whether it names a record it corrects
 
 
 class Quarantined(NamedTuple):

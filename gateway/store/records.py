@@ -130,7 +130,7 @@ class Records:
                 changes.append((next_seq, connector, item.record_id, verdict.version, item.record_type, item.op,
                                 item.region_code, item.sharing, item.grade, batch_id, at, item.digest, payload, key))
                 known[item.record_id] = (verdict.version, item.digest, next_seq)
-                stored.append((next_seq, connector, verdict.version, item.record_type, item.payload))
+                stored.append((next_seq, connector, verdict.version, item.record_type, item.payload, item))
                 entries.append(LogEntry("stored", at, connector=connector, source=connector,
                                         record_type=item.record_type, record_id=item.record_id,
                                         version=verdict.version, batch_id=batch_id, digest=item.digest))

@@ -15,6 +15,7 @@ import orjson
 
 from gateway.exchange_log import LogEntry, delivery_entry
 from gateway.store.base import Connection, Database, upsert
+from gateway.store.model import Incoming
 from gateway.store.sealed import Sealed, change_binding
 from policy import Route, local_today
 
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Change", "Routing"]
 
-Change = tuple[int, str, int, str, bytes]  # seq, producing connector, version, record type, payload (plaintext)
+# seq, producing connector, version, record type, payload (plaintext), and the record as prepared
+# when it is routed as it is stored (``None``: read back from the store)
+Change = tuple[int, str, int, str, bytes, Incoming | None]
 
 
 class Routing:
@@ -45,7 +48,7 @@ class Routing:
                                   "WHERE seq > ? ORDER BY seq LIMIT 2000", (done[0] if done else 0,)).fetchall()
                 if rows:
                     entries: list[LogEntry] = []
-                    changes = [(seq, source, version, record_type, self.sealed.open(payload, change_binding(seq)))
+                    changes = [(seq, source, version, record_type, self.sealed.open(payload, change_binding(seq)), None)
                                for seq, source, version, record_type, payload in rows]
                     self.route(db, store.now(), changes, entries, policy)
                     store.append(db, entries)
@@ -60,9 +63,16 @@ class Routing:
         today = local_today(self.store.clock())
         deliveries: list[tuple[Any, ...]] = []
         catalogue, producer = partial(_matter_departments, db), partial(_producer, db)
-        for seq, source, version, record_type, payload in changes:
-            if record_type != "matter" and not policy.may_route(source) and not policy.terms.watches(record_type):
-                continue  # nobody else could receive it, nor does the procedure look at it: no need to read it
+        for seq, source, version, record_type, payload, prepared in changes:
+            if record_type != "matter" and prepared is not None and not prepared.corrects \
+                    and not policy.may_receive(source, record_type):
+                # Nobody could receive it and it corrects nothing, so its payload need not be read:
+                # all the procedure looks at in a record routed to nobody is when it occurred.
+                if self.procedure is not None and policy.terms.watches(record_type):
+                    brief = {"record_type": record_type, "record_id": prepared.record_id, "op": prepared.op,
+                             "occurred_at": prepared.occurred_at, "version": version, "seq": seq}
+                    self.procedure.on_routed(db, at, brief, source=source, seq=seq, given=(), policy=policy)
+                continue
             record = {**orjson.loads(payload), "version": version, "seq": seq}
             if record["record_type"] == "matter":
                 _catalogue(db, record)

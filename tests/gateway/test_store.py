@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
+from types import SimpleNamespace
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes
 
@@ -24,9 +27,11 @@ from gateway.flow.prepare import RecordPreparer
 from gateway.merkle import hash_function
 from gateway.store import PostgresStore, SQLStore
 from gateway.store import log as log_store
+from gateway.store import routing
 from gateway.store import sqlite as sqlite_store
 from gateway.store.versions import decide
 from policy import Policy
+from policy.procedure import Terms
 from tests.backends import Backend
 from tests.backends import page as inbox_page
 from tests.gateway.conftest import inspection
@@ -93,6 +98,29 @@ def test_records_stored_without_a_policy_are_routed_when_one_is_set(backend: Bac
     assert store.routing.catch_up(Policy([AMR, JINAN], [])) == 2
     assert store.routing.catch_up(Policy([AMR, JINAN], [])) == 0
     assert [r.record_id for r in inbox_page(store, POLICY, "jinan", None, 10).records] == ["in-1", "in-2"]
+
+
+def test_a_record_nobody_could_receive_is_not_read_yet_its_timeliness_and_correction_count(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routing reads no payload of a record that no connector consumes and that corrects nothing:
+    a late one is still marked late; a correction still goes to whoever had the record before."""
+    store = _store(backend)
+    _ingest(store, inspection(1))  # jinan receives it while it subscribes
+    alone = Policy([AMR, JINAN.model_copy(update={"consumes": []})], [], Terms(timeliness={"inspection": "1wd"}))
+    read = []
+    monkeypatch.setattr(routing, "orjson", SimpleNamespace(loads=lambda raw: read.append(raw) or orjson.loads(raw)))
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    in_time = {**inspection(3), "occurred_at": now}
+    _ingest(store, inspection(2), in_time, policy=alone)  # inspection(2) occurred in May
+    assert read == []
+    with store.query() as db:
+        assert [r[0] for r in db.execute("SELECT record_id FROM late_records ORDER BY seq")] == ["in-2"]
+    corrected = {**inspection(1), "occurred_at": now, "corrects": "obj-0000000000000001"}
+    corrected["data"]["action_name"] += "（更正）"
+    _ingest(store, corrected, policy=alone)
+    assert len(read) == 1  # a correction is read: it may have recipients still
+    [routed] = [e for e in store.log.entries() if e.event == "routed" and e.record_id == "in-1" and e.version == 2]
+    assert (routed.connector, routed.reason) == ("jinan", "correction")
 
 
 def test_a_failed_transaction_stores_nothing_and_keeps_the_chain(backend: Backend) -> None:

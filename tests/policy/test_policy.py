@@ -173,6 +173,32 @@ def test_feedback_goes_back_to_the_producer_of_the_record_it_refers_to() -> None
     assert policy.routes(record, SOURCE, catalogue=no_catalogue, producer=no_producer) == []
 
 
+@pytest.mark.parametrize(("parties", "rules", "receivable"), [
+    ([party(SOURCE)], [], False),  # nobody consumes it
+    ([party(SOURCE, consumes=["inspection"])], [], True),  # the producer receives its own
+    ([party(SOURCE, consumes=["inspection"], receive_own=False)], [], False),
+    ([party(SOURCE), party("far", region="440000", consumes=["inspection"])], [], True),  # another region's
+    ([party(SOURCE), party("off", consumes=["inspection"], enabled=False)], [], False),
+    ([party(SOURCE), party("asked")], [{"origin": "request 7"}], True),  # a granted request routes
+    ([party(SOURCE), party("asked")], [{"origin": "request 7", "enabled": False}], False),
+    ([party(SOURCE), party("asked")], [{}], False),  # a rule alone allows; it does not route
+])
+def test_may_receive_is_false_only_where_routing_gives_nobody(
+        parties: list[ConnectorConfig], rules: list[dict[str, Any]], receivable: bool) -> None:
+    """Routing skips reading the payload of a record nobody could receive: that test must never
+    say "nobody" where ``routes`` names someone for a record of the type."""
+    consumer = [p.id for p in parties if p.id != SOURCE][:1] or ["none"]
+    policy = Policy(parties, [SharingRule.model_validate(
+        {"id": "r", "record_types": ["inspection"], "consumers": consumer, "purpose": "监管", **over})
+        for over in rules])
+    record = {**copy.deepcopy(VALID_RECORDS["inspection"]), "region_code": "370102", "sharing": "conditional"}
+    routed = policy.routes(record, SOURCE, catalogue=no_catalogue, producer=no_producer, today=TODAY)
+    assert policy.may_receive(SOURCE, "inspection") is receivable
+    assert receivable or routed == []
+    for named in ("feedback", "risk_warning", "clue"):  # records of these name their consumers
+        assert policy.may_receive(SOURCE, named)
+
+
 def test_a_producer_gets_its_own_records_unless_it_opts_out_and_a_disabled_connector_nothing() -> None:
     """Routing as defined includes a producer that subscribes to its own type;
     ``receive_own = false`` leaves its own records out. A disabled connector receives nothing."""
@@ -180,10 +206,8 @@ def test_a_producer_gets_its_own_records_unless_it_opts_out_and_a_disabled_conne
     policy = Policy([party(SOURCE, consumes=["clue"]), off], [])
     assert policy.routes(clue(), SOURCE, catalogue=no_catalogue, producer=no_producer) == [
         Route(SOURCE, "subscription")]
-    assert policy.may_route(SOURCE)
     policy = Policy([party(SOURCE, consumes=["clue"], receive_own=False), off], [])
     assert policy.routes(clue(), SOURCE, catalogue=no_catalogue, producer=no_producer) == []
-    assert not policy.may_route(SOURCE)
     explained = policy.explain({**clue(), "source": {"connector": SOURCE}}, SOURCE, TODAY, catalogue=no_catalogue,
                                producer=no_producer)
     assert "receive_own = false" in explained["reason"]
