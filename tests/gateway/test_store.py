@@ -25,9 +25,8 @@ from gateway.exchange_log import (
 )
 from gateway.flow.prepare import RecordPreparer
 from gateway.merkle import hash_function
-from gateway.store import PostgresStore, SQLStore
+from gateway.store import PostgresStore, SQLStore, routing
 from gateway.store import log as log_store
-from gateway.store import routing
 from gateway.store import sqlite as sqlite_store
 from gateway.store.versions import decide
 from policy import Policy
