@@ -110,6 +110,7 @@ class Policy:
                     self._subscribers.setdefault(record_type, []).append((party.id, party.region_prefix))
         self._defaults = {name: info.sharing for name, info in load_schema_set().types.items()}
         self._grants = _grants(self.rules)
+        self._receivable: dict[tuple[str, str], bool] = {}  # may_receive's answers: a policy never changes
         self._read_limits: dict[str, int] = {}
         for rule in self.rules:
             if rule.rule.enabled and rule.rule.max_reads_per_day:
@@ -214,12 +215,14 @@ class Policy:
         ``routes`` knows: a type whose records name their consumers, a subscriber to the type (in any
         region), or a rule granted for the type. ``False`` only where ``routes`` gives nobody for
         every record of the type; a correction may still go to whoever had the record before."""
-        if record_type in _NAMING_TYPES:
-            return True
-        excluded = source if source in self._not_own else None
-        return any(party_id != excluded for party_id, _ in self._subscribers.get(record_type, ())) or any(
-            party_id != source and party_id in self._enabled
-            for rule in self._grants.get(record_type, ()) for party_id in rule.rule.consumers)
+        known = self._receivable.get((source, record_type))
+        if known is None:
+            excluded = source if source in self._not_own else None
+            known = self._receivable[source, record_type] = record_type in _NAMING_TYPES or any(
+                party_id != excluded for party_id, _ in self._subscribers.get(record_type, ())) or any(
+                party_id != source and party_id in self._enabled
+                for rule in self._grants.get(record_type, ()) for party_id in rule.rule.consumers)
+        return known
 
     # ---- sharing ------------------------------------------------------------------------------
 
