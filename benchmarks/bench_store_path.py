@@ -5,6 +5,7 @@ what compares two versions of the code on a machine whose speed varies:
 
     valgrind --tool=callgrind .venv/bin/python benchmarks/bench_store_path.py
     BATCHES=0 valgrind --tool=callgrind .venv/bin/python benchmarks/bench_store_path.py   # imports alone
+    CONSUMERS=0 valgrind ...   # no consumer: the records only stored, as in bench_ingest.py
 
 Run: .venv/bin/python benchmarks/bench_store_path.py
 """
@@ -42,7 +43,8 @@ BATCH = 500
 
 def main() -> None:
     batches = int(os.environ.get("BATCHES", "4"))
-    policy = Policy([AMR, JINAN, COUNTY], [])
+    consumers = [JINAN, COUNTY] if os.environ.get("CONSUMERS", "2") != "0" else []
+    policy = Policy([AMR, *consumers], [])
     with tempfile.TemporaryDirectory() as folder:
         store = open_store(f"{folder}/s.db", log_hash="sm3")
         preparer = RecordPreparer(log_hash="sm3", max_records=BATCH)
@@ -67,8 +69,8 @@ def main() -> None:
         store.close()
     records = batches * BATCH
     print(f"machine: {machine()}")
-    print(f"store path of {records:,} records (ingested, routed to 2 consumers, {pulled:,} pulled, {delivered:,} "
-          f"delivered, {entries:,} log entries): {records / seconds if seconds else 0:,.0f} records/s")
+    print(f"store path of {records:,} records (ingested, routed to {len(consumers)} consumers, {pulled:,} pulled, "
+          f"{delivered:,} delivered, {entries:,} log entries): {records / seconds if seconds else 0:,.0f} records/s")
 
 
 if __name__ == "__main__":

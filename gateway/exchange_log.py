@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from gateway.exceptions import LogIntegrityError
 from gateway.merkle import Hash, fold, hash_function, node_hash, subtrees
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "against_checkpoint",
     "audit_query",
     "chain_hash",
+    "changed_entry",
     "check_bodies",
     "check_stretch",
     "content_digest",
@@ -294,16 +296,29 @@ def row_canonical(row: Sequence[Any]) -> bytes | None:
     where the row holds what no entry can (bytes, or a number where text belongs): it was changed."""
     try:
         return row_entry(row).canonical(row[0])
-    except (TypeError, ValueError, AttributeError):
+    except (LogIntegrityError, TypeError, ValueError, AttributeError):
         return None
 
 
 def row_entry(row: Sequence[Any]) -> LogEntry:
-    """An entry as a row of ``LOG_COLUMNS`` holds it (field lists comma-joined)."""
+    """An entry as a row of ``LOG_COLUMNS`` holds it (field lists comma-joined);
+    ``LogIntegrityError`` naming it where the row holds what the gateway never writes (bytes, a
+    number for a field list): it was changed in the store."""
+    if bytes in map(type, row):
+        raise changed_entry(row[0])
     values = dict(zip(LOG_COLUMNS, row, strict=True))
-    values["fields"] = tuple(f for f in (values["fields"] or "").split(",") if f)
-    values["masked"] = tuple(f for f in (values["masked"] or "").split(",") if f)
+    try:
+        values["fields"] = tuple(f for f in (values["fields"] or "").split(",") if f)
+        values["masked"] = tuple(f for f in (values["masked"] or "").split(",") if f)
+    except AttributeError:
+        raise changed_entry(row[0]) from None
     return LogEntry(**values)
+
+
+def changed_entry(seq: object) -> LogIntegrityError:
+    """The error for log entry ``seq`` when its row holds what no entry can."""
+    return LogIntegrityError(f"交换日志第 {seq} 条无法读取，存储中的这一行已被改动 / log entry {seq} cannot be "
+                             "read: its row in the store was changed; run `supex log verify`")
 
 
 def delivery_entry(event: str, at: str, consumer: str, record: Mapping[str, Any], **more: Any) -> LogEntry:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import structlog
 from aiohttp import web
 
-from gateway.exchange_log import audit_query
+from gateway.exceptions import LogIntegrityError
+from gateway.exchange_log import LogEntry, audit_query
 from gateway.flow.checkpoints import held_to_tree
 from gateway.http.context import IDENTITY, STORE, json_response
 from gateway.http.docs import CURSOR, LIMIT, LOG_FILTERS, errors, json_body, obj, ref
@@ -17,6 +19,8 @@ from gateway.http.records import entry_dict
 from gateway.http.routes import Route, route
 
 __all__ = ["ROUTES", "audited"]
+
+log = structlog.get_logger("supex.audit")
 
 
 async def audited(request: web.Request, what: str, by: str | None = None) -> None:
@@ -59,12 +63,23 @@ async def export(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     store = request.app[STORE]
+    def read(after: int) -> tuple[list[LogEntry], LogIntegrityError | None]:
+        chunk: list[LogEntry] = []
+        try:
+            chunk.extend(store.store.log.entries(after=after, where=where, limit=2000))
+        except LogIntegrityError as exc:  # an entry changed in the store: those before it are given
+            return chunk, exc
+        return chunk, None
+
     while True:
-        start = after
-        chunk = await store.call(lambda s=start: list(store.store.log.entries(after=s, where=where, limit=2000)))
+        chunk, unreadable = await store.call(read, after)
+        await response.write(b"".join(orjson.dumps(entry_dict(e)) + b"\n" for e in chunk))
+        if unreadable is not None:  # the answer has begun: its last line says where and why it stops
+            log.error("log_integrity", reason=str(unreadable), path=request.path)
+            await response.write(orjson.dumps({"error": {"code": "log_integrity", "message": str(unreadable)}}) + b"\n")
+            break
         if not chunk:
             break
-        await response.write(b"".join(orjson.dumps(entry_dict(e)) + b"\n" for e in chunk))
         after = chunk[-1].seq
     await response.write_eof()
     return response

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway.exceptions import AuthError, Refusal, StoreUnavailableError
+from gateway.exceptions import AuthError, LogIntegrityError, Refusal, StoreUnavailableError
 from gateway.http.context import IDENTITY, METRICS, error
 from gateway.http.serving import GUARD
 from gateway.observability import new_id
@@ -51,6 +51,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = refused(request, exc)
     except web.HTTPException as exc:
         response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except LogIntegrityError as exc:  # the store was changed behind the gateway: say where, not "internal"
+        log.error("log_integrity", reason=str(exc), path=request.path)
+        response = error(500, "log_integrity", str(exc))
     except StoreUnavailableError as exc:
         log.warning("store_unavailable", reason=str(exc))
         response = error(503, "store_unavailable", "存储暂不可用 / the store cannot commit now; retry later",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from gateway.exceptions import LogIntegrityError, ParameterError
-from gateway.exchange_log import LOG_COLUMNS, row_entry
+from gateway.exchange_log import LOG_COLUMNS, changed_entry, row_entry
 from gateway.merkle import (
     TILE_HEIGHT,
     TILE_TIERS,
@@ -36,6 +36,7 @@ __all__ = ["LogTree", "SignedCheckpoint"]
 
 _CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
 _LEAVES = 1 << 48  # node ids below this are leaves (level 0)
+_HASH_SIZE = 32  # bytes of a hash, SM3's as SHA-256's
 _IN_TILES = TILE_HEIGHT << 48  # nodes below level 4 are kept in their tile's row only, once it is complete
 _TILE_ROOTS = {TILE_HEIGHT * (tier + 1) for tier in range(TILE_TIERS)}  # the levels of tiles' roots: 4, 8
 # the tiles above a leaf, lowest tier first (a tier is the high bits of a tile's id)
@@ -277,7 +278,7 @@ class LogTree:
                 upper[node] = found[node]
         # a leaf's id is its index, its entry's hash the leaf
         if leaves := [i + 1 for i in wanted if i < _LEAVES and i not in found]:
-            found.update({seq - 1: bytes.fromhex(value) for seq, value in db.execute(
+            found.update({seq - 1: _leaf(seq, value) for seq, value in db.execute(
                 f"SELECT seq, hash FROM exchange_log WHERE seq IN ({', '.join('?' * len(leaves))})", leaves)})
         if low := [i for i in wanted if i < _IN_TILES and i not in found]:
             self._in_tiles(db, low, found)
@@ -337,3 +338,15 @@ class LogTree:
         with self.store.query() as db:
             return [str(r[0]) for r in db.execute(
                 "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
+
+
+def _leaf(seq: int, value: object) -> bytes:
+    """Entry ``seq``'s hash, its leaf in the tree; ``LogIntegrityError`` naming the entry if what its
+    row holds is no hash (changed in the store)."""
+    try:
+        leaf = bytes.fromhex(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise changed_entry(seq) from None
+    if len(leaf) != _HASH_SIZE:
+        raise changed_entry(seq)
+    return leaf

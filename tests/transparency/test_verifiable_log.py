@@ -581,3 +581,44 @@ def test_entries_appended_while_the_log_is_verified_are_no_removed_tail(tmp_path
         db.execute("DELETE FROM exchange_log WHERE seq > 30")
     assert not held_to_tree(store, outcome, VerifierKey(key.verifier)).ok
     store.close()
+
+
+@pytest.mark.parametrize("change", [
+    "fields = X'00'",  # bytes where a field list belongs
+    "record_id = X'696e2d31'",  # the record's id, as bytes
+    "hash = 'zz'",  # no hash at all
+    "prev_hash = X'00'",
+    "version = 'two'",
+])
+async def test_an_entry_changed_to_what_no_entry_holds_is_named_by_every_reader(
+        gw: Signed, tmp_path: Path, change: str) -> None:
+    """A row of the log changed in the store to what the gateway never writes is no internal error:
+    the receipts, the trail, the events and the export name the entry and say to verify; the other
+    entries are served as before."""
+    await gw.push("amr", [inspection(1), inspection(2)])
+    _, receipt = await gw.call("GET", "/v1/records/in-1/receipt", connector="amr")
+    seq = receipt["entry"]["seq"]
+    with sqlite3.connect(tmp_path / "supex.db") as db:
+        db.execute(f"UPDATE exchange_log SET {change} WHERE seq = ?", (seq,))
+    for path, caller in [("/v1/records/in-1/receipt", {"connector": "amr"}),
+                         (f"/v1/audit/receipt?seq={seq}", {"bearer": AUDITOR_TOKEN}),
+                         ("/v1/records/in-1/trail", {"connector": "amr"}),
+                         ("/v1/audit/events?record_id=in-1", {"bearer": AUDITOR_TOKEN})]:
+        status, body = await gw.call("GET", path, **caller)
+        if status == 500:
+            assert body["error"]["code"] == "log_integrity", (path, body)
+            assert f"entry {seq} " in body["error"]["message"] and "supex log verify" in body["error"]["message"]
+        else:  # what the row holds read as it is, or (an id changed) not found by the id it had
+            assert status == 200 or (status == 404 and "record_id" in change), (path, status, body)
+    # the export gives every entry before the changed one, then a line saying where and why it stops
+    response = await gw.client.get("/v1/audit/export", headers={"Authorization": f"Bearer {AUDITOR_TOKEN}"})
+    lines = [json.loads(line) for line in (await response.read()).splitlines()]
+    given = [e["seq"] for e in lines if "seq" in e]
+    assert response.status == 200 and given == list(range(1, len(given) + 1))
+    if "error" in lines[-1]:
+        assert len(given) == seq - 1 and f"entry {seq} " in lines[-1]["error"]["message"]
+    # the next record's receipt, whose proof holds the changed entry's hash where its hash is changed
+    status, body = await gw.call("GET", "/v1/records/in-2/receipt", connector="amr")
+    assert status == 200 or (status, body["error"]["code"], "hash" in change) == (500, "log_integrity", True)
+    _status, verdict = await gw.call("GET", "/v1/audit/verify", bearer=AUDITOR_TOKEN)
+    assert verdict["ok"] is False and verdict["first_bad_seq"] == seq
