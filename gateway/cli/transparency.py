@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import http.client
 import json
 import os
 import sys
@@ -351,6 +352,10 @@ def _bundle_span(bundle: Path) -> tuple[int, int] | None:
 _ANSWER_LIMIT = 1 << 20  # bytes of a gateway's answer a witness reads
 
 
+class _Unreachable(Exception):  # noqa: N818 - a state of the gateway, not an error of the witness
+    """The gateway did not answer, or answered that it cannot now (5xx, 429): worth asking again."""
+
+
 class _Gateway:
     """The gateway a witness watches, over HTTP with an auditor's token."""
 
@@ -372,8 +377,15 @@ class _Gateway:
 
     @staticmethod
     def _call(request: urllib.request.Request) -> Any:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the configured gateway
-            body = answer.read(_ANSWER_LIMIT + 1)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the configured gateway
+                body = answer.read(_ANSWER_LIMIT + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500 or exc.code == 429:  # overloaded, or its store unavailable: for now
+                raise _Unreachable from exc
+            raise  # refused: the token or the URL is wrong
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            raise _Unreachable from exc  # no connection, no answer in time, an answer cut off
         if len(body) > _ANSWER_LIMIT:  # a checkpoint or a proof is a few kilobytes
             raise ValueError(f"an answer of over {_ANSWER_LIMIT} bytes to {request.full_url}")
         value = json.loads(body)
@@ -396,9 +408,17 @@ def witness(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.s
     state_dir: Path = args.state
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     while True:
-        verdict = _witness_once(gateway, key, log_key, state_dir, args.log_hash)
-        if verdict != EXIT_OK or args.once:
-            return verdict
+        try:
+            verdict = _witness_once(gateway, key, log_key, state_dir, args.log_hash)
+        except _Unreachable as exc:  # a gateway down or overloaded for a while: watched on, not left
+            print(f"witness: the gateway cannot be reached now, trying again in {args.every:g} s: {exc.__cause__} "
+                  "/ 网关暂时无法访问", file=sys.stderr)
+            _metrics(state_dir, None, 0, unreachable=1)
+            if args.once:
+                return EXIT_INVALID
+        else:
+            if verdict != EXIT_OK or args.once:
+                return verdict
         sleep(args.every)
 
 
@@ -426,7 +446,7 @@ def _witness_once(gateway: _Gateway, key: LogKey, log_key: VerifierKey, state_di
     except ReceiptError as exc:
         print(f"witness: the checkpoint does not verify: {exc} / 检查点签名无效", file=sys.stderr)
         return EXIT_INVALID
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a refusal (4xx) among them
         print(f"witness: the gateway did not answer usefully: {exc} / 网关无应答", file=sys.stderr)
         return EXIT_INVALID
     _write(state_file, note)
@@ -455,18 +475,29 @@ def _write(path: Path, text: str) -> None:
     fresh.replace(path)
 
 
-def _metrics(state_dir: Path, size: int | None, inconsistent: int) -> None:
-    """The witness's figures as a Prometheus text file (for a node exporter's textfile collector)."""
+def _metrics(state_dir: Path, size: int | None, inconsistent: int, *, unreachable: int = 0) -> None:
+    """The witness's figures as a Prometheus text file (for a node exporter's textfile collector):
+    the counters carried over from the file, the size last cosigned kept unless a new one is given,
+    and whether the gateway answered the last poll."""
     path = state_dir / "witness.prom"
-    before = 0
+    before: dict[str, str] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("supex_witness_inconsistent_total "):
-                before = int(float(line.split()[1]))
+            name, _, value = line.partition(" ")
+            if not line.startswith("#"):
+                before[name] = value
+    total = {name: int(float(before.get(name, "0"))) + added for name, added in
+             (("supex_witness_inconsistent_total", inconsistent), ("supex_witness_unreachable_total", unreachable))}
     lines = ["# HELP supex_witness_inconsistent_total Checkpoints refused as inconsistent with the one cosigned",
              "# TYPE supex_witness_inconsistent_total counter",
-             f"supex_witness_inconsistent_total {before + inconsistent}"]
-    if size is not None:
+             f"supex_witness_inconsistent_total {total['supex_witness_inconsistent_total']}",
+             "# HELP supex_witness_unreachable_total Polls the gateway did not answer (down, overloaded)",
+             "# TYPE supex_witness_unreachable_total counter",
+             f"supex_witness_unreachable_total {total['supex_witness_unreachable_total']}",
+             "# HELP supex_witness_gateway_up Whether the gateway answered the last poll",
+             "# TYPE supex_witness_gateway_up gauge", f"supex_witness_gateway_up {0 if unreachable else 1}"]
+    cosigned = str(size) if size is not None else before.get("supex_witness_cosigned_size")
+    if cosigned is not None:
         lines += ["# HELP supex_witness_cosigned_size The tree size last cosigned",
-                  "# TYPE supex_witness_cosigned_size gauge", f"supex_witness_cosigned_size {size}"]
+                  "# TYPE supex_witness_cosigned_size gauge", f"supex_witness_cosigned_size {cosigned}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +278,61 @@ async def test_a_witness_refuses_a_gateway_that_answers_nonsense(
         await server.close()
     assert "did not answer usefully" in capsys.readouterr().err or answer == b'{"checkpoint": 5}'
     assert not (tmp_path / "witness" / "cosigned.txt").exists()
+
+
+async def test_a_watching_witness_rides_out_an_outage_and_a_refusal_stops_it(
+        gw: Signed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A gateway down or overloaded (503, no answer) is polled again, counted in the metrics, and
+    the checkpoint cosigned once it answers; with --once, or on a refusal (401), the witness exits 1."""
+    await gw.push("amr", [inspection(1)])
+    signed = (await _auditor(gw, "/v1/audit/checkpoint"))["checkpoint"]
+    answers = iter([web.Response(status=503, text="busy"), None, web.json_response({"checkpoint": signed})])
+
+    async def checkpoint(request: web.Request) -> web.StreamResponse:
+        answer = next(answers)
+        if answer is None:  # the gateway goes away before it answers
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError
+        return answer
+
+    async def cosignature(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/v1/audit/checkpoint", checkpoint)
+    app.router.add_post("/v1/audit/cosignatures", cosignature)
+    server = TestServer(app)
+    await server.start_server()
+    LogKey.new("witness.test/w1", "ed25519").save(tmp_path / "witness-key")
+    args = argparse.Namespace(key=tmp_path / "witness-key", log_hash="sha256", token_env="SUPEX_TEST_WITNESS",
+                              state=tmp_path / "witness", every=5.0, once=False, gateway=str(server.make_url("/")),
+                              log_key=(await _key(gw)).text)
+    monkeypatch.setenv("SUPEX_TEST_WITNESS", AUDITOR_TOKEN)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a third poll after two failed ones, then the loop is left
+        waits.append(seconds)
+        if len((tmp_path / "witness" / "cosigned.txt").read_text() if (tmp_path / "witness" / "cosigned.txt")
+               .exists() else "") > 0:
+            raise KeyboardInterrupt
+
+    loop = asyncio.get_running_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            await loop.run_in_executor(None, partial(witness, args, sleep=sleep))
+        assert waits == [5.0, 5.0, 5.0]
+        assert "cannot be reached now" in capsys.readouterr().err
+        metrics = (tmp_path / "witness" / "witness.prom").read_text()
+        assert "supex_witness_unreachable_total 2" in metrics and "supex_witness_gateway_up 1" in metrics
+        answers = iter([web.Response(status=503, text="busy")])
+        assert await loop.run_in_executor(None, witness, argparse.Namespace(**{**vars(args), "once": True})) \
+            == EXIT_INVALID
+        answers = iter([web.Response(status=401, text="no")])
+        assert await loop.run_in_executor(None, witness, args) == EXIT_INVALID  # watched, yet refused: stop
+        assert "did not answer usefully: HTTP Error 401" in capsys.readouterr().err
+    finally:
+        await server.close()
 
 
 async def test_altering_one_entry_breaks_its_receipt_and_verification(gw: Signed, tmp_path: Path) -> None:
