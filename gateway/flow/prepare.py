@@ -165,16 +165,17 @@ class RecordPreparer:
             grade = record.get("grade") or "general"
             # the digest covers the record's content as pushed, sharing and grade filled in, as
             # canonical JSON (sorted keys); the stored record is that JSON with the gateway's fields
-            content = orjson.dumps({**{k: v for k, v in record.items() if k not in _NOT_CONTENT},
-                                    "sharing": sharing, "grade": grade}, option=orjson.OPT_SORT_KEYS)
+            own = record if _NOT_CONTENT.isdisjoint(record) else \
+                {k: v for k, v in record.items() if k not in _NOT_CONTENT}
+            content = orjson.dumps({**own, "sharing": sharing, "grade": grade}, option=orjson.OPT_SORT_KEYS)
             digest = self.hash(content).hex()
-            incoming.append(Incoming(
-                position=item.index, record_id=record["record_id"], record_type=record["record_type"], op=record["op"],
-                version=record.get("version"), region_code=record["region_code"], sharing=sharing, grade=grade,
-                digest=digest, payload=b'%b,"digest":"%b%b' % (content[:-1], digest.encode(), added),
-                warnings=tuple(w.as_dict() for w in verdict.warnings),
-                occurred_at=occurred if isinstance(occurred := record.get("occurred_at"), str) else None,
-                corrects=bool(record.get("corrects"))))
+            occurred = record.get("occurred_at")
+            incoming.append(Incoming(  # in the fields' order: a record's worth of keywords costs more
+                item.index, record["record_id"], record["record_type"], record["op"], record.get("version"),
+                record["region_code"], sharing, grade, digest,
+                b'%b,"digest":"%b%b' % (content[:-1], digest.encode(), added),
+                tuple(w.as_dict() for w in verdict.warnings) if verdict.warnings else (),
+                occurred if isinstance(occurred, str) else None, bool(record.get("corrects"))))
         return Prepared(incoming, rejected)
 
     @staticmethod
