@@ -170,7 +170,7 @@ class RecordPreparer:
             content = orjson.dumps({**own, "sharing": sharing, "grade": grade}, option=orjson.OPT_SORT_KEYS)
             digest = self.hash(content).hex()
             occurred = record.get("occurred_at")
-            incoming.append(Incoming(  # in the fields' order: a record's worth of keywords costs more
+            incoming.append(Incoming(  # by position, in the fields' order: keywords cost more, once a record
                 item.index, record["record_id"], record["record_type"], record["op"], record.get("version"),
                 record["region_code"], sharing, grade, digest,
                 b'%b,"digest":"%b%b' % (content[:-1], digest.encode(), added),

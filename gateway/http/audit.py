@@ -63,6 +63,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     store = request.app[STORE]
+
     def read(after: int) -> tuple[list[LogEntry], LogIntegrityError | None]:
         chunk: list[LogEntry] = []
         try:
