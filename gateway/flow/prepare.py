@@ -145,10 +145,8 @@ class RecordPreparer:
         source_format = "json" if kind == "ndjson" else kind
         use_mapping = mapping if mapping is not None and mapping.format == source_format else None
         validator = self.validators[connector.identifiers]
-        # what the gateway adds to each stored record, after its content (as JSON, a batch's once)
-        added = b'","received_at":%b,"source":%b}' % (orjson.dumps(received_at), orjson.dumps(
-            {"connector": connector.id, "department_code": connector.department_code,
-             "region_code": connector.region_code}))
+        source = {"connector": connector.id, "department_code": connector.department_code,
+                  "region_code": connector.region_code}
         incoming, rejected = [], []
         for count, item in enumerate(_source_items(body, kind, use_mapping, mapping), 1):
             if count > max_records:
@@ -164,16 +162,17 @@ class RecordPreparer:
             sharing = record.get("sharing") or self.defaults[record["record_type"]]
             grade = record.get("grade") or "general"
             # the digest covers the record's content as pushed, sharing and grade filled in, as
-            # canonical JSON (sorted keys); the stored record is that JSON with the gateway's fields
+            # canonical JSON (sorted keys); the record is stored in its producer's order of fields,
+            # with the gateway's own added
             own = record if _NOT_CONTENT.isdisjoint(record) else \
                 {k: v for k, v in record.items() if k not in _NOT_CONTENT}
-            content = orjson.dumps({**own, "sharing": sharing, "grade": grade}, option=orjson.OPT_SORT_KEYS)
-            digest = self.hash(content).hex()
+            content = {**own, "sharing": sharing, "grade": grade}
+            digest = self.hash(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hex()
             occurred = record.get("occurred_at")
             incoming.append(Incoming(  # by position, in the fields' order: keywords cost more, once a record
                 item.index, record["record_id"], record["record_type"], record["op"], record.get("version"),
                 record["region_code"], sharing, grade, digest,
-                b'%b,"digest":"%b%b' % (content[:-1], digest.encode(), added),
+                orjson.dumps({**content, "source": source, "received_at": received_at, "digest": digest}),
                 tuple(w.as_dict() for w in verdict.warnings) if verdict.warnings else (),
                 occurred if isinstance(occurred, str) else None, bool(record.get("corrects"))))
         return Prepared(incoming, rejected)
