@@ -480,13 +480,18 @@ def _metrics(state_dir: Path, size: int | None, inconsistent: int, *, unreachabl
     the counters carried over from the file, the size last cosigned kept unless a new one is given,
     and whether the gateway answered the last poll."""
     path = state_dir / "witness.prom"
-    before: dict[str, str] = {}
+    before: dict[str, int] = {}
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             name, _, value = line.partition(" ")
-            if not line.startswith("#"):
-                before[name] = value
-    total = {name: int(float(before.get(name, "0"))) + added for name, added in
+            if line.startswith("#") or not name:
+                continue
+            try:
+                before[name] = int(float(value))
+            except (ValueError, OverflowError):  # a file changed by hand: that figure starts again
+                print(f"witness: {path} holds {line[:80]!r}, not a figure; {name} starts from 0 / 指标文件有误",
+                      file=sys.stderr)
+    total = {name: before.get(name, 0) + added for name, added in
              (("supex_witness_inconsistent_total", inconsistent), ("supex_witness_unreachable_total", unreachable))}
     lines = ["# HELP supex_witness_inconsistent_total Checkpoints refused as inconsistent with the one cosigned",
              "# TYPE supex_witness_inconsistent_total counter",
@@ -496,7 +501,7 @@ def _metrics(state_dir: Path, size: int | None, inconsistent: int, *, unreachabl
              f"supex_witness_unreachable_total {total['supex_witness_unreachable_total']}",
              "# HELP supex_witness_gateway_up Whether the gateway answered the last poll",
              "# TYPE supex_witness_gateway_up gauge", f"supex_witness_gateway_up {0 if unreachable else 1}"]
-    cosigned = str(size) if size is not None else before.get("supex_witness_cosigned_size")
+    cosigned = size if size is not None else before.get("supex_witness_cosigned_size")
     if cosigned is not None:
         lines += ["# HELP supex_witness_cosigned_size The tree size last cosigned",
                   "# TYPE supex_witness_cosigned_size gauge", f"supex_witness_cosigned_size {cosigned}"]

@@ -25,7 +25,7 @@ from pymerkle import InmemoryTree
 
 from connectors import SupexClient
 from gateway.cli import main
-from gateway.cli.transparency import EXIT_ALERT, witness
+from gateway.cli.transparency import EXIT_ALERT, _metrics, witness
 from gateway.config import Config, load_config
 from gateway.exceptions import Refusal
 from gateway.exchange_log import GENESIS, LogEntry, chain_hash, row_entry
@@ -333,6 +333,21 @@ async def test_a_watching_witness_rides_out_an_outage_and_a_refusal_stops_it(
         assert "did not answer usefully: HTTP Error 401" in capsys.readouterr().err
     finally:
         await server.close()
+
+
+def test_the_witness_metrics_survive_a_file_changed_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Counters carry over from the metrics file; a figure that is none (the file edited, cut off)
+    starts again from 0, saying so, instead of stopping the witness."""
+    (tmp_path / "witness.prom").write_bytes(b"supex_witness_inconsistent_total abc\nsupex_witness_unreachable_total 4\n"
+                                            b"supex_witness_cosigned_size 1e999\n\xff\n")
+    _metrics(tmp_path, None, 1)
+    _metrics(tmp_path, None, 0, unreachable=1)
+    text = (tmp_path / "witness.prom").read_text()
+    assert "supex_witness_inconsistent_total 1\n" in text and "supex_witness_unreachable_total 5\n" in text
+    assert "supex_witness_gateway_up 0\n" in text and "supex_witness_cosigned_size" not in text
+    assert "not a figure; supex_witness_inconsistent_total starts from 0" in capsys.readouterr().err
+    _metrics(tmp_path, 12, 0)
+    assert "supex_witness_cosigned_size 12\n" in (tmp_path / "witness.prom").read_text()
 
 
 async def test_altering_one_entry_breaks_its_receipt_and_verification(gw: Signed, tmp_path: Path) -> None:
