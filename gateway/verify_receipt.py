@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Checkpoint", "ReceiptError", "VerifierKey", "canonical_entry", "check_receipt", "consistency_hashes",
-           "ed25519_verify", "open_checkpoint", "parse_checkpoint", "parse_note", "verify_consistency",
-           "verify_inclusion"]
+           "ed25519_verify", "open_checkpoint", "parse_checkpoint", "parse_note", "read_json", "read_note",
+           "verify_consistency", "verify_inclusion"]
 
 Hash = Callable[[bytes], bytes]
 ED25519, SM2 = "ed25519", "sm2"
@@ -225,7 +225,7 @@ class Checkpoint:
 def parse_checkpoint(body: str) -> Checkpoint:
     """The checkpoint a note's text holds."""
     lines = body.rstrip("\n").split("\n")
-    if len(lines) < 3 or not lines[1].isdigit():
+    if len(lines) < 3 or not (lines[1].isascii() and lines[1].isdigit()):
         raise ReceiptError("not a checkpoint: origin, tree size and root hash expected")
     try:
         root = base64.b64decode(lines[2], validate=True)
@@ -282,10 +282,37 @@ def check_receipt(receipt: dict[str, Any], key: VerifierKey, h: Hash | None = No
         raise ReceiptError(f"the receipt lacks or misstates {exc}") from None
     if size != checkpoint.size:
         raise ReceiptError(f"the proof is for a tree of {size}, the checkpoint signs one of {checkpoint.size}")
+    if "origin" in receipt and receipt["origin"] != checkpoint.origin:
+        raise ReceiptError(f"the receipt names the log {str(receipt['origin'])[:80]!r}, its checkpoint is signed "
+                           f"for {checkpoint.origin!r}")
     if not verify_inclusion(h, seq - 1, size, leaf, path, checkpoint.root):
         raise ReceiptError(f"entry {seq} is not in the signed tree of {size} entries: the entry or its proof "
                            "was altered")
     return checkpoint
+
+
+def _one_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise ValueError(f"the field {name!r} appears twice in one object: which one is meant cannot be told")
+        found[name] = value
+    return found
+
+
+def read_json(path: Path) -> Any:
+    """A receipt or proof file as a department may have saved it (a byte-order mark allowed).
+    ``ValueError`` if it is not JSON, names a field twice in one object, or nests too deeply."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_one_each)
+    except RecursionError:
+        raise ValueError("it nests too deeply to be a receipt or a proof") from None
+
+
+def read_note(path: Path) -> str:
+    """A signed note kept in a file, as an editor may have saved it: a byte-order mark and Windows
+    line ends undone (a note holds neither)."""
+    return path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
 
 
 def consistency_hashes(answer: Any) -> list[bytes]:
@@ -309,9 +336,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proof", help="the consistency proof between the two (GET /v1/audit/proof/consistency)")
     args = parser.parse_args(argv)
     try:
-        receipt = json.loads(Path(args.receipt).read_text(encoding="utf-8"))
-        older = Path(args.older).read_text(encoding="utf-8") if args.older else None
-        proof = json.loads(Path(args.proof).read_text(encoding="utf-8")) if args.proof else None
+        receipt = read_json(Path(args.receipt))
+        older = read_note(Path(args.older)) if args.older else None
+        proof = read_json(Path(args.proof)) if args.proof else None
     except (OSError, ValueError) as exc:
         print(f"cannot read: {exc}", file=sys.stderr)
         return 2

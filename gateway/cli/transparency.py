@@ -48,6 +48,8 @@ from gateway.verify_receipt import (
     canonical_entry,
     check_receipt,
     consistency_hashes,
+    read_json,
+    read_note,
     verify_consistency,
 )
 
@@ -131,10 +133,10 @@ def _save(key: LogKey, path: Path) -> None:
 def log_check_receipt(args: argparse.Namespace) -> int:
     """``supex log check-receipt``: a receipt checked offline against the log's verifier key."""
     try:
-        receipt = json.loads(args.receipt.read_text(encoding="utf-8"))
+        receipt = read_json(args.receipt)
         key = VerifierKey(args.key)
-        older = args.older.read_text(encoding="utf-8") if args.older is not None else None
-        answer = json.loads(args.proof.read_text(encoding="utf-8")) if args.proof else None
+        older = read_note(args.older) if args.older is not None else None
+        answer = read_json(args.proof) if args.proof else None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"无法读取回执 / cannot read the receipt {args.receipt}: {exc}") from None
     except ReceiptError as exc:
@@ -255,6 +257,9 @@ def check_bundle(bundle: Path, key: str | None = None) -> Bundle:
         with (bundle / "entries.ndjson").open("rb") as entries:
             for line in entries:
                 entry = orjson.loads(line)
+                if orjson.dumps(entry) != line.rstrip(b"\r\n"):  # a field twice: which one would a reader see?
+                    raise ReceiptError(f"entry {expected} is not as the archive wrote it: its line was rewritten "
+                                       "or names a field twice")
                 leaf = leaf_hash(h, canonical_entry(entry))
                 if entry["seq"] != expected or (prev is not None and entry["prev_hash"] != prev):
                     raise ReceiptError(f"entry {expected} is missing or out of place")

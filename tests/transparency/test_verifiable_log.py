@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import io
 import json
 import random
 import sqlite3
@@ -25,7 +27,7 @@ from pymerkle import InmemoryTree
 
 from connectors import SupexClient
 from gateway.cli import main
-from gateway.cli.transparency import EXIT_ALERT, _metrics, witness
+from gateway.cli.transparency import EXIT_ALERT, _metrics, check_bundle, witness
 from gateway.config import Config, load_config
 from gateway.exceptions import Refusal
 from gateway.exchange_log import GENESIS, LogEntry, chain_hash, row_entry
@@ -134,6 +136,7 @@ async def test_a_producers_receipt_verifies_with_the_standard_library_alone(gw: 
     lambda r: {**r, "inclusion_proof": {**r["inclusion_proof"], "audit_path": ["zz", None]}},
     lambda r: {**r, "inclusion_proof": {**r["inclusion_proof"], "tree_size": -1}},
     lambda r: {**r, "checkpoint": 7},
+    lambda r: {**r, "origin": "another.test/log"},  # what the receipt says of itself must be what is signed
 ])
 async def test_a_mangled_receipt_is_refused_with_a_reason_by_either_verifier(
         gw: Signed, tmp_path: Path, mangle: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,6 +154,75 @@ async def test_a_mangled_receipt_is_refused_with_a_reason_by_either_verifier(
     said = capsys.readouterr()
     assert "NOT VERIFIED" in said.out or "receipt" in said.err
     assert "unexpected error" not in said.err
+
+
+def _both_verifiers(receipt: Path, vkey: str, *extra: str) -> list[tuple[int, str]]:
+    """The exit status and what was said, of the shipped verifier and of `supex log check-receipt`."""
+    alone = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(receipt), "--key", vkey, *extra],
+                           capture_output=True, text=True, check=False)
+    assert "Traceback" not in alone.stderr, alone.stderr
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(["log", "check-receipt", str(receipt), "--key", vkey, *extra])
+    return [(alone.returncode, alone.stdout + alone.stderr), (code, out.getvalue())]
+
+
+async def test_a_receipt_is_held_to_an_older_checkpoint_saved_by_any_editor(gw: Signed, tmp_path: Path) -> None:
+    """A department keeps a checkpoint (saved, say, by Notepad: a byte-order mark, Windows line
+    ends); a later receipt holds only if its log extends that one by the consistency proof."""
+    await gw.push("amr", [inspection(n) for n in range(3)])
+    older = await gw.client.app[CHECKPOINTS].sign()
+    assert older is not None
+    await gw.push("amr", [inspection(n) for n in range(3, 7)])
+    newer = await gw.client.app[CHECKPOINTS].sign()
+    assert newer is not None and newer.size > older.size
+    receipt = (await gw.call("GET", "/v1/records/in-5/receipt", connector="amr"))[1]
+    assert receipt["inclusion_proof"]["tree_size"] == newer.size
+    proof = await _auditor(gw, f"/v1/audit/proof/consistency?first={older.size}&second={newer.size}")
+    vkey = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+    (tmp_path / "receipt.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(receipt).encode())
+    (tmp_path / "older.txt").write_bytes(("\ufeff" + older.note).replace("\n", "\r\n").encode())
+    (tmp_path / "proof.json").write_text(json.dumps(proof), encoding="utf-8")
+    extra = ("--older", str(tmp_path / "older.txt"), "--proof", str(tmp_path / "proof.json"))
+    for code, said in _both_verifiers(tmp_path / "receipt.json", vkey, *extra):
+        assert code == 0 and "verified" in said, said
+    assert proof["proof"], "a proof between two different sizes holds hashes"
+    proof["proof"][0] = "00" * 32
+    (tmp_path / "proof.json").write_text(json.dumps(proof), encoding="utf-8")
+    for code, said in _both_verifiers(tmp_path / "receipt.json", vkey, *extra):
+        assert code == 1 and "does not extend" in said, said
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"seq": 1, "seq": 2}', "appears twice"),  # which one a reader sees depends on the reader: refused
+    ("[" * 100_000, "nests too deeply"),
+    ("{}{}", "Extra data"),
+])
+async def test_a_receipt_file_that_cannot_be_read_one_way_is_refused_naming_why(
+        gw: Signed, tmp_path: Path, text: str, why: str) -> None:
+    vkey = (await gw.call("GET", "/.well-known/supex/log-key"))[1]["verifier_key"]
+    (tmp_path / "receipt.json").write_text(text, encoding="utf-8")
+    for code, said in _both_verifiers(tmp_path / "receipt.json", vkey):
+        assert code == 2 and why in said, said
+
+
+async def test_an_archived_entry_written_otherwise_than_as_archived_is_refused(gw: Signed, tmp_path: Path) -> None:
+    """An archive's line naming a field twice would verify by the value most readers take (the
+    last) while another reader shows the first: any line not as the archive wrote it is refused."""
+    await gw.push("amr", [inspection(1)])
+    checkpoint = await gw.client.app[CHECKPOINTS].sign()
+    assert checkpoint is not None
+    config, folder = str(tmp_path / "supex.toml"), tmp_path / "archive"
+    assert main(["log", "archive", "--config", config, "--until", str(checkpoint.size), str(folder)]) == 0
+    bundle = next(folder.iterdir())
+    assert check_bundle(bundle).until == checkpoint.size
+    entries = bundle / "entries.ndjson"
+    lines = entries.read_bytes().splitlines()
+    stored = next(n for n, line in enumerate(lines) if b'"stored"' in line)
+    lines[stored] = b'{"record_id":"in-forged",' + lines[stored][1:]
+    entries.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(ReceiptError, match=f"entry {stored + 1} is not as the archive wrote it"):
+        check_bundle(bundle)
 
 
 async def test_every_entry_is_proved_in_a_signed_tree_whose_root_pymerkle_computes_alike(
@@ -407,7 +479,7 @@ async def test_archives_verify_by_themselves_and_chain(gw: Signed, tmp_path: Pat
     # a bundle holding what no bundle holds is refused as unreadable, naming it (exit 2), never a crash
     manifest = json.loads((bundles[0] / "manifest.json").read_text(encoding="utf-8"))
     for name, text in (("manifest.json", json.dumps({**manifest, "first": 1e400})),
-                       ("manifest.json", "[]"), ("entries.ndjson", "[1, 2]\n"), ("entries.ndjson", '{"seq": 1}\n')):
+                       ("manifest.json", "[]"), ("entries.ndjson", "[1,2]\n"), ("entries.ndjson", '{"seq":1}\n')):
         if name == "entries.ndjson":
             (bundles[0] / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
         (bundles[0] / name).write_text(text, encoding="utf-8")
