@@ -112,9 +112,11 @@ async def entry_receipt(request: web.Request) -> web.Response:
     """GET /v1/audit/receipt?seq=N: the receipt of any entry (an auditor), or of one the calling
     connector is a party to."""
     seq = int_param(request, "seq", 0, 1)
+    if not seq:
+        raise ParameterError("缺少 seq / the seq parameter is required")
     store = request.app[STORE]
-    entry = await store.call(store.store.log.entry, seq) if seq else None
-    if entry is None and seq and seq <= (through := (await store.call(store.store.log.pruned))[0]):
+    entry = await store.call(store.store.log.entry, seq)
+    if entry is None and seq <= (through := (await store.call(store.store.log.pruned))[0]):
         raise ArchivedError(seq, through)
     if entry is None or not _may_see(request, entry):
         raise NotFoundError(f"entry {seq}")

@@ -255,6 +255,18 @@ async def test_every_entry_is_proved_in_a_signed_tree_whose_root_pymerkle_comput
                           bearer=AUDITOR_TOKEN))[0] == 400
 
 
+@pytest.mark.parametrize(("path", "named"), [
+    ("/v1/audit/receipt", "seq"), ("/v1/audit/proof/inclusion", "seq"),
+    ("/v1/audit/proof/inclusion?seq=3&tree_size=2", "seq"),
+    ("/v1/audit/proof/consistency?first=2", "second"), ("/v1/audit/proof/consistency?first=3&second=2", "first"),
+    ("/v1/audit/proof/inclusion?seq=1&tree_size=99", "tree size"), ("/v1/audit/checkpoint?size=-1", "size"),
+])
+async def test_a_proof_asked_without_what_it_needs_is_a_400_naming_it(gw: Signed, path: str, named: str) -> None:
+    await gw.push("amr", [inspection(1), inspection(2)])
+    status, body = await gw.call("GET", path, bearer=AUDITOR_TOKEN)
+    assert (status, body["error"]["code"]) == (400, "bad_parameter") and named in body["error"]["message"], body
+
+
 async def test_a_connector_gets_proofs_of_its_own_entries_only(gw: Signed) -> None:
     _status, answer = await gw.push("amr", [inspection(1)])
     seq = answer["results"][0]["seq"]
