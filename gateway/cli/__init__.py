@@ -126,7 +126,8 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--url", metavar="URL", help="the gateway's address (default: from --config)")
     p.add_argument("--ack", action="store_true", help="acknowledge what was written")
     p.add_argument("--follow", action="store_true", help="keep reading as records arrive (Ctrl-C to stop)")
-    p.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="with --follow: wait between polls")
+    p.add_argument("--every", type=_seconds(0.1), default=2.0, metavar="SECONDS",
+                   help="with --follow: wait between polls (0.1 to 86400)")
     p.add_argument("--format", choices=("ndjson", "own"), default="ndjson",
                    help="ndjson standard records (default), or the connector's own format")
     p.add_argument("--limit", type=_whole(1, 1000), default=500, metavar="N",
@@ -325,7 +326,8 @@ def _add_witness(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                    help="the variable holding an auditor token of the gateway (default SUPEX_WITNESS_TOKEN)")
     p.add_argument("--state", required=True, type=Path, metavar="FOLDER",
                    help="where the last cosigned checkpoint, evidence and witness.prom are kept")
-    p.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="seconds between polls (10)")
+    p.add_argument("--every", type=_seconds(1), default=10.0, metavar="SECONDS",
+                   help="seconds between polls (10; 1 to 86400)")
     p.add_argument("--once", action="store_true", help="poll once and exit")
     p.set_defaults(command="witness")
 
@@ -379,6 +381,19 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, not {text[:40]!r}")
         return int(text)
     return whole
+
+
+def _seconds(low: float) -> Callable[[str], float]:
+    """An argument's type: a wait from ``low`` seconds to a day (a smaller one would poll in a busy loop)."""
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= 86_400:
+            raise argparse.ArgumentTypeError(f"expected seconds from {low:g} to 86400, not {text[:40]!r}")
+        return value
+    return seconds
 
 
 def _checkpoint(text: str) -> tuple[int, str]:

@@ -408,7 +408,11 @@ def witness(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.s
         raise ConfigError(f"环境变量 {args.token_env} 未设置 / {args.token_env} must hold the auditor token the "
                           "witness calls the gateway with")
     key = LogKey.load(args.key)
-    log_key = VerifierKey(args.log_key)
+    try:
+        log_key = VerifierKey(args.log_key)
+    except ReceiptError as exc:
+        raise ConfigError(f"--log-key 无效 / --log-key: {exc} (the watched gateway's `supex keys show` prints it)") \
+            from None
     gateway = _Gateway(args.gateway, token)
     state_dir: Path = args.state
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -416,8 +420,9 @@ def witness(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.s
         try:
             verdict = _witness_once(gateway, key, log_key, state_dir, args.log_hash)
         except _Unreachable as exc:  # a gateway down or overloaded for a while: watched on, not left
-            print(f"witness: the gateway cannot be reached now, trying again in {args.every:g} s: {exc.__cause__} "
-                  "/ 网关暂时无法访问", file=sys.stderr)
+            again = "" if args.once else f", trying again in {args.every:g} s"
+            print(f"witness: the gateway cannot be reached now{again}: {exc.__cause__} / 网关暂时无法访问",
+                  file=sys.stderr)
             _metrics(state_dir, None, 0, unreachable=1)
             if args.once:
                 return EXIT_INVALID

@@ -179,6 +179,12 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: tup
     (["log", "prune", "--config", "c.toml", "--archive", "a", "--retain-days", "-5"], "from 0 to 36500"),
     (["push", "--connector", "amr", "--batch-size", "0", "f.ndjson"], "from 1 to 10000"),
     (["pull", "--connector", "jinan", "--limit", "1001"], "from 1 to 1000"),
+    # a wait of none would poll the gateway in a busy loop
+    (["pull", "--connector", "jinan", "--follow", "--every", "0"], "from 0.1 to 86400"),
+    (["witness", "--gateway", "http://g", "--key", "k", "--log-key", "l", "--state", "s", "--every", "0.5"],
+     "from 1 to 86400"),
+    (["witness", "--gateway", "http://g", "--key", "k", "--log-key", "l", "--state", "s", "--every", "nan"],
+     "from 1 to 86400"),
 ])
 def test_a_number_out_of_range_is_refused_naming_the_range(capsys: pytest.CaptureFixture[str], args: list[str],
                                                            bounds: str) -> None:

@@ -364,6 +364,16 @@ async def test_a_witness_refuses_a_gateway_that_answers_nonsense(
     assert not (tmp_path / "witness" / "cosigned.txt").exists()
 
 
+def test_a_witness_given_no_verifier_key_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    LogKey.new("witness.test/w1", "ed25519").save(tmp_path / "witness-key")
+    monkeypatch.setenv("SUPEX_WITNESS_TOKEN", AUDITOR_TOKEN)
+    assert main(["witness", "--gateway", "http://127.0.0.1:9", "--key", str(tmp_path / "witness-key"),
+                 "--log-key", "supex.test/log+00", "--state", str(tmp_path / "w"), "--once"]) == 2
+    said = capsys.readouterr().err
+    assert "--log-key" in said and "not a verifier key" in said and "unexpected" not in said, said
+
+
 async def test_a_watching_witness_rides_out_an_outage_and_a_refusal_stops_it(
         gw: Signed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A gateway down or overloaded (503, no answer) is polled again, counted in the metrics, and
@@ -406,12 +416,14 @@ async def test_a_watching_witness_rides_out_an_outage_and_a_refusal_stops_it(
         with pytest.raises(KeyboardInterrupt):
             await loop.run_in_executor(None, partial(witness, args, sleep=sleep))
         assert waits == [5.0, 5.0, 5.0]
-        assert "cannot be reached now" in capsys.readouterr().err
+        assert "cannot be reached now, trying again in 5 s" in capsys.readouterr().err
         metrics = (tmp_path / "witness" / "witness.prom").read_text()
         assert "supex_witness_unreachable_total 2" in metrics and "supex_witness_gateway_up 1" in metrics
         answers = iter([web.Response(status=503, text="busy")])
         assert await loop.run_in_executor(None, witness, argparse.Namespace(**{**vars(args), "once": True})) \
             == EXIT_INVALID
+        said = capsys.readouterr().err  # polled once: no promise of another poll
+        assert "cannot be reached now: HTTP Error 503" in said and "trying again" not in said, said
         answers = iter([web.Response(status=401, text="no")])
         assert await loop.run_in_executor(None, witness, args) == EXIT_INVALID  # watched, yet refused: stop
         assert "did not answer usefully: HTTP Error 401" in capsys.readouterr().err
