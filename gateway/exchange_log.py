@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from gateway.exceptions import LogIntegrityError
-from gateway.merkle import Hash, fold, hash_function, node_hash, subtrees
+from gateway.merkle import Hash, Levels, border, fold, hash_function, node_hash, node_levels, subtrees
 
 if TYPE_CHECKING:
     from policy import Shared
@@ -188,8 +188,25 @@ Link = tuple[int, str, str, bytes | None]
 Body = tuple[int, str, str, bytes]
 
 
+# where the tree as stored differs from the levels of nodes a stretch's leaves make: the first
+# entry below that and why (``None``: it holds)
+TreeCheck = Callable[[Levels], tuple[int, str] | None]
+
+
+def _held_to(tree: TreeCheck | None, h: Hash, leaves: list[bytes], stretch: Stretch) -> Stretch:
+    """``stretch``, all of whose entries hold, with the subtrees its leaves make; or, where ``tree``
+    finds the stored tree differs from them, the stretch bad from the first entry below that."""
+    levels = node_levels(h, leaves, stretch.first - 1)
+    problem = tree(levels) if tree is not None else None
+    if problem is not None:
+        bad, reason = problem
+        return stretch._replace(verified=bad - stretch.first, bad_seq=bad, bad_reason=reason)
+    return stretch._replace(border=tuple(border(levels)))
+
+
 def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int | None = None, *,
-                  chained: int = 0, recheck: Callable[[int], bytes | None] | None = None) -> Stretch:
+                  chained: int = 0, recheck: Callable[[int], bytes | None] | None = None,
+                  tree: TreeCheck | None = None) -> Stretch:
     """The one verifier of the log: entries ``first`` … ``last`` (to the end when ``None``), each
     where it should be, linked to the one before by ``prev_hash`` and matching its hash — its leaf
     in the tree, ``H(0x00 || canonical JSON)``, or for the entries up to ``chained``, written before
@@ -197,7 +214,8 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
     by its definition (``LogEntry.canonical``) before the entry is called changed, where the bytes
     were built by other means (a database's own JSON) and may differ without a change.
 
-    Each stretch returns the subtrees its leaves make, which ``joined`` joins into the tree's."""
+    Each stretch returns the subtrees its leaves make, which ``joined`` joins into the tree's;
+    with ``tree``, the stored tree is held to the nodes they make."""
     count, expected, prev, first_prev = 0, first, None, None
     h = hash_function(algorithm)  # bound once: this loop is the whole cost
     leaves: list[bytes] = []
@@ -225,10 +243,11 @@ def check_stretch(links: Iterable[Link], algorithm: str, first: int, last: int |
         count, expected, prev = count + 1, expected + 1, stored
     if last is not None and expected <= last:
         return outcome(expected, f"seq {expected} is missing (an entry removed)")
-    return outcome()
+    return _held_to(tree, h, leaves, Stretch(first, count, first_prev, prev))
 
 
-def check_bodies(rows: Sequence[Body], algorithm: str, first: int, last: int) -> Stretch | None:
+def check_bodies(rows: Sequence[Body], algorithm: str, first: int, last: int,
+                 tree: TreeCheck | None = None) -> Stretch | None:
     """``check_stretch`` for the common case at a fraction of its cost, a column at a time: ``rows``
     of ``(seq, prev_hash, hash, 0x00 || canonical JSON)`` for entries ``first`` … ``last`` of the
     tree (none hash-chained), in seq order. It gives the stretch when every entry holds, and
@@ -242,7 +261,7 @@ def check_bodies(rows: Sequence[Body], algorithm: str, first: int, last: int) ->
     leaves = list(map(h, bodies))
     if b"".join(leaves).hex() != "".join(stored):
         return None
-    return Stretch(first, len(rows), prevs[0], stored[-1], border=tuple(subtrees(h, leaves, first - 1)))
+    return _held_to(tree, h, leaves, Stretch(first, len(rows), prevs[0], stored[-1]))
 
 
 def _leaf_if_holds(h: Hash, seq: int, prev_hash: str, stored: str, canonical: bytes | None, *,

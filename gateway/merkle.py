@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 
-__all__ = ["TILE_HEIGHT", "TILE_NODES", "TILE_TIERS", "Hash", "Node", "Range", "compact", "consistency_ranges", "fold",
-           "hash_function", "in_tile", "inclusion_ranges", "leaf_hash", "node_hash", "node_id", "range_nodes",
-           "root_nodes", "stored_hashes", "subtrees", "tile_nodes", "tile_of", "tiles_path"]
+__all__ = ["TILE_HEIGHT", "TILE_NODES", "TILE_TIERS", "Hash", "Levels", "Node", "Range", "border", "compact",
+           "consistency_ranges", "fold", "hash_function", "in_tile", "inclusion_ranges", "leaf_hash", "node_hash",
+           "node_id", "node_levels", "range_nodes", "root_nodes", "stored_hashes", "subtrees", "tile_nodes", "tile_of",
+           "tiles_path"]
 
 Hash = Callable[[bytes], bytes]
 Node = tuple[int, int]  # level, index
@@ -156,22 +157,39 @@ def compact(h: Hash, stack: list[tuple[int, int, bytes]], leaves: Iterable[bytes
         index += 1
 
 
-def subtrees(h: Hash, leaves: Sequence[bytes], first: int) -> list[tuple[int, int, bytes]]:
-    """The complete aligned subtrees ``leaves`` make (leaf indexes from ``first``), left to right, as
-    ``(level, index, hash)``: the range's nodes (``range_nodes``) with their hashes, made a level at
-    a time (a list comprehension a level, several times faster than one leaf at a time)."""
+Levels = list[tuple[int, list[bytes]]]  # a level's first node's index and its nodes, from the leaves up
+
+
+def node_levels(h: Hash, leaves: Sequence[bytes], first: int) -> Levels:
+    """Every complete aligned node ``leaves`` make (leaf indexes from ``first``), by level from the
+    leaves up: the index of the level's first node, and the level's nodes. Made a level at a time
+    (a list comprehension a level, several times faster than one leaf at a time)."""
+    levels: Levels = []
+    nodes, start = list(leaves), first
+    while nodes:
+        levels.append((start, nodes))
+        pairs = nodes[start & 1:]  # a first node with no left half here has no parent here
+        nodes = [h(b"\x01" + pairs[i] + pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)]
+        start = (start + 1) >> 1
+    return levels
+
+
+def border(levels: Levels) -> list[tuple[int, int, bytes]]:
+    """The complete aligned subtrees that make up the leaves of ``levels``, left to right, as
+    ``(level, index, hash)``: the range's nodes (``range_nodes``) with their hashes."""
     left: list[tuple[int, int, bytes]] = []
     right: list[tuple[int, int, bytes]] = []
-    level, nodes, start = 0, list(leaves), first
-    while nodes:
-        if start & 1:  # the first one has no left half here: a subtree of the border
+    for level, (start, nodes) in enumerate(levels):
+        if start & 1:  # no left half here
             left.append((level, start, nodes[0]))
-            nodes, start = nodes[1:], start + 1
-        if len(nodes) & 1:  # the last one has no right half here
-            right.append((level, start + len(nodes) - 1, nodes.pop()))
-        nodes = [h(b"\x01" + nodes[i] + nodes[i + 1]) for i in range(0, len(nodes), 2)]
-        level, start = level + 1, start >> 1
+        if (len(nodes) - (start & 1)) & 1:  # no right half here
+            right.append((level, start + len(nodes) - 1, nodes[-1]))
     return left + right[::-1]
+
+
+def subtrees(h: Hash, leaves: Sequence[bytes], first: int) -> list[tuple[int, int, bytes]]:
+    """The complete aligned subtrees ``leaves`` make (leaf indexes from ``first``), as ``border`` gives them."""
+    return border(node_levels(h, leaves, first))
 
 
 TILE_HEIGHT = 4  # a tile: the 16 nodes at the foot of a height-4 subtree and every node above them, below its root

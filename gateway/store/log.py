@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from itertools import pairwise, repeat
 from typing import Any
 
@@ -28,10 +29,12 @@ from gateway.exchange_log import (
 )
 from gateway.store.base import Connection, Database, log_head, pruned_through
 from gateway.store.model import LogFilter
+from gateway.store.tree import stored_tree_differs
 
-__all__ = ["PRUNE_UNIT", "ExchangeLogStore", "routed_seqs", "verify_stretch"]
+__all__ = ["PRUNE_UNIT", "STRETCHES_HOLD_BELOW", "ExchangeLogStore", "routed_seqs", "verify_stretch"]
 
 _VERIFY_STRETCH = 1 << 16  # entries a worker checks at a time (after the first, stretches are whole subtrees)
+STRETCHES_HOLD_BELOW = _VERIFY_STRETCH.bit_length()  # the levels of the stored tree a stretch holds to its entries
 PRUNE_UNIT = 1 << 8  # entries are pruned in whole tiles of 256 leaves, whose rows keep their hashes
 _PRUNE_STRETCH = 50_000 // PRUNE_UNIT * PRUNE_UNIT  # entries deleted a transaction
 _PARALLEL_FROM = 200_000  # logs from this size are verified in several processes
@@ -260,13 +263,14 @@ def verify_stretch(db: Connection, algorithm: str, first: int, last: int,
     every column and lets the entries of the tree be checked a column at a time (``check_bodies``);
     without it, or where it cannot build them, each row is read whole."""
     rows = bodies(db, first, last) if bodies is not None else None
+    tree = partial(stored_tree_differs, db)  # the tree proofs are read from, held to the entries
     if rows is None:
         cursor = db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
                             (first, last))
         links = ((row[0], row[-2], row[-1], row_canonical(row))
                  for rows in iter(lambda: cursor.fetchmany(5000), []) for row in rows)
-        return check_stretch(links, algorithm, first, last, chained=chained)
-    if first > chained and (stretch := check_bodies(rows, algorithm, first, last)) is not None:
+        return check_stretch(links, algorithm, first, last, chained=chained, tree=tree)
+    if first > chained and (stretch := check_bodies(rows, algorithm, first, last, tree)) is not None:
         return stretch
 
     def canonical(seq: int) -> bytes | None:
@@ -274,7 +278,7 @@ def verify_stretch(db: Connection, algorithm: str, first: int, last: int,
         return row_canonical(db.execute(f"SELECT {_COLUMNS} FROM exchange_log WHERE seq = ?", (seq,)).fetchone())
 
     return check_stretch(((seq, prev_hash, stored, body[1:]) for seq, prev_hash, stored, body in rows), algorithm,
-                         first, last, chained=chained, recheck=canonical)
+                         first, last, chained=chained, recheck=canonical, tree=tree)
 
 
 def routed_seqs(db: Connection, consumer: str, records: Sequence[tuple[str, str, int]]) -> list[int | None]:

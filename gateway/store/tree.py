@@ -14,6 +14,7 @@ from gateway.exchange_log import LOG_COLUMNS, changed_entry, row_entry
 from gateway.merkle import (
     TILE_HEIGHT,
     TILE_TIERS,
+    Levels,
     Range,
     compact,
     consistency_ranges,
@@ -32,7 +33,7 @@ from gateway.merkle import (
 )
 from gateway.store.base import Connection, Database
 
-__all__ = ["LogTree", "SignedCheckpoint"]
+__all__ = ["LogTree", "SignedCheckpoint", "stored_tree_differs"]
 
 _CATCH_UP = 20_000  # entries of a log written before the tree added to it a transaction
 _LEAVES = 1 << 48  # node ids below this are leaves (level 0)
@@ -54,6 +55,56 @@ def _from_tiles(rows: dict[int, bytes], leaves: Range) -> bytes | None:
         for tile, row in rows.items():
             if (found := in_tile(row, tile, nodes[0])) is not None:
                 return found
+    return None
+
+
+def _held(value: object) -> bytes | None:
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+
+
+def _altered(level: int, index: int, what: str) -> tuple[int, str]:
+    first = index << level
+    return first + 1, (f"the tree's {what} over entries {first + 1}-{first + (1 << level)} differs from what they "
+                       "make, or is missing: proofs of them would not hold (the tree was altered)")
+
+
+def _tile_row(levels: Levels, foot: int, index: int) -> bytes:
+    """The row of the tile ``index`` whose foot is at level ``foot``, as ``levels`` make it."""
+    parts: list[bytes] = []
+    for height in range(TILE_HEIGHT):
+        start, nodes = levels[foot + height]
+        at = (index << (TILE_HEIGHT - height)) - start
+        parts.extend(nodes[at:at + (1 << (TILE_HEIGHT - height))])
+    return b"".join(parts)
+
+
+def stored_tree_differs(db: Connection, levels: Levels) -> tuple[int, str] | None:
+    """Where the tree proofs are read from — its nodes and its tiles' rows — holds, over the
+    leaves of ``levels`` (``node_levels``), another hash than they make, or lacks one that every
+    tree holds (nodes from level 4 up, complete tiles): the first entry below it and why; ``None``
+    where it holds. Leaves are held only for entries written before the tree: checked where held."""
+    for level, (start, nodes) in enumerate(levels):
+        low = node_id((level, start))
+        found = {int(node) - low: _held(value) for node, value in db.execute(
+            "SELECT node, hash FROM log_tree WHERE node BETWEEN ? AND ?", (low, low + len(nodes) - 1))}
+        required = level >= TILE_HEIGHT
+        if (required and len(found) < len(nodes)) or any(value != nodes[i] for i, value in found.items()):
+            bad = next(i for i in range(len(nodes)) if found.get(i, None if required else nodes[i]) != nodes[i])
+            return _altered(level, start + bad, "node")
+    for tier in range(TILE_TIERS):
+        foot = TILE_HEIGHT * tier
+        if foot + TILE_HEIGHT > len(levels):
+            break
+        start, feet = levels[foot]
+        first, end = -(-start // 16), (start + len(feet)) // 16  # the tiles whose 16 feet are all here
+        if first >= end:
+            continue
+        rows = {int(tile) & (_LEAVES - 1): _held(value) for tile, value in db.execute(
+            "SELECT tile, hashes FROM log_tiles WHERE tile BETWEEN ? AND ?",
+            (tile_of(tier, first << foot << TILE_HEIGHT), tile_of(tier, (end - 1) << foot << TILE_HEIGHT)))}
+        for index in range(first, end):
+            if rows.get(index) != _tile_row(levels, foot, index):
+                return _altered(foot + TILE_HEIGHT, index, "tile")
     return None
 
 
@@ -168,6 +219,21 @@ class LogTree:
         nodes = range_nodes(0, size)
         with self.store.query() as db:
             return [(*node, value) for node, value in zip(nodes, self._hashes(db, nodes), strict=True)]
+
+    def upper_differs(self, size: int, from_level: int) -> tuple[int, str] | None:
+        """Where, in the tree of ``size`` entries, a node from ``from_level`` up is missing or is not
+        the parent of its two children as stored (those below are held to the entries themselves,
+        by ``stored_tree_differs``): the first entry below it and why; ``None`` where all hold."""
+        with self.store.query() as db:
+            rows = {int(node): _held(value) for node, value in db.execute(
+                "SELECT node, hash FROM log_tree WHERE node >= ?", (node_id((from_level - 1, 0)),))}
+        for level in range(from_level, size.bit_length()):
+            for index in range(size >> level):
+                parent = rows.get(node_id((level, index)))
+                left, right = rows.get(node_id((level - 1, 2 * index))), rows.get(node_id((level - 1, 2 * index + 1)))
+                if parent is None or left is None or right is None or self.hash(b"\x01" + left + right) != parent:
+                    return _altered(level, index, "node")
+        return None
 
     def inclusion(self, seq: int, size: int) -> tuple[bytes, list[bytes]]:
         """The leaf hash of entry ``seq`` and its audit path in the tree of ``size`` entries."""

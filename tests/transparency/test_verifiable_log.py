@@ -701,6 +701,50 @@ def test_the_tree_and_its_tiles_hold_on_either_backend(backend: Backend) -> None
     store.close()
 
 
+_TIER = 1 << 48  # a tile's id: its tier above its index; a node's id: its level above its index
+
+
+@pytest.mark.parametrize(("tamper", "parameters", "first_bad"), [
+    ("UPDATE log_tiles SET hashes = ? WHERE tile = 2", [bytes(30 * 32)], 33),  # a tile of 16 entries
+    ("UPDATE log_tiles SET hashes = ? WHERE tile = ?", [bytes(30 * 32), _TIER | 1], 257),  # of 256
+    ("DELETE FROM log_tiles WHERE tile = 5", [], 81),
+    ("UPDATE log_tree SET hash = ? WHERE node = ?", [bytes(32), 4 * _TIER + 3], 49),  # entries 49-64
+    ("DELETE FROM log_tree WHERE node = ?", [4 * _TIER + 3], 49),
+    ("UPDATE log_tree SET hash = ? WHERE node = ?", [bytes(32), 9 * _TIER], 1),  # entries 1-512
+])
+def test_a_tree_altered_in_the_store_is_found_by_verification(backend: Backend, tamper: str, parameters: list[Any],
+                                                              first_bad: int) -> None:
+    """Proofs are read from the stored tree, not from the entries: a tile or node changed or
+    removed there would give proofs that fail while every entry holds; verification holds every
+    stored hash to what the entries make, and names the first entry below the one altered."""
+    store = backend.open(log_hash="sha256")
+    for start in range(0, 600, 71):
+        store.log.append([LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", counterpart="sec", reason=f"n{n}")
+                          for n in range(start, min(start + 71, 600))])
+    assert list(store.log.verify(processes=1))[-1].ok
+    backend.execute(tamper, parameters)
+    found = list(store.log.verify(processes=1))[-1]
+    assert (found.ok, found.first_bad_seq) == (False, first_bad) and "the tree was altered" in str(found.reason)
+    store.close()
+
+
+def test_nodes_above_the_verified_stretches_are_held_to_their_children(tmp_path: Path) -> None:
+    """The few nodes above what one stretch of verification makes are each the parent of the two
+    below them, down to the stretches' own (here from level 6, over 64 entries, of a small log)."""
+    store = open_store(str(tmp_path / "s.db"), log_hash="sha256")
+    store.log.append([LogEntry("audit_query", "2026-11-01T00:00:00.000+00:00", reason=f"n{n}") for n in range(300)])
+    assert store.tree.upper_differs(300, 6) is None
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE log_tree SET hash = ? WHERE node = ?", (bytes(32), 7 * _TIER + 1))  # entries 129-256
+    assert store.tree.upper_differs(300, 6) == (129, "the tree's node over entries 129-256 differs from what they "
+                                                "make, or is missing: proofs of them would not hold (the tree was "
+                                                "altered)")
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("DELETE FROM log_tree WHERE node = ?", (6 * _TIER + 3,))  # a node itself missing: entries 193-256
+    assert store.tree.upper_differs(300, 6)[0] == 193  # type: ignore[index]  # the lowest level first
+    store.close()
+
+
 def test_the_border_kept_in_memory_never_outlives_what_was_committed(tmp_path: Path) -> None:
     """A gateway keeps the tree's right border between its appends; after its transaction rolled
     back and another gateway appended other entries up to the same size, it reads the tree again."""
