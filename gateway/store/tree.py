@@ -68,28 +68,35 @@ def _altered(level: int, index: int, what: str) -> tuple[int, str]:
                        "make, or is missing: proofs of them would not hold (the tree was altered)")
 
 
-def _tile_row(levels: Levels, foot: int, index: int) -> bytes:
-    """The row of the tile ``index`` whose foot is at level ``foot``, as ``levels`` make it."""
-    parts: list[bytes] = []
-    for height in range(TILE_HEIGHT):
-        start, nodes = levels[foot + height]
-        at = (index << (TILE_HEIGHT - height)) - start
-        parts.extend(nodes[at:at + (1 << (TILE_HEIGHT - height))])
-    return b"".join(parts)
+def _tile_rows(levels: Levels, foot: int, first: int, end: int) -> list[bytes]:
+    """The rows of the tiles ``first`` … ``end - 1`` whose foot is at level ``foot``, as ``levels``
+    make them: each its 16 foot nodes, then each level up to its root's two children."""
+    heights = range(TILE_HEIGHT)
+    joined = [b"".join(levels[foot + height][1]) for height in heights]  # a level's nodes, sliced below
+    starts = [levels[foot + height][0] for height in heights]
+    return [b"".join([joined[height][((index << (TILE_HEIGHT - height)) - starts[height]) * _HASH_SIZE:
+                                     (((index + 1) << (TILE_HEIGHT - height)) - starts[height]) * _HASH_SIZE]
+                      for height in heights]) for index in range(first, end)]
 
 
 def stored_tree_differs(db: Connection, levels: Levels) -> tuple[int, str] | None:
     """Where the tree proofs are read from — its nodes and its tiles' rows — holds, over the
     leaves of ``levels`` (``node_levels``), another hash than they make, or lacks one that every
     tree holds (nodes from level 4 up, complete tiles): the first entry below it and why; ``None``
-    where it holds. Leaves are held only for entries written before the tree: checked where held."""
+    where it holds. Leaves are held only for entries written before the tree: checked where held.
+    Each level and tier is compared whole (one query, one comparison); only one that differs is
+    searched for the place."""
     for level, (start, nodes) in enumerate(levels):
         low = node_id((level, start))
-        found = {int(node) - low: _held(value) for node, value in db.execute(
-            "SELECT node, hash FROM log_tree WHERE node BETWEEN ? AND ?", (low, low + len(nodes) - 1))}
+        span = (low, low + len(nodes) - 1)
+        rows = db.execute("SELECT hash FROM log_tree WHERE node BETWEEN ? AND ? ORDER BY node", span).fetchall()
         required = level >= TILE_HEIGHT
-        if (required and len(found) < len(nodes)) or any(value != nodes[i] for i, value in found.items()):
-            bad = next(i for i in range(len(nodes)) if found.get(i, None if required else nodes[i]) != nodes[i])
+        if (not rows and not required) or [r[0] for r in rows] == nodes:
+            continue
+        found = {int(node) - low: _held(value) for node, value in db.execute(
+            "SELECT node, hash FROM log_tree WHERE node BETWEEN ? AND ?", span)}
+        bad = next((i for i in range(len(nodes)) if found.get(i, None if required else nodes[i]) != nodes[i]), None)
+        if bad is not None:  # (else the leaves of some entries only: those written before the tree)
             return _altered(level, start + bad, "node")
     for tier in range(TILE_TIERS):
         foot = TILE_HEIGHT * tier
@@ -99,12 +106,15 @@ def stored_tree_differs(db: Connection, levels: Levels) -> tuple[int, str] | Non
         first, end = -(-start // 16), (start + len(feet)) // 16  # the tiles whose 16 feet are all here
         if first >= end:
             continue
-        rows = {int(tile) & (_LEAVES - 1): _held(value) for tile, value in db.execute(
-            "SELECT tile, hashes FROM log_tiles WHERE tile BETWEEN ? AND ?",
-            (tile_of(tier, first << foot << TILE_HEIGHT), tile_of(tier, (end - 1) << foot << TILE_HEIGHT)))}
-        for index in range(first, end):
-            if rows.get(index) != _tile_row(levels, foot, index):
-                return _altered(foot + TILE_HEIGHT, index, "tile")
+        made = _tile_rows(levels, foot, first, end)
+        span = (tile_of(tier, first << foot << TILE_HEIGHT), tile_of(tier, (end - 1) << foot << TILE_HEIGHT))
+        rows = db.execute("SELECT hashes FROM log_tiles WHERE tile BETWEEN ? AND ? ORDER BY tile", span).fetchall()
+        if [r[0] for r in rows] == made:
+            continue
+        held = {int(tile) & (_LEAVES - 1): _held(value) for tile, value in db.execute(
+            "SELECT tile, hashes FROM log_tiles WHERE tile BETWEEN ? AND ?", span)}
+        bad = next(i for i in range(first, end) if held.get(i) != made[i - first])
+        return _altered(foot + TILE_HEIGHT, bad, "tile")
     return None
 
 
