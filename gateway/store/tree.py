@@ -308,6 +308,8 @@ class LogTree:
         if 1 <= size <= self._known:
             return
         held = self._known = int(db.execute("SELECT seq FROM progress WHERE name = 'tree'").fetchone()[0])
+        if not held:
+            raise ParameterError(f"日志为空 / the log is empty: there is no tree of {size} entries to prove")
         if not 1 <= size <= held:
             raise ParameterError(f"树的大小应在 1 到 {held} 之间 / a tree size must be between 1 and {held}, the log's "
                                  f"size now (not {size})")

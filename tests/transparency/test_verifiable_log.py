@@ -255,6 +255,13 @@ async def test_every_entry_is_proved_in_a_signed_tree_whose_root_pymerkle_comput
                           bearer=AUDITOR_TOKEN))[0] == 400
 
 
+async def test_a_proof_asked_of_an_empty_log_says_it_is_empty(gw: Signed) -> None:
+    status, body = await gw.call("GET", "/v1/audit/proof/consistency?first=1&second=1", bearer=AUDITOR_TOKEN)
+    assert status == 400 and "the log is empty" in body["error"]["message"], body
+    status, body = await gw.call("GET", "/v1/audit/checkpoint", bearer=AUDITOR_TOKEN)
+    assert status == 404 and "the log is empty" in body["error"]["message"], body
+
+
 @pytest.mark.parametrize(("path", "named"), [
     ("/v1/audit/receipt", "seq"), ("/v1/audit/proof/inclusion", "seq"),
     ("/v1/audit/proof/inclusion?seq=3&tree_size=2", "seq"),
