@@ -20,7 +20,6 @@ from gateway.config import Config, WitnessConfig
 from gateway.exceptions import ConfigError, LogIntegrityError, NotFoundError, ParameterError, Refusal
 from gateway.exchange_log import ChainCheck
 from gateway.signing import LogKey, checkpoint_text, cosignature_holds, open_signed
-from gateway.store.log import STRETCHES_HOLD_BELOW
 from gateway.store.runner import StoreRunner
 from gateway.store.sql import SQLStore
 from gateway.store.tree import LogTree, SignedCheckpoint
@@ -163,7 +162,7 @@ def held_to_tree(store: SQLStore, outcome: ChainCheck, key: VerifierKey | None, 
         # the entries verified must be the one proofs are read from, and the signed one extend it
         if store.tree.root(size) != outcome.root:
             return failed("the tree proofs are read from differs from the entries (its nodes were altered)")
-        if (upper := store.tree.upper_differs(size, STRETCHES_HOLD_BELOW)) is not None:
+        if (upper := store.tree.upper_differs(size)) is not None:
             return failed(upper[1], upper[0])
         latest = store.tree.checkpoint()
         if latest is None:

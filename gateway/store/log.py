@@ -31,10 +31,9 @@ from gateway.store.base import Connection, Database, log_head, pruned_through
 from gateway.store.model import LogFilter
 from gateway.store.tree import stored_tree_differs
 
-__all__ = ["PRUNE_UNIT", "STRETCHES_HOLD_BELOW", "ExchangeLogStore", "routed_seqs", "verify_stretch"]
+__all__ = ["PRUNE_UNIT", "ExchangeLogStore", "routed_seqs", "verify_stretch"]
 
 _VERIFY_STRETCH = 1 << 16  # entries a worker checks at a time (after the first, stretches are whole subtrees)
-STRETCHES_HOLD_BELOW = _VERIFY_STRETCH.bit_length()  # the levels of the stored tree a stretch holds to its entries
 PRUNE_UNIT = 1 << 8  # entries are pruned in whole tiles of 256 leaves, whose rows keep their hashes
 _PRUNE_STRETCH = 50_000 // PRUNE_UNIT * PRUNE_UNIT  # entries deleted a transaction
 _PARALLEL_FROM = 200_000  # logs from this size are verified in several processes

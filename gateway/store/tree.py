@@ -43,6 +43,7 @@ _TILE_ROOTS = {TILE_HEIGHT * (tier + 1) for tier in range(TILE_TIERS)}  # the le
 # the tiles above a leaf, lowest tier first (a tier is the high bits of a tile's id)
 _TILES_SQL = {n: f"SELECT tile, hashes FROM log_tiles WHERE tile IN ({', '.join('?' * n)}) ORDER BY tile"
               for n in range(1, TILE_TIERS + 1)}
+_ABOVE_TILES = TILE_HEIGHT * TILE_TIERS + 1  # nodes from level 9 up: held to their children when verified
 _UPPER = 8 << 48  # nodes from level 8 up (subtrees of 256 entries and more) are kept in memory once read…
 _UPPER_KEPT = 500_000  # …up to this many (a log of some 100 million entries)
 _PATHS_KEPT = 100_000  # audit paths above nodes from level 8 up kept (two for each tile of a log of 12 million)
@@ -230,10 +231,12 @@ class LogTree:
         with self.store.query() as db:
             return [(*node, value) for node, value in zip(nodes, self._hashes(db, nodes), strict=True)]
 
-    def upper_differs(self, size: int, from_level: int) -> tuple[int, str] | None:
+    def upper_differs(self, size: int, from_level: int = _ABOVE_TILES) -> tuple[int, str] | None:
         """Where, in the tree of ``size`` entries, a node from ``from_level`` up is missing or is not
-        the parent of its two children as stored (those below are held to the entries themselves,
-        by ``stored_tree_differs``): the first entry below it and why; ``None`` where all hold."""
+        the parent of its two children as stored: the first entry below it and why; ``None`` where
+        all hold. With the nodes below held to the entries by ``stored_tree_differs``, stretch by
+        stretch, this holds those above any stretch (a few thousand in a log of millions), whatever
+        a stretch's size, and those over entries pruned."""
         with self.store.query() as db:
             rows = {int(node): _held(value) for node, value in db.execute(
                 "SELECT node, hash FROM log_tree WHERE node >= ?", (node_id((from_level - 1, 0)),))}
