@@ -77,9 +77,16 @@ class NotFoundError(Refusal):
     """An item the request names is not there, or not the caller's to see (404: the same answer
     either way, so that nobody learns of another party's items)."""
 
-    def __init__(self, what: str) -> None:
-        super().__init__(404, "not_found", f"没有 {what} / no {what!r} of yours")
+    def __init__(self, what: str, *, said: tuple[str, str] | None = None) -> None:
+        """``what``: the id the request named; or ``said``, what is missing in Chinese and in English."""
+        super().__init__(404, "not_found", f"没有{said[0]} / no {said[1]}" if said else
+                         f"没有 {what} / no {what!r} of yours")
         self.what = what
+
+    @classmethod
+    def of_entry(cls, seq: int) -> NotFoundError:
+        """An exchange-log entry not there (or not the caller's to see)."""
+        return cls(f"entry {seq}", said=(f"第 {seq} 条日志条目", f"log entry {seq}"))
 
 
 class ArchivedError(Refusal):

@@ -97,7 +97,7 @@ class Checkpoints:
             latest = await self.sign()
         if latest is None or latest.size < seq:
             if seq > await self.runner.call(self.tree.size):
-                raise NotFoundError(f"entry {seq}")
+                raise NotFoundError.of_entry(seq)
             # the log is signed by another gateway's key: its next checkpoint will cover the entry
             raise Refusal(503, "checkpoint_pending", f"检查点尚未覆盖该条目 / no signed checkpoint covers entry {seq} "
                           f"yet: ask again in {self.every:g} s", retry_after=math.ceil(self.every))
@@ -108,7 +108,8 @@ class Checkpoints:
         cosignature kept appended, and its parts."""
         checkpoint = await self.runner.call(self.tree.checkpoint, size) if size else await self.sign()
         if checkpoint is None:
-            raise NotFoundError("a checkpoint" + (f" of size {size}" if size else " (the log is empty)"))
+            raise NotFoundError(str(size), said=(f"大小为 {size} 的检查点", f"checkpoint of size {size}") if size
+                                else ("检查点：日志为空", "checkpoint: the log is empty"))
         lines = await self.runner.call(self.tree.cosignatures, checkpoint.size)
         return {"origin": self.key.name, "tree_size": checkpoint.size, "signed_at": checkpoint.at,
                 "signer": checkpoint.signer, "checkpoint": checkpoint.note,
@@ -119,7 +120,7 @@ class Checkpoints:
         ``ParameterError`` if no configured witness made it or it does not verify."""
         checkpoint = await self.runner.call(self.tree.checkpoint, size)
         if checkpoint is None:
-            raise NotFoundError(f"a checkpoint of size {size}")
+            raise NotFoundError(str(size), said=(f"大小为 {size} 的检查点", f"checkpoint of size {size}"))
         name = line.removeprefix("\u2014 ").rpartition(" ")[0]
         key = self.witnesses.get(name)
         if key is None:

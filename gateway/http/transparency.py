@@ -57,11 +57,11 @@ async def inclusion(request: web.Request) -> web.Response:
     if entry is None:
         through = (await store.call(store.store.log.pruned))[0]
         if seq > through:
-            raise NotFoundError(f"entry {seq}")
+            raise NotFoundError.of_entry(seq)
         if request[IDENTITY].role == "connector":  # whose it was, only the archive tells
             raise ArchivedError(seq, through)
     elif not _may_see(request, entry):
-        raise NotFoundError(f"entry {seq}")
+        raise NotFoundError.of_entry(seq)
     leaf, path = await store.call(store.store.tree.inclusion, seq, size)
     return json_response({"seq": seq, "leaf_index": seq - 1, "tree_size": size, "leaf_hash": leaf.hex(),
                           "audit_path": [p.hex() for p in path]})
@@ -91,8 +91,11 @@ async def receipt(request: web.Request) -> web.Response:
                              as_consumer=side == "consumer")
     if entry is None:
         through = (await store.call(store.store.log.pruned))[0]
-        pruned = f" (entries 1-{through} are archived and pruned from the store)" if through else ""
-        raise NotFoundError(f"a receipt of record {record_id!r} for you as its {side}{pruned}")
+        pruned = (f"（第 1-{through} 条已归档并删除）", f" (entries 1-{through} are archived and pruned "
+                                                    "from the store)") if through else ("", "")
+        role = {"producer": "报送方", "consumer": "接收方"}[side]
+        raise NotFoundError(record_id, said=(f"你作为{role}的记录 {record_id!r} 的回执{pruned[0]}",
+                                             f"receipt of record {record_id!r} for you as its {side}{pruned[1]}"))
     return json_response(await _receipt(request, entry))
 
 
@@ -119,7 +122,7 @@ async def entry_receipt(request: web.Request) -> web.Response:
     if entry is None and seq <= (through := (await store.call(store.store.log.pruned))[0]):
         raise ArchivedError(seq, through)
     if entry is None or not _may_see(request, entry):
-        raise NotFoundError(f"entry {seq}")
+        raise NotFoundError.of_entry(seq)
     return json_response(await _receipt(request, entry))
 
 

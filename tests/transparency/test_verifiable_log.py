@@ -261,6 +261,12 @@ async def test_a_proof_asked_of_an_empty_log_says_it_is_empty(gw: Signed) -> Non
     assert status == 400 and "the log is empty" in body["error"]["message"], body
     status, body = await gw.call("GET", "/v1/audit/checkpoint", bearer=AUDITOR_TOKEN)
     assert status == 404 and "the log is empty" in body["error"]["message"], body
+    # what is missing said in both languages, each in its own words
+    status, body = await gw.call("GET", "/v1/audit/proof/inclusion?seq=999", bearer=AUDITOR_TOKEN)
+    assert (status, body["error"]["message"]) == (404, "没有第 999 条日志条目 / no log entry 999"), body
+    status, body = await gw.call("GET", "/v1/records/in-9/receipt?as=consumer", connector="jinan")
+    assert (status, body["error"]["message"]) == (404, "没有你作为接收方的记录 'in-9' 的回执 / no receipt of record "
+                                                       "'in-9' for you as its consumer"), body
 
 
 @pytest.mark.parametrize(("path", "named"), [
