@@ -17,8 +17,9 @@ Usage::
 
 The exit status is 0 when the receipt holds, 1 when it does not (the reason printed), 2 when
 the files cannot be read, or could be read two ways (a field named twice in one object). A
-byte-order mark, and Windows line ends in a kept checkpoint, are undone. Logs hashed with SM3, or signed with SM2, are checked by
-``supex log check-receipt``; the functions here take any hash, for that command's sake.
+byte-order mark, and Windows line ends in a kept checkpoint, are undone. Logs hashed with SM3,
+or signed with SM2, are checked by ``supex log check-receipt``; the functions here take any hash,
+for that command's sake.
 
 This file is self-contained on purpose: copy it where you like.
 """
