@@ -88,6 +88,12 @@ class NotFoundError(Refusal):
         """An exchange-log entry not there (or not the caller's to see)."""
         return cls(f"entry {seq}", said=(f"第 {seq} 条日志条目", f"log entry {seq}"))
 
+    @classmethod
+    def of_checkpoint(cls, size: int) -> NotFoundError:
+        """No checkpoint signed at ``size`` (``0``: none at all, the log being empty)."""
+        return cls(str(size), said=(f"大小为 {size} 的检查点", f"checkpoint of size {size}") if size
+                   else ("检查点：日志为空", "checkpoint: the log is empty"))
+
 
 class ArchivedError(Refusal):
     """An exchange-log entry archived and pruned from the store (410): a bundle of the log's

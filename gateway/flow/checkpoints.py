@@ -108,8 +108,7 @@ class Checkpoints:
         cosignature kept appended, and its parts."""
         checkpoint = await self.runner.call(self.tree.checkpoint, size) if size else await self.sign()
         if checkpoint is None:
-            raise NotFoundError(str(size), said=(f"大小为 {size} 的检查点", f"checkpoint of size {size}") if size
-                                else ("检查点：日志为空", "checkpoint: the log is empty"))
+            raise NotFoundError.of_checkpoint(size or 0)
         lines = await self.runner.call(self.tree.cosignatures, checkpoint.size)
         return {"origin": self.key.name, "tree_size": checkpoint.size, "signed_at": checkpoint.at,
                 "signer": checkpoint.signer, "checkpoint": checkpoint.note,
@@ -120,7 +119,7 @@ class Checkpoints:
         ``ParameterError`` if no configured witness made it or it does not verify."""
         checkpoint = await self.runner.call(self.tree.checkpoint, size)
         if checkpoint is None:
-            raise NotFoundError(str(size), said=(f"大小为 {size} 的检查点", f"checkpoint of size {size}"))
+            raise NotFoundError.of_checkpoint(size)
         name = line.removeprefix("\u2014 ").rpartition(" ")[0]
         key = self.witnesses.get(name)
         if key is None:
